@@ -1,0 +1,2 @@
+DROP TABLE app_user;
+DROP TABLE product;

@@ -1,0 +1,237 @@
+//! Settings, layered: `config/default.toml`, then `config/$PAYMALL_ENV.toml` if it exists,
+//! then `PAYMALL__<SECTION>__<KEY>` environment variables. Every key is documented in the
+//! README; an unknown, missing or malformed key stops start-up with a message naming it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub weixin: WeixinSettings,
+    pub alipay: AlipaySettings,
+    pub sandbox: SandboxSettings,
+    pub compensation: CompensationSettings,
+    pub admin: AdminSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// `host:port`; port 0 picks a free port (the log says which).
+    pub bind: String,
+    /// The URL shoppers and the platforms reach us at; empty means `http://<bound address>`.
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: Secret,
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeixinSettings {
+    pub app_id: String,
+    pub app_secret: Secret,
+    pub token: Secret,
+    pub original_id: String,
+    pub encoding_aes_key: Secret,
+    pub api_base_url: String,
+    pub qrcode_show_url: String,
+    pub login_template_id: String,
+    pub paid_template_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlipaySettings {
+    pub app_id: String,
+    pub seller_id: String,
+    pub gateway_url: String,
+    pub merchant_private_key_path: PathBuf,
+    pub alipay_public_key_path: PathBuf,
+    pub notify_url: String,
+    pub return_url: String,
+    pub pay_timeout_minutes: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSettings {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompensationSettings {
+    pub interval_secs: u64,
+    pub query_after_secs: u64,
+    pub close_after_minutes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// A value that must never reach a log: `Debug` prints a placeholder.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// Which environment file to layer over the defaults (`PAYMALL_ENV`, e.g. `prod`).
+pub fn environment_name() -> Option<String> {
+    std::env::var("PAYMALL_ENV").ok().filter(|v| !v.is_empty())
+}
+
+/// Where the config files are: `PAYMALL_CONFIG_DIR`, else `./config`.
+pub fn config_dir() -> PathBuf {
+    std::env::var_os("PAYMALL_CONFIG_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("config"))
+}
+
+impl Settings {
+    /// Reads the process's own configuration (files and environment).
+    pub fn load() -> Result<Settings, ConfigError> {
+        Settings::load_from(&config_dir(), environment_name().as_deref(), None)
+    }
+
+    /// Reads `dir/default.toml`, then `dir/{environment}.toml`, then the environment variables
+    /// (`env_vars` replaces the process environment, for tests).
+    pub fn load_from(
+        dir: &Path,
+        environment: Option<&str>,
+        env_vars: Option<HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder =
+            config::Config::builder().add_source(config::File::from(dir.join("default.toml")).required(true));
+        if let Some(name) = environment {
+            builder =
+                builder.add_source(config::File::from(dir.join(format!("{name}.toml"))).required(false));
+        }
+        let settings: Settings = builder
+            .add_source(
+                config::Environment::with_prefix("PAYMALL")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(env_vars),
+            )
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.to_owned() });
+        if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
+            return invalid("server.bind", "expected host:port, e.g. 127.0.0.1:8080");
+        }
+        if !self.server.public_url.is_empty() && !is_http_url(&self.server.public_url) {
+            return invalid("server.public_url", "expected an http:// or https:// URL, or empty");
+        }
+        if self.database.url.is_empty() {
+            return invalid("database.url", "must not be empty");
+        }
+        if self.database.pool_size == 0 {
+            return invalid("database.pool_size", "must be at least 1");
+        }
+        if self.alipay.pay_timeout_minutes == 0 {
+            return invalid("alipay.pay_timeout_minutes", "must be at least 1");
+        }
+        if self.compensation.interval_secs == 0 {
+            return invalid("compensation.interval_secs", "must be at least 1");
+        }
+        if !self.sandbox.enabled {
+            let required = [
+                ("weixin.app_id", self.weixin.app_id.is_empty()),
+                ("weixin.app_secret", self.weixin.app_secret.is_empty()),
+                ("weixin.token", self.weixin.token.is_empty()),
+                ("weixin.api_base_url", self.weixin.api_base_url.is_empty()),
+                ("weixin.qrcode_show_url", self.weixin.qrcode_show_url.is_empty()),
+                ("alipay.app_id", self.alipay.app_id.is_empty()),
+                ("alipay.seller_id", self.alipay.seller_id.is_empty()),
+                ("alipay.gateway_url", self.alipay.gateway_url.is_empty()),
+                ("admin.password", self.admin.password.is_empty()),
+            ];
+            if let Some((key, _)) = required.into_iter().find(|(_, missing)| *missing) {
+                return invalid(key, "must be set when the sandbox is off");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_http_url(value: &str) -> bool {
+    value.starts_with("http://") || value.starts_with("https://")
+}
+
+impl Settings {
+    /// Fills the values that depend on where we listen or that the sandbox provides: an empty
+    /// `server.public_url` becomes `http://<bound address>`, empty callback URLs point at our
+    /// own routes, and with the sandbox on, empty gateway URLs and credentials point at it.
+    pub fn resolve(mut self, bound: std::net::SocketAddr) -> Settings {
+        if self.server.public_url.is_empty() {
+            let host =
+                if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
+            self.server.public_url = format!("http://{host}:{}", bound.port());
+        }
+        let public = self.server.public_url.trim_end_matches('/').to_owned();
+        self.server.public_url = public.clone();
+        fill(&mut self.alipay.notify_url, || format!("{public}/api/v1/alipay/alipay_notify_url"));
+        fill(&mut self.alipay.return_url, || format!("{public}/orders/return"));
+        if self.sandbox.enabled {
+            fill(&mut self.weixin.api_base_url, || format!("{public}/sandbox/weixin"));
+            fill(&mut self.weixin.qrcode_show_url, || format!("{public}/sandbox/weixin/cgi-bin/showqrcode"));
+            fill(&mut self.alipay.gateway_url, || format!("{public}/sandbox/alipay/gateway.do"));
+            if self.weixin.app_secret.is_empty() {
+                self.weixin.app_secret = Secret::new(crate::random::token_hex(16));
+            }
+            if self.weixin.token.is_empty() {
+                self.weixin.token = Secret::new(crate::random::token_hex(16));
+            }
+        }
+        self
+    }
+}
+
+fn fill(value: &mut String, default: impl FnOnce() -> String) {
+    if value.is_empty() {
+        *value = default();
+    }
+}

@@ -1,0 +1,37 @@
+use actix_web::{HttpResponse, web};
+use askama::Template;
+
+use super::{Nav, filters, render};
+use crate::error::AppError;
+use crate::models::product::Product;
+use crate::services::catalogue;
+use crate::state::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(list)).route("/products/{product_id}", web::get().to(detail));
+}
+
+#[derive(Template)]
+#[template(path = "products.html")]
+struct ProductsPage {
+    nav: Nav,
+    products: Vec<Product>,
+}
+
+#[derive(Template)]
+#[template(path = "product.html")]
+struct ProductPage {
+    nav: Nav,
+    product: Product,
+}
+
+async fn list(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    let products = state.db(catalogue::products_on_sale).await?;
+    render(&ProductsPage { nav: Nav::default(), products })
+}
+
+async fn detail(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let product_id = path.into_inner();
+    let product = state.db(move |conn| catalogue::product(conn, &product_id)).await?;
+    render(&ProductPage { nav: Nav::default(), product })
+}

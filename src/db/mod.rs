@@ -1,0 +1,168 @@
+//! The database: one connection type over SQLite and PostgreSQL, chosen by the URL, an r2d2
+//! pool, and the migrations of each backend embedded in the binary.
+
+pub mod schema;
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, PooledConnection, R2D2Connection};
+use diesel::{Connection, ConnectionError, PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Per-connection SQLite settings; WAL is set once on the file before the pool exists.
+const SQLITE_CONNECTION_PRAGMAS: &str =
+    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;";
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type DbPool = Pool<DbManager>;
+pub type PooledConn = PooledConnection<DbManager>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot open the {backend} database {location}: {source}")]
+    Connect { backend: Backend, location: String, source: ConnectionError },
+    #[error("cannot prepare the database {location}: {reason}")]
+    Prepare { location: String, reason: String },
+    #[error("cannot build the connection pool: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+}
+
+/// Where the data lives, parsed from `database.url`: `postgres://...`, `postgresql://...`,
+/// `sqlite://PATH` or a plain path.
+#[derive(Clone)]
+pub struct DatabaseLocation {
+    pub backend: Backend,
+    target: String,
+}
+
+impl DatabaseLocation {
+    pub fn parse(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            DatabaseLocation { backend: Backend::Postgres, target: url.to_owned() }
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            DatabaseLocation { backend: Backend::Sqlite, target: path.to_owned() }
+        }
+    }
+
+    /// The location with any password removed, fit for logs and error messages.
+    pub fn redacted(&self) -> String {
+        match self.backend {
+            Backend::Sqlite => self.target.clone(),
+            Backend::Postgres => match (self.target.find("://"), self.target.rfind('@')) {
+                (Some(scheme_end), Some(at)) if at > scheme_end => {
+                    let credentials = &self.target[scheme_end + 3..at];
+                    let user = credentials.split(':').next().unwrap_or("");
+                    format!("{}{user}:***{}", &self.target[..scheme_end + 3], &self.target[at..])
+                }
+                _ => self.target.clone(),
+            },
+        }
+    }
+
+    fn establish(&self) -> Result<DbConn, DbError> {
+        let connected = match self.backend {
+            Backend::Postgres => PgConnection::establish(&self.target).map(DbConn::Pg),
+            Backend::Sqlite => SqliteConnection::establish(&self.target).map(DbConn::Sqlite),
+        };
+        connected.map_err(|source| DbError::Connect {
+            backend: self.backend,
+            location: self.redacted(),
+            source,
+        })
+    }
+}
+
+/// Opens connections of the one backend the URL names, so a failure reports the backend's own
+/// reason (diesel's generic MultiConnection manager would only say "invalid connection url").
+pub struct DbManager {
+    location: DatabaseLocation,
+}
+
+impl ManageConnection for DbManager {
+    type Connection = DbConn;
+    type Error = DbError;
+
+    fn connect(&self) -> Result<DbConn, DbError> {
+        self.location.establish()
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), DbError> {
+        conn.ping()
+            .map_err(|e| DbError::Prepare { location: self.location.redacted(), reason: e.to_string() })
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<DbConn, DbError> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConn) -> Result<(), DbError> {
+        if let DbConn::Sqlite(c) = conn {
+            c.batch_execute(SQLITE_CONNECTION_PRAGMAS)
+                .map_err(|e| DbError::Prepare { location: "sqlite".into(), reason: e.to_string() })?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens the database once (creating a SQLite file and its folder if needed), switches SQLite
+/// to WAL, runs pending migrations, and returns how many ran.
+pub fn prepare(location: &DatabaseLocation) -> Result<usize, DbError> {
+    let prepare_error = |reason: String| DbError::Prepare { location: location.redacted(), reason };
+    if location.backend == Backend::Sqlite
+        && let Some(parent) = Path::new(&location.target).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| prepare_error(e.to_string()))?;
+    }
+    let mut conn = location.establish()?;
+    let applied = match &mut conn {
+        DbConn::Sqlite(c) => {
+            c.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")
+                .map_err(|e| prepare_error(e.to_string()))?;
+            c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len())
+        }
+        DbConn::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+    };
+    applied.map_err(|e| prepare_error(format!("migration failed: {e}")))
+}
+
+pub fn build_pool(location: &DatabaseLocation, max_size: u32) -> Result<DbPool, DbError> {
+    let pool = Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(10))
+        .connection_customizer(Box::new(SqlitePragmas))
+        .build(DbManager { location: location.clone() })?;
+    Ok(pool)
+}

@@ -1,0 +1,171 @@
+//! One error type for the whole request path, with one policy:
+//! - a page gets the HTML error page for the status, with a short message a shopper can act on;
+//! - anything under `/api` gets the original project's envelope `{code, info, data: null}`
+//!   (`0002` bad argument, `0003` not logged in, `0001` everything else) via [`api_envelope`];
+//! - server-side failures (5xx) are logged once, here, with their cause; the client never sees
+//!   the cause.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::ContentType;
+use actix_web::{HttpResponse, ResponseError};
+use askama::Template;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("please log in first")]
+    NotLoggedIn,
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request is valid but the state does not allow it (sold out, already paid, ...).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    /// An outside platform (WeChat, Alipay) failed or could not be reached.
+    #[error("{0}")]
+    Gateway(String),
+    #[error("the service is busy, please try again")]
+    Unavailable(String),
+    #[error("something went wrong on our side")]
+    Internal(String),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        AppError::Internal(cause.to_string())
+    }
+
+    /// The envelope code of the original API.
+    pub fn api_code(&self) -> &'static str {
+        match self {
+            AppError::BadRequest(_) | AppError::PayloadTooLarge => "0002",
+            AppError::NotLoggedIn => "0003",
+            _ => "0001",
+        }
+    }
+
+    /// The cause kept for the log, when there is more to say than the public message.
+    fn cause(&self) -> Option<&str> {
+        match self {
+            AppError::Unavailable(c) | AppError::Internal(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(e: diesel::result::Error) -> Self {
+        match e {
+            diesel::result::Error::NotFound => AppError::NotFound("not found".into()),
+            other => AppError::Internal(format!("database: {other}")),
+        }
+    }
+}
+
+impl From<crate::db::DbError> for AppError {
+    fn from(e: crate::db::DbError) -> Self {
+        AppError::Unavailable(e.to_string())
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for AppError {
+    fn from(e: diesel::r2d2::PoolError) -> Self {
+        AppError::Unavailable(format!("database pool: {e}"))
+    }
+}
+
+impl From<actix_web::error::BlockingError> for AppError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        AppError::Internal(format!("blocking task: {e}"))
+    }
+}
+
+impl From<askama::Error> for AppError {
+    fn from(e: askama::Error) -> Self {
+        AppError::Internal(format!("template: {e}"))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    status: u16,
+    title: &'a str,
+    message: String,
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::NotLoggedIn => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Gateway(_) => StatusCode::BAD_GATEWAY,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            log::error!("{status}: {self} ({})", self.cause().unwrap_or("no further cause"));
+        }
+        let page = ErrorPage {
+            status: status.as_u16(),
+            title: status.canonical_reason().unwrap_or("Error"),
+            message: self.to_string(),
+        };
+        let body = page.render().unwrap_or_else(|_| format!("<h1>{status}</h1>"));
+        HttpResponse::build(status).content_type(ContentType::html()).body(body)
+    }
+}
+
+/// The JSON envelope of the original API: `{"code":"0000","info":"调用成功","data":...}`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Envelope<T> {
+    pub code: String,
+    pub info: String,
+    pub data: Option<T>,
+}
+
+impl<T: serde::Serialize> Envelope<T> {
+    pub fn ok(data: T) -> HttpResponse {
+        HttpResponse::Ok()
+            .json(Envelope { code: "0000".into(), info: "调用成功".into(), data: Some(data) })
+    }
+}
+
+/// Middleware for the `/api` scope: turns any error response that carries an [`AppError`] (or
+/// any other actix error) into the envelope, keeping the HTTP status.
+pub async fn api_envelope(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let status = res.status();
+    let envelope = match res.response().error() {
+        Some(err) => match err.as_error::<AppError>() {
+            Some(app) => Some((app.api_code(), app.to_string())),
+            None => Some((if status.is_client_error() { "0002" } else { "0001" }, err.to_string())),
+        },
+        None if status == StatusCode::NOT_FOUND => Some(("0001", "no such API".to_owned())),
+        None => None,
+    };
+    Ok(match envelope {
+        Some((code, info)) => {
+            let body = Envelope::<()> { code: code.into(), info, data: None };
+            res.into_response(HttpResponse::build(status).json(body))
+        }
+        None => res.map_into_boxed_body(),
+    })
+}

@@ -1,0 +1,12 @@
+//! paymall: a web shop with WeChat QR login and Alipay page payment.
+
+pub mod config;
+pub mod controllers;
+pub mod db;
+pub mod error;
+pub mod models;
+pub mod money;
+pub mod random;
+pub mod services;
+pub mod startup;
+pub mod state;

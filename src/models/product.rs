@@ -1,0 +1,35 @@
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConn;
+use crate::db::schema::product;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = product)]
+pub struct Product {
+    pub product_id: String,
+    pub name: String,
+    pub description: String,
+    pub price_cents: i64,
+    pub stock: i64,
+    pub on_sale: bool,
+    pub image_url: String,
+    pub sort_order: i32,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl Product {
+    /// What the shop window shows: products on sale, in the shop's order.
+    pub fn list_on_sale(conn: &mut DbConn) -> QueryResult<Vec<Product>> {
+        product::table
+            .filter(product::on_sale.eq(true))
+            .order((product::sort_order.asc(), product::product_id.asc()))
+            .select(Product::as_select())
+            .load(conn)
+    }
+
+    pub fn find(conn: &mut DbConn, product_id: &str) -> QueryResult<Option<Product>> {
+        product::table.find(product_id).select(Product::as_select()).first(conn).optional()
+    }
+}

@@ -1,0 +1,4 @@
+//! Business rules. Services take a database connection (and gateways where they need the
+//! outside world); they never see HTTP types.
+
+pub mod catalogue;

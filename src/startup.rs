@@ -1,0 +1,113 @@
+//! Builds the application: binds the listener first (so port 0 works), prepares the database,
+//! and registers the routes of each area.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::error::{JsonPayloadError, UrlencodedError};
+use actix_web::http::header;
+use actix_web::middleware::{DefaultHeaders, Logger, from_fn};
+use actix_web::{App, HttpRequest, HttpServer, web};
+
+use crate::config::Settings;
+use crate::controllers;
+use crate::db::{self, DatabaseLocation};
+use crate::error::{AppError, api_envelope};
+use crate::state::AppState;
+
+/// Bodies larger than this are refused before any handler sees them.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {bind}: {source}")]
+    Bind { bind: String, source: std::io::Error },
+    #[error(transparent)]
+    Database(#[from] db::DbError),
+}
+
+pub struct Application {
+    port: u16,
+    settings: Arc<Settings>,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let bind_error = |source| StartupError::Bind { bind: settings.server.bind.clone(), source };
+        let listener = TcpListener::bind(&settings.server.bind).map_err(bind_error)?;
+        let address = listener.local_addr().map_err(bind_error)?;
+        let settings = Arc::new(settings.resolve(address));
+
+        let location = DatabaseLocation::parse(settings.database.url.expose());
+        let applied = db::prepare(&location)?;
+        let pool = db::build_pool(&location, settings.database.pool_size)?;
+        log::info!(
+            "paymall listening on http://{address} (public URL {}), database {} at {} ({applied} migrations applied), sandbox {}",
+            settings.server.public_url,
+            location.backend,
+            location.redacted(),
+            if settings.sandbox.enabled { "on" } else { "off" },
+        );
+
+        let state = web::Data::new(AppState { pool, settings: settings.clone() });
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                .app_data(web::FormConfig::default().limit(MAX_BODY_BYTES).error_handler(form_error))
+                .app_data(web::JsonConfig::default().limit(MAX_BODY_BYTES).error_handler(json_error))
+                .service(web::scope("/api").wrap(from_fn(api_envelope)).configure(controllers::api_routes))
+                .service(
+                    web::scope("/public")
+                        .wrap(DefaultHeaders::new().add((header::CACHE_CONTROL, "public, max-age=3600")))
+                        .service(actix_files::Files::new("", "public")),
+                )
+                .configure(controllers::page_routes)
+                .default_service(web::to(controllers::not_found))
+        })
+        .listen(listener)
+        .map_err(|source| StartupError::Bind { bind: address.to_string(), source })?
+        .run();
+
+        Ok(Application { port: address.port(), settings, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The settings after start-up filled in the bound address and the sandbox's values.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.clone()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGINT/SIGTERM or [`ServerHandle::stop`], finishing requests in flight.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn form_error(e: UrlencodedError, _: &HttpRequest) -> actix_web::Error {
+    match e {
+        UrlencodedError::Overflow { .. } => AppError::PayloadTooLarge,
+        other => AppError::BadRequest(format!("malformed form: {other}")),
+    }
+    .into()
+}
+
+fn json_error(e: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    match e {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            AppError::PayloadTooLarge
+        }
+        other => AppError::BadRequest(format!("malformed JSON: {other}")),
+    }
+    .into()
+}

@@ -1,0 +1,61 @@
+use crate::both_backends;
+use crate::helpers::{Backend, TestApp};
+
+fn product_list_shows_the_seeded_catalogue(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let page = app.browser().get("/");
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert!(page.body.contains("测试商品"), "{}", page.body);
+    assert!(page.body.contains("¥1.68"));
+    assert!(page.body.contains("/products/100010090091"));
+    assert!(page.body.contains("Green Tea, 250 g"));
+}
+
+fn product_page_shows_price_stock_and_buy(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let page = app.browser().get("/products/100010090093");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Ceramic Mug"));
+    assert!(page.body.contains("¥39.99"));
+    assert!(page.body.contains("40 in stock"));
+    assert!(page.body.contains(">Buy<"));
+}
+
+fn unknown_product_is_the_404_page(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let page = app.browser().get("/products/999999999999");
+    assert_eq!(page.status, 404);
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page.body.contains("There is no product 999999999999."));
+    assert!(page.body.contains("Back to the shop"));
+}
+
+fn unknown_path_is_a_404_page_and_under_api_an_envelope(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut browser = app.browser();
+    let page = browser.get("/no/such/page");
+    assert_eq!(page.status, 404);
+    assert!(page.body.contains("404"));
+    let api = browser.get("/api/v1/no_such_call");
+    assert_eq!(api.status, 404);
+    assert_eq!(api.json()["code"], "0001");
+    assert!(api.json()["data"].is_null());
+}
+
+fn static_files_are_served_with_cache_headers(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let css = app.browser().get("/public/css/app.css");
+    assert_eq!(css.status, 200);
+    assert!(css.header("content-type").unwrap().starts_with("text/css"));
+    assert_eq!(css.header("cache-control"), Some("public, max-age=3600"));
+    assert!(css.body.contains(".topbar"));
+}
+
+both_backends!(
+    product_list_shows_the_seeded_catalogue,
+    product_page_shows_price_stock_and_buy,
+    unknown_product_is_the_404_page,
+    unknown_path_is_a_404_page_and_under_api_an_envelope,
+    static_files_are_served_with_cache_headers,
+);

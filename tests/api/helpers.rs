@@ -1,0 +1,270 @@
+#![allow(dead_code)] // shared by every test module; not each module uses every helper
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use paymall::config::{Secret, Settings};
+use paymall::db::{DatabaseLocation, PooledConn};
+use paymall::startup::Application;
+
+/// Declares each listed test function `fn name(backend: Backend)` once per backend:
+/// `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name($crate::helpers::Backend::Sqlite) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::$name($crate::helpers::Backend::Postgres) } )*
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn config_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+/// The shipped defaults, untouched by the environment of the test process.
+pub fn default_settings() -> Settings {
+    Settings::load_from(&config_dir(), None, Some(HashMap::new())).expect("config/default.toml loads")
+}
+
+/// A fresh, empty database of the given backend, or `None` when PostgreSQL is not configured
+/// (and not required).
+pub struct TestDatabase {
+    pub url: String,
+    pg_cleanup: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDatabase {
+    pub fn new(backend: Backend) -> Option<TestDatabase> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}", dir.path().join("paymall.db").display());
+                Some(TestDatabase { url, pg_cleanup: None, _dir: dir })
+            }
+            Backend::Postgres => {
+                let admin_url = match std::env::var("PAYMALL_TEST_DATABASE_URL") {
+                    Ok(url) if !url.is_empty() => url,
+                    _ if std::env::var("PAYMALL_REQUIRE_PG").as_deref() == Ok("1") => {
+                        panic!("PAYMALL_REQUIRE_PG=1 but PAYMALL_TEST_DATABASE_URL is not set")
+                    }
+                    _ => {
+                        eprintln!("skipped: PAYMALL_TEST_DATABASE_URL is not set");
+                        return None;
+                    }
+                };
+                let name = format!("paymall_test_{}", paymall::random::token_hex(8));
+                let mut admin =
+                    PgConnection::establish(&admin_url).expect("connect to PAYMALL_TEST_DATABASE_URL");
+                admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
+                let url = replace_database_name(&admin_url, &name);
+                Some(TestDatabase { url, pg_cleanup: Some((admin_url, name)), _dir: dir })
+            }
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// A direct connection, for looking behind the application's back.
+    pub fn connect(&self) -> PooledConn {
+        let location = DatabaseLocation::parse(&self.url);
+        paymall::db::build_pool(&location, 1).expect("pool").get().expect("connection")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.pg_cleanup.take()
+            && let Ok(mut admin) = PgConnection::establish(&admin_url)
+        {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+fn replace_database_name(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
+
+/// The application running on its own thread and runtime, on port 0, with a fresh database.
+pub struct TestApp {
+    pub address: String,
+    pub settings: Arc<Settings>,
+    pub db: TestDatabase,
+    handle: ServerHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub fn spawn(backend: Backend) -> Option<TestApp> {
+        TestApp::spawn_with(backend, |_| {})
+    }
+
+    /// Spawns with the test defaults, after `customize` has had its say.
+    pub fn spawn_with(backend: Backend, customize: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let db = TestDatabase::new(backend)?;
+        let mut settings = default_settings();
+        settings.server.bind = "127.0.0.1:0".into();
+        settings.database.url = Secret::new(db.url.clone());
+        settings.database.pool_size = 4;
+        settings.alipay.merchant_private_key_path = db.dir().join("keys/merchant_private_key.pem");
+        settings.alipay.alipay_public_key_path = db.dir().join("keys/alipay_public_key.pem");
+        customize(&mut settings);
+        Some(TestApp::start(settings, db))
+    }
+
+    fn start(settings: Settings, db: TestDatabase) -> TestApp {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let app = Application::build(settings).await.expect("application builds");
+                tx.send((app.settings(), app.handle())).expect("test waits");
+                app.run_until_stopped().await.expect("server runs");
+            })
+        });
+        let (settings, handle) = rx.recv_timeout(Duration::from_secs(60)).expect("application started");
+        TestApp { address: settings.server.public_url.clone(), settings, db, handle, thread: Some(thread) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.address)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        actix_web::rt::System::new().block_on(self.handle.stop(false));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A plain HTTP client that keeps cookies like a browser and never follows redirects.
+pub struct Browser {
+    base: String,
+    agent: ureq::Agent,
+    pub cookies: HashMap<String, String>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Browser {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .new_agent();
+        Browser { base: base.to_owned(), agent, cookies: HashMap::new() }
+    }
+
+    fn full(&self, path: &str) -> String {
+        if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", self.base) }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn finish(&mut self, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+        let mut response = result.expect("HTTP request");
+        let mut headers = HashMap::new();
+        for (name, value) in response.headers() {
+            let value = value.to_str().unwrap_or("").to_owned();
+            if name.as_str() == "set-cookie" {
+                let pair = value.split(';').next().unwrap_or("");
+                if let Some((k, v)) = pair.split_once('=') {
+                    if v.is_empty() {
+                        self.cookies.remove(k.trim());
+                    } else {
+                        self.cookies.insert(k.trim().to_owned(), v.to_owned());
+                    }
+                }
+            }
+            headers.insert(name.as_str().to_owned(), value);
+        }
+        let status = response.status().as_u16();
+        let body =
+            response.body_mut().with_config().limit(20 * 1024 * 1024).read_to_string().unwrap_or_default();
+        Reply { status, headers, body }
+    }
+
+    pub fn get(&mut self, path: &str) -> Reply {
+        let result = self.agent.get(self.full(path)).header("Cookie", self.cookie_header()).call();
+        self.finish(result)
+    }
+
+    pub fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let result = self
+            .agent
+            .post(self.full(path))
+            .header("Cookie", self.cookie_header())
+            .send_form(fields.iter().copied());
+        self.finish(result)
+    }
+
+    pub fn post_json(&mut self, path: &str, body: &serde_json::Value) -> Reply {
+        self.post_raw(path, "application/json", body.to_string().as_bytes())
+    }
+
+    pub fn post_raw(&mut self, path: &str, content_type: &str, body: &[u8]) -> Reply {
+        let result = self
+            .agent
+            .post(self.full(path))
+            .header("Cookie", self.cookie_header())
+            .header("Content-Type", content_type)
+            .send(body);
+        self.finish(result)
+    }
+}
