@@ -4,6 +4,7 @@ pub mod config;
 pub mod controllers;
 pub mod db;
 pub mod error;
+pub mod jobs;
 pub mod models;
 pub mod money;
 pub mod random;

@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::error::{JsonPayloadError, UrlencodedError};
@@ -14,6 +15,7 @@ use crate::config::Settings;
 use crate::controllers;
 use crate::db::{self, DatabaseLocation};
 use crate::error::{AppError, api_envelope};
+use crate::jobs::{Background, Worker};
 use crate::state::AppState;
 
 /// Bodies larger than this are refused before any handler sees them.
@@ -25,12 +27,16 @@ pub enum StartupError {
     Bind { bind: String, source: std::io::Error },
     #[error(transparent)]
     Database(#[from] db::DbError),
+    #[error("cannot start the background thread: {0}")]
+    Thread(std::io::Error),
 }
 
 pub struct Application {
     port: u16,
     settings: Arc<Settings>,
     server: Server,
+    worker: Arc<Worker>,
+    background: Background,
 }
 
 impl Application {
@@ -51,6 +57,7 @@ impl Application {
             if settings.sandbox.enabled { "on" } else { "off" },
         );
 
+        let worker = Arc::new(Worker::new(pool.clone(), settings.clone()));
         let state = web::Data::new(AppState { pool, settings: settings.clone() });
         let server = HttpServer::new(move || {
             App::new()
@@ -72,7 +79,9 @@ impl Application {
         .map_err(|source| StartupError::Bind { bind: address.to_string(), source })?
         .run();
 
-        Ok(Application { port: address.port(), settings, server })
+        let interval = Duration::from_secs(settings.compensation.interval_secs);
+        let background = Background::start(worker.clone(), interval).map_err(StartupError::Thread)?;
+        Ok(Application { port: address.port(), settings, server, worker, background })
     }
 
     pub fn port(&self) -> u16 {
@@ -88,9 +97,17 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGINT/SIGTERM or [`ServerHandle::stop`], finishing requests in flight.
+    /// The background tasks, for running a tick by hand (tests, admin actions).
+    pub fn worker(&self) -> Arc<Worker> {
+        self.worker.clone()
+    }
+
+    /// Serves until SIGINT/SIGTERM or [`ServerHandle::stop`], finishing requests in flight,
+    /// then stops the background thread after its current tick.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.background.stop();
+        served
     }
 }
 

@@ -2,6 +2,7 @@
 //! Routes are registered per area.
 
 pub mod health;
+pub mod identity;
 pub mod product;
 
 use actix_web::{HttpResponse, web};

@@ -1,6 +1,7 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
+use super::identity::MaybeShopper;
 use super::{Nav, filters, render};
 use crate::error::AppError;
 use crate::models::product::Product;
@@ -25,13 +26,17 @@ struct ProductPage {
     product: Product,
 }
 
-async fn list(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+async fn list(state: web::Data<AppState>, shopper: MaybeShopper) -> Result<HttpResponse, AppError> {
     let products = state.db(catalogue::products_on_sale).await?;
-    render(&ProductsPage { nav: Nav::default(), products })
+    render(&ProductsPage { nav: shopper.nav(), products })
 }
 
-async fn detail(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn detail(
+    state: web::Data<AppState>,
+    shopper: MaybeShopper,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let product_id = path.into_inner();
     let product = state.db(move |conn| catalogue::product(conn, &product_id)).await?;
-    render(&ProductPage { nav: Nav::default(), product })
+    render(&ProductPage { nav: shopper.nav(), product })
 }

@@ -2,3 +2,4 @@
 //! outside world); they never see HTTP types.
 
 pub mod catalogue;
+pub mod session;

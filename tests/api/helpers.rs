@@ -11,6 +11,7 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use paymall::config::{Secret, Settings};
 use paymall::db::{DatabaseLocation, PooledConn};
+use paymall::jobs::Worker;
 use paymall::startup::Application;
 
 /// Declares each listed test function `fn name(backend: Backend)` once per backend:
@@ -121,6 +122,8 @@ pub struct TestApp {
     pub address: String,
     pub settings: Arc<Settings>,
     pub db: TestDatabase,
+    /// The background tasks; `worker.tick()` runs them now instead of waiting for the thread.
+    pub worker: Arc<Worker>,
     handle: ServerHandle,
     thread: Option<JoinHandle<()>>,
 }
@@ -149,12 +152,20 @@ impl TestApp {
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 let app = Application::build(settings).await.expect("application builds");
-                tx.send((app.settings(), app.handle())).expect("test waits");
+                tx.send((app.settings(), app.handle(), app.worker())).expect("test waits");
                 app.run_until_stopped().await.expect("server runs");
             })
         });
-        let (settings, handle) = rx.recv_timeout(Duration::from_secs(60)).expect("application started");
-        TestApp { address: settings.server.public_url.clone(), settings, db, handle, thread: Some(thread) }
+        let (settings, handle, worker) =
+            rx.recv_timeout(Duration::from_secs(60)).expect("application started");
+        TestApp {
+            address: settings.server.public_url.clone(),
+            settings,
+            db,
+            worker,
+            handle,
+            thread: Some(thread),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -163,6 +174,15 @@ impl TestApp {
 
     pub fn browser(&self) -> Browser {
         Browser::new(&self.address)
+    }
+
+    /// A browser already logged in as `openid`, through a session opened directly in the
+    /// database (the login flow itself is tested in `login`).
+    pub fn browser_logged_in_as(&self, openid: &str) -> Browser {
+        let (_, token) = paymall::services::session::start(&mut self.db.connect(), openid).expect("session");
+        let mut browser = self.browser();
+        browser.cookies.insert(paymall::services::session::SESSION_COOKIE.to_owned(), token);
+        browser
     }
 }
 

@@ -1,0 +1,75 @@
+//! Drains the outbox: each due entry is claimed with a lease, handed to its consumer, and then
+//! marked done, or retried with exponential backoff until it is `DEAD` (kept, visible, never
+//! silently dropped). Consumers are idempotent: a lease that ran out may run an entry twice.
+
+use chrono::Duration;
+
+use super::Worker;
+use crate::error::AppError;
+use crate::models::now;
+use crate::models::outbox::OutboxEntry;
+
+/// After this many failed attempts an entry is `DEAD`.
+pub const MAX_ATTEMPTS: i32 = 10;
+const BATCH: i64 = 50;
+const LEASE_SECS: i64 = 60;
+
+/// Seconds before retry `attempt` (1-based): 5 s, 10 s, 20 s, ... capped at one hour.
+pub fn backoff_secs(attempt: i32) -> i64 {
+    (5i64 << (attempt.clamp(1, 20) - 1)).min(3600)
+}
+
+pub fn drain(worker: &Worker) -> Result<usize, AppError> {
+    let mut conn = worker.conn()?;
+    let mut handled = 0;
+    for outbox_id in OutboxEntry::due_ids(&mut conn, BATCH)? {
+        let Some(entry) =
+            OutboxEntry::claim(&mut conn, outbox_id, &worker.owner, Duration::seconds(LEASE_SECS))?
+        else {
+            continue;
+        };
+        match consume(worker, &entry) {
+            Ok(()) => {
+                OutboxEntry::complete(&mut conn, entry.outbox_id, &worker.owner)?;
+                log::info!(
+                    "outbox {} {} done (order {})",
+                    entry.outbox_id,
+                    entry.kind,
+                    entry.order_id.as_deref().unwrap_or("-")
+                );
+            }
+            Err(e) => {
+                let attempt = entry.attempts + 1;
+                let retry_at =
+                    (attempt < MAX_ATTEMPTS).then(|| now() + Duration::seconds(backoff_secs(attempt)));
+                OutboxEntry::fail(&mut conn, entry.outbox_id, &worker.owner, &e.to_string(), retry_at)?;
+                let outcome = if retry_at.is_some() { "will retry" } else { "DEAD" };
+                log::warn!(
+                    "outbox {} {} attempt {attempt} failed, {outcome}: {e}",
+                    entry.outbox_id,
+                    entry.kind
+                );
+            }
+        }
+        handled += 1;
+    }
+    Ok(handled)
+}
+
+/// Hands an entry to the consumer of its kind.
+fn consume(_worker: &Worker, entry: &OutboxEntry) -> Result<(), AppError> {
+    Err(AppError::internal(format!("no consumer for outbox kind {}", entry.kind)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_secs;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff_secs(1), 5);
+        assert_eq!(backoff_secs(2), 10);
+        assert_eq!(backoff_secs(5), 80);
+        assert_eq!(backoff_secs(30), 3600);
+    }
+}

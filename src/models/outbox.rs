@@ -1,0 +1,159 @@
+//! The outbox: after-commit work, enqueued once per (kind, dedupe key) in the same transaction
+//! as the change that causes it, and claimed by the background thread with a lease.
+
+use chrono::{Duration, NaiveDateTime};
+use diesel::prelude::*;
+
+use super::{is_unique_violation, now};
+use crate::db::DbConn;
+use crate::db::schema::outbox;
+
+pub const PENDING: &str = "PENDING";
+pub const DONE: &str = "DONE";
+pub const DEAD: &str = "DEAD";
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = outbox)]
+pub struct OutboxEntry {
+    pub outbox_id: i64,
+    pub kind: String,
+    pub dedupe_key: String,
+    pub order_id: Option<String>,
+    pub payload: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: NaiveDateTime,
+    pub last_error: Option<String>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// Work to enqueue: `kind` says which consumer runs it, `dedupe_key` makes it enqueue once.
+pub struct NewOutboxEntry<'a> {
+    pub kind: &'a str,
+    pub dedupe_key: &'a str,
+    pub order_id: Option<&'a str>,
+    pub payload: &'a str,
+}
+
+impl OutboxEntry {
+    /// Enqueues the entry unless one with the same kind and dedupe key exists. Runs in a
+    /// savepoint so a duplicate does not spoil the caller's transaction. Returns whether it was
+    /// new.
+    pub fn enqueue(conn: &mut DbConn, entry: &NewOutboxEntry) -> QueryResult<bool> {
+        let at = now();
+        let inserted = conn.transaction(|c| {
+            diesel::insert_into(outbox::table)
+                .values((
+                    outbox::kind.eq(entry.kind),
+                    outbox::dedupe_key.eq(entry.dedupe_key),
+                    outbox::order_id.eq(entry.order_id),
+                    outbox::payload.eq(entry.payload),
+                    outbox::status.eq(PENDING),
+                    outbox::attempts.eq(0),
+                    outbox::next_attempt_at.eq(at),
+                    outbox::created_at.eq(at),
+                    outbox::updated_at.eq(at),
+                ))
+                .execute(c)
+        });
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(e) if is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ids of pending entries that are due and not leased by a live worker.
+    pub fn due_ids(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<i64>> {
+        let at = now();
+        outbox::table
+            .filter(outbox::status.eq(PENDING))
+            .filter(outbox::next_attempt_at.le(at))
+            .filter(outbox::lease_until.is_null().or(outbox::lease_until.lt(at)))
+            .order(outbox::next_attempt_at.asc())
+            .limit(limit)
+            .select(outbox::outbox_id)
+            .load(conn)
+    }
+
+    /// Takes the lease on one entry; `None` when another worker holds it or it is no longer due.
+    pub fn claim(
+        conn: &mut DbConn,
+        outbox_id: i64,
+        owner: &str,
+        lease: Duration,
+    ) -> QueryResult<Option<OutboxEntry>> {
+        let at = now();
+        let claimed = diesel::update(
+            outbox::table
+                .filter(outbox::outbox_id.eq(outbox_id))
+                .filter(outbox::status.eq(PENDING))
+                .filter(outbox::lease_until.is_null().or(outbox::lease_until.lt(at))),
+        )
+        .set((outbox::lease_owner.eq(owner), outbox::lease_until.eq(at + lease)))
+        .execute(conn)?;
+        if claimed == 0 {
+            return Ok(None);
+        }
+        outbox::table.find(outbox_id).select(OutboxEntry::as_select()).first(conn).optional()
+    }
+
+    /// Marks the entry done, if we still hold its lease.
+    pub fn complete(conn: &mut DbConn, outbox_id: i64, owner: &str) -> QueryResult<usize> {
+        diesel::update(
+            outbox::table.filter(outbox::outbox_id.eq(outbox_id)).filter(outbox::lease_owner.eq(owner)),
+        )
+        .set((
+            outbox::status.eq(DONE),
+            outbox::attempts.eq(outbox::attempts + 1),
+            outbox::last_error.eq(None::<String>),
+            outbox::lease_owner.eq(None::<String>),
+            outbox::lease_until.eq(None::<NaiveDateTime>),
+            outbox::updated_at.eq(now()),
+        ))
+        .execute(conn)
+    }
+
+    /// Records a failed attempt: tried again at `retry_at`, or `DEAD` when `retry_at` is `None`.
+    pub fn fail(
+        conn: &mut DbConn,
+        outbox_id: i64,
+        owner: &str,
+        error: &str,
+        retry_at: Option<NaiveDateTime>,
+    ) -> QueryResult<usize> {
+        let at = now();
+        diesel::update(
+            outbox::table.filter(outbox::outbox_id.eq(outbox_id)).filter(outbox::lease_owner.eq(owner)),
+        )
+        .set((
+            outbox::status.eq(if retry_at.is_some() { PENDING } else { DEAD }),
+            outbox::attempts.eq(outbox::attempts + 1),
+            outbox::next_attempt_at.eq(retry_at.unwrap_or(at)),
+            outbox::last_error.eq(Some(error)),
+            outbox::lease_owner.eq(None::<String>),
+            outbox::lease_until.eq(None::<NaiveDateTime>),
+            outbox::updated_at.eq(at),
+        ))
+        .execute(conn)
+    }
+
+    pub fn for_order(conn: &mut DbConn, order_id: &str) -> QueryResult<Vec<OutboxEntry>> {
+        outbox::table
+            .filter(outbox::order_id.eq(order_id))
+            .order(outbox::outbox_id.asc())
+            .select(OutboxEntry::as_select())
+            .load(conn)
+    }
+
+    pub fn of_kind(conn: &mut DbConn, kind: &str) -> QueryResult<Vec<OutboxEntry>> {
+        outbox::table
+            .filter(outbox::kind.eq(kind))
+            .order(outbox::outbox_id.asc())
+            .select(OutboxEntry::as_select())
+            .load(conn)
+    }
+}
