@@ -1,6 +1,7 @@
 //! Thin HTTP handlers: extract, call a service inside `web::block`, render a template or JSON.
 //! Routes are registered per area.
 
+pub mod csrf;
 pub mod health;
 pub mod identity;
 pub mod product;
