@@ -59,6 +59,7 @@ impl Application {
 
         let worker = Arc::new(Worker::new(pool.clone(), settings.clone()));
         let state = web::Data::new(AppState { pool, settings: settings.clone() });
+        let sandbox_enabled = settings.sandbox.enabled;
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
@@ -73,6 +74,11 @@ impl Application {
                         .service(actix_files::Files::new("", "public")),
                 )
                 .configure(controllers::page_routes)
+                .configure(|cfg| {
+                    if sandbox_enabled {
+                        cfg.service(web::scope("/sandbox").configure(crate::sandbox::routes));
+                    }
+                })
                 .default_service(web::to(controllers::not_found))
         })
         .listen(listener)

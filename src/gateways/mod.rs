@@ -1,0 +1,46 @@
+//! The outside world over HTTP (WeChat, Alipay). Gateways are blocking (ureq): call them from
+//! `web::block` or the background thread, never on an async worker. They never touch the
+//! database.
+
+use std::time::Duration;
+
+use crate::error::AppError;
+
+/// An HTTP agent with bounded waits; 4xx/5xx answers come back as responses to read.
+pub fn http_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .tls_config(ureq::tls::TlsConfig::builder().provider(ureq::tls::TlsProvider::NativeTls).build())
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(Duration::from_secs(3)))
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+}
+
+/// Why a call to a platform failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No answer: refused, timed out, or cut off. The outcome at the platform is unknown.
+    #[error("{platform} unreachable: {reason}")]
+    Unreachable { platform: &'static str, reason: String },
+    /// An answer we cannot trust or understand (bad signature, malformed body, HTTP error).
+    #[error("{platform} answered badly: {reason}")]
+    BadAnswer { platform: &'static str, reason: String },
+    /// The platform answered with an error code.
+    #[error("{platform} error {code}: {message}")]
+    Refused { platform: &'static str, code: String, message: String },
+}
+
+impl From<GatewayError> for AppError {
+    fn from(e: GatewayError) -> Self {
+        log::warn!("gateway: {e}");
+        AppError::Gateway(match e {
+            GatewayError::Unreachable { platform, .. } => {
+                format!("{platform} cannot be reached right now; please try again shortly.")
+            }
+            GatewayError::BadAnswer { platform, .. } | GatewayError::Refused { platform, .. } => {
+                format!("{platform} did not accept the request; please try again shortly.")
+            }
+        })
+    }
+}

