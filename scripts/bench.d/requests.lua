@@ -1,0 +1,64 @@
+-- wrk script: replays a file of prepared requests, each thread its own slice, so no request is
+-- sent twice while the file lasts; checks every answer; optionally paces each connection.
+-- args: <requests file> <expected body substring> <delay ms per request, 0 = flat out> <threads>
+-- file format, one request per line: METHOD \t PATH \t header:value|header:value \t BODY
+
+local threads = {}
+local thread_count = 0
+
+function setup(thread)
+  thread:set("tid", thread_count)
+  thread_count = thread_count + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  requests = {}
+  for line in io.lines(args[1]) do
+    local method, path, headers_text, body = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
+    local headers = {}
+    for pair in headers_text:gmatch("[^|]+") do
+      local k, v = pair:match("^([^:]+):(.*)$")
+      headers[k] = v
+    end
+    if body == "" then body = nil end
+    table.insert(requests, wrk.format(method, path, headers, body))
+  end
+  expected = args[2]
+  pause = tonumber(args[3])
+  counter = 0
+  bad = 0
+  wrapped = 0
+  stride = tonumber(args[4])
+end
+
+function request()
+  local index = counter * stride + tid
+  counter = counter + 1
+  if index >= #requests then wrapped = wrapped + 1 end
+  return requests[(index % #requests) + 1]
+end
+
+function delay()
+  return pause
+end
+
+function response(status, headers, body)
+  if status < 200 or status > 299 or (expected ~= "" and not string.find(body, expected, 1, true)) then
+    bad = bad + 1
+    if bad <= 3 then io.stderr:write("unexpected answer " .. status .. ": " .. string.sub(body or "", 1, 200) .. "\n") end
+  end
+end
+
+function done(summary, latency, requests_)
+  local bad_total, wrapped_total = 0, 0
+  for _, t in ipairs(threads) do
+    bad_total = bad_total + t:get("bad")
+    wrapped_total = wrapped_total + t:get("wrapped")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"bad":%d,"socket_errors":%d,"reused":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    bad_total + e.status, e.connect + e.read + e.write + e.timeout, wrapped_total))
+end
