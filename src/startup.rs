@@ -15,7 +15,9 @@ use crate::config::Settings;
 use crate::controllers;
 use crate::db::{self, DatabaseLocation};
 use crate::error::{AppError, api_envelope};
+use crate::gateways::alipay::AlipayClient;
 use crate::jobs::{Background, Worker};
+use crate::sandbox::alipay::AlipaySandbox;
 use crate::state::AppState;
 
 /// Bodies larger than this are refused before any handler sees them.
@@ -27,6 +29,8 @@ pub enum StartupError {
     Bind { bind: String, source: std::io::Error },
     #[error(transparent)]
     Database(#[from] db::DbError),
+    #[error("{0}")]
+    Keys(String),
     #[error("cannot start the background thread: {0}")]
     Thread(std::io::Error),
 }
@@ -46,6 +50,14 @@ impl Application {
         let address = listener.local_addr().map_err(bind_error)?;
         let settings = Arc::new(settings.resolve(address));
 
+        let alipay_sandbox = if settings.sandbox.enabled {
+            crate::sandbox::alipay::ensure_keys(&settings).map_err(StartupError::Keys)?;
+            Some(web::Data::new(Arc::new(AlipaySandbox::new(&settings).map_err(StartupError::Keys)?)))
+        } else {
+            None
+        };
+        let alipay = Arc::new(AlipayClient::from_settings(&settings).map_err(StartupError::Keys)?);
+
         let location = DatabaseLocation::parse(settings.database.url.expose());
         let applied = db::prepare(&location)?;
         let pool = db::build_pool(&location, settings.database.pool_size)?;
@@ -57,9 +69,8 @@ impl Application {
             if settings.sandbox.enabled { "on" } else { "off" },
         );
 
-        let worker = Arc::new(Worker::new(pool.clone(), settings.clone()));
-        let state = web::Data::new(AppState { pool, settings: settings.clone() });
-        let sandbox_enabled = settings.sandbox.enabled;
+        let worker = Arc::new(Worker::new(pool.clone(), settings.clone(), alipay.clone()));
+        let state = web::Data::new(AppState { pool, settings: settings.clone(), alipay });
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
@@ -75,7 +86,8 @@ impl Application {
                 )
                 .configure(controllers::page_routes)
                 .configure(|cfg| {
-                    if sandbox_enabled {
+                    if let Some(alipay_sandbox) = &alipay_sandbox {
+                        cfg.app_data(alipay_sandbox.clone());
                         cfg.service(web::scope("/sandbox").configure(crate::sandbox::routes));
                     }
                 })

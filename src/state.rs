@@ -7,10 +7,12 @@ use actix_web::web;
 use crate::config::Settings;
 use crate::db::{DbConn, DbPool};
 use crate::error::AppError;
+use crate::gateways::alipay::AlipayClient;
 
 pub struct AppState {
     pub pool: DbPool,
     pub settings: Arc<Settings>,
+    pub alipay: Arc<AlipayClient>,
 }
 
 impl AppState {

@@ -1,9 +1,11 @@
 //! Thin HTTP handlers: extract, call a service inside `web::block`, render a template or JSON.
 //! Routes are registered per area.
 
+pub mod alipay;
 pub mod csrf;
 pub mod health;
 pub mod identity;
+pub mod order;
 pub mod product;
 
 use actix_web::{HttpResponse, web};
@@ -13,13 +15,23 @@ use crate::error::AppError;
 
 /// Routes under `/api` (the envelope middleware wraps them).
 pub fn api_routes(cfg: &mut web::ServiceConfig) {
-    let _ = cfg;
+    alipay::api_routes(cfg);
+    order::api_routes(cfg);
 }
 
 /// Pages and operational endpoints.
 pub fn page_routes(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
     product::routes(cfg);
+    order::routes(cfg);
+}
+
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, location)).finish()
+}
+
+pub fn url_encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 pub async fn not_found() -> Result<HttpResponse, AppError> {
@@ -43,5 +55,15 @@ pub mod filters {
     #[askama::filter_fn]
     pub fn yuan(cents: &i64, _: &dyn askama::Values) -> askama::Result<String> {
         Ok(crate::money::format_yuan(*cents))
+    }
+
+    /// A UTC timestamp as China time, the shop's display zone: `{{ order.order_time|china_time }}`.
+    #[askama::filter_fn]
+    pub fn china_time(at: &chrono::NaiveDateTime, _: &dyn askama::Values) -> askama::Result<String> {
+        Ok(china(*at))
+    }
+
+    pub fn china(at: chrono::NaiveDateTime) -> String {
+        crate::gateways::alipay::china_time(at)
     }
 }

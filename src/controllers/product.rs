@@ -24,6 +24,8 @@ struct ProductsPage {
 struct ProductPage {
     nav: Nav,
     product: Product,
+    /// The Buy form's token, for a logged-in shopper.
+    csrf: Option<String>,
 }
 
 async fn list(state: web::Data<AppState>, shopper: MaybeShopper) -> Result<HttpResponse, AppError> {
@@ -38,5 +40,6 @@ async fn detail(
 ) -> Result<HttpResponse, AppError> {
     let product_id = path.into_inner();
     let product = state.db(move |conn| catalogue::product(conn, &product_id)).await?;
-    render(&ProductPage { nav: shopper.nav(), product })
+    let csrf = shopper.0.as_ref().map(|s| super::csrf::token_for(&s.token));
+    render(&ProductPage { nav: shopper.nav(), product, csrf })
 }

@@ -166,3 +166,22 @@ pub fn build_pool(location: &DatabaseLocation, max_size: u32) -> Result<DbPool, 
         .build(DbManager { location: location.clone() })?;
     Ok(pool)
 }
+
+/// A transaction that writes. On SQLite it takes the write lock with its first statement (a
+/// no-op UPDATE), so concurrent writers wait for the busy timeout instead of failing with
+/// SQLITE_BUSY when a read snapshot would have to be upgraded to a write.
+pub fn write_transaction<T, E>(
+    conn: &mut DbConn,
+    work: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    use diesel::Connection;
+    conn.transaction(|c| {
+        if let DbConn::Sqlite(sqlite) = c {
+            sqlite.batch_execute("UPDATE order_number SET number = number WHERE 1 = 0")?;
+        }
+        work(c)
+    })
+}

@@ -53,6 +53,80 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    order_number (number) {
+        number -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    pay_order (id) {
+        id -> BigInt,
+        order_id -> Text,
+        user_id -> BigInt,
+        openid -> Text,
+        product_id -> Text,
+        product_name -> Text,
+        total_cents -> BigInt,
+        status -> Text,
+        pay_form -> Nullable<Text>,
+        trade_no -> Nullable<Text>,
+        order_time -> Timestamp,
+        expire_at -> Timestamp,
+        pay_time -> Nullable<Timestamp>,
+        next_query_at -> Timestamp,
+        query_attempts -> Integer,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    order_event (id) {
+        id -> BigInt,
+        order_id -> Text,
+        from_status -> Nullable<Text>,
+        to_status -> Text,
+        cause -> Text,
+        detail -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    alipay_notify (id) {
+        id -> BigInt,
+        notify_id -> Nullable<Text>,
+        out_trade_no -> Nullable<Text>,
+        trade_status -> Nullable<Text>,
+        raw -> Text,
+        verified -> Bool,
+        outcome -> Text,
+        received_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    shipment (id) {
+        id -> BigInt,
+        order_id -> Text,
+        detail -> Text,
+        shipped_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(user_session -> app_user (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(product, app_user, user_session, outbox);
+diesel::allow_tables_to_appear_in_same_query!(
+    product,
+    app_user,
+    user_session,
+    outbox,
+    order_number,
+    pay_order,
+    order_event,
+    alipay_notify,
+    shipment,
+);

@@ -2,6 +2,8 @@
 //! `web::block` or the background thread, never on an async worker. They never touch the
 //! database.
 
+pub mod alipay;
+
 use std::time::Duration;
 
 use crate::error::AppError;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::config::Settings;
 use crate::db::{DbPool, PooledConn};
 use crate::error::AppError;
+use crate::gateways::alipay::AlipayClient;
 
 /// One background task: returns how many rows it handled.
 type Task = fn(&Worker) -> Result<usize, AppError>;
@@ -20,15 +21,16 @@ type Task = fn(&Worker) -> Result<usize, AppError>;
 pub struct Worker {
     pub pool: DbPool,
     pub settings: Arc<Settings>,
+    pub alipay: Arc<AlipayClient>,
     /// Names this instance in lease columns.
     pub owner: String,
 }
 
 impl Worker {
-    pub fn new(pool: DbPool, settings: Arc<Settings>) -> Worker {
+    pub fn new(pool: DbPool, settings: Arc<Settings>, alipay: Arc<AlipayClient>) -> Worker {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "paymall".to_owned());
         let owner = format!("{host}-{}-{}", std::process::id(), crate::random::token_hex(4));
-        Worker { pool, settings, owner }
+        Worker { pool, settings, alipay, owner }
     }
 
     fn conn(&self) -> Result<PooledConn, AppError> {

@@ -8,6 +8,7 @@ use super::Worker;
 use crate::error::AppError;
 use crate::models::now;
 use crate::models::outbox::OutboxEntry;
+use crate::services::payment;
 
 /// After this many failed attempts an entry is `DEAD`.
 pub const MAX_ATTEMPTS: i32 = 10;
@@ -57,8 +58,13 @@ pub fn drain(worker: &Worker) -> Result<usize, AppError> {
 }
 
 /// Hands an entry to the consumer of its kind.
-fn consume(_worker: &Worker, entry: &OutboxEntry) -> Result<(), AppError> {
-    Err(AppError::internal(format!("no consumer for outbox kind {}", entry.kind)))
+fn consume(worker: &Worker, entry: &OutboxEntry) -> Result<(), AppError> {
+    let mut conn = worker.conn()?;
+    match (entry.kind.as_str(), entry.order_id.as_deref()) {
+        ("delivery", Some(order_id)) => payment::deliver(&mut conn, order_id),
+        ("refund", Some(_)) => payment::refund(&mut conn, &worker.alipay, entry),
+        (kind, _) => Err(AppError::internal(format!("no consumer for outbox kind {kind}"))),
+    }
 }
 
 #[cfg(test)]

@@ -33,3 +33,23 @@ impl Product {
         product::table.find(product_id).select(Product::as_select()).first(conn).optional()
     }
 }
+
+/// Reserves one unit; false when sold out or not on sale (stock never goes below zero).
+pub fn reserve_one(conn: &mut DbConn, product_id: &str) -> QueryResult<bool> {
+    diesel::update(
+        product::table
+            .filter(product::product_id.eq(product_id))
+            .filter(product::stock.gt(0))
+            .filter(product::on_sale.eq(true)),
+    )
+    .set(product::stock.eq(product::stock - 1))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Puts one unit back (a closed order's reservation).
+pub fn release_one(conn: &mut DbConn, product_id: &str) -> QueryResult<usize> {
+    diesel::update(product::table.filter(product::product_id.eq(product_id)))
+        .set(product::stock.eq(product::stock + 1))
+        .execute(conn)
+}

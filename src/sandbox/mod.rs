@@ -2,8 +2,10 @@
 //! Mounted under `/sandbox` when `sandbox.enabled` (the development default) and used by the
 //! tests; the shop reaches them through the same gateway code it uses in production.
 
+pub mod alipay;
+
 use actix_web::web;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let _ = cfg;
+    cfg.service(web::scope("/alipay").configure(alipay::routes));
 }

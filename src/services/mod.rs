@@ -2,4 +2,6 @@
 //! outside world); they never see HTTP types.
 
 pub mod catalogue;
+pub mod order;
+pub mod payment;
 pub mod session;

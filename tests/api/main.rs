@@ -7,3 +7,4 @@ mod helpers;
 
 mod catalogue;
 mod operations;
+mod payment;

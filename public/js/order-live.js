@@ -1,0 +1,36 @@
+// Live order status: a WebSocket pushes every change; if it cannot connect, poll the API.
+(function () {
+  var card = document.querySelector("[data-order-id]");
+  if (!card) return;
+  var orderId = card.getAttribute("data-order-id");
+  var words = {
+    CREATE: "Creating the payment form…", PAY_WAIT: "Waiting for your payment at Alipay…",
+    PAY_SUCCESS: "Paid. Preparing your delivery…", DEAL_DONE: "Paid and delivered. Thank you!",
+    CLOSE: "Closed without payment.", REFUND_WAIT: "Refund in progress…", REFUNDED: "Refunded."
+  };
+  function show(order) {
+    var status = document.getElementById("order-status");
+    status.textContent = order.status;
+    status.className = "status status-" + order.status;
+    document.getElementById("order-status-text").textContent = words[order.status] || "";
+    if (order.payTime) document.getElementById("order-pay-time").textContent = order.payTime;
+    if (order.tradeNo) document.getElementById("order-trade-no").textContent = order.tradeNo;
+  }
+  function poll() {
+    fetch("/api/v1/orders/" + orderId, { credentials: "same-origin" })
+      .then(function (r) { return r.json(); })
+      .then(function (body) { if (body.code === "0000") show(body.data); })
+      .catch(function () {})
+      .then(function () { setTimeout(poll, 2000); });
+  }
+  var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+  var opened = false;
+  try {
+    var socket = new WebSocket(scheme + location.host + "/orders/" + orderId + "/live");
+    socket.onopen = function () { opened = true; };
+    socket.onmessage = function (event) { show(JSON.parse(event.data)); };
+    socket.onclose = function () { if (!opened) poll(); else setTimeout(poll, 1000); };
+  } catch (e) {
+    poll();
+  }
+})();

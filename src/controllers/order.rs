@@ -1,0 +1,262 @@
+//! The shopper's side of ordering: Buy (page form and JSON API), checkout, order pages with live
+//! status, and the API views of orders.
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::identity::{MaybeShopper, Shopper};
+use super::{Nav, csrf, filters, render};
+use crate::error::{AppError, Envelope};
+use crate::models::order::Order;
+use crate::services::order as orders;
+use crate::state::AppState;
+
+const PER_PAGE: i64 = 20;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/products/{product_id}/buy", web::post().to(buy))
+        .route("/orders", web::get().to(my_orders))
+        .route("/orders/return", web::get().to(returned))
+        .route("/orders/{order_id}", web::get().to(order_page))
+        .route("/orders/{order_id}/live", web::get().to(live_status));
+}
+
+pub fn api_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/alipay/create_pay_order", web::post().to(create_pay_order))
+        .route("/v1/orders", web::get().to(api_my_orders))
+        .route("/v1/orders/{order_id}", web::get().to(api_order));
+}
+
+/// An order as the JSON API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    pub order_id: String,
+    pub product_id: String,
+    pub product_name: String,
+    pub total_amount: String,
+    pub status: String,
+    pub order_time: String,
+    pub pay_time: Option<String>,
+    pub trade_no: Option<String>,
+}
+
+impl From<&Order> for OrderView {
+    fn from(o: &Order) -> Self {
+        OrderView {
+            order_id: o.order_id.clone(),
+            product_id: o.product_id.clone(),
+            product_name: o.product_name.clone(),
+            total_amount: crate::money::format_yuan(o.total_cents),
+            status: o.status.clone(),
+            order_time: filters::china(o.order_time),
+            pay_time: o.pay_time.map(filters::china),
+            trade_no: o.trade_no.clone(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "checkout.html")]
+struct CheckoutPage {
+    nav: Nav,
+    order: Order,
+    form: String,
+}
+
+#[derive(Template)]
+#[template(path = "order.html")]
+struct OrderPage {
+    nav: Nav,
+    order: Order,
+}
+
+#[derive(Template)]
+#[template(path = "orders.html")]
+struct OrdersPage {
+    nav: Nav,
+    orders: Vec<Order>,
+    page: i64,
+    has_more: bool,
+}
+
+#[derive(Deserialize)]
+struct BuyForm {
+    csrf: Option<String>,
+}
+
+async fn checkout(
+    state: &web::Data<AppState>,
+    shopper: &Shopper,
+    product_id: String,
+) -> Result<Order, AppError> {
+    let (alipay, user) = (state.alipay.clone(), shopper.user.clone());
+    let timeout = chrono::Duration::minutes(i64::from(state.settings.alipay.pay_timeout_minutes));
+    let query_after = chrono::Duration::seconds(state.settings.compensation.query_after_secs as i64);
+    state.db(move |conn| orders::checkout(conn, &alipay, &user, &product_id, timeout, query_after)).await
+}
+
+/// The product page's Buy button: a logged-in shopper with a valid CSRF token gets the checkout
+/// page; a visitor is sent to log in first.
+async fn buy(
+    state: web::Data<AppState>,
+    shopper: MaybeShopper,
+    path: web::Path<String>,
+    form: web::Form<BuyForm>,
+) -> Result<HttpResponse, AppError> {
+    let product_id = path.into_inner();
+    let Some(shopper) = shopper.0.clone() else {
+        let next = format!("/products/{product_id}");
+        return Ok(super::see_other(&format!("/login?next={}", super::url_encode(&next))));
+    };
+    csrf::verify(&shopper.token, form.csrf.as_deref())?;
+    let order = checkout(&state, &shopper, product_id).await?;
+    let form = order.pay_form.clone().unwrap_or_default();
+    render(&CheckoutPage { nav: MaybeShopper(Some(shopper)).nav(), order, form })
+}
+
+async fn create_pay_order(
+    state: web::Data<AppState>,
+    shopper: Shopper,
+    body: web::Json<CreatePayOrder>,
+) -> Result<HttpResponse, AppError> {
+    let product_id = body.into_inner().product_id;
+    if product_id.trim().is_empty() {
+        return Err(AppError::BadRequest("productId is required".into()));
+    }
+    let order = checkout(&state, &shopper, product_id).await?;
+    Ok(Envelope::ok(order.pay_form.unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreatePayOrder {
+    product_id: String,
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<i64>,
+}
+
+async fn my_orders(
+    state: web::Data<AppState>,
+    shopper: MaybeShopper,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, AppError> {
+    let Some(current) = shopper.0.clone() else { return Ok(super::see_other("/login?next=/orders")) };
+    let page = query.page.unwrap_or(1).max(1);
+    let user = current.user.clone();
+    let mut orders = state.db(move |conn| orders::page_of_shopper(conn, &user, page, PER_PAGE + 1)).await?;
+    let has_more = orders.len() as i64 > PER_PAGE;
+    orders.truncate(PER_PAGE as usize);
+    render(&OrdersPage { nav: shopper.nav(), orders, page, has_more })
+}
+
+async fn shoppers_order(
+    state: &web::Data<AppState>,
+    shopper: &Shopper,
+    order_id: String,
+) -> Result<Order, AppError> {
+    let user = shopper.user.clone();
+    state.db(move |conn| orders::of_shopper(conn, &user, &order_id)).await
+}
+
+async fn order_page(
+    state: web::Data<AppState>,
+    shopper: MaybeShopper,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let order_id = path.into_inner();
+    let Some(current) = shopper.0.clone() else {
+        return Ok(super::see_other(&format!(
+            "/login?next={}",
+            super::url_encode(&format!("/orders/{order_id}"))
+        )));
+    };
+    let order = shoppers_order(&state, &current, order_id).await?;
+    render(&OrderPage { nav: shopper.nav(), order })
+}
+
+#[derive(Deserialize)]
+struct ReturnQuery {
+    out_trade_no: Option<String>,
+}
+
+/// Alipay's `return_url`: back to the order page. It never marks an order paid: only a verified
+/// notification or query does.
+async fn returned(query: web::Query<ReturnQuery>) -> HttpResponse {
+    match query.out_trade_no.as_deref().filter(|id| id.chars().all(|c| c.is_ascii_digit()) && !id.is_empty())
+    {
+        Some(order_id) => super::see_other(&format!("/orders/{order_id}")),
+        None => super::see_other("/orders"),
+    }
+}
+
+/// Pushes the order's status over a WebSocket whenever it changes. It reads the database, so a
+/// payment handled by any instance shows up.
+async fn live_status(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+    shopper: Shopper,
+    path: web::Path<String>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let order = shoppers_order(&state, &shopper, path.into_inner()).await?;
+    let (response, mut session, mut messages) = actix_ws::handle(&req, stream)?;
+    actix_web::rt::spawn(async move {
+        let mut last_status = String::new();
+        let mut tick = actix_web::rt::time::interval(Duration::from_secs(1));
+        let mut idle_ticks = 0u32;
+        loop {
+            tokio::select! {
+                message = messages.next() => match message {
+                    Some(Ok(actix_ws::Message::Ping(bytes))) => { if session.pong(&bytes).await.is_err() { return; } }
+                    Some(Ok(actix_ws::Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+                _ = tick.tick() => {
+                    let (order_id, user) = (order.order_id.clone(), shopper.user.clone());
+                    let Ok(current) = state.db(move |conn| orders::of_shopper(conn, &user, &order_id)).await else { break };
+                    if current.status != last_status {
+                        last_status = current.status.clone();
+                        idle_ticks = 0;
+                        let view = serde_json::to_string(&OrderView::from(&current)).unwrap_or_default();
+                        if session.text(view).await.is_err() { return; }
+                    } else {
+                        idle_ticks += 1;
+                        // Keep the connection alive through proxies; stop after an hour unchanged.
+                        if idle_ticks.is_multiple_of(20) && session.ping(b"").await.is_err() { return; }
+                        if idle_ticks > 3600 { break; }
+                    }
+                }
+            }
+        }
+        let _ = session.close(None).await;
+    });
+    Ok(response)
+}
+
+async fn api_my_orders(
+    state: web::Data<AppState>,
+    shopper: Shopper,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, AppError> {
+    let page = query.page.unwrap_or(1).max(1);
+    let user = shopper.user.clone();
+    let orders = state.db(move |conn| orders::page_of_shopper(conn, &user, page, PER_PAGE)).await?;
+    Ok(Envelope::ok(orders.iter().map(OrderView::from).collect::<Vec<_>>()))
+}
+
+async fn api_order(
+    state: web::Data<AppState>,
+    shopper: Shopper,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let order = shoppers_order(&state, &shopper, path.into_inner()).await?;
+    Ok(Envelope::ok(OrderView::from(&order)))
+}

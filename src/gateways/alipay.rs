@@ -1,0 +1,373 @@
+//! Alipay OpenAPI (RSA2): the signed page-pay form, notification verification, and the
+//! server-to-server calls `alipay.trade.query`, `.close` and `.refund`, whose answers are
+//! verified over the raw text of their `*_response` object. Facts: shared/PROTOCOLS.md.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{FixedOffset, NaiveDateTime, TimeZone, Utc};
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private, Public};
+use openssl::rsa::Rsa;
+use openssl::sign::{Signer, Verifier};
+use serde::Deserialize;
+
+use super::{GatewayError, http_agent};
+use crate::config::Settings;
+use crate::money::format_yuan;
+
+const PLATFORM: &str = "Alipay";
+
+/// Parameters are signed as `k=v&...` over sorted keys, leaving out empty values and `exclude`.
+pub fn signing_content<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>, exclude: &[&str]) -> String {
+    let sorted: BTreeMap<&str, &str> =
+        params.into_iter().filter(|(k, v)| !v.is_empty() && !exclude.contains(k)).collect();
+    sorted.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+}
+
+/// SHA256withRSA, standard Base64.
+pub fn sign(key: &PKey<Private>, content: &str) -> String {
+    let mut signer = Signer::new(MessageDigest::sha256(), key).expect("RSA-SHA256 signer");
+    signer.update(content.as_bytes()).expect("signer update");
+    openssl::base64::encode_block(&signer.sign_to_vec().expect("RSA signature"))
+}
+
+pub fn verify(key: &PKey<Public>, content: &str, signature_b64: &str) -> bool {
+    let Ok(signature) = openssl::base64::decode_block(signature_b64.trim()) else { return false };
+    let Ok(mut verifier) = Verifier::new(MessageDigest::sha256(), key) else { return false };
+    verifier.update(content.as_bytes()).is_ok() && verifier.verify(&signature).unwrap_or(false)
+}
+
+/// The raw text of the object under `root_key` in an OpenAPI answer, exactly as received: the
+/// signature covers these bytes, so they are never re-serialised. The end is found by counting
+/// braces outside string literals.
+pub fn signed_object<'a>(body: &'a str, root_key: &str) -> Option<&'a str> {
+    let key_at = body.find(&format!("\"{root_key}\""))?;
+    let after_key = &body[key_at + root_key.len() + 2..];
+    let start = key_at + root_key.len() + 2 + after_key.find('{')?;
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, ch) in body[start..].char_indices() {
+        match ch {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            '{' if !in_string => depth += 1,
+            '}' if !in_string => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&body[start..start + i + 1]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Alipay's timestamps are China time (UTC+8) whatever the server's zone.
+pub fn china_time(utc: NaiveDateTime) -> String {
+    let china = FixedOffset::east_opt(8 * 3600).expect("UTC+8");
+    Utc.from_utc_datetime(&utc).with_timezone(&china).format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// Parses Alipay's China-time text back to UTC.
+pub fn parse_china_time(text: &str) -> Option<NaiveDateTime> {
+    let local = NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
+    Some(local - chrono::Duration::hours(8))
+}
+
+pub fn load_private_key(path: &Path) -> Result<PKey<Private>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    PKey::private_key_from_pem(&pem)
+        .or_else(|_| Rsa::private_key_from_pem(&pem).and_then(PKey::from_rsa))
+        .map_err(|e| format!("{} is not an RSA private key in PEM: {e}", path.display()))
+}
+
+pub fn load_public_key(path: &Path) -> Result<PKey<Public>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    PKey::public_key_from_pem(&pem)
+        .or_else(|_| Rsa::public_key_from_pem_pkcs1(&pem).and_then(PKey::from_rsa))
+        .map_err(|e| format!("{} is not an RSA public key in PEM: {e}", path.display()))
+}
+
+/// What a page-pay form is for.
+pub struct PagePay<'a> {
+    pub out_trade_no: &'a str,
+    pub total_cents: i64,
+    pub subject: &'a str,
+    pub time_expire: NaiveDateTime,
+}
+
+/// An `alipay.trade.query` answer that came back signed and well formed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TradeState {
+    /// `ACQ.TRADE_NOT_EXIST`: the buyer never opened the cashier.
+    NotExist,
+    Waiting,
+    Closed,
+    /// `TRADE_SUCCESS` or `TRADE_FINISHED`, with what Alipay says was paid.
+    Paid {
+        trade_no: String,
+        total_amount: String,
+        paid_at: Option<NaiveDateTime>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CloseOutcome {
+    Closed,
+    /// Never created at Alipay: nothing to close there.
+    NotExist,
+    /// No longer waiting (maybe paid): query to find out.
+    NotWaiting,
+}
+
+#[derive(Debug, Deserialize)]
+struct OpenApiAnswer {
+    code: String,
+    #[serde(default)]
+    msg: String,
+    #[serde(default)]
+    sub_code: String,
+    #[serde(default)]
+    sub_msg: String,
+    #[serde(default)]
+    trade_status: String,
+    #[serde(default)]
+    trade_no: String,
+    #[serde(default)]
+    total_amount: String,
+    #[serde(default)]
+    send_pay_date: String,
+}
+
+pub struct AlipayClient {
+    pub app_id: String,
+    pub seller_id: String,
+    gateway_url: String,
+    notify_url: String,
+    return_url: String,
+    merchant_key: PKey<Private>,
+    alipay_key: PKey<Public>,
+    agent: ureq::Agent,
+}
+
+impl AlipayClient {
+    pub fn from_settings(settings: &Settings) -> Result<AlipayClient, String> {
+        let alipay = &settings.alipay;
+        Ok(AlipayClient {
+            app_id: alipay.app_id.clone(),
+            seller_id: alipay.seller_id.clone(),
+            gateway_url: alipay.gateway_url.clone(),
+            notify_url: alipay.notify_url.clone(),
+            return_url: alipay.return_url.clone(),
+            merchant_key: load_private_key(&alipay.merchant_private_key_path)
+                .map_err(|e| format!("alipay.merchant_private_key_path: {e}"))?,
+            alipay_key: load_public_key(&alipay.alipay_public_key_path)
+                .map_err(|e| format!("alipay.alipay_public_key_path: {e}"))?,
+            agent: http_agent(Duration::from_secs(10)),
+        })
+    }
+
+    fn common_params(
+        &self,
+        method: &str,
+        biz_content: String,
+        now: NaiveDateTime,
+    ) -> Vec<(&'static str, String)> {
+        vec![
+            ("app_id", self.app_id.clone()),
+            ("method", method.to_owned()),
+            ("format", "JSON".to_owned()),
+            ("charset", "utf-8".to_owned()),
+            ("sign_type", "RSA2".to_owned()),
+            ("timestamp", china_time(now)),
+            ("version", "1.0".to_owned()),
+            ("notify_url", self.notify_url.clone()),
+            ("biz_content", biz_content),
+        ]
+    }
+
+    fn signed(&self, mut params: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+        let signature =
+            sign(&self.merchant_key, &signing_content(params.iter().map(|(k, v)| (*k, v.as_str())), &[]));
+        params.push(("sign", signature));
+        params
+    }
+
+    /// The HTML form the browser submits to the cashier (what Alipay's SDK returns).
+    pub fn page_pay_form(&self, order: &PagePay, now: NaiveDateTime) -> String {
+        let biz = serde_json::json!({
+            "out_trade_no": order.out_trade_no,
+            "total_amount": format_yuan(order.total_cents),
+            "subject": order.subject,
+            "product_code": "FAST_INSTANT_TRADE_PAY",
+            "time_expire": china_time(order.time_expire),
+        });
+        let mut params = self.common_params("alipay.trade.page.pay", biz.to_string(), now);
+        params.push(("return_url", self.return_url.clone()));
+        let params = self.signed(params);
+        let query: Vec<(&str, &str)> =
+            params.iter().filter(|(k, _)| *k != "biz_content").map(|(k, v)| (*k, v.as_str())).collect();
+        let action =
+            format!("{}?{}", self.gateway_url, serde_urlencoded::to_string(&query).unwrap_or_default());
+        let biz_content =
+            params.iter().find(|(k, _)| *k == "biz_content").map(|(_, v)| v.as_str()).unwrap_or("");
+        format!(
+            "<form name=\"punchout_form\" method=\"post\" action=\"{}\">\n<input type=\"hidden\" name=\"biz_content\" value=\"{}\">\n<button type=\"submit\" class=\"button primary\">Continue to Alipay</button>\n</form>\n<script>document.forms.punchout_form.submit();</script>",
+            html_escape(&action),
+            html_escape(biz_content)
+        )
+    }
+
+    /// rsaCheckV1: every parameter but `sign` and `sign_type`, with Alipay's public key.
+    pub fn verify_notification(&self, params: &[(String, String)]) -> bool {
+        let Some((_, signature)) = params.iter().find(|(k, _)| k == "sign") else { return false };
+        let content =
+            signing_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &["sign", "sign_type"]);
+        verify(&self.alipay_key, &content, signature)
+    }
+
+    /// Calls an OpenAPI method and returns its verified inner object.
+    fn call(
+        &self,
+        method: &str,
+        biz: serde_json::Value,
+        now: NaiveDateTime,
+    ) -> Result<OpenApiAnswer, GatewayError> {
+        let params = self.signed(self.common_params(method, biz.to_string(), now));
+        let query: Vec<(&str, &str)> =
+            params.iter().filter(|(k, _)| *k != "biz_content").map(|(k, v)| (*k, v.as_str())).collect();
+        let url = format!("{}?{}", self.gateway_url, serde_urlencoded::to_string(&query).unwrap_or_default());
+        let biz_content =
+            params.iter().find(|(k, _)| *k == "biz_content").map(|(_, v)| v.clone()).unwrap_or_default();
+        let unreachable =
+            |e: ureq::Error| GatewayError::Unreachable { platform: PLATFORM, reason: e.to_string() };
+        let mut response =
+            self.agent.post(&url).send_form([("biz_content", biz_content.as_str())]).map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().map_err(unreachable)?;
+        let bad = |reason: String| GatewayError::BadAnswer { platform: PLATFORM, reason };
+        if status != 200 {
+            return Err(bad(format!("HTTP {status} from {method}")));
+        }
+        let root = format!("{}_response", method.replace('.', "_"));
+        let inner = signed_object(&body, &root)
+            .or_else(|| signed_object(&body, "error_response"))
+            .ok_or_else(|| bad(format!("no {root} in the answer")))?;
+        let answer: OpenApiAnswer =
+            serde_json::from_str(inner).map_err(|e| bad(format!("malformed {root}: {e}")))?;
+        let envelope: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| bad(format!("malformed JSON: {e}")))?;
+        let signature = envelope.get("sign").and_then(|s| s.as_str()).unwrap_or("");
+        if !verify(&self.alipay_key, inner, signature) {
+            // Gateway-level errors may come unsigned; they are failures either way.
+            return Err(if answer.code == "10000" {
+                bad(format!("{method} answer has a bad signature"))
+            } else {
+                refused(&answer)
+            });
+        }
+        Ok(answer)
+    }
+
+    pub fn trade_query(&self, out_trade_no: &str, now: NaiveDateTime) -> Result<TradeState, GatewayError> {
+        let answer =
+            self.call("alipay.trade.query", serde_json::json!({ "out_trade_no": out_trade_no }), now)?;
+        match (answer.code.as_str(), answer.sub_code.as_str()) {
+            ("10000", _) => match answer.trade_status.as_str() {
+                "TRADE_SUCCESS" | "TRADE_FINISHED" => Ok(TradeState::Paid {
+                    trade_no: answer.trade_no,
+                    total_amount: answer.total_amount,
+                    paid_at: parse_china_time(&answer.send_pay_date),
+                }),
+                "WAIT_BUYER_PAY" => Ok(TradeState::Waiting),
+                "TRADE_CLOSED" => Ok(TradeState::Closed),
+                other => Err(GatewayError::BadAnswer {
+                    platform: PLATFORM,
+                    reason: format!("unknown trade_status {other:?}"),
+                }),
+            },
+            ("40004", "ACQ.TRADE_NOT_EXIST") => Ok(TradeState::NotExist),
+            _ => Err(refused(&answer)),
+        }
+    }
+
+    pub fn trade_close(&self, out_trade_no: &str, now: NaiveDateTime) -> Result<CloseOutcome, GatewayError> {
+        let answer =
+            self.call("alipay.trade.close", serde_json::json!({ "out_trade_no": out_trade_no }), now)?;
+        match (answer.code.as_str(), answer.sub_code.as_str()) {
+            ("10000", _) => Ok(CloseOutcome::Closed),
+            ("40004", "ACQ.TRADE_NOT_EXIST") => Ok(CloseOutcome::NotExist),
+            ("40004", "ACQ.TRADE_STATUS_ERROR") => Ok(CloseOutcome::NotWaiting),
+            _ => Err(refused(&answer)),
+        }
+    }
+
+    /// Refunds `amount_cents`; resending the same `out_request_no` never refunds twice.
+    pub fn trade_refund(
+        &self,
+        out_trade_no: &str,
+        amount_cents: i64,
+        out_request_no: &str,
+        reason: &str,
+        now: NaiveDateTime,
+    ) -> Result<(), GatewayError> {
+        let biz = serde_json::json!({
+            "out_trade_no": out_trade_no,
+            "refund_amount": format_yuan(amount_cents),
+            "out_request_no": out_request_no,
+            "refund_reason": reason,
+        });
+        let answer = self.call("alipay.trade.refund", biz, now)?;
+        if answer.code == "10000" { Ok(()) } else { Err(refused(&answer)) }
+    }
+}
+
+fn refused(answer: &OpenApiAnswer) -> GatewayError {
+    let code = if answer.sub_code.is_empty() {
+        answer.code.clone()
+    } else {
+        format!("{}/{}", answer.code, answer.sub_code)
+    };
+    let message = if answer.sub_msg.is_empty() { answer.msg.clone() } else { answer.sub_msg.clone() };
+    GatewayError::Refused { platform: PLATFORM, code, message }
+}
+
+pub fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&#39;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_object_is_the_raw_inner_text() {
+        let body = r#"{"alipay_trade_query_response":{"code":"10000","msg":"a \"}\" {brace}","n":{"x":1}},"sign":"abc"}"#;
+        assert_eq!(
+            signed_object(body, "alipay_trade_query_response"),
+            Some(r#"{"code":"10000","msg":"a \"}\" {brace}","n":{"x":1}}"#)
+        );
+        assert_eq!(signed_object(body, "alipay_trade_close_response"), None);
+    }
+
+    #[test]
+    fn signing_content_sorts_and_drops_empty_and_excluded() {
+        let params = [("b", "2"), ("a", "1"), ("sign", "x"), ("sign_type", "RSA2"), ("c", "")];
+        assert_eq!(signing_content(params, &["sign"]), "a=1&b=2&sign_type=RSA2");
+        assert_eq!(signing_content(params, &["sign", "sign_type"]), "a=1&b=2");
+    }
+
+    #[test]
+    fn china_time_is_utc_plus_eight() {
+        let utc = NaiveDateTime::parse_from_str("2026-11-22 20:30:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        assert_eq!(china_time(utc), "2026-11-23 04:30:00");
+        assert_eq!(parse_china_time("2026-11-23 04:30:00"), Some(utc));
+    }
+}

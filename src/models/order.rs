@@ -1,0 +1,342 @@
+//! Orders (`pay_order`), their timeline (`order_event`), raw Alipay notifications and shipments.
+//! Status changes are conditional UPDATEs: the caller learns from the row count whether it won.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::now;
+use crate::db::DbConn;
+use crate::db::schema::{alipay_notify, order_event, order_number, pay_order, shipment};
+
+pub const CREATE: &str = "CREATE";
+pub const PAY_WAIT: &str = "PAY_WAIT";
+pub const PAY_SUCCESS: &str = "PAY_SUCCESS";
+pub const DEAL_DONE: &str = "DEAL_DONE";
+pub const CLOSE: &str = "CLOSE";
+pub const REFUND_WAIT: &str = "REFUND_WAIT";
+pub const REFUNDED: &str = "REFUNDED";
+
+pub const OPEN: [&str; 2] = [CREATE, PAY_WAIT];
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = pay_order)]
+pub struct Order {
+    pub id: i64,
+    pub order_id: String,
+    pub user_id: i64,
+    pub openid: String,
+    pub product_id: String,
+    pub product_name: String,
+    pub total_cents: i64,
+    pub status: String,
+    pub pay_form: Option<String>,
+    pub trade_no: Option<String>,
+    pub order_time: NaiveDateTime,
+    pub expire_at: NaiveDateTime,
+    pub pay_time: Option<NaiveDateTime>,
+    pub next_query_at: NaiveDateTime,
+    pub query_attempts: i32,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<NaiveDateTime>,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = order_event)]
+pub struct OrderEvent {
+    pub id: i64,
+    pub order_id: String,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub cause: String,
+    pub detail: String,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = alipay_notify)]
+pub struct AlipayNotify {
+    pub id: i64,
+    pub notify_id: Option<String>,
+    pub out_trade_no: Option<String>,
+    pub trade_status: Option<String>,
+    pub raw: String,
+    pub verified: bool,
+    pub outcome: String,
+    pub received_at: NaiveDateTime,
+}
+
+pub struct NewOrder<'a> {
+    pub order_id: &'a str,
+    pub user_id: i64,
+    pub openid: &'a str,
+    pub product_id: &'a str,
+    pub product_name: &'a str,
+    pub total_cents: i64,
+    pub expire_at: NaiveDateTime,
+    pub next_query_at: NaiveDateTime,
+}
+
+impl Order {
+    /// The next number of the order id sequence.
+    pub fn next_number(conn: &mut DbConn) -> QueryResult<i64> {
+        diesel::insert_into(order_number::table)
+            .values(order_number::created_at.eq(now()))
+            .returning(order_number::number)
+            .get_result(conn)
+    }
+
+    pub fn insert(conn: &mut DbConn, order: &NewOrder) -> QueryResult<()> {
+        let at = now();
+        diesel::insert_into(pay_order::table)
+            .values((
+                pay_order::order_id.eq(order.order_id),
+                pay_order::user_id.eq(order.user_id),
+                pay_order::openid.eq(order.openid),
+                pay_order::product_id.eq(order.product_id),
+                pay_order::product_name.eq(order.product_name),
+                pay_order::total_cents.eq(order.total_cents),
+                pay_order::status.eq(CREATE),
+                pay_order::order_time.eq(at),
+                pay_order::expire_at.eq(order.expire_at),
+                pay_order::next_query_at.eq(order.next_query_at),
+                pay_order::query_attempts.eq(0),
+                pay_order::updated_at.eq(at),
+            ))
+            .execute(conn)
+            .map(|_| ())
+    }
+
+    pub fn find(conn: &mut DbConn, order_id: &str) -> QueryResult<Option<Order>> {
+        pay_order::table
+            .filter(pay_order::order_id.eq(order_id))
+            .select(Order::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn find_open(conn: &mut DbConn, user_id: i64, product_id: &str) -> QueryResult<Option<Order>> {
+        pay_order::table
+            .filter(pay_order::user_id.eq(user_id))
+            .filter(pay_order::product_id.eq(product_id))
+            .filter(pay_order::status.eq_any(OPEN))
+            .select(Order::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// A shopper's orders, newest first.
+    pub fn page_of_user(conn: &mut DbConn, user_id: i64, offset: i64, limit: i64) -> QueryResult<Vec<Order>> {
+        pay_order::table
+            .filter(pay_order::user_id.eq(user_id))
+            .order(pay_order::id.desc())
+            .offset(offset)
+            .limit(limit)
+            .select(Order::as_select())
+            .load(conn)
+    }
+
+    /// Moves the order from one of `from` to `to`; returns whether this caller made the move.
+    pub fn transition(conn: &mut DbConn, order_id: &str, from: &[&str], to: &str) -> QueryResult<bool> {
+        diesel::update(
+            pay_order::table.filter(pay_order::order_id.eq(order_id)).filter(pay_order::status.eq_any(from)),
+        )
+        .set((pay_order::status.eq(to), pay_order::updated_at.eq(now())))
+        .execute(conn)
+        .map(|n| n == 1)
+    }
+
+    /// `CREATE -> PAY_WAIT` with the signed form.
+    pub fn attach_form(conn: &mut DbConn, order_id: &str, form: &str) -> QueryResult<bool> {
+        diesel::update(
+            pay_order::table.filter(pay_order::order_id.eq(order_id)).filter(pay_order::status.eq(CREATE)),
+        )
+        .set((pay_order::status.eq(PAY_WAIT), pay_order::pay_form.eq(form), pay_order::updated_at.eq(now())))
+        .execute(conn)
+        .map(|n| n == 1)
+    }
+
+    /// `from -> PAY_SUCCESS` with Alipay's trade number and payment time.
+    pub fn mark_paid(
+        conn: &mut DbConn,
+        order_id: &str,
+        from: &[&str],
+        trade_no: &str,
+        paid_at: NaiveDateTime,
+    ) -> QueryResult<bool> {
+        diesel::update(
+            pay_order::table.filter(pay_order::order_id.eq(order_id)).filter(pay_order::status.eq_any(from)),
+        )
+        .set((
+            pay_order::status.eq(PAY_SUCCESS),
+            pay_order::trade_no.eq(trade_no),
+            pay_order::pay_time.eq(paid_at),
+            pay_order::updated_at.eq(now()),
+        ))
+        .execute(conn)
+        .map(|n| n == 1)
+    }
+
+    pub fn set_trade_no(conn: &mut DbConn, order_id: &str, trade_no: &str) -> QueryResult<usize> {
+        diesel::update(pay_order::table.filter(pay_order::order_id.eq(order_id)))
+            .set(pay_order::trade_no.eq(trade_no))
+            .execute(conn)
+    }
+
+    pub fn events(conn: &mut DbConn, order_id: &str) -> QueryResult<Vec<OrderEvent>> {
+        order_event::table
+            .filter(order_event::order_id.eq(order_id))
+            .order(order_event::id.asc())
+            .select(OrderEvent::as_select())
+            .load(conn)
+    }
+
+    pub fn notifies(conn: &mut DbConn, order_id: &str) -> QueryResult<Vec<AlipayNotify>> {
+        alipay_notify::table
+            .filter(alipay_notify::out_trade_no.eq(order_id))
+            .order(alipay_notify::id.asc())
+            .select(AlipayNotify::as_select())
+            .load(conn)
+    }
+
+    /// Orders in `status` due for a look by the background thread and not leased by another
+    /// instance.
+    pub fn due(
+        conn: &mut DbConn,
+        statuses: &[&str],
+        older_than: NaiveDateTime,
+        limit: i64,
+    ) -> QueryResult<Vec<String>> {
+        let at = now();
+        pay_order::table
+            .filter(pay_order::status.eq_any(statuses))
+            .filter(pay_order::order_time.le(older_than))
+            .filter(pay_order::next_query_at.le(at))
+            .filter(pay_order::lease_until.is_null().or(pay_order::lease_until.lt(at)))
+            .order(pay_order::next_query_at.asc())
+            .limit(limit)
+            .select(pay_order::order_id)
+            .load(conn)
+    }
+
+    /// Takes the order's lease for `owner`; false when another instance holds it.
+    pub fn lease(conn: &mut DbConn, order_id: &str, owner: &str, until: NaiveDateTime) -> QueryResult<bool> {
+        let at = now();
+        diesel::update(
+            pay_order::table
+                .filter(pay_order::order_id.eq(order_id))
+                .filter(pay_order::lease_until.is_null().or(pay_order::lease_until.lt(at))),
+        )
+        .set((pay_order::lease_owner.eq(owner), pay_order::lease_until.eq(until)))
+        .execute(conn)
+        .map(|n| n == 1)
+    }
+
+    /// Gives the lease back and says when to look again.
+    pub fn release(
+        conn: &mut DbConn,
+        order_id: &str,
+        owner: &str,
+        next_query_at: NaiveDateTime,
+        attempts: i32,
+    ) -> QueryResult<usize> {
+        diesel::update(
+            pay_order::table
+                .filter(pay_order::order_id.eq(order_id))
+                .filter(pay_order::lease_owner.eq(owner)),
+        )
+        .set((
+            pay_order::lease_owner.eq(None::<String>),
+            pay_order::lease_until.eq(None::<NaiveDateTime>),
+            pay_order::next_query_at.eq(next_query_at),
+            pay_order::query_attempts.eq(attempts),
+        ))
+        .execute(conn)
+    }
+
+    /// Paid orders with no delivery enqueued (a crash between two steps must not strand them).
+    pub fn paid_without_delivery(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<String>> {
+        use crate::db::schema::outbox;
+        pay_order::table
+            .filter(pay_order::status.eq(PAY_SUCCESS))
+            .filter(diesel::dsl::not(diesel::dsl::exists(
+                outbox::table
+                    .filter(outbox::kind.eq("delivery"))
+                    .filter(outbox::order_id.eq(pay_order::order_id.nullable())),
+            )))
+            .limit(limit)
+            .select(pay_order::order_id)
+            .load(conn)
+    }
+}
+
+pub fn record_event(
+    conn: &mut DbConn,
+    order_id: &str,
+    from: Option<&str>,
+    to: &str,
+    cause: &str,
+    detail: &str,
+) -> QueryResult<()> {
+    diesel::insert_into(order_event::table)
+        .values((
+            order_event::order_id.eq(order_id),
+            order_event::from_status.eq(from),
+            order_event::to_status.eq(to),
+            order_event::cause.eq(cause),
+            order_event::detail.eq(detail),
+            order_event::created_at.eq(now()),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Stores a notification as received; returns its row id.
+pub fn store_notify(
+    conn: &mut DbConn,
+    notify_id: Option<&str>,
+    out_trade_no: Option<&str>,
+    trade_status: Option<&str>,
+    raw: &str,
+) -> QueryResult<i64> {
+    diesel::insert_into(alipay_notify::table)
+        .values((
+            alipay_notify::notify_id.eq(notify_id),
+            alipay_notify::out_trade_no.eq(out_trade_no),
+            alipay_notify::trade_status.eq(trade_status),
+            alipay_notify::raw.eq(raw),
+            alipay_notify::verified.eq(false),
+            alipay_notify::outcome.eq("received"),
+            alipay_notify::received_at.eq(now()),
+        ))
+        .returning(alipay_notify::id)
+        .get_result(conn)
+}
+
+pub fn settle_notify(conn: &mut DbConn, id: i64, verified: bool, outcome: &str) -> QueryResult<usize> {
+    diesel::update(alipay_notify::table.find(id))
+        .set((alipay_notify::verified.eq(verified), alipay_notify::outcome.eq(outcome)))
+        .execute(conn)
+}
+
+/// Records the shipment; false when the order was shipped already.
+pub fn insert_shipment(conn: &mut DbConn, order_id: &str, detail: &str) -> QueryResult<bool> {
+    let inserted = conn.transaction(|c| {
+        diesel::insert_into(shipment::table)
+            .values((
+                shipment::order_id.eq(order_id),
+                shipment::detail.eq(detail),
+                shipment::shipped_at.eq(now()),
+            ))
+            .execute(c)
+    });
+    match inserted {
+        Ok(_) => Ok(true),
+        Err(e) if super::is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn shipments_of(conn: &mut DbConn, order_id: &str) -> QueryResult<i64> {
+    shipment::table.filter(shipment::order_id.eq(order_id)).count().get_result(conn)
+}

@@ -1,0 +1,268 @@
+//! Payments: Alipay's notifications and the answers of `alipay.trade.query` end in the same
+//! place, [`settle_paid`], so a payment is recorded once whichever arrives first.
+
+use chrono::NaiveDateTime;
+
+use crate::config::Settings;
+use crate::db::{DbConn, write_transaction};
+use crate::error::{AppError, AppResult};
+use crate::gateways::alipay::{AlipayClient, parse_china_time};
+use crate::models::order::{self, CLOSE, OPEN, Order, PAY_SUCCESS, REFUND_WAIT};
+use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
+use crate::models::{now, product};
+use crate::money::{format_yuan, parse_yuan};
+
+/// What the notify endpoint answers: Alipay resends until it reads exactly `success`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyAnswer {
+    Success,
+    Fail,
+}
+
+impl NotifyAnswer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyAnswer::Success => "success",
+            NotifyAnswer::Fail => "fail",
+        }
+    }
+}
+
+/// Where a payment came from, for the timeline.
+pub struct PaymentEvidence<'a> {
+    pub cause: &'a str,
+    pub trade_no: &'a str,
+    pub paid_at: NaiveDateTime,
+}
+
+/// Handles one notification: stored raw first, then verified (signature, app id, seller, order,
+/// exact amount), then acted on. Anything that fails verification changes nothing but its own
+/// audit row.
+pub fn handle_notify(
+    conn: &mut DbConn,
+    alipay: &AlipayClient,
+    settings: &Settings,
+    params: &[(String, String)],
+    raw: &str,
+) -> AppResult<NotifyAnswer> {
+    let field = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let notify_id = field("notify_id").unwrap_or("-").to_owned();
+    let stored =
+        order::store_notify(conn, field("notify_id"), field("out_trade_no"), field("trade_status"), raw)?;
+    let (answer, verified, outcome) = match check(conn, alipay, settings, params) {
+        Err(reason) => (NotifyAnswer::Fail, false, reason),
+        Ok(order) => {
+            let status = field("trade_status").unwrap_or("");
+            match status {
+                "TRADE_SUCCESS" | "TRADE_FINISHED" => {
+                    let trade_no = field("trade_no").unwrap_or("");
+                    let paid_at = field("gmt_payment").and_then(parse_china_time).unwrap_or_else(now);
+                    let cause = format!("notify {notify_id}");
+                    let evidence = PaymentEvidence { cause: &cause, trade_no, paid_at };
+                    let outcome = settle_paid(conn, settings, &order, &evidence)?;
+                    (NotifyAnswer::Success, true, outcome)
+                }
+                "TRADE_CLOSED" => {
+                    (NotifyAnswer::Success, true, "trade closed at Alipay (recorded)".to_owned())
+                }
+                "WAIT_BUYER_PAY" => {
+                    (NotifyAnswer::Success, true, "waiting for the buyer (recorded)".to_owned())
+                }
+                other => (NotifyAnswer::Fail, true, format!("unknown trade_status {other:?}")),
+            }
+        }
+    };
+    order::settle_notify(conn, stored, verified, &outcome)?;
+    let order_id = field("out_trade_no").unwrap_or("-");
+    match answer {
+        NotifyAnswer::Success => log::info!("alipay notify {notify_id} for order {order_id}: {outcome}"),
+        NotifyAnswer::Fail => log::warn!("alipay notify {notify_id} for order {order_id} refused: {outcome}"),
+    }
+    Ok(answer)
+}
+
+/// Verification, in the order Alipay documents it; the error says why in words for the log and
+/// the audit row.
+fn check(
+    conn: &mut DbConn,
+    alipay: &AlipayClient,
+    settings: &Settings,
+    params: &[(String, String)],
+) -> Result<Order, String> {
+    let field = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if !alipay.verify_notification(params) {
+        return Err("bad or missing signature".into());
+    }
+    if field("app_id") != Some(settings.alipay.app_id.as_str()) {
+        return Err(format!("app_id {:?} is not ours", field("app_id")));
+    }
+    if field("seller_id") != Some(settings.alipay.seller_id.as_str()) {
+        return Err(format!("seller_id {:?} is not ours", field("seller_id")));
+    }
+    let out_trade_no = field("out_trade_no").ok_or("no out_trade_no")?;
+    let order =
+        Order::find(conn, out_trade_no).map_err(|e| format!("database: {e}"))?.ok_or("unknown order")?;
+    let amount = field("total_amount").and_then(parse_yuan).ok_or("missing or malformed total_amount")?;
+    if amount != order.total_cents {
+        return Err(format!(
+            "total_amount {} differs from the order's {}",
+            amount,
+            format_yuan(order.total_cents)
+        ));
+    }
+    Ok(order)
+}
+
+/// Records a payment that Alipay confirmed (by notify or by query) and returns what happened.
+/// Open order: `PAY_SUCCESS` plus delivery and the WeChat message, once. Already paid: nothing.
+/// Closed at the shop: honoured if stock allows, otherwise refunded automatically — never dropped.
+pub fn settle_paid(
+    conn: &mut DbConn,
+    settings: &Settings,
+    order: &Order,
+    evidence: &PaymentEvidence,
+) -> AppResult<String> {
+    write_transaction(conn, |c| {
+        let id = order.order_id.as_str();
+        if Order::mark_paid(c, id, &OPEN, evidence.trade_no, evidence.paid_at)? {
+            order::record_event(
+                c,
+                id,
+                Some(&order.status),
+                PAY_SUCCESS,
+                evidence.cause,
+                &format!("trade_no {}", evidence.trade_no),
+            )?;
+            enqueue_after_payment(c, settings, order)?;
+            return Ok("paid".to_owned());
+        }
+        let current = Order::find(c, id)?.ok_or_else(|| AppError::internal("order vanished"))?;
+        if current.status != CLOSE {
+            return Ok(format!("duplicate: already {}", current.status));
+        }
+        if product::reserve_one(c, &current.product_id)?
+            && Order::mark_paid(c, id, &[CLOSE], evidence.trade_no, evidence.paid_at)?
+        {
+            order::record_event(
+                c,
+                id,
+                Some(CLOSE),
+                PAY_SUCCESS,
+                evidence.cause,
+                "paid after the shop closed it; stock allowed, honoured",
+            )?;
+            enqueue_after_payment(c, settings, order)?;
+            return Ok("paid after close: honoured".to_owned());
+        }
+        if Order::transition(c, id, &[CLOSE], REFUND_WAIT)? {
+            Order::set_trade_no(c, id, evidence.trade_no)?;
+            order::record_event(
+                c,
+                id,
+                Some(CLOSE),
+                REFUND_WAIT,
+                evidence.cause,
+                "paid after the shop closed it; sold out, refunding",
+            )?;
+            enqueue_refund(c, order, "sold out after the order closed", false)?;
+            return Ok("paid after close: sold out, refund enqueued".to_owned());
+        }
+        Ok("duplicate: already being refunded".to_owned())
+    })
+}
+
+fn enqueue_after_payment(conn: &mut DbConn, settings: &Settings, order: &Order) -> AppResult<()> {
+    let id = order.order_id.as_str();
+    OutboxEntry::enqueue(
+        conn,
+        &NewOutboxEntry { kind: "delivery", dedupe_key: id, order_id: Some(id), payload: "{}" },
+    )?;
+    let message = serde_json::json!({
+        "touser": order.openid,
+        "template_id": settings.weixin.paid_template_id,
+        "url": format!("{}/orders/{id}", settings.server.public_url),
+        "data": {
+            "orderId": { "value": id },
+            "product": { "value": order.product_name },
+            "amount": { "value": format_yuan(order.total_cents) },
+        },
+    });
+    OutboxEntry::enqueue(
+        conn,
+        &NewOutboxEntry {
+            kind: "wx_template",
+            dedupe_key: &format!("paid-{id}"),
+            order_id: Some(id),
+            payload: &message.to_string(),
+        },
+    )?;
+    Ok(())
+}
+
+/// Enqueues the refund of an order's whole amount under a stable request number, so a retry or a
+/// double click never refunds twice. `restock` puts the unit back once Alipay confirms.
+pub fn enqueue_refund(conn: &mut DbConn, order: &Order, reason: &str, restock: bool) -> AppResult<bool> {
+    let payload = serde_json::json!({ "reason": reason, "restock": restock }).to_string();
+    let out_request_no = format!("{}-R1", order.order_id);
+    Ok(OutboxEntry::enqueue(
+        conn,
+        &NewOutboxEntry {
+            kind: "refund",
+            dedupe_key: &out_request_no,
+            order_id: Some(&order.order_id),
+            payload: &payload,
+        },
+    )?)
+}
+
+/// Consumer of `delivery`: records the shipment (once: unique per order) and moves
+/// `PAY_SUCCESS -> DEAL_DONE`.
+pub fn deliver(conn: &mut DbConn, order_id: &str) -> AppResult<()> {
+    write_transaction(conn, |c| {
+        let Some(order) = Order::find(c, order_id)? else {
+            return Err(AppError::internal(format!("delivery for unknown order {order_id}")));
+        };
+        let shipped =
+            order::insert_shipment(c, order_id, &format!("{} x1 to {}", order.product_name, order.openid))?;
+        if Order::transition(c, order_id, &[PAY_SUCCESS], order::DEAL_DONE)? {
+            order::record_event(c, order_id, Some(PAY_SUCCESS), order::DEAL_DONE, "delivery", "delivered")?;
+            log::info!("order {order_id} delivered to openid {}", order.openid);
+        } else if shipped {
+            log::warn!("order {order_id} shipped while {}", order.status);
+        }
+        Ok(())
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct RefundPayload {
+    reason: String,
+    restock: bool,
+}
+
+/// Consumer of `refund`: asks Alipay (same `out_request_no` on every try), then
+/// `REFUND_WAIT -> REFUNDED`.
+pub fn refund(conn: &mut DbConn, alipay: &AlipayClient, entry: &OutboxEntry) -> AppResult<()> {
+    let order_id = entry.order_id.as_deref().ok_or_else(|| AppError::internal("refund without order"))?;
+    let payload: RefundPayload = serde_json::from_str(&entry.payload).map_err(AppError::internal)?;
+    let order = Order::find(conn, order_id)?
+        .ok_or_else(|| AppError::internal(format!("refund for unknown order {order_id}")))?;
+    alipay.trade_refund(order_id, order.total_cents, &entry.dedupe_key, &payload.reason, now())?;
+    write_transaction(conn, |c| {
+        if Order::transition(c, order_id, &[REFUND_WAIT], order::REFUNDED)? {
+            if payload.restock {
+                product::release_one(c, &order.product_id)?;
+            }
+            order::record_event(
+                c,
+                order_id,
+                Some(REFUND_WAIT),
+                order::REFUNDED,
+                "refund",
+                &format!("Alipay refunded ({})", payload.reason),
+            )?;
+            log::info!("order {order_id} refunded: {}", payload.reason);
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,422 @@
+use std::time::{Duration, Instant};
+
+use paymall::gateways::alipay::{load_private_key, sign, signing_content};
+use paymall::sandbox::alipay::sandbox_key_paths;
+
+use crate::both_backends;
+use crate::helpers::{Backend, Browser, TestApp};
+
+const GIFT: &str = "100010090091";
+
+/// Reads a value of an HTML attribute or hidden input out of a page.
+fn attribute<'a>(html: &'a str, before: &str) -> &'a str {
+    let start = html.find(before).unwrap_or_else(|| panic!("{before} not in {html}")) + before.len();
+    let end = start + html[start..].find('"').expect("closing quote");
+    &html[start..end]
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The order id inside a page-pay form.
+pub fn order_id_of(form: &str) -> String {
+    let biz = unescape(attribute(form, "name=\"biz_content\" value=\""));
+    let biz: serde_json::Value = serde_json::from_str(&biz).expect("biz_content JSON");
+    biz["out_trade_no"].as_str().expect("out_trade_no").to_owned()
+}
+
+/// Submits the page-pay form the way the browser does and presses Pay at the sandbox cashier.
+pub fn pay_at_cashier(browser: &mut Browser, form: &str) -> String {
+    let action = unescape(attribute(form, "action=\""));
+    let biz = unescape(attribute(form, "name=\"biz_content\" value=\""));
+    let cashier = browser.post_form(&action, &[("biz_content", &biz)]);
+    assert_eq!(cashier.status, 200, "{}", cashier.body);
+    assert!(cashier.body.contains("Cashier"), "{}", cashier.body);
+    let order_id = order_id_of(form);
+    let paid = browser.post_form(&format!("/sandbox/alipay/cashier/{order_id}/pay"), &[]);
+    assert_eq!(paid.status, 303, "{}", paid.body);
+    let back = paid.header("location").expect("return_url").to_owned();
+    assert!(back.contains("/orders/return?") && back.contains("sign="), "{back}");
+    order_id
+}
+
+pub fn order_status(browser: &mut Browser, order_id: &str) -> String {
+    let reply = browser.get(&format!("/api/v1/orders/{order_id}"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["data"]["status"].as_str().expect("status").to_owned()
+}
+
+pub fn wait_for_status(browser: &mut Browser, order_id: &str, wanted: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = order_status(browser, order_id);
+        if status == wanted {
+            return;
+        }
+        assert!(Instant::now() < deadline, "order {order_id} stayed {status}, wanted {wanted}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn create_order(browser: &mut Browser, product_id: &str) -> String {
+    let reply =
+        browser.post_json("/api/v1/alipay/create_pay_order", &serde_json::json!({ "productId": product_id }));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["code"], "0000");
+    reply.json()["data"].as_str().expect("form").to_owned()
+}
+
+fn scalar(app: &TestApp, sql: &str) -> i64 {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let rows: Vec<Row> = diesel::sql_query(sql).load(&mut *app.db.connect()).expect("query");
+    rows[0].n
+}
+
+pub fn count(app: &TestApp, sql: &str) -> i64 {
+    scalar(app, sql)
+}
+
+fn stock(app: &TestApp, product_id: &str) -> i64 {
+    scalar(app, &format!("SELECT stock AS n FROM product WHERE product_id = '{product_id}'"))
+}
+
+/// A notification signed with the sandbox's Alipay key, as Alipay would send it.
+fn signed_notify(
+    app: &TestApp,
+    overrides: &[(&str, &str)],
+    sign_with_sign_type: bool,
+) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> = vec![
+        ("notify_time", "2026-11-22 20:00:00"),
+        ("notify_type", "trade_status_sync"),
+        ("notify_id", "test-notify-1"),
+        ("app_id", app.settings.alipay.app_id.as_str()),
+        ("charset", "utf-8"),
+        ("version", "1.0"),
+        ("trade_no", "2026112222001400000001"),
+        ("seller_id", app.settings.alipay.seller_id.as_str()),
+        ("trade_status", "TRADE_SUCCESS"),
+        ("total_amount", "1.68"),
+        ("gmt_payment", "2026-11-22 19:59:30"),
+        ("sign_type", "RSA2"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for (k, v) in overrides {
+        params.retain(|(key, _)| key != k);
+        if !v.is_empty() {
+            params.push((k.to_string(), v.to_string()));
+        }
+    }
+    let (_, alipay_private) = sandbox_key_paths(&app.settings);
+    let key = load_private_key(&alipay_private).expect("sandbox key");
+    let excluded: &[&str] = if sign_with_sign_type { &[] } else { &["sign_type"] };
+    let content = signing_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), excluded);
+    params.push(("sign".to_owned(), sign(&key, &content)));
+    params
+}
+
+fn post_notify(app: &TestApp, params: &[(String, String)]) -> String {
+    let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let reply = app.browser().post_form("/api/v1/alipay/alipay_notify_url", &pairs);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body
+}
+
+fn login_buy_pay_deliver(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut shopper = app.browser_logged_in_as("o-buyer-1");
+    let page = shopper.get(&format!("/products/{GIFT}"));
+    let csrf = attribute(&page.body, "name=\"csrf\" value=\"").to_owned();
+    let before = stock(&app, GIFT);
+
+    let checkout = shopper.post_form(&format!("/products/{GIFT}/buy"), &[("csrf", &csrf)]);
+    assert_eq!(checkout.status, 200, "{}", checkout.body);
+    assert!(checkout.body.contains("Continue to Alipay"));
+    assert_eq!(stock(&app, GIFT), before - 1, "stock is reserved at creation");
+    let order_id = pay_at_cashier(&mut shopper, &checkout.body);
+    assert_eq!(order_id.len(), 16);
+    assert!(order_id.chars().all(|c| c.is_ascii_digit()));
+
+    // The return_url only shows the order; the notification is what marks it paid.
+    wait_for_status(&mut shopper, &order_id, "PAY_SUCCESS");
+    let page = shopper.get(&format!("/orders/{order_id}"));
+    assert!(page.body.contains("order-live.js") && page.body.contains(&order_id));
+    app.worker.tick();
+    wait_for_status(&mut shopper, &order_id, "DEAL_DONE");
+    app.worker.tick();
+    let order = shopper.get(&format!("/api/v1/orders/{order_id}")).json();
+    assert_eq!(order["data"]["totalAmount"], "1.68");
+    assert_eq!(order["data"]["productName"], "测试商品");
+    assert!(order["data"]["tradeNo"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(order["data"]["payTime"].is_string());
+    assert_eq!(count(&app, &format!("SELECT COUNT(*) AS n FROM shipment WHERE order_id = '{order_id}'")), 1);
+    assert_eq!(
+        count(
+            &app,
+            &format!(
+                "SELECT COUNT(*) AS n FROM outbox WHERE kind = 'wx_template' AND order_id = '{order_id}'"
+            )
+        ),
+        1
+    );
+    let events = count(&app, &format!("SELECT COUNT(*) AS n FROM order_event WHERE order_id = '{order_id}'"));
+    assert_eq!(events, 4, "CREATE, PAY_WAIT, PAY_SUCCESS, DEAL_DONE");
+    let mine = shopper.get("/api/v1/orders").json();
+    assert_eq!(mine["data"][0]["orderId"], order_id.as_str());
+}
+
+fn buy_needs_login_and_a_csrf_token(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut visitor = app.browser();
+    let api = visitor.post_json("/api/v1/alipay/create_pay_order", &serde_json::json!({ "productId": GIFT }));
+    assert_eq!(api.json()["code"], "0003");
+    let page = visitor.post_form(&format!("/products/{GIFT}/buy"), &[("csrf", "x")]);
+    assert_eq!(page.status, 303);
+    assert_eq!(page.header("location"), Some("/login?next=%2Fproducts%2F100010090091"));
+
+    let before = stock(&app, GIFT);
+    let mut shopper = app.browser_logged_in_as("o-csrf");
+    let forged = shopper.post_form(&format!("/products/{GIFT}/buy"), &[("csrf", "forged")]);
+    assert_eq!(forged.status, 403);
+    let missing = shopper.post_form(&format!("/products/{GIFT}/buy"), &[]);
+    assert_eq!(missing.status, 403);
+    assert_eq!(stock(&app, GIFT), before);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM pay_order"), 0);
+}
+
+fn asking_again_returns_the_same_open_order(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut shopper = app.browser_logged_in_as("o-again");
+    let first = order_id_of(&create_order(&mut shopper, GIFT));
+    let second = order_id_of(&create_order(&mut shopper, GIFT));
+    assert_eq!(first, second);
+    let unknown =
+        shopper.post_json("/api/v1/alipay/create_pay_order", &serde_json::json!({ "productId": "404" }));
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["code"], "0001");
+    let malformed = shopper.post_raw("/api/v1/alipay/create_pay_order", "application/json", b"{not json");
+    assert_eq!(malformed.status, 400);
+    assert_eq!(malformed.json()["code"], "0002");
+}
+
+fn bad_notifications_fail_and_change_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut shopper = app.browser_logged_in_as("o-bad-notify");
+    let order_id = order_id_of(&create_order(&mut shopper, GIFT));
+    let id = order_id.as_str();
+    let forged = {
+        let mut p = signed_notify(&app, &[("out_trade_no", id)], false);
+        p.retain(|(k, _)| k != "sign");
+        p.push(("sign".into(), "Zm9yZ2Vk".into()));
+        p
+    };
+    let cases: Vec<(&str, Vec<(String, String)>)> = vec![
+        ("forged signature", forged),
+        ("sign_type signed too", signed_notify(&app, &[("out_trade_no", id)], true)),
+        ("wrong amount", signed_notify(&app, &[("out_trade_no", id), ("total_amount", "0.01")], false)),
+        ("wrong app_id", signed_notify(&app, &[("out_trade_no", id), ("app_id", "2021999")], false)),
+        ("wrong seller", signed_notify(&app, &[("out_trade_no", id), ("seller_id", "2088999")], false)),
+        ("unknown order", signed_notify(&app, &[("out_trade_no", "2611220000009999")], false)),
+        ("missing amount", signed_notify(&app, &[("out_trade_no", id), ("total_amount", "")], false)),
+    ];
+    let total = cases.len() as i64;
+    for (case, params) in cases {
+        assert_eq!(post_notify(&app, &params), "fail", "{case}");
+        assert_eq!(order_status(&mut shopper, id), "PAY_WAIT", "{case}");
+    }
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM alipay_notify WHERE verified = FALSE"), total);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM outbox"), 0);
+    let garbage = app.browser().post_raw(
+        "/api/v1/alipay/alipay_notify_url",
+        "application/x-www-form-urlencoded",
+        &[0xff, 0xfe],
+    );
+    assert_eq!(garbage.status, 400);
+    let huge = app.browser().post_raw(
+        "/api/v1/alipay/alipay_notify_url",
+        "application/x-www-form-urlencoded",
+        &vec![b'a'; 70_000],
+    );
+    assert_eq!(huge.status, 413);
+}
+
+fn fifty_concurrent_copies_of_one_notify_pay_once(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut shopper = app.browser_logged_in_as("o-fifty");
+    let order_id = order_id_of(&create_order(&mut shopper, GIFT));
+    let params = signed_notify(&app, &[("out_trade_no", &order_id)], false);
+    let answers: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50).map(|_| s.spawn(|| post_notify(&app, &params))).collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert!(answers.iter().all(|a| a == "success"), "{answers:?}");
+    for _ in 0..3 {
+        app.worker.tick();
+    }
+    assert_eq!(order_status(&mut shopper, &order_id), "DEAL_DONE");
+    let paid_events = count(
+        &app,
+        &format!(
+            "SELECT COUNT(*) AS n FROM order_event WHERE order_id = '{order_id}' AND to_status = 'PAY_SUCCESS'"
+        ),
+    );
+    assert_eq!(paid_events, 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM shipment"), 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM outbox WHERE kind = 'delivery'"), 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM alipay_notify"), 50);
+}
+
+fn twenty_concurrent_buys_make_one_order(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let token = app.browser_logged_in_as("o-twenty").cookies.clone();
+    let before = stock(&app, GIFT);
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| {
+                let cookies = token.clone();
+                let app = &app;
+                s.spawn(move || {
+                    let mut b = app.browser();
+                    b.cookies = cookies;
+                    order_id_of(&create_order(&mut b, GIFT))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM pay_order"), 1);
+    assert_eq!(stock(&app, GIFT), before - 1);
+}
+
+fn stock_k_and_three_k_buyers_sell_exactly_k(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    const K: i64 = 5;
+    {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(format!("UPDATE product SET stock = {K} WHERE product_id = '{GIFT}'"))
+            .execute(&mut *app.db.connect())
+            .expect("set stock");
+    }
+    let buyers: Vec<Browser> = (0..3 * K).map(|i| app.browser_logged_in_as(&format!("o-rush-{i}"))).collect();
+    let codes: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = buyers
+            .into_iter()
+            .map(|mut b| {
+                s.spawn(move || {
+                    let r = b.post_json(
+                        "/api/v1/alipay/create_pay_order",
+                        &serde_json::json!({ "productId": GIFT }),
+                    );
+                    format!("{} {}", r.status, r.json()["code"].as_str().unwrap_or(""))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    let sold = codes.iter().filter(|c| c.as_str() == "200 0000").count() as i64;
+    let sold_out = codes.iter().filter(|c| c.as_str() == "409 0001").count() as i64;
+    assert_eq!((sold, sold_out), (K, 2 * K), "{codes:?}");
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM pay_order"), K);
+    assert_eq!(stock(&app, GIFT), 0);
+    let page = app.browser().get(&format!("/products/{GIFT}"));
+    assert!(page.body.contains("Sold out"));
+}
+
+fn checkout_needs_no_gateway_and_loses_no_stock(backend: Backend) {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr");
+    let Some(app) =
+        TestApp::spawn_with(backend, |s| s.alipay.gateway_url = format!("http://{dead}/gateway.do"))
+    else {
+        return;
+    };
+    let before = stock(&app, GIFT);
+    let mut shopper = app.browser_logged_in_as("o-dead-gateway");
+    // The page-pay form is signed locally: the shopper gets it even while Alipay is down.
+    let form = create_order(&mut shopper, GIFT);
+    assert!(form.contains(&dead.to_string()));
+    assert_eq!(stock(&app, GIFT), before - 1);
+    let again = create_order(&mut shopper, GIFT);
+    assert_eq!(order_id_of(&form), order_id_of(&again));
+    assert_eq!(stock(&app, GIFT), before - 1, "asking again reserves nothing more");
+}
+
+fn someone_elses_order_is_not_found(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut owner = app.browser_logged_in_as("o-owner");
+    let order_id = order_id_of(&create_order(&mut owner, GIFT));
+    let mut other = app.browser_logged_in_as("o-other");
+    assert_eq!(other.get(&format!("/api/v1/orders/{order_id}")).status, 404);
+    assert_eq!(other.get(&format!("/orders/{order_id}")).status, 404);
+    assert_eq!(other.get("/api/v1/orders").json()["data"].as_array().map(Vec::len), Some(0));
+    let orders_page = owner.get("/orders");
+    assert!(orders_page.body.contains(&order_id));
+}
+
+fn a_payment_for_a_closed_order_is_never_dropped(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut shopper = app.browser_logged_in_as("o-late");
+    let honoured = order_id_of(&create_order(&mut shopper, GIFT));
+    let refunded = order_id_of(&create_order(&mut shopper, "100010090095"));
+    let close = |order_id: &str| {
+        let mut conn = app.db.connect();
+        assert!(
+            paymall::services::order::close(&mut conn, order_id, "test", "closed for the test")
+                .expect("close")
+        );
+    };
+    close(&honoured);
+    close(&refunded);
+    {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("UPDATE product SET stock = 0 WHERE product_id = '100010090095'")
+            .execute(&mut *app.db.connect())
+            .expect("sell out");
+    }
+    // The buyers pay at the cashier anyway (their forms were still open in a tab).
+    let forms = [(honoured.as_str(), "1.68"), (refunded.as_str(), "89.00")];
+    for (order_id, amount) in forms {
+        let params = signed_notify(&app, &[("out_trade_no", order_id), ("total_amount", amount)], false);
+        assert_eq!(post_notify(&app, &params), "success");
+    }
+    assert_eq!(order_status(&mut shopper, &honoured), "PAY_SUCCESS");
+    assert_eq!(order_status(&mut shopper, &refunded), "REFUND_WAIT");
+    // The refund goes to Alipay (the sandbox knows the trade once its cashier was opened).
+    let outbox = count(
+        &app,
+        &format!("SELECT COUNT(*) AS n FROM outbox WHERE kind = 'refund' AND order_id = '{refunded}'"),
+    );
+    assert_eq!(outbox, 1);
+    let timeline = count(
+        &app,
+        &format!(
+            "SELECT COUNT(*) AS n FROM order_event WHERE order_id = '{refunded}' AND detail LIKE '%sold out%'"
+        ),
+    );
+    assert_eq!(timeline, 1);
+}
+
+both_backends!(
+    login_buy_pay_deliver,
+    buy_needs_login_and_a_csrf_token,
+    asking_again_returns_the_same_open_order,
+    bad_notifications_fail_and_change_nothing,
+    fifty_concurrent_copies_of_one_notify_pay_once,
+    twenty_concurrent_buys_make_one_order,
+    stock_k_and_three_k_buyers_sell_exactly_k,
+    checkout_needs_no_gateway_and_loses_no_stock,
+    someone_elses_order_is_not_found,
+    a_payment_for_a_closed_order_is_never_dropped,
+);
