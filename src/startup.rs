@@ -16,8 +16,10 @@ use crate::controllers;
 use crate::db::{self, DatabaseLocation};
 use crate::error::{AppError, api_envelope};
 use crate::gateways::alipay::AlipayClient;
+use crate::gateways::weixin::WeixinClient;
 use crate::jobs::{Background, Worker};
 use crate::sandbox::alipay::AlipaySandbox;
+use crate::sandbox::weixin::WeixinSandbox;
 use crate::state::AppState;
 
 /// Bodies larger than this are refused before any handler sees them.
@@ -50,9 +52,10 @@ impl Application {
         let address = listener.local_addr().map_err(bind_error)?;
         let settings = Arc::new(settings.resolve(address));
 
-        let alipay_sandbox = if settings.sandbox.enabled {
+        let sandbox = if settings.sandbox.enabled {
             crate::sandbox::alipay::ensure_keys(&settings).map_err(StartupError::Keys)?;
-            Some(web::Data::new(Arc::new(AlipaySandbox::new(&settings).map_err(StartupError::Keys)?)))
+            let alipay = web::Data::new(Arc::new(AlipaySandbox::new(&settings).map_err(StartupError::Keys)?));
+            Some((alipay, web::Data::new(WeixinSandbox::new(&settings))))
         } else {
             None
         };
@@ -69,8 +72,10 @@ impl Application {
             if settings.sandbox.enabled { "on" } else { "off" },
         );
 
-        let worker = Arc::new(Worker::new(pool.clone(), settings.clone(), alipay.clone()));
-        let state = web::Data::new(AppState { pool, settings: settings.clone(), alipay });
+        let weixin = Arc::new(WeixinClient::from_settings(&settings));
+        let worker = Arc::new(Worker::new(pool.clone(), settings.clone(), alipay.clone(), weixin.clone()));
+        let instance = worker.owner.clone();
+        let state = web::Data::new(AppState { pool, settings: settings.clone(), alipay, weixin, instance });
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
@@ -86,8 +91,8 @@ impl Application {
                 )
                 .configure(controllers::page_routes)
                 .configure(|cfg| {
-                    if let Some(alipay_sandbox) = &alipay_sandbox {
-                        cfg.app_data(alipay_sandbox.clone());
+                    if let Some((alipay, weixin)) = &sandbox {
+                        cfg.app_data(alipay.clone()).app_data(weixin.clone());
                         cfg.service(web::scope("/sandbox").configure(crate::sandbox::routes));
                     }
                 })

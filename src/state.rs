@@ -8,11 +8,15 @@ use crate::config::Settings;
 use crate::db::{DbConn, DbPool};
 use crate::error::AppError;
 use crate::gateways::alipay::AlipayClient;
+use crate::gateways::weixin::WeixinClient;
 
 pub struct AppState {
     pub pool: DbPool,
     pub settings: Arc<Settings>,
     pub alipay: Arc<AlipayClient>,
+    pub weixin: Arc<WeixinClient>,
+    /// Names this instance in lease columns (shared with its background thread).
+    pub instance: String,
 }
 
 impl AppState {

@@ -5,8 +5,10 @@ pub mod alipay;
 pub mod csrf;
 pub mod health;
 pub mod identity;
+pub mod login;
 pub mod order;
 pub mod product;
+pub mod weixin_portal;
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -16,13 +18,16 @@ use crate::error::AppError;
 /// Routes under `/api` (the envelope middleware wraps them).
 pub fn api_routes(cfg: &mut web::ServiceConfig) {
     alipay::api_routes(cfg);
+    login::api_routes(cfg);
     order::api_routes(cfg);
+    weixin_portal::api_routes(cfg);
 }
 
 /// Pages and operational endpoints.
 pub fn page_routes(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
     product::routes(cfg);
+    login::routes(cfg);
     order::routes(cfg);
 }
 

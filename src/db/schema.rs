@@ -117,6 +117,38 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    login_ticket (id) {
+        id -> BigInt,
+        ticket -> Text,
+        scene -> Text,
+        browser_hash -> Text,
+        openid -> Nullable<Text>,
+        scanned_at -> Nullable<Timestamp>,
+        consumed -> Bool,
+        expires_at -> Timestamp,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    wx_access_token (id) {
+        id -> BigInt,
+        token -> Text,
+        expires_at -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    wx_event_seen (id) {
+        id -> BigInt,
+        dedupe_key -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(user_session -> app_user (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -129,4 +161,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     order_event,
     alipay_notify,
     shipment,
+    login_ticket,
+    wx_access_token,
+    wx_event_seen,
 );

@@ -3,6 +3,7 @@
 //! database.
 
 pub mod alipay;
+pub mod weixin;
 
 use std::time::Duration;
 

@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::db::{DbPool, PooledConn};
 use crate::error::AppError;
 use crate::gateways::alipay::AlipayClient;
+use crate::gateways::weixin::WeixinClient;
 
 /// One background task: returns how many rows it handled.
 type Task = fn(&Worker) -> Result<usize, AppError>;
@@ -22,15 +23,19 @@ pub struct Worker {
     pub pool: DbPool,
     pub settings: Arc<Settings>,
     pub alipay: Arc<AlipayClient>,
+    pub weixin: Arc<WeixinClient>,
     /// Names this instance in lease columns.
     pub owner: String,
 }
 
 impl Worker {
-    pub fn new(pool: DbPool, settings: Arc<Settings>, alipay: Arc<AlipayClient>) -> Worker {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "paymall".to_owned());
-        let owner = format!("{host}-{}-{}", std::process::id(), crate::random::token_hex(4));
-        Worker { pool, settings, alipay, owner }
+    pub fn new(
+        pool: DbPool,
+        settings: Arc<Settings>,
+        alipay: Arc<AlipayClient>,
+        weixin: Arc<WeixinClient>,
+    ) -> Worker {
+        Worker { pool, settings, alipay, weixin, owner: instance_id() }
     }
 
     fn conn(&self) -> Result<PooledConn, AppError> {
@@ -39,8 +44,7 @@ impl Worker {
 
     /// Runs every task once. A failing task is logged and the others still run.
     pub fn tick(&self) {
-        let tasks: [(&str, Task); 2] =
-            [("outbox", outbox::drain), ("purge expired sessions", purge_expired_sessions)];
+        let tasks: [(&str, Task); 2] = [("outbox", outbox::drain), ("purge expired", purge_expired)];
         for (name, task) in tasks {
             match task(self) {
                 Ok(0) => {}
@@ -51,8 +55,16 @@ impl Worker {
     }
 }
 
-fn purge_expired_sessions(worker: &Worker) -> Result<usize, AppError> {
-    Ok(crate::models::session::purge_expired(&mut *worker.conn()?)?)
+/// Expired sessions, login tickets and old push dedupe rows.
+fn purge_expired(worker: &Worker) -> Result<usize, AppError> {
+    let mut conn = worker.conn()?;
+    Ok(crate::models::session::purge_expired(&mut conn)? + crate::services::login::purge_expired(&mut conn)?)
+}
+
+/// A name for this process in lease columns: host, pid and a random part.
+pub fn instance_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "paymall".to_owned());
+    format!("{host}-{}-{}", std::process::id(), crate::random::token_hex(4))
 }
 
 /// The running thread; dropping it (or [`Background::stop`]) stops it after its current tick.

@@ -8,7 +8,7 @@ use super::Worker;
 use crate::error::AppError;
 use crate::models::now;
 use crate::models::outbox::OutboxEntry;
-use crate::services::payment;
+use crate::services::{login, payment};
 
 /// After this many failed attempts an entry is `DEAD`.
 pub const MAX_ATTEMPTS: i32 = 10;
@@ -63,6 +63,7 @@ fn consume(worker: &Worker, entry: &OutboxEntry) -> Result<(), AppError> {
     match (entry.kind.as_str(), entry.order_id.as_deref()) {
         ("delivery", Some(order_id)) => payment::deliver(&mut conn, order_id),
         ("refund", Some(_)) => payment::refund(&mut conn, &worker.alipay, entry),
+        ("wx_template", _) => login::send_template(&mut conn, &worker.weixin, &worker.owner, entry),
         (kind, _) => Err(AppError::internal(format!("no consumer for outbox kind {kind}"))),
     }
 }

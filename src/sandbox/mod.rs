@@ -3,9 +3,11 @@
 //! tests; the shop reaches them through the same gateway code it uses in production.
 
 pub mod alipay;
+pub mod weixin;
 
 use actix_web::web;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::scope("/alipay").configure(alipay::routes));
+    cfg.service(web::scope("/alipay").configure(alipay::routes))
+        .service(web::scope("/weixin").configure(weixin::routes));
 }

@@ -2,6 +2,9 @@
 //! outside world); they never see HTTP types.
 
 pub mod catalogue;
+pub mod login;
 pub mod order;
 pub mod payment;
 pub mod session;
+pub mod weixin_portal;
+pub mod weixin_token;

@@ -265,6 +265,12 @@ impl Browser {
         self.finish(result)
     }
 
+    pub fn get_with_bearer(&mut self, path: &str, token: &str) -> Reply {
+        let result =
+            self.agent.get(self.full(path)).header("Authorization", format!("Bearer {token}")).call();
+        self.finish(result)
+    }
+
     pub fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let result = self
             .agent

@@ -6,5 +6,6 @@
 mod helpers;
 
 mod catalogue;
+mod login;
 mod operations;
 mod payment;

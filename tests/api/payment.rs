@@ -136,7 +136,7 @@ fn post_notify(app: &TestApp, params: &[(String, String)]) -> String {
 
 fn login_buy_pay_deliver(backend: Backend) {
     let Some(app) = TestApp::spawn(backend) else { return };
-    let mut shopper = app.browser_logged_in_as("o-buyer-1");
+    let mut shopper = crate::login::log_in(&app, "o-buyer-1");
     let page = shopper.get(&format!("/products/{GIFT}"));
     let csrf = attribute(&page.body, "name=\"csrf\" value=\"").to_owned();
     let before = stock(&app, GIFT);
@@ -171,6 +171,15 @@ fn login_buy_pay_deliver(backend: Backend) {
         ),
         1
     );
+    let inbox = app.browser().get("/sandbox/weixin/inbox.json").json();
+    let paid_messages: Vec<_> = inbox
+        .as_array()
+        .expect("inbox")
+        .iter()
+        .filter(|m| m["template_id"] == "order-paid" && m["touser"] == "o-buyer-1")
+        .collect();
+    assert_eq!(paid_messages.len(), 1, "{inbox}");
+    assert_eq!(paid_messages[0]["data"]["orderId"]["value"], order_id.as_str());
     let events = count(&app, &format!("SELECT COUNT(*) AS n FROM order_event WHERE order_id = '{order_id}'"));
     assert_eq!(events, 4, "CREATE, PAY_WAIT, PAY_SUCCESS, DEAL_DONE");
     let mine = shopper.get("/api/v1/orders").json();

@@ -1,0 +1,184 @@
+//! Login with a WeChat QR code: the page, the original project's JSON API, and logout.
+
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::{Deserialize, Serialize};
+
+use super::identity::{MaybeShopper, session_token};
+use super::{Nav, render};
+use crate::error::{AppError, Envelope};
+use crate::services::login::{self, BROWSER_COOKIE, NewTicket};
+use crate::services::session::{self, SESSION_COOKIE, SESSION_DAYS};
+use crate::state::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/login", web::get().to(login_page)).route("/logout", web::get().to(logout));
+}
+
+pub fn api_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/login/weixin_qrcode_ticket", web::get().to(qrcode_ticket))
+        .route("/v1/login/check_login", web::get().to(check_login));
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    nav: Nav,
+    ticket: String,
+    qr_url: String,
+    expires_in: i64,
+    next: String,
+    phone_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+}
+
+/// Only a path on this site: never an open redirect.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+fn secure(state: &AppState) -> bool {
+    state.settings.server.public_url.starts_with("https://")
+}
+
+/// The browser's login nonce: the existing cookie, or a new one to set.
+fn browser_nonce(req: &HttpRequest) -> (String, bool) {
+    match req.cookie(BROWSER_COOKIE) {
+        Some(cookie) if cookie.value().len() == 32 => (cookie.value().to_owned(), false),
+        _ => (crate::random::token_hex(16), true),
+    }
+}
+
+fn nonce_cookie(nonce: &str, secure: bool) -> Cookie<'static> {
+    Cookie::build(BROWSER_COOKIE, nonce.to_owned())
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .max_age(CookieDuration::minutes(30))
+        .finish()
+}
+
+async fn issue_ticket(state: &web::Data<AppState>, nonce: String) -> Result<NewTicket, AppError> {
+    let (weixin, owner) = (state.weixin.clone(), state.instance.clone());
+    state.db(move |conn| login::new_ticket(conn, &weixin, &owner, &nonce)).await
+}
+
+async fn login_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    shopper: MaybeShopper,
+    query: web::Query<LoginQuery>,
+) -> Result<HttpResponse, AppError> {
+    let next = safe_next(query.next.as_deref());
+    if shopper.0.is_some() {
+        return Ok(super::see_other(&next));
+    }
+    let (nonce, fresh) = browser_nonce(&req);
+    let issued = issue_ticket(&state, nonce.clone()).await?;
+    let settings = &state.settings;
+    let encoded = super::url_encode(&issued.ticket);
+    let page = LoginPage {
+        nav: shopper.nav(),
+        qr_url: format!("{}?ticket={encoded}", settings.weixin.qrcode_show_url),
+        phone_url: settings.sandbox.enabled.then(|| format!("/sandbox/weixin/phone?ticket={encoded}")),
+        ticket: issued.ticket,
+        expires_in: issued.expires_in,
+        next,
+    };
+    let mut response = render(&page)?;
+    if fresh {
+        response.add_cookie(&nonce_cookie(&nonce, secure(&state))).map_err(AppError::internal)?;
+    }
+    Ok(response)
+}
+
+async fn qrcode_ticket(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    let (nonce, fresh) = browser_nonce(&req);
+    let issued = issue_ticket(&state, nonce.clone()).await?;
+    let mut response = Envelope::ok(issued.ticket);
+    if fresh {
+        response.add_cookie(&nonce_cookie(&nonce, secure(&state))).map_err(AppError::internal)?;
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct CheckQuery {
+    ticket: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Waiting {
+    code: &'static str,
+    info: &'static str,
+    data: Option<()>,
+}
+
+/// Polled by the login page: `0000` with the session token once scanned (the session cookie is
+/// set too), otherwise `0003` (a normal answer while waiting, so HTTP 200).
+async fn check_login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<CheckQuery>,
+) -> Result<HttpResponse, AppError> {
+    let ticket = query
+        .ticket
+        .clone()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| AppError::BadRequest("ticket is required".into()))?;
+    let Some(nonce) = req.cookie(BROWSER_COOKIE).map(|c| c.value().to_owned()) else {
+        return Ok(HttpResponse::Ok().json(Waiting { code: "0003", info: "未登录", data: None }));
+    };
+    let settings = state.settings.clone();
+    let logged_in = state.db(move |conn| login::check(conn, &settings, &ticket, &nonce)).await?;
+    match logged_in {
+        Some((_, token)) => {
+            let cookie = Cookie::build(SESSION_COOKIE, token.clone())
+                .path("/")
+                .http_only(true)
+                .same_site(SameSite::Lax)
+                .secure(secure(&state))
+                .max_age(CookieDuration::days(SESSION_DAYS))
+                .finish();
+            let mut response = Envelope::ok(token);
+            response.add_cookie(&cookie).map_err(AppError::internal)?;
+            Ok(response)
+        }
+        None => Ok(HttpResponse::Ok().json(Waiting { code: "0003", info: "未登录", data: None })),
+    }
+}
+
+async fn logout(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    if let Some(token) = session_token(&req) {
+        state.db(move |conn| session::end(conn, &token)).await?;
+    }
+    let mut response = super::see_other("/");
+    let mut expired = Cookie::build(SESSION_COOKIE, "").path("/").finish();
+    expired.make_removal();
+    response.add_cookie(&expired).map_err(AppError::internal)?;
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_is_only_a_local_path() {
+        assert_eq!(safe_next(Some("/products/1")), "/products/1");
+        assert_eq!(safe_next(Some("//evil.example")), "/");
+        assert_eq!(safe_next(Some("https://evil.example")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+}

@@ -1,0 +1,142 @@
+//! WeChat Official Account API: access tokens, scene QR tickets, template messages.
+//! Facts: shared/PROTOCOLS.md.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{GatewayError, http_agent};
+use crate::config::Settings;
+
+const PLATFORM: &str = "WeChat";
+
+/// Error codes that mean "this access token is no longer good": refresh and retry once.
+pub const TOKEN_INVALID: [i64; 3] = [40001, 40014, 42001];
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeixinError {
+    #[error("the access token was refused (errcode {0})")]
+    TokenInvalid(i64),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+}
+
+#[derive(Debug, Deserialize)]
+struct Answer {
+    #[serde(default)]
+    errcode: i64,
+    #[serde(default)]
+    errmsg: String,
+    access_token: Option<String>,
+    expires_in: Option<i64>,
+    ticket: Option<String>,
+}
+
+pub struct QrTicket {
+    pub ticket: String,
+    pub expire_seconds: i64,
+}
+
+pub struct WeixinClient {
+    app_id: String,
+    app_secret: String,
+    api_base_url: String,
+    agent: ureq::Agent,
+}
+
+impl WeixinClient {
+    pub fn from_settings(settings: &Settings) -> WeixinClient {
+        WeixinClient {
+            app_id: settings.weixin.app_id.clone(),
+            app_secret: settings.weixin.app_secret.expose().to_owned(),
+            api_base_url: settings.weixin.api_base_url.trim_end_matches('/').to_owned(),
+            agent: http_agent(Duration::from_secs(5)),
+        }
+    }
+
+    fn read(
+        &self,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Answer, WeixinError> {
+        let unreachable =
+            |e: ureq::Error| GatewayError::Unreachable { platform: PLATFORM, reason: e.to_string() };
+        let mut response = result.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().map_err(unreachable)?;
+        let bad = |reason: String| GatewayError::BadAnswer { platform: PLATFORM, reason };
+        if status != 200 {
+            return Err(bad(format!("HTTP {status}")).into());
+        }
+        let answer: Answer = serde_json::from_str(&body).map_err(|e| bad(format!("malformed JSON: {e}")))?;
+        match answer.errcode {
+            0 => Ok(answer),
+            code if TOKEN_INVALID.contains(&code) => Err(WeixinError::TokenInvalid(code)),
+            code => Err(GatewayError::Refused {
+                platform: PLATFORM,
+                code: code.to_string(),
+                message: answer.errmsg,
+            }
+            .into()),
+        }
+    }
+
+    /// `GET /cgi-bin/token`: a new access token and its lifetime in seconds.
+    pub fn fetch_token(&self) -> Result<(String, i64), WeixinError> {
+        let url = format!("{}/cgi-bin/token", self.api_base_url);
+        let request = self
+            .agent
+            .get(&url)
+            .query("grant_type", "client_credential")
+            .query("appid", &self.app_id)
+            .query("secret", &self.app_secret);
+        let answer = self.read(request.call())?;
+        match (answer.access_token, answer.expires_in) {
+            (Some(token), Some(expires_in)) if !token.is_empty() => Ok((token, expires_in)),
+            _ => Err(GatewayError::BadAnswer {
+                platform: PLATFORM,
+                reason: "no access_token in the answer".into(),
+            }
+            .into()),
+        }
+    }
+
+    /// `POST /cgi-bin/qrcode/create`: a temporary `QR_STR_SCENE` ticket.
+    pub fn create_qr_ticket(
+        &self,
+        token: &str,
+        scene: &str,
+        expire_seconds: i64,
+    ) -> Result<QrTicket, WeixinError> {
+        let url = format!("{}/cgi-bin/qrcode/create", self.api_base_url);
+        let body = serde_json::json!({
+            "expire_seconds": expire_seconds,
+            "action_name": "QR_STR_SCENE",
+            "action_info": { "scene": { "scene_str": scene } },
+        });
+        let answer = self.read(
+            self.agent
+                .post(&url)
+                .query("access_token", token)
+                .content_type("application/json")
+                .send(body.to_string()),
+        )?;
+        let ticket = answer.ticket.ok_or_else(|| GatewayError::BadAnswer {
+            platform: PLATFORM,
+            reason: "no ticket in the answer".into(),
+        })?;
+        Ok(QrTicket { ticket, expire_seconds })
+    }
+
+    /// `POST /cgi-bin/message/template/send` with a prepared body.
+    pub fn send_template(&self, token: &str, body: &serde_json::Value) -> Result<(), WeixinError> {
+        let url = format!("{}/cgi-bin/message/template/send", self.api_base_url);
+        self.read(
+            self.agent
+                .post(&url)
+                .query("access_token", token)
+                .content_type("application/json")
+                .send(body.to_string()),
+        )?;
+        Ok(())
+    }
+}

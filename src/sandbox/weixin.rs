@@ -1,0 +1,272 @@
+//! WeChat's side: access tokens (short-lived on demand, and a switch that makes every issued
+//! token stale so the refresh path runs), scene QR tickets with a real QR image, template
+//! messages into an inbox, and a "phone" that scans a ticket and pushes the signed event XML to
+//! the shop's portal, as WeChat would.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Settings;
+use crate::gateways::http_agent;
+use crate::services::weixin_portal::{cdata, signature};
+
+const TOKEN_SECS: i64 = 7200;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InboxMessage {
+    pub touser: String,
+    pub template_id: String,
+    pub url: String,
+    pub client_msg_id: String,
+    pub data: serde_json::Value,
+}
+
+pub struct WeixinSandbox {
+    app_id: String,
+    app_secret: String,
+    token: String,
+    original_id: String,
+    portal_url: String,
+    phone_url: String,
+    /// access token -> still good.
+    tokens: Mutex<HashMap<String, bool>>,
+    /// ticket -> scene.
+    tickets: Mutex<HashMap<String, String>>,
+    followers: Mutex<HashSet<String>>,
+    inbox: Mutex<Vec<InboxMessage>>,
+    tokens_issued: Mutex<u32>,
+}
+
+impl WeixinSandbox {
+    pub fn new(settings: &Settings) -> WeixinSandbox {
+        let public = &settings.server.public_url;
+        WeixinSandbox {
+            app_id: settings.weixin.app_id.clone(),
+            app_secret: settings.weixin.app_secret.expose().to_owned(),
+            token: settings.weixin.token.expose().to_owned(),
+            original_id: settings.weixin.original_id.clone(),
+            portal_url: format!("{public}/api/v1/weixin/portal/receive"),
+            phone_url: format!("{public}/sandbox/weixin/phone"),
+            tokens: Mutex::new(HashMap::new()),
+            tickets: Mutex::new(HashMap::new()),
+            followers: Mutex::new(HashSet::new()),
+            inbox: Mutex::new(Vec::new()),
+            tokens_issued: Mutex::new(0),
+        }
+    }
+
+    fn token_is_good(&self, token: &str) -> bool {
+        self.tokens.lock().expect("sandbox lock").get(token).copied().unwrap_or(false)
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/cgi-bin/token", web::get().to(token))
+        .route("/cgi-bin/qrcode/create", web::post().to(qrcode_create))
+        .route("/cgi-bin/message/template/send", web::post().to(template_send))
+        .route("/cgi-bin/showqrcode", web::get().to(show_qrcode))
+        .route("/phone", web::get().to(phone))
+        .route("/phone/scan", web::post().to(scan))
+        .route("/inbox", web::get().to(inbox_page))
+        .route("/inbox.json", web::get().to(inbox_json))
+        .route("/stats.json", web::get().to(stats))
+        .route("/expire_tokens", web::post().to(expire_tokens));
+}
+
+fn error(code: i64, message: &str) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "errcode": code, "errmsg": message }))
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    grant_type: Option<String>,
+    appid: Option<String>,
+    secret: Option<String>,
+}
+
+async fn token(query: web::Query<TokenQuery>, sandbox: web::Data<WeixinSandbox>) -> HttpResponse {
+    if query.grant_type.as_deref() != Some("client_credential") {
+        return error(40002, "invalid grant_type");
+    }
+    if query.appid.as_deref() != Some(sandbox.app_id.as_str())
+        || query.secret.as_deref() != Some(sandbox.app_secret.as_str())
+    {
+        return error(40013, "invalid appid or secret");
+    }
+    let token = format!("sandbox-{}", crate::random::token_hex(16));
+    sandbox.tokens.lock().expect("sandbox lock").insert(token.clone(), true);
+    *sandbox.tokens_issued.lock().expect("sandbox lock") += 1;
+    HttpResponse::Ok().json(serde_json::json!({ "access_token": token, "expires_in": TOKEN_SECS }))
+}
+
+#[derive(Deserialize)]
+struct TokenParam {
+    access_token: Option<String>,
+}
+
+async fn qrcode_create(
+    query: web::Query<TokenParam>,
+    body: web::Json<serde_json::Value>,
+    sandbox: web::Data<WeixinSandbox>,
+) -> HttpResponse {
+    if !sandbox.token_is_good(query.access_token.as_deref().unwrap_or("")) {
+        return error(40001, "invalid credential, access_token is invalid or not latest");
+    }
+    let scene = body.pointer("/action_info/scene/scene_str").and_then(|v| v.as_str()).unwrap_or("");
+    if body.get("action_name").and_then(|v| v.as_str()) != Some("QR_STR_SCENE")
+        || scene.is_empty()
+        || scene.len() > 64
+    {
+        return error(40053, "invalid action info");
+    }
+    let ticket = format!("gQ{}", crate::random::token_hex(24));
+    sandbox.tickets.lock().expect("sandbox lock").insert(ticket.clone(), scene.to_owned());
+    let expire = body.get("expire_seconds").and_then(|v| v.as_i64()).unwrap_or(60).min(2_592_000);
+    HttpResponse::Ok().json(serde_json::json!({
+        "ticket": ticket, "expire_seconds": expire, "url": format!("{}?ticket={ticket}", sandbox.phone_url),
+    }))
+}
+
+async fn template_send(
+    query: web::Query<TokenParam>,
+    body: web::Json<serde_json::Value>,
+    sandbox: web::Data<WeixinSandbox>,
+) -> HttpResponse {
+    if !sandbox.token_is_good(query.access_token.as_deref().unwrap_or("")) {
+        return error(40001, "invalid credential, access_token is invalid or not latest");
+    }
+    let text = |key: &str| body.get(key).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    if text("touser").is_empty() {
+        return error(40003, "invalid openid");
+    }
+    let mut inbox = sandbox.inbox.lock().expect("sandbox lock");
+    inbox.push(InboxMessage {
+        touser: text("touser"),
+        template_id: text("template_id"),
+        url: text("url"),
+        client_msg_id: text("client_msg_id"),
+        data: body.get("data").cloned().unwrap_or_default(),
+    });
+    HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok", "msgid": inbox.len() }))
+}
+
+#[derive(Deserialize)]
+struct TicketQuery {
+    ticket: Option<String>,
+}
+
+/// A real, scannable QR code (SVG) of the phone page for this ticket.
+async fn show_qrcode(query: web::Query<TicketQuery>, sandbox: web::Data<WeixinSandbox>) -> HttpResponse {
+    let ticket = query.ticket.clone().unwrap_or_default();
+    if !sandbox.tickets.lock().expect("sandbox lock").contains_key(&ticket) {
+        return HttpResponse::NotFound().body("unknown ticket");
+    }
+    let target = format!("{}?ticket={}", sandbox.phone_url, crate::controllers::url_encode(&ticket));
+    match qrcode::QrCode::new(target.as_bytes()) {
+        Ok(code) => {
+            let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(240, 240).build();
+            HttpResponse::Ok()
+                .content_type("image/svg+xml")
+                .insert_header(("Cache-Control", "no-store"))
+                .body(svg)
+        }
+        Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "sandbox/phone.html")]
+struct PhonePage {
+    ticket: String,
+    openid: String,
+    reply: Option<String>,
+}
+
+async fn phone(query: web::Query<TicketQuery>) -> Result<HttpResponse, crate::error::AppError> {
+    let page = PhonePage {
+        ticket: query.ticket.clone().unwrap_or_default(),
+        openid: "o-sandbox-shopper".into(),
+        reply: None,
+    };
+    crate::controllers::render(&page)
+}
+
+#[derive(Deserialize)]
+struct ScanForm {
+    ticket: String,
+    openid: String,
+}
+
+/// The phone scans: WeChat pushes `subscribe` (first time, `qrscene_` prefix) or `SCAN` to the
+/// shop's portal, signed with the shared token.
+async fn scan(
+    form: web::Form<ScanForm>,
+    sandbox: web::Data<WeixinSandbox>,
+) -> Result<HttpResponse, crate::error::AppError> {
+    let ScanForm { ticket, openid } = form.into_inner();
+    let openid = openid.trim().to_owned();
+    let scene = sandbox.tickets.lock().expect("sandbox lock").get(&ticket).cloned();
+    let Some(scene) = scene.filter(|_| !openid.is_empty()) else {
+        return Ok(HttpResponse::BadRequest().body("unknown ticket or empty openid"));
+    };
+    let first_time = sandbox.followers.lock().expect("sandbox lock").insert(openid.clone());
+    let (event, key) = if first_time { ("subscribe", format!("qrscene_{scene}")) } else { ("SCAN", scene) };
+    let now = chrono::Utc::now().timestamp();
+    let xml = format!(
+        "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event>{}</Event><EventKey>{}</EventKey><Ticket>{}</Ticket></xml>",
+        cdata(&sandbox.original_id),
+        cdata(&openid),
+        cdata(event),
+        cdata(&key),
+        cdata(&ticket)
+    );
+    let (timestamp, nonce) = (now.to_string(), crate::random::token_hex(8));
+    let url = format!(
+        "{}?signature={}&timestamp={timestamp}&nonce={nonce}&openid={}",
+        sandbox.portal_url,
+        signature(&[&sandbox.token, &timestamp, &nonce]),
+        crate::controllers::url_encode(&openid)
+    );
+    let reply = web::block(move || {
+        let agent = http_agent(Duration::from_secs(5));
+        match agent.post(&url).content_type("text/xml").send(xml) {
+            Ok(mut r) => format!("{} {}", r.status(), r.body_mut().read_to_string().unwrap_or_default()),
+            Err(e) => format!("the portal did not answer: {e}"),
+        }
+    })
+    .await?;
+    crate::controllers::render(&PhonePage { ticket, openid, reply: Some(reply) })
+}
+
+#[derive(Template)]
+#[template(path = "sandbox/inbox.html")]
+struct InboxPage {
+    messages: Vec<InboxMessage>,
+}
+
+async fn inbox_page(sandbox: web::Data<WeixinSandbox>) -> Result<HttpResponse, crate::error::AppError> {
+    let messages = sandbox.inbox.lock().expect("sandbox lock").clone();
+    crate::controllers::render(&InboxPage { messages })
+}
+
+async fn inbox_json(sandbox: web::Data<WeixinSandbox>) -> HttpResponse {
+    HttpResponse::Ok().json(&*sandbox.inbox.lock().expect("sandbox lock"))
+}
+
+async fn stats(sandbox: web::Data<WeixinSandbox>) -> HttpResponse {
+    HttpResponse::Ok()
+        .json(serde_json::json!({ "tokens_issued": *sandbox.tokens_issued.lock().expect("sandbox lock") }))
+}
+
+/// Test switch: every token issued so far becomes stale (answered 40001).
+async fn expire_tokens(sandbox: web::Data<WeixinSandbox>) -> HttpResponse {
+    for good in sandbox.tokens.lock().expect("sandbox lock").values_mut() {
+        *good = false;
+    }
+    HttpResponse::NoContent().finish()
+}

@@ -1,0 +1,121 @@
+//! WeChat scan-to-login. The browser asks for a ticket (bound to a nonce cookie it holds); the
+//! shopper scans the QR with WeChat; WeChat pushes the scan to our portal with the scene; the
+//! browser's poll then turns the scanned ticket into a session, once.
+
+use chrono::Duration;
+
+use crate::config::Settings;
+use crate::db::{DbConn, write_transaction};
+use crate::error::AppResult;
+use crate::gateways::weixin::WeixinClient;
+use crate::models::login::LoginTicket;
+use crate::models::now;
+use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
+use crate::models::user::AppUser;
+use crate::services::{session, weixin_token};
+
+/// How long a QR code is good for.
+pub const TICKET_SECS: i64 = 600;
+
+/// The nonce cookie that binds a ticket to the browser that asked for it.
+pub const BROWSER_COOKIE: &str = "paymall_login";
+
+pub struct NewTicket {
+    pub ticket: String,
+    pub expires_in: i64,
+}
+
+/// Asks WeChat for a QR ticket with a fresh random scene and records it for this browser.
+pub fn new_ticket(
+    conn: &mut DbConn,
+    client: &WeixinClient,
+    owner: &str,
+    browser_nonce: &str,
+) -> AppResult<NewTicket> {
+    let scene = crate::random::token_hex(16);
+    let qr = weixin_token::with_token(conn, client, owner, |token| {
+        client.create_qr_ticket(token, &scene, TICKET_SECS)
+    })?;
+    let expires_in = qr.expire_seconds.min(TICKET_SECS);
+    LoginTicket::insert(
+        conn,
+        &qr.ticket,
+        &scene,
+        &session::token_hash(browser_nonce),
+        now() + Duration::seconds(expires_in),
+    )?;
+    Ok(NewTicket { ticket: qr.ticket, expires_in })
+}
+
+/// The phone scanned the QR of `scene`: remember who, if the ticket is still waiting.
+pub fn record_scan(conn: &mut DbConn, scene: &str, openid: &str) -> AppResult<bool> {
+    let recorded = LoginTicket::record_scan(conn, scene, openid)?;
+    if recorded {
+        log::info!("login: openid {openid} scanned scene {scene}");
+    } else {
+        log::info!("login: scan by openid {openid} for unknown, expired or used scene {scene}");
+    }
+    Ok(recorded)
+}
+
+/// The browser polls: once the ticket is scanned, this browser's first poll logs the shopper
+/// in (user row, session, and the "login succeeded" message enqueued in the same transaction).
+/// Returns the session token, or `None` while there is nothing to log in.
+pub fn check(
+    conn: &mut DbConn,
+    settings: &Settings,
+    ticket: &str,
+    browser_nonce: &str,
+) -> AppResult<Option<(AppUser, String)>> {
+    let Some(found) = LoginTicket::find(conn, ticket)? else { return Ok(None) };
+    let same_browser =
+        openssl::memcmp::eq(found.browser_hash.as_bytes(), session::token_hash(browser_nonce).as_bytes());
+    let Some(openid) =
+        found.openid.clone().filter(|_| same_browser && !found.consumed && found.expires_at > now())
+    else {
+        return Ok(None);
+    };
+    write_transaction(conn, |c| {
+        if !LoginTicket::consume(c, found.id)? {
+            return Ok(None);
+        }
+        let (user, token) = session::start(c, &openid)?;
+        let message = serde_json::json!({
+            "touser": openid,
+            "template_id": settings.weixin.login_template_id,
+            "url": settings.server.public_url,
+            "data": { "time": { "value": crate::gateways::alipay::china_time(now()) } },
+        });
+        OutboxEntry::enqueue(
+            c,
+            &NewOutboxEntry {
+                kind: "wx_template",
+                dedupe_key: &format!("login-{}", found.ticket),
+                order_id: None,
+                payload: &message.to_string(),
+            },
+        )?;
+        log::info!("login: openid {openid} logged in (user {})", user.user_id);
+        Ok(Some((user, token)))
+    })
+}
+
+/// Consumer of `wx_template`: sends the prepared body with `client_msg_id` = the dedupe key, so
+/// WeChat drops a resend of the same message.
+pub fn send_template(
+    conn: &mut DbConn,
+    client: &WeixinClient,
+    owner: &str,
+    entry: &OutboxEntry,
+) -> AppResult<()> {
+    let mut body: serde_json::Value =
+        serde_json::from_str(&entry.payload).map_err(crate::error::AppError::internal)?;
+    body["client_msg_id"] = serde_json::Value::String(entry.dedupe_key.clone());
+    weixin_token::with_token(conn, client, owner, |token| client.send_template(token, &body))
+}
+
+pub fn purge_expired(conn: &mut DbConn) -> AppResult<usize> {
+    let before = now() - Duration::hours(1);
+    Ok(LoginTicket::purge_expired(conn, before)?
+        + crate::models::login::purge_seen(conn, before - Duration::days(1))?)
+}

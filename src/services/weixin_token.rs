@@ -1,0 +1,83 @@
+//! The one WeChat access token, shared by every instance through the database. Each fetch
+//! invalidates the previous token, so exactly one instance refreshes at a time (a lease); the
+//! others wait for its result. A call refused with a token error refreshes and retries once.
+
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+
+use crate::db::DbConn;
+use crate::error::{AppError, AppResult};
+use crate::gateways::weixin::{WeixinClient, WeixinError};
+use crate::models::login::StoredToken;
+use crate::models::now;
+
+/// Refresh this long before WeChat's expiry.
+const REFRESH_MARGIN_SECS: i64 = 300;
+const LEASE_SECS: i64 = 15;
+
+/// Runs `call` with a valid token; on a token error, refreshes (unless someone already did) and
+/// tries once more.
+pub fn with_token<T>(
+    conn: &mut DbConn,
+    client: &WeixinClient,
+    owner: &str,
+    call: impl Fn(&str) -> Result<T, WeixinError>,
+) -> AppResult<T> {
+    let token = current(conn, client, owner, None)?;
+    match call(&token) {
+        Err(WeixinError::TokenInvalid(code)) => {
+            log::info!("weixin: access token refused (errcode {code}); refreshing");
+            let fresh = current(conn, client, owner, Some(&token))?;
+            call(&fresh).map_err(into_app_error)
+        }
+        other => other.map_err(into_app_error),
+    }
+}
+
+fn into_app_error(e: WeixinError) -> AppError {
+    match e {
+        WeixinError::Gateway(g) => g.into(),
+        token @ WeixinError::TokenInvalid(_) => {
+            AppError::Gateway(format!("WeChat refused our credentials: {token}"))
+        }
+    }
+}
+
+/// A token that is valid now. `stale` is a token WeChat just refused: it is replaced even if its
+/// stored expiry says otherwise.
+fn current(conn: &mut DbConn, client: &WeixinClient, owner: &str, stale: Option<&str>) -> AppResult<String> {
+    for _ in 0..50 {
+        let stored = StoredToken::load(conn)?;
+        let usable = !stored.token.is_empty()
+            && stored.expires_at > now() + Duration::seconds(REFRESH_MARGIN_SECS)
+            && Some(stored.token.as_str()) != stale;
+        if usable {
+            return Ok(stored.token);
+        }
+        if StoredToken::lease(conn, owner, now() + Duration::seconds(LEASE_SECS))? {
+            return refresh(conn, client, owner);
+        }
+        // Another instance is refreshing: its token will be in the row shortly.
+        std::thread::sleep(StdDuration::from_millis(100));
+    }
+    Err(AppError::Unavailable("the WeChat token refresh is taking too long".into()))
+}
+
+fn refresh(conn: &mut DbConn, client: &WeixinClient, owner: &str) -> AppResult<String> {
+    match client.fetch_token() {
+        Ok((token, expires_in)) => {
+            StoredToken::store_and_release(
+                conn,
+                owner,
+                Some((&token, now() + Duration::seconds(expires_in))),
+            )?;
+            log::info!("weixin: access token refreshed by {owner}, valid {expires_in} s");
+            Ok(token)
+        }
+        Err(e) => {
+            StoredToken::store_and_release(conn, owner, None)?;
+            Err(into_app_error(e))
+        }
+    }
+}
