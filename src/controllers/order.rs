@@ -94,10 +94,8 @@ async fn checkout(
     shopper: &Shopper,
     product_id: String,
 ) -> Result<Order, AppError> {
-    let (alipay, user) = (state.alipay.clone(), shopper.user.clone());
-    let timeout = chrono::Duration::minutes(i64::from(state.settings.alipay.pay_timeout_minutes));
-    let query_after = chrono::Duration::seconds(state.settings.compensation.query_after_secs as i64);
-    state.db(move |conn| orders::checkout(conn, &alipay, &user, &product_id, timeout, query_after)).await
+    let (alipay, settings, user) = (state.alipay.clone(), state.settings.clone(), shopper.user.clone());
+    state.db(move |conn| orders::checkout(conn, &alipay, &settings, &user, &product_id)).await
 }
 
 /// The product page's Buy button: a logged-in shopper with a valid CSRF token gets the checkout

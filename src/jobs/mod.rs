@@ -2,6 +2,7 @@
 //! each task once. Tasks claim their rows with a lease, so any number of instances can run it
 //! over one database.
 
+mod compensation;
 mod outbox;
 
 use std::sync::Arc;
@@ -44,7 +45,13 @@ impl Worker {
 
     /// Runs every task once. A failing task is logged and the others still run.
     pub fn tick(&self) {
-        let tasks: [(&str, Task); 2] = [("outbox", outbox::drain), ("purge expired", purge_expired)];
+        let tasks: [(&str, Task); 5] = [
+            ("query dropped notifies", compensation::query_dropped),
+            ("close unpaid orders", compensation::close_expired),
+            ("deliver stranded payments", compensation::deliver_stranded),
+            ("outbox", outbox::drain),
+            ("purge expired", purge_expired),
+        ];
         for (name, task) in tasks {
             match task(self) {
                 Ok(0) => {}

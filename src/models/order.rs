@@ -199,18 +199,20 @@ impl Order {
             .load(conn)
     }
 
-    /// Orders in `status` due for a look by the background thread and not leased by another
-    /// instance.
+    /// Orders in `statuses` placed between `placed_after` and `placed_before`, due for a look
+    /// by the background thread and not leased by another instance.
     pub fn due(
         conn: &mut DbConn,
         statuses: &[&str],
-        older_than: NaiveDateTime,
+        placed_after: NaiveDateTime,
+        placed_before: NaiveDateTime,
         limit: i64,
     ) -> QueryResult<Vec<String>> {
         let at = now();
         pay_order::table
             .filter(pay_order::status.eq_any(statuses))
-            .filter(pay_order::order_time.le(older_than))
+            .filter(pay_order::order_time.gt(placed_after))
+            .filter(pay_order::order_time.le(placed_before))
             .filter(pay_order::next_query_at.le(at))
             .filter(pay_order::lease_until.is_null().or(pay_order::lease_until.lt(at)))
             .order(pay_order::next_query_at.asc())

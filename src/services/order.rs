@@ -4,6 +4,7 @@
 
 use chrono::Duration;
 
+use crate::config::Settings;
 use crate::db::{DbConn, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, PagePay};
@@ -21,11 +22,15 @@ const FORM_MARGIN_SECS: i64 = 60;
 pub fn checkout(
     conn: &mut DbConn,
     alipay: &AlipayClient,
+    settings: &Settings,
     user: &AppUser,
     product_id: &str,
-    pay_timeout: Duration,
-    query_after: Duration,
 ) -> AppResult<Order> {
+    let pay_timeout = Duration::minutes(i64::from(settings.alipay.pay_timeout_minutes));
+    // The background thread first looks at the order when it may need a query or a close.
+    let compensation = &settings.compensation;
+    let first_look =
+        Duration::seconds(compensation.query_after_secs.min(compensation.close_after_minutes * 60) as i64);
     for _ in 0..3 {
         let at = now();
         let order = match Order::find_open(conn, user.user_id, product_id)? {
@@ -34,7 +39,7 @@ pub fn checkout(
                 continue;
             }
             Some(open) => open,
-            None => match create(conn, user, product_id, pay_timeout, query_after)? {
+            None => match create(conn, user, product_id, pay_timeout, first_look)? {
                 Some(created) => created,
                 // Another request of the same shopper made it first: use theirs.
                 None => continue,
@@ -76,7 +81,7 @@ fn create(
     user: &AppUser,
     product_id: &str,
     pay_timeout: Duration,
-    query_after: Duration,
+    first_look: Duration,
 ) -> AppResult<Option<Order>> {
     let created = write_transaction(conn, |c| {
         let product = Product::find(c, product_id)?
@@ -96,7 +101,7 @@ fn create(
                 product_name: &product.name,
                 total_cents: product.price_cents,
                 expire_at: at + pay_timeout,
-                next_query_at: at + query_after,
+                next_query_at: at + first_look,
             },
         )?;
         order::record_event(c, &order_id, None, order::CREATE, "shopper", "order placed, stock reserved")?;

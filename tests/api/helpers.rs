@@ -80,6 +80,11 @@ impl TestDatabase {
         }
     }
 
+    /// Another handle on the same database (no clean-up of its own), for a second instance.
+    pub fn shared(&self) -> TestDatabase {
+        TestDatabase { url: self.url.clone(), pg_cleanup: None, _dir: tempfile::tempdir().expect("temp dir") }
+    }
+
     pub fn dir(&self) -> &Path {
         self._dir.path()
     }
@@ -145,6 +150,19 @@ impl TestApp {
         settings.alipay.alipay_public_key_path = db.dir().join("keys/alipay_public_key.pem");
         customize(&mut settings);
         Some(TestApp::start(settings, db))
+    }
+
+    /// A second instance on the same database, with the sandbox off and this instance's
+    /// sandbox as its WeChat and Alipay.
+    pub fn spawn_sibling(&self) -> TestApp {
+        let mut settings = (*self.settings).clone();
+        settings.server.bind = "127.0.0.1:0".into();
+        settings.server.public_url = String::new();
+        settings.alipay.notify_url = String::new();
+        settings.alipay.return_url = String::new();
+        settings.sandbox.enabled = false;
+        settings.admin.password = Secret::new("sibling-admin");
+        TestApp::start(settings, self.db.shared())
     }
 
     fn start(settings: Settings, db: TestDatabase) -> TestApp {

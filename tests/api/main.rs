@@ -6,6 +6,7 @@
 mod helpers;
 
 mod catalogue;
+mod compensation;
 mod login;
 mod operations;
 mod payment;

@@ -38,7 +38,8 @@ pub fn pay_at_cashier(browser: &mut Browser, form: &str) -> String {
     assert_eq!(cashier.status, 200, "{}", cashier.body);
     assert!(cashier.body.contains("Cashier"), "{}", cashier.body);
     let order_id = order_id_of(form);
-    let paid = browser.post_form(&format!("/sandbox/alipay/cashier/{order_id}/pay"), &[]);
+    let sandbox = &action[..action.find("gateway.do").expect("gateway URL")];
+    let paid = browser.post_form(&format!("{sandbox}cashier/{order_id}/pay"), &[]);
     assert_eq!(paid.status, 303, "{}", paid.body);
     let back = paid.header("location").expect("return_url").to_owned();
     assert!(back.contains("/orders/return?") && back.contains("sign="), "{back}");
