@@ -149,6 +149,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    gateway_call (id) {
+        id -> BigInt,
+        order_id -> Text,
+        call -> Text,
+        caller -> Text,
+        outcome -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(user_session -> app_user (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -164,4 +175,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_ticket,
     wx_access_token,
     wx_event_seen,
+    gateway_call,
 );

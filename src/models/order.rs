@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::now;
 use crate::db::DbConn;
-use crate::db::schema::{alipay_notify, order_event, order_number, pay_order, shipment};
+use crate::db::schema::{alipay_notify, gateway_call, order_event, order_number, pay_order, shipment};
 
 pub const CREATE: &str = "CREATE";
 pub const PAY_WAIT: &str = "PAY_WAIT";
@@ -341,4 +341,42 @@ pub fn insert_shipment(conn: &mut DbConn, order_id: &str, detail: &str) -> Query
 
 pub fn shipments_of(conn: &mut DbConn, order_id: &str) -> QueryResult<i64> {
     shipment::table.filter(shipment::order_id.eq(order_id)).count().get_result(conn)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = gateway_call)]
+pub struct GatewayCall {
+    pub id: i64,
+    pub order_id: String,
+    pub call: String,
+    pub caller: String,
+    pub outcome: String,
+    pub created_at: NaiveDateTime,
+}
+
+pub fn record_gateway_call(
+    conn: &mut DbConn,
+    order_id: &str,
+    call: &str,
+    caller: &str,
+    outcome: &str,
+) -> QueryResult<()> {
+    diesel::insert_into(gateway_call::table)
+        .values((
+            gateway_call::order_id.eq(order_id),
+            gateway_call::call.eq(call),
+            gateway_call::caller.eq(caller),
+            gateway_call::outcome.eq(outcome),
+            gateway_call::created_at.eq(now()),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn gateway_calls(conn: &mut DbConn, order_id: &str) -> QueryResult<Vec<GatewayCall>> {
+    gateway_call::table
+        .filter(gateway_call::order_id.eq(order_id))
+        .order(gateway_call::id.asc())
+        .select(GatewayCall::as_select())
+        .load(conn)
 }

@@ -5,6 +5,7 @@ pub mod catalogue;
 pub mod login;
 pub mod order;
 pub mod payment;
+pub mod reconcile;
 pub mod session;
 pub mod weixin_portal;
 pub mod weixin_token;

@@ -247,7 +247,13 @@ pub fn refund(conn: &mut DbConn, alipay: &AlipayClient, entry: &OutboxEntry) -> 
     let payload: RefundPayload = serde_json::from_str(&entry.payload).map_err(AppError::internal)?;
     let order = Order::find(conn, order_id)?
         .ok_or_else(|| AppError::internal(format!("refund for unknown order {order_id}")))?;
-    alipay.trade_refund(order_id, order.total_cents, &entry.dedupe_key, &payload.reason, now())?;
+    let answer = alipay.trade_refund(order_id, order.total_cents, &entry.dedupe_key, &payload.reason, now());
+    let outcome = match &answer {
+        Ok(()) => format!("refunded ({})", entry.dedupe_key),
+        Err(e) => format!("error: {e}"),
+    };
+    order::record_gateway_call(conn, order_id, "alipay.trade.refund", "refund", &outcome)?;
+    answer?;
     write_transaction(conn, |c| {
         if Order::transition(c, order_id, &[REFUND_WAIT], order::REFUNDED)? {
             if payload.restock {

@@ -1,0 +1,140 @@
+//! Reconciling one order with Alipay: ask (`alipay.trade.query`) or close (`alipay.trade.close`,
+//! then locally). Used by the background compensation and by the admin's "Sync" and "Close";
+//! both work under the order's lease, so they never act on an order at the same time.
+
+use chrono::Duration;
+
+use crate::config::Settings;
+use crate::db::DbConn;
+use crate::error::{AppError, AppResult};
+use crate::gateways::alipay::{AlipayClient, CloseOutcome, TradeState};
+use crate::models::now;
+use crate::models::order::{self, OPEN, Order};
+use crate::money::parse_yuan;
+use crate::services::{order as orders, payment};
+
+const LEASE_SECS: i64 = 60;
+const MAX_BACKOFF_SECS: i64 = 300;
+
+/// Seconds until the next look at an order after `attempt` looks: 10 s, 20 s, 40 s ... 5 min.
+pub fn backoff_secs(attempt: i32) -> i64 {
+    (10i64 << (attempt.clamp(1, 16) - 1)).min(MAX_BACKOFF_SECS)
+}
+
+/// What one look at an order decided.
+#[derive(Debug)]
+pub enum Look {
+    /// Settled (paid, closed): nothing more to find out.
+    Settled(String),
+    /// Not settled yet: look again after the backoff.
+    Later(String),
+}
+
+impl Look {
+    pub fn describe(&self) -> &str {
+        match self {
+            Look::Settled(what) | Look::Later(what) => what,
+        }
+    }
+}
+
+/// Everything a look needs.
+pub struct Reconciler<'a> {
+    pub alipay: &'a AlipayClient,
+    pub settings: &'a Settings,
+    /// Holds the lease: this instance.
+    pub owner: &'a str,
+}
+
+pub type LookAt = fn(&Reconciler, &mut DbConn, &Order, &str) -> AppResult<Look>;
+
+impl Reconciler<'_> {
+    /// Leases the order, lets `look_at` decide (errors count as "later"), and schedules the next
+    /// look. `None` when another instance holds the lease.
+    pub fn under_lease(
+        &self,
+        conn: &mut DbConn,
+        order_id: &str,
+        cause: &str,
+        look_at: LookAt,
+    ) -> AppResult<Option<Look>> {
+        if !Order::lease(conn, order_id, self.owner, now() + Duration::seconds(LEASE_SECS))? {
+            return Ok(None);
+        }
+        let found = Order::find(conn, order_id)?;
+        let attempt = found.as_ref().map_or(1, |o| o.query_attempts + 1);
+        let look = match &found {
+            Some(order) if OPEN.contains(&order.status.as_str()) => {
+                look_at(self, conn, order, cause).unwrap_or_else(|e| Look::Later(e.to_string()))
+            }
+            Some(order) => Look::Settled(format!("already {}", order.status)),
+            None => Look::Settled("no such order".into()),
+        };
+        let next = now() + Duration::seconds(backoff_secs(attempt));
+        Order::release(conn, order_id, self.owner, next, attempt)?;
+        log::info!("reconcile ({cause}): order {order_id}: {}", look.describe());
+        Ok(Some(look))
+    }
+}
+
+/// Asks Alipay; a confirmed payment of the right amount is settled exactly like a notify.
+pub fn query(r: &Reconciler, conn: &mut DbConn, order: &Order, cause: &str) -> AppResult<Look> {
+    let answer = r.alipay.trade_query(&order.order_id, now());
+    let outcome = match &answer {
+        Ok(state) => format!("{state:?}"),
+        Err(e) => format!("error: {e}"),
+    };
+    order::record_gateway_call(conn, &order.order_id, "alipay.trade.query", cause, &outcome)?;
+    match answer? {
+        TradeState::Paid { trade_no, total_amount, paid_at } => {
+            if parse_yuan(&total_amount) != Some(order.total_cents) {
+                return Ok(Look::Later(format!(
+                    "Alipay reports a payment of {total_amount}, not the order's amount; left for an operator"
+                )));
+            }
+            let evidence =
+                payment::PaymentEvidence { cause, trade_no: &trade_no, paid_at: paid_at.unwrap_or_else(now) };
+            Ok(Look::Settled(payment::settle_paid(conn, r.settings, order, &evidence)?))
+        }
+        TradeState::Closed => {
+            orders::close(conn, &order.order_id, cause, "Alipay closed the trade")?;
+            Ok(Look::Settled("closed at Alipay".into()))
+        }
+        TradeState::Waiting => Ok(Look::Later("Alipay: waiting for the buyer".into())),
+        TradeState::NotExist => Ok(Look::Later("Alipay: the buyer has not opened the cashier".into())),
+    }
+}
+
+/// Closes at Alipay first, so the buyer can no longer pay, then locally; if Alipay says the
+/// trade is no longer waiting, asks whether it was paid.
+pub fn close(r: &Reconciler, conn: &mut DbConn, order: &Order, cause: &str) -> AppResult<Look> {
+    let answer = r.alipay.trade_close(&order.order_id, now());
+    let outcome = match &answer {
+        Ok(state) => format!("{state:?}"),
+        Err(e) => format!("error: {e}"),
+    };
+    order::record_gateway_call(conn, &order.order_id, "alipay.trade.close", cause, &outcome)?;
+    match answer? {
+        CloseOutcome::Closed | CloseOutcome::NotExist => {
+            let closed = orders::close(conn, &order.order_id, cause, "closed at Alipay, stock released")?;
+            Ok(Look::Settled(if closed { "closed".into() } else { "changed meanwhile".into() }))
+        }
+        CloseOutcome::NotWaiting => query(r, conn, order, cause),
+    }
+}
+
+/// An admin asked for this order to be looked at now; says what came of it.
+pub fn by_admin(
+    reconciler: &Reconciler,
+    conn: &mut DbConn,
+    order_id: &str,
+    cause: &str,
+    look_at: LookAt,
+) -> AppResult<String> {
+    match reconciler.under_lease(conn, order_id, cause, look_at)? {
+        Some(look) => Ok(look.describe().to_owned()),
+        None => Err(AppError::Conflict(
+            "The background task is working on this order right now; try again in a minute.".into(),
+        )),
+    }
+}
