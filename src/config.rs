@@ -154,6 +154,12 @@ impl Settings {
             .build()?
             .try_deserialize()?;
         settings.validate()?;
+        if environment == Some("prod") && settings.admin.password.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "admin.password",
+                reason: "must be set when PAYMALL_ENV=prod".into(),
+            });
+        }
         Ok(settings)
     }
 
@@ -215,6 +221,10 @@ impl Settings {
         self.server.public_url = public.clone();
         fill(&mut self.alipay.notify_url, || format!("{public}/api/v1/alipay/alipay_notify_url"));
         fill(&mut self.alipay.return_url, || format!("{public}/orders/return"));
+        if self.admin.password.is_empty() {
+            // Development only: production refuses to start without a password.
+            self.admin.password = Secret::new(crate::random::token_hex(8));
+        }
         if self.sandbox.enabled {
             fill(&mut self.weixin.api_base_url, || format!("{public}/sandbox/weixin"));
             fill(&mut self.weixin.qrcode_show_url, || format!("{public}/sandbox/weixin/cgi-bin/showqrcode"));

@@ -18,6 +18,9 @@ pub enum AppError {
     BadRequest(String),
     #[error("please log in first")]
     NotLoggedIn,
+    /// An admin page without an admin session: redirect to the sign-in (the location).
+    #[error("please sign in as the admin")]
+    AdminLogin(String),
     #[error("{0}")]
     Forbidden(String),
     /// The request is valid but the state does not allow it (sold out, already paid, ...).
@@ -25,9 +28,10 @@ pub enum AppError {
     Conflict(String),
     #[error("the request body is too large")]
     PayloadTooLarge,
-    /// An outside platform (WeChat, Alipay) failed or could not be reached.
-    #[error("{0}")]
-    Gateway(String),
+    /// An outside platform (WeChat, Alipay) failed or could not be reached: a message for the
+    /// client, and what exactly happened for the log and the operator.
+    #[error("{message}")]
+    Gateway { message: String, cause: String },
     #[error("the service is busy, please try again")]
     Unavailable(String),
     #[error("something went wrong on our side")]
@@ -53,9 +57,15 @@ impl AppError {
     /// The cause kept for the log, when there is more to say than the public message.
     fn cause(&self) -> Option<&str> {
         match self {
-            AppError::Unavailable(c) | AppError::Internal(c) => Some(c),
+            AppError::Unavailable(c) | AppError::Internal(c) | AppError::Gateway { cause: c, .. } => Some(c),
             _ => None,
         }
+    }
+
+    /// What an operator needs to know (outbox `last_error`, gateway call records): the cause
+    /// when there is one, else the message.
+    pub fn detail(&self) -> String {
+        self.cause().map_or_else(|| self.to_string(), str::to_owned)
     }
 }
 
@@ -106,16 +116,22 @@ impl ResponseError for AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::NotLoggedIn => StatusCode::UNAUTHORIZED,
+            AppError::AdminLogin(_) => StatusCode::SEE_OTHER,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::Gateway(_) => StatusCode::BAD_GATEWAY,
+            AppError::Gateway { .. } => StatusCode::BAD_GATEWAY,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let AppError::AdminLogin(location) = self {
+            return HttpResponse::SeeOther()
+                .insert_header((actix_web::http::header::LOCATION, location.as_str()))
+                .finish();
+        }
         let status = self.status_code();
         if status.is_server_error() {
             log::error!("{status}: {self} ({})", self.cause().unwrap_or("no further cause"));

@@ -50,6 +50,7 @@ impl Application {
         let bind_error = |source| StartupError::Bind { bind: settings.server.bind.clone(), source };
         let listener = TcpListener::bind(&settings.server.bind).map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
+        let generated_password = settings.admin.password.is_empty();
         let settings = Arc::new(settings.resolve(address));
 
         let sandbox = if settings.sandbox.enabled {
@@ -102,6 +103,7 @@ impl Application {
         .map_err(|source| StartupError::Bind { bind: address.to_string(), source })?
         .run();
 
+        print_quick_start(&settings, generated_password);
         let interval = Duration::from_secs(settings.compensation.interval_secs);
         let background = Background::start(worker.clone(), interval).map_err(StartupError::Thread)?;
         Ok(Application { port: address.port(), settings, server, worker, background })
@@ -131,6 +133,27 @@ impl Application {
         let served = self.server.await;
         self.background.stop();
         served
+    }
+}
+
+/// Where to click: the shop, the sandbox's phone, cashier and inbox, and the admin console.
+fn print_quick_start(settings: &Settings, generated_password: bool) {
+    let public = &settings.server.public_url;
+    log::info!("shop:   {public}/");
+    if settings.sandbox.enabled {
+        log::info!(
+            "sandbox: log in at {public}/login and press 'Open the sandbox phone'; Buy leads to the sandbox cashier ({public}/sandbox/alipay/gateway.do); WeChat messages land in {public}/sandbox/weixin/inbox"
+        );
+    }
+    if generated_password {
+        // Printed once, on purpose: there is no other way to learn a generated dev password.
+        log::info!(
+            "admin:  {public}/admin  (user {}, password {} generated for this run; set admin.password to choose one)",
+            settings.admin.username,
+            settings.admin.password.expose()
+        );
+    } else {
+        log::info!("admin:  {public}/admin  (user {})", settings.admin.username);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Thin HTTP handlers: extract, call a service inside `web::block`, render a template or JSON.
 //! Routes are registered per area.
 
+pub mod admin;
 pub mod alipay;
 pub mod csrf;
 pub mod health;
@@ -29,6 +30,7 @@ pub fn page_routes(cfg: &mut web::ServiceConfig) {
     product::routes(cfg);
     login::routes(cfg);
     order::routes(cfg);
+    admin::routes(cfg);
 }
 
 pub fn see_other(location: &str) -> HttpResponse {

@@ -160,6 +160,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    admin_session (id) {
+        id -> BigInt,
+        token_hash -> Text,
+        username -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    admin_login_failure (id) {
+        id -> BigInt,
+        throttle_key -> Text,
+        failures -> Integer,
+        locked_until -> Nullable<Timestamp>,
+        last_failed_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(user_session -> app_user (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -176,4 +196,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     wx_access_token,
     wx_event_seen,
     gateway_call,
+    admin_session,
+    admin_login_failure,
 );

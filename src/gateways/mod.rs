@@ -37,13 +37,15 @@ pub enum GatewayError {
 impl From<GatewayError> for AppError {
     fn from(e: GatewayError) -> Self {
         log::warn!("gateway: {e}");
-        AppError::Gateway(match e {
+        let cause = e.to_string();
+        let message = match e {
             GatewayError::Unreachable { platform, .. } => {
                 format!("{platform} cannot be reached right now; please try again shortly.")
             }
             GatewayError::BadAnswer { platform, .. } | GatewayError::Refused { platform, .. } => {
                 format!("{platform} did not accept the request; please try again shortly.")
             }
-        })
+        };
+        AppError::Gateway { message, cause }
     }
 }

@@ -5,6 +5,8 @@
 mod compensation;
 mod outbox;
 
+pub use outbox::MAX_ATTEMPTS as MAX_OUTBOX_ATTEMPTS;
+
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;

@@ -43,12 +43,13 @@ pub fn drain(worker: &Worker) -> Result<usize, AppError> {
                 let attempt = entry.attempts + 1;
                 let retry_at =
                     (attempt < MAX_ATTEMPTS).then(|| now() + Duration::seconds(backoff_secs(attempt)));
-                OutboxEntry::fail(&mut conn, entry.outbox_id, &worker.owner, &e.to_string(), retry_at)?;
+                OutboxEntry::fail(&mut conn, entry.outbox_id, &worker.owner, &e.detail(), retry_at)?;
                 let outcome = if retry_at.is_some() { "will retry" } else { "DEAD" };
                 log::warn!(
-                    "outbox {} {} attempt {attempt} failed, {outcome}: {e}",
+                    "outbox {} {} attempt {attempt} failed, {outcome}: {}",
                     entry.outbox_id,
-                    entry.kind
+                    entry.kind,
+                    e.detail()
                 );
             }
         }

@@ -1,6 +1,7 @@
 //! Diesel structs and their queries. Functions take a connection and return `QueryResult`;
 //! nothing here knows about HTTP or the outside platforms.
 
+pub mod admin;
 pub mod login;
 pub mod order;
 pub mod outbox;

@@ -380,3 +380,54 @@ pub fn gateway_calls(conn: &mut DbConn, order_id: &str) -> QueryResult<Vec<Gatew
         .select(GatewayCall::as_select())
         .load(conn)
 }
+
+/// What the admin's orders page narrows down to. Empty fields do not filter.
+#[derive(Debug, Default, Clone)]
+pub struct OrderFilter {
+    pub status: Option<String>,
+    pub placed_from: Option<NaiveDateTime>,
+    pub placed_before: Option<NaiveDateTime>,
+    pub openid: Option<String>,
+    pub order_id: Option<String>,
+    pub product_id: Option<String>,
+}
+
+impl OrderFilter {
+    fn query(&self) -> pay_order::BoxedQuery<'_, crate::db::MultiBackend> {
+        let mut query = pay_order::table.into_boxed();
+        if let Some(status) = &self.status {
+            query = query.filter(pay_order::status.eq(status));
+        }
+        if let Some(from) = self.placed_from {
+            query = query.filter(pay_order::order_time.ge(from));
+        }
+        if let Some(before) = self.placed_before {
+            query = query.filter(pay_order::order_time.lt(before));
+        }
+        if let Some(openid) = &self.openid {
+            query = query.filter(pay_order::openid.eq(openid));
+        }
+        if let Some(order_id) = &self.order_id {
+            query = query.filter(pay_order::order_id.eq(order_id));
+        }
+        if let Some(product_id) = &self.product_id {
+            query = query.filter(pay_order::product_id.eq(product_id));
+        }
+        query
+    }
+
+    /// Matching orders, newest first.
+    pub fn page(&self, conn: &mut DbConn, offset: i64, limit: i64) -> QueryResult<Vec<Order>> {
+        self.query()
+            .order(pay_order::id.desc())
+            .offset(offset)
+            .limit(limit)
+            .select(Order::as_select())
+            .load(conn)
+    }
+
+    /// (status, total cents) of every matching order, for the counts and sums per status.
+    pub fn amounts(&self, conn: &mut DbConn) -> QueryResult<Vec<(String, i64)>> {
+        self.query().select((pay_order::status, pay_order::total_cents)).load(conn)
+    }
+}

@@ -157,3 +157,28 @@ impl OutboxEntry {
             .load(conn)
     }
 }
+
+impl OutboxEntry {
+    /// A retrying or dead entry due now (the admin's "retry now"); its history stays.
+    pub fn retry_now(conn: &mut DbConn, outbox_id: i64) -> QueryResult<bool> {
+        diesel::update(outbox::table.filter(outbox::outbox_id.eq(outbox_id)).filter(outbox::status.ne(DONE)))
+            .set((
+                outbox::status.eq(PENDING),
+                outbox::next_attempt_at.eq(now()),
+                outbox::updated_at.eq(now()),
+            ))
+            .execute(conn)
+            .map(|n| n == 1)
+    }
+
+    /// Entries that failed at least once and are not done: retrying or dead.
+    pub fn troubled(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<OutboxEntry>> {
+        outbox::table
+            .filter(outbox::status.ne(DONE))
+            .filter(outbox::attempts.gt(0).or(outbox::status.eq(DEAD)))
+            .order(outbox::outbox_id.desc())
+            .limit(limit)
+            .select(OutboxEntry::as_select())
+            .load(conn)
+    }
+}

@@ -29,6 +29,13 @@ impl Product {
             .load(conn)
     }
 
+    pub fn all(conn: &mut DbConn) -> QueryResult<Vec<Product>> {
+        product::table
+            .order((product::sort_order.asc(), product::product_id.asc()))
+            .select(Product::as_select())
+            .load(conn)
+    }
+
     pub fn find(conn: &mut DbConn, product_id: &str) -> QueryResult<Option<Product>> {
         product::table.find(product_id).select(Product::as_select()).first(conn).optional()
     }
@@ -52,4 +59,26 @@ pub fn release_one(conn: &mut DbConn, product_id: &str) -> QueryResult<usize> {
     diesel::update(product::table.filter(product::product_id.eq(product_id)))
         .set(product::stock.eq(product::stock + 1))
         .execute(conn)
+}
+
+pub fn update(
+    conn: &mut DbConn,
+    product_id: &str,
+    name: &str,
+    description: &str,
+    price_cents: i64,
+    stock: i64,
+    on_sale: bool,
+) -> QueryResult<bool> {
+    diesel::update(product::table.filter(product::product_id.eq(product_id)))
+        .set((
+            product::name.eq(name),
+            product::description.eq(description),
+            product::price_cents.eq(price_cents),
+            product::stock.eq(stock),
+            product::on_sale.eq(on_sale),
+            product::updated_at.eq(crate::models::now()),
+        ))
+        .execute(conn)
+        .map(|n| n == 1)
 }

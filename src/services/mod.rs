@@ -1,6 +1,7 @@
 //! Business rules. Services take a database connection (and gateways where they need the
 //! outside world); they never see HTTP types.
 
+pub mod admin;
 pub mod catalogue;
 pub mod login;
 pub mod order;

@@ -65,7 +65,7 @@ impl Reconciler<'_> {
         let attempt = found.as_ref().map_or(1, |o| o.query_attempts + 1);
         let look = match &found {
             Some(order) if OPEN.contains(&order.status.as_str()) => {
-                look_at(self, conn, order, cause).unwrap_or_else(|e| Look::Later(e.to_string()))
+                look_at(self, conn, order, cause).unwrap_or_else(|e| Look::Later(e.detail()))
             }
             Some(order) => Look::Settled(format!("already {}", order.status)),
             None => Look::Settled("no such order".into()),

@@ -39,7 +39,7 @@ fn into_app_error(e: WeixinError) -> AppError {
     match e {
         WeixinError::Gateway(g) => g.into(),
         token @ WeixinError::TokenInvalid(_) => {
-            AppError::Gateway(format!("WeChat refused our credentials: {token}"))
+            AppError::Gateway { message: "WeChat refused our credentials.".into(), cause: token.to_string() }
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod admin;
 mod catalogue;
 mod compensation;
 mod login;

@@ -100,3 +100,21 @@ fn migrate_subcommand_migrates_and_exits() {
     assert!(ok, "{stderr}");
     assert!(stderr.contains("migrations applied"), "{stderr}");
 }
+
+#[test]
+fn prod_refuses_to_start_without_an_admin_password() {
+    let prod_credentials = [
+        ("PAYMALL__WEIXIN__APP_ID", "wx1"),
+        ("PAYMALL__WEIXIN__APP_SECRET", "s"),
+        ("PAYMALL__WEIXIN__TOKEN", "t"),
+        ("PAYMALL__ALIPAY__APP_ID", "2021"),
+        ("PAYMALL__ALIPAY__SELLER_ID", "2088"),
+        ("PAYMALL__SANDBOX__ENABLED", "true"),
+    ];
+    let err =
+        Settings::load_from(&config_dir(), Some("prod"), env(&prod_credentials)).expect_err("no password");
+    assert!(err.to_string().contains("admin.password"), "{err}");
+    let mut with_password = prod_credentials.to_vec();
+    with_password.push(("PAYMALL__ADMIN__PASSWORD", "chosen"));
+    assert!(Settings::load_from(&config_dir(), Some("prod"), env(&with_password)).is_ok());
+}

@@ -1,0 +1,2 @@
+DROP TABLE admin_login_failure;
+DROP TABLE admin_session;

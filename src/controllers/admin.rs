@@ -1,0 +1,485 @@
+//! The admin console under `/admin`: sign-in, orders (filters, paging, totals, CSV), one order's
+//! whole story with its actions, the troubled outbox, and product editing. Every form carries a
+//! CSRF token; every page needs an admin session (else a redirect to the sign-in).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{csrf, filters, render, see_other, url_encode};
+use crate::error::AppError;
+use crate::models::order::{Order, OrderFilter};
+use crate::models::outbox::OutboxEntry;
+use crate::models::product::Product;
+use crate::services::admin::{self, ADMIN_COOKIE, OrderStory, ProductEdit, Refusal};
+use crate::services::reconcile::{self, Reconciler};
+use crate::state::AppState;
+
+const PER_PAGE: i64 = 50;
+/// The sign-in form's own CSRF cookie (there is no session yet to derive a token from).
+const FORM_COOKIE: &str = "paymall_admin_form";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/admin")
+            .route("/login", web::get().to(login_form))
+            .route("/login", web::post().to(login))
+            .route("/logout", web::post().to(logout))
+            .route("", web::get().to(orders))
+            .route("/", web::get().to(orders))
+            .route("/orders.csv", web::get().to(orders_csv))
+            .route("/orders/{order_id}", web::get().to(order_detail))
+            .route("/orders/{order_id}/{action}", web::post().to(order_action))
+            .route("/outbox", web::get().to(outbox))
+            .route("/outbox/{outbox_id}/retry", web::post().to(retry_outbox))
+            .route("/products", web::get().to(products))
+            .route("/products/{product_id}", web::post().to(edit_product)),
+    );
+}
+
+/// A signed-in admin. Extracting it on a page without a session redirects to the sign-in.
+pub struct Admin {
+    pub username: String,
+    token: String,
+}
+
+impl Admin {
+    fn csrf(&self) -> String {
+        csrf::token_for(&self.token)
+    }
+
+    fn check(&self, submitted: Option<&str>) -> Result<(), AppError> {
+        csrf::verify(&self.token, submitted)
+    }
+}
+
+impl FromRequest for Admin {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let next =
+                req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/admin".into());
+            let login_required = AppError::AdminLogin(format!("/admin/login?next={}", url_encode(&next)));
+            let Some(token) = req.cookie(ADMIN_COOKIE).map(|c| c.value().to_owned()) else {
+                return Err(login_required);
+            };
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or_else(|| AppError::internal("no app state"))?
+                .clone();
+            let lookup = token.clone();
+            match state.db(move |conn| admin::session_admin(conn, &lookup)).await? {
+                Some(username) => Ok(Admin { username, token }),
+                None => Err(login_required),
+            }
+        })
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/login.html")]
+struct LoginPage {
+    csrf: String,
+    next: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+fn local_next(next: Option<&str>) -> String {
+    match next {
+        Some(p) if p.starts_with("/admin") && !p.starts_with("//") => p.to_owned(),
+        _ => "/admin".to_owned(),
+    }
+}
+
+async fn login_form(req: HttpRequest, query: web::Query<NextQuery>) -> Result<HttpResponse, AppError> {
+    let token =
+        req.cookie(FORM_COOKIE).map(|c| c.value().to_owned()).unwrap_or_else(|| crate::random::token_hex(16));
+    let mut response = render(&LoginPage {
+        csrf: csrf::token_for(&token),
+        next: local_next(query.next.as_deref()),
+        error: None,
+    })?;
+    let cookie =
+        Cookie::build(FORM_COOKIE, token).path("/admin").http_only(true).same_site(SameSite::Strict).finish();
+    response.add_cookie(&cookie).map_err(AppError::internal)?;
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    csrf: Option<String>,
+    next: Option<String>,
+}
+
+async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse, AppError> {
+    let form_token = req.cookie(FORM_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
+    csrf::verify(&form_token, form.csrf.as_deref())?;
+    let LoginForm { username, password, next, .. } = form.into_inner();
+    let next = local_next(next.as_deref());
+    let client = req.connection_info().realip_remote_addr().unwrap_or("unknown").to_owned();
+    let settings = state.settings.clone();
+    let outcome =
+        state.db(move |conn| admin::sign_in(conn, &settings, &username, &password, &client)).await?;
+    let retry = |error: String, status: actix_web::http::StatusCode| -> Result<HttpResponse, AppError> {
+        let page = LoginPage { csrf: csrf::token_for(&form_token), next: next.clone(), error: Some(error) };
+        let mut response = render(&page)?;
+        *response.status_mut() = status;
+        Ok(response)
+    };
+    match outcome {
+        Ok(token) => {
+            let cookie = Cookie::build(ADMIN_COOKIE, token)
+                .path("/admin")
+                .http_only(true)
+                .same_site(SameSite::Strict)
+                .secure(state.settings.server.public_url.starts_with("https://"))
+                .finish();
+            let mut response = see_other(&next);
+            response.add_cookie(&cookie).map_err(AppError::internal)?;
+            Ok(response)
+        }
+        Err(Refusal::Wrong { failures }) => {
+            // Each failure in a row answers later than the one before.
+            actix_web::rt::time::sleep(Duration::from_millis(admin::failure_delay_ms(failures))).await;
+            retry("Wrong name or password.".into(), actix_web::http::StatusCode::UNAUTHORIZED)
+        }
+        Err(Refusal::Locked { seconds }) => retry(
+            format!("Too many failed attempts. Try again in {seconds} s."),
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: Option<String>,
+}
+
+async fn logout(
+    state: web::Data<AppState>,
+    admin_user: Admin,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, AppError> {
+    admin_user.check(form.csrf.as_deref())?;
+    let token = admin_user.token.clone();
+    state.db(move |conn| admin::sign_out(conn, &token)).await?;
+    let mut response = see_other("/admin/login");
+    let mut expired = Cookie::build(ADMIN_COOKIE, "").path("/admin").finish();
+    expired.make_removal();
+    response.add_cookie(&expired).map_err(AppError::internal)?;
+    Ok(response)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct OrdersQuery {
+    status: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    openid: Option<String>,
+    order_id: Option<String>,
+    product_id: Option<String>,
+    page: Option<i64>,
+}
+
+impl OrdersQuery {
+    fn filter(&self) -> Result<OrderFilter, AppError> {
+        let text =
+            |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+        let day = |v: &Option<String>, name: &str| match text(v) {
+            None => Ok(None),
+            Some(d) => admin::china_day_start(&d)
+                .map(Some)
+                .ok_or_else(|| AppError::BadRequest(format!("{name} must be a date like 2026-11-22"))),
+        };
+        Ok(OrderFilter {
+            status: text(&self.status),
+            placed_from: day(&self.from, "from")?,
+            placed_before: day(&self.to, "to")?.map(|d| d + chrono::Duration::days(1)),
+            openid: text(&self.openid),
+            order_id: text(&self.order_id),
+            product_id: text(&self.product_id),
+        })
+    }
+
+    /// The filter as a query string, for links that keep it.
+    fn keep(&self) -> String {
+        let pairs = [
+            ("status", &self.status),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("openid", &self.openid),
+            ("order_id", &self.order_id),
+            ("product_id", &self.product_id),
+        ];
+        pairs
+            .iter()
+            .filter_map(|(k, v)| {
+                v.as_deref().filter(|v| !v.is_empty()).map(|v| format!("{k}={}", url_encode(v)))
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/orders.html")]
+struct OrdersPage {
+    admin: String,
+    csrf: String,
+    orders: Vec<Order>,
+    totals: Vec<(String, i64, i64)>,
+    query: OrdersQuery,
+    keep: String,
+    page: i64,
+    has_more: bool,
+    statuses: [&'static str; 7],
+}
+
+const STATUSES: [&str; 7] =
+    ["CREATE", "PAY_WAIT", "PAY_SUCCESS", "DEAL_DONE", "CLOSE", "REFUND_WAIT", "REFUNDED"];
+
+async fn orders(
+    state: web::Data<AppState>,
+    admin_user: Admin,
+    query: web::Query<OrdersQuery>,
+) -> Result<HttpResponse, AppError> {
+    let query = query.into_inner();
+    let filter = query.filter()?;
+    let page = query.page.unwrap_or(1).max(1);
+    let (mut orders, totals) = state
+        .db(move |conn| {
+            let orders = filter.page(conn, (page - 1) * PER_PAGE, PER_PAGE + 1)?;
+            Ok((orders, admin::totals(conn, &filter)?))
+        })
+        .await?;
+    let has_more = orders.len() as i64 > PER_PAGE;
+    orders.truncate(PER_PAGE as usize);
+    let totals = totals.into_iter().map(|(status, (n, cents))| (status, n, cents)).collect();
+    let keep = query.keep();
+    render(&OrdersPage {
+        csrf: admin_user.csrf(),
+        admin: admin_user.username,
+        orders,
+        totals,
+        query,
+        keep,
+        page,
+        has_more,
+        statuses: STATUSES,
+    })
+}
+
+/// The CSV export of exactly what the orders page filters to.
+async fn orders_csv(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    query: web::Query<OrdersQuery>,
+) -> Result<HttpResponse, AppError> {
+    let filter = query.filter()?;
+    let orders = state.db(move |conn| Ok(filter.page(conn, 0, i64::MAX)?)).await?;
+    let mut csv = String::from(
+        "order_id,status,openid,product_id,product_name,total_amount,order_time,pay_time,trade_no\n",
+    );
+    for o in &orders {
+        let fields = [
+            o.order_id.clone(),
+            o.status.clone(),
+            o.openid.clone(),
+            o.product_id.clone(),
+            o.product_name.clone(),
+            crate::money::format_yuan(o.total_cents),
+            filters::china(o.order_time),
+            o.pay_time.map(filters::china).unwrap_or_default(),
+            o.trade_no.clone().unwrap_or_default(),
+        ];
+        csv.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        csv.push('\n');
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(("Content-Disposition", "attachment; filename=\"orders.csv\""))
+        .body(csv))
+}
+
+fn csv_field(value: &str) -> String {
+    // Quote always; a leading formula character is neutralised for spreadsheet safety.
+    let safe = if value.starts_with(['=', '+', '-', '@']) { format!("'{value}") } else { value.to_owned() };
+    format!("\"{}\"", safe.replace('"', "\"\""))
+}
+
+#[derive(Template)]
+#[template(path = "admin/order.html")]
+struct OrderDetailPage {
+    admin: String,
+    csrf: String,
+    story: OrderStory,
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MessageQuery {
+    done: Option<String>,
+}
+
+async fn order_detail(
+    state: web::Data<AppState>,
+    admin_user: Admin,
+    path: web::Path<String>,
+    query: web::Query<MessageQuery>,
+) -> Result<HttpResponse, AppError> {
+    let order_id = path.into_inner();
+    let story = state.db(move |conn| admin::story(conn, &order_id)).await?;
+    render(&OrderDetailPage {
+        csrf: admin_user.csrf(),
+        admin: admin_user.username,
+        story,
+        message: query.done.clone(),
+    })
+}
+
+/// "Sync with Alipay", "Close" and "Refund", each recorded with the admin's name.
+async fn order_action(
+    state: web::Data<AppState>,
+    admin_user: Admin,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, AppError> {
+    admin_user.check(form.csrf.as_deref())?;
+    let (order_id, action) = path.into_inner();
+    let cause = format!("admin {}", admin_user.username);
+    let (alipay, settings, owner) = (state.alipay.clone(), state.settings.clone(), state.instance.clone());
+    let id = order_id.clone();
+    let outcome = state
+        .db(move |conn| {
+            let reconciler = Reconciler { alipay: &alipay, settings: &settings, owner: &owner };
+            match action.as_str() {
+                "sync" => reconcile::by_admin(&reconciler, conn, &id, &cause, reconcile::query),
+                "close" => reconcile::by_admin(&reconciler, conn, &id, &cause, reconcile::close),
+                "refund" => admin::refund(conn, &id, &admin_user.username),
+                other => Err(AppError::NotFound(format!("There is no action {other}."))),
+            }
+        })
+        .await?;
+    Ok(see_other(&format!("/admin/orders/{order_id}?done={}", url_encode(&outcome))))
+}
+
+#[derive(Template)]
+#[template(path = "admin/outbox.html")]
+struct OutboxPage {
+    admin: String,
+    csrf: String,
+    entries: Vec<OutboxEntry>,
+}
+
+async fn outbox(state: web::Data<AppState>, admin_user: Admin) -> Result<HttpResponse, AppError> {
+    let entries = state.db(|conn| Ok(OutboxEntry::troubled(conn, 200)?)).await?;
+    render(&OutboxPage { csrf: admin_user.csrf(), admin: admin_user.username, entries })
+}
+
+async fn retry_outbox(
+    state: web::Data<AppState>,
+    admin_user: Admin,
+    path: web::Path<i64>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, AppError> {
+    admin_user.check(form.csrf.as_deref())?;
+    let outbox_id = path.into_inner();
+    state.db(move |conn| admin::retry_outbox(conn, outbox_id, &admin_user.username)).await?;
+    Ok(see_other("/admin/outbox"))
+}
+
+#[derive(Template)]
+#[template(path = "admin/products.html")]
+struct ProductsPage {
+    admin: String,
+    csrf: String,
+    products: Vec<Product>,
+    error: Option<String>,
+}
+
+async fn products(state: web::Data<AppState>, admin_user: Admin) -> Result<HttpResponse, AppError> {
+    let products = state.db(|conn| Ok(Product::all(conn)?)).await?;
+    render(&ProductsPage { csrf: admin_user.csrf(), admin: admin_user.username, products, error: None })
+}
+
+#[derive(Deserialize)]
+struct ProductForm {
+    csrf: Option<String>,
+    name: String,
+    description: String,
+    price: String,
+    stock: String,
+    on_sale: Option<String>,
+}
+
+impl ProductForm {
+    fn edit(&self) -> Result<ProductEdit, String> {
+        let price_cents = crate::money::parse_yuan(&self.price)
+            .filter(|c| *c > 0)
+            .ok_or_else(|| format!("The price {:?} is not an amount like 12.50.", self.price))?;
+        let stock: i64 = self
+            .stock
+            .trim()
+            .parse()
+            .ok()
+            .filter(|s| *s >= 0)
+            .ok_or_else(|| format!("The stock {:?} is not a whole number of 0 or more.", self.stock))?;
+        if self.name.trim().is_empty() {
+            return Err("The name must not be empty.".into());
+        }
+        Ok(ProductEdit {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            price_cents,
+            stock,
+            on_sale: self.on_sale.is_some(),
+        })
+    }
+}
+
+async fn edit_product(
+    state: web::Data<AppState>,
+    admin_user: Admin,
+    path: web::Path<String>,
+    form: web::Form<ProductForm>,
+) -> Result<HttpResponse, AppError> {
+    admin_user.check(form.csrf.as_deref())?;
+    let product_id = path.into_inner();
+    match form.edit() {
+        Ok(edit) => {
+            let name = admin_user.username.clone();
+            state.db(move |conn| admin::edit_product(conn, &product_id, &edit, &name)).await?;
+            Ok(see_other("/admin/products"))
+        }
+        Err(error) => {
+            let products = state.db(|conn| Ok(Product::all(conn)?)).await?;
+            let mut response = render(&ProductsPage {
+                csrf: admin_user.csrf(),
+                admin: admin_user.username,
+                products,
+                error: Some(error),
+            })?;
+            *response.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
+            Ok(response)
+        }
+    }
+}

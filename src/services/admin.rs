@@ -1,0 +1,225 @@
+//! The shop owner's console: sign-in (constant-time password check or a PHC hash, throttled),
+//! admin sessions, and the actions on orders, the outbox and products.
+
+use std::collections::BTreeMap;
+
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use chrono::{Duration, NaiveDateTime};
+
+use crate::config::Settings;
+use crate::db::{DbConn, write_transaction};
+use crate::error::{AppError, AppResult};
+use crate::models::order::{self, DEAL_DONE, Order, OrderFilter, PAY_SUCCESS, REFUND_WAIT};
+use crate::models::{admin, now, outbox::OutboxEntry};
+use crate::services::{payment, session::token_hash};
+
+pub const ADMIN_COOKIE: &str = "paymall_admin";
+const SESSION_HOURS: i64 = 12;
+/// Failures before a lock-out, and how long it lasts.
+pub const LOCK_AFTER: i32 = 5;
+const LOCK_SECS: i64 = 60;
+
+/// Whether `given` is the configured password: a PHC string (`$argon2id$...`) is verified as a
+/// hash; a plain value is compared in constant time (over digests, so lengths leak nothing).
+pub fn password_matches(configured: &str, given: &str) -> bool {
+    if configured.starts_with('$') {
+        return PasswordHash::new(configured)
+            .is_ok_and(|hash| argon2::Argon2::default().verify_password(given.as_bytes(), &hash).is_ok());
+    }
+    let (a, b) = (openssl::sha::sha256(configured.as_bytes()), openssl::sha::sha256(given.as_bytes()));
+    !configured.is_empty() && openssl::memcmp::eq(&a, &b)
+}
+
+/// Why a sign-in was refused.
+pub enum Refusal {
+    /// Wrong name or password; this many failures in a row so far.
+    Wrong {
+        failures: i32,
+    },
+    Locked {
+        seconds: i64,
+    },
+}
+
+/// Checks the credentials under the throttle; on success opens an admin session and returns its
+/// token.
+pub fn sign_in(
+    conn: &mut DbConn,
+    settings: &Settings,
+    username: &str,
+    password: &str,
+    client: &str,
+) -> AppResult<Result<String, Refusal>> {
+    let keys = [format!("user:{username}"), format!("ip:{client}")];
+    for key in &keys {
+        if let Some(until) = admin::locked_until(conn, key)? {
+            return Ok(Err(Refusal::Locked { seconds: (until - now()).num_seconds().max(1) }));
+        }
+    }
+    let name_ok = openssl::memcmp::eq(
+        &openssl::sha::sha256(username.as_bytes()),
+        &openssl::sha::sha256(settings.admin.username.as_bytes()),
+    );
+    if name_ok && password_matches(settings.admin.password.expose(), password) {
+        for key in &keys {
+            admin::clear_failures(conn, key)?;
+        }
+        let token = crate::random::token_hex(32);
+        admin::insert_session(conn, &token_hash(&token), username, now() + Duration::hours(SESSION_HOURS))?;
+        log::info!("admin {username} signed in from {client}");
+        return Ok(Ok(token));
+    }
+    let lock_until = now() + Duration::seconds(LOCK_SECS);
+    let mut failures = 0;
+    for key in &keys {
+        failures = failures.max(admin::record_failure(conn, key, LOCK_AFTER, lock_until)?);
+    }
+    log::warn!("admin sign-in failed for {username:?} from {client} ({failures} in a row)");
+    Ok(Err(Refusal::Wrong { failures }))
+}
+
+/// How long to wait before answering the `failures`-th failure: 50 ms, doubling, at most 1.6 s.
+pub fn failure_delay_ms(failures: i32) -> u64 {
+    (50u64 << (failures.clamp(1, 6) - 1)).min(1600)
+}
+
+pub fn session_admin(conn: &mut DbConn, token: &str) -> AppResult<Option<String>> {
+    Ok(admin::session_user(conn, &token_hash(token))?)
+}
+
+pub fn sign_out(conn: &mut DbConn, token: &str) -> AppResult<()> {
+    admin::delete_session(conn, &token_hash(token))?;
+    Ok(())
+}
+
+/// Count and sum (cents) per status over the filter.
+pub fn totals(conn: &mut DbConn, filter: &OrderFilter) -> AppResult<BTreeMap<String, (i64, i64)>> {
+    let mut totals = BTreeMap::new();
+    for (status, cents) in filter.amounts(conn)? {
+        let entry = totals.entry(status).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 += cents;
+    }
+    Ok(totals)
+}
+
+/// Everything the order page shows.
+pub struct OrderStory {
+    pub order: Order,
+    pub events: Vec<order::OrderEvent>,
+    pub notifies: Vec<order::AlipayNotify>,
+    pub outbox: Vec<OutboxEntry>,
+    pub calls: Vec<order::GatewayCall>,
+}
+
+pub fn story(conn: &mut DbConn, order_id: &str) -> AppResult<OrderStory> {
+    let order = Order::find(conn, order_id)?
+        .ok_or_else(|| AppError::NotFound(format!("There is no order {order_id}.")))?;
+    Ok(OrderStory {
+        events: Order::events(conn, order_id)?,
+        notifies: Order::notifies(conn, order_id)?,
+        outbox: OutboxEntry::for_order(conn, order_id)?,
+        calls: order::gateway_calls(conn, order_id)?,
+        order,
+    })
+}
+
+/// `PAY_SUCCESS|DEAL_DONE -> REFUND_WAIT` and the refund enqueued under a stable request
+/// number: a double click refunds once. Alipay's confirmation moves it to `REFUNDED` and puts
+/// the unit back in stock.
+pub fn refund(conn: &mut DbConn, order_id: &str, admin_name: &str) -> AppResult<String> {
+    write_transaction(conn, |c| {
+        let order = Order::find(c, order_id)?
+            .ok_or_else(|| AppError::NotFound(format!("There is no order {order_id}.")))?;
+        if !Order::transition(c, order_id, &[PAY_SUCCESS, DEAL_DONE], REFUND_WAIT)? {
+            return Ok(format!("not refundable: the order is {}", order.status));
+        }
+        order::record_event(
+            c,
+            order_id,
+            Some(&order.status),
+            REFUND_WAIT,
+            &format!("admin {admin_name}"),
+            "refund requested",
+        )?;
+        payment::enqueue_refund(c, &order, &format!("refunded by {admin_name}"), true)?;
+        log::info!("order {order_id}: refund requested by admin {admin_name}");
+        Ok("refund requested".to_owned())
+    })
+}
+
+/// Makes a retrying or dead outbox entry due now.
+pub fn retry_outbox(conn: &mut DbConn, outbox_id: i64, admin_name: &str) -> AppResult<bool> {
+    let retried = OutboxEntry::retry_now(conn, outbox_id)?;
+    if retried {
+        log::info!("outbox {outbox_id}: retry requested by admin {admin_name}");
+    }
+    Ok(retried)
+}
+
+/// A product's editable fields, already validated.
+pub struct ProductEdit {
+    pub name: String,
+    pub description: String,
+    pub price_cents: i64,
+    pub stock: i64,
+    pub on_sale: bool,
+}
+
+pub fn edit_product(
+    conn: &mut DbConn,
+    product_id: &str,
+    edit: &ProductEdit,
+    admin_name: &str,
+) -> AppResult<()> {
+    if !crate::models::product::update(
+        conn,
+        product_id,
+        edit.name.trim(),
+        edit.description.trim(),
+        edit.price_cents,
+        edit.stock,
+        edit.on_sale,
+    )? {
+        return Err(AppError::NotFound(format!("There is no product {product_id}.")));
+    }
+    log::info!(
+        "product {product_id} edited by admin {admin_name}: price {} stock {} on sale {}",
+        crate::money::format_yuan(edit.price_cents),
+        edit.stock,
+        edit.on_sale
+    );
+    Ok(())
+}
+
+/// China-time calendar day `yyyy-mm-dd` to its first UTC instant.
+pub fn china_day_start(day: &str) -> Option<NaiveDateTime> {
+    let date = chrono::NaiveDate::parse_from_str(day.trim(), "%Y-%m-%d").ok()?;
+    Some(date.and_hms_opt(0, 0, 0)? - Duration::hours(8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_phc_passwords() {
+        assert!(password_matches("s3cret", "s3cret"));
+        assert!(!password_matches("s3cret", "s3cret "));
+        assert!(!password_matches("", ""));
+        let phc = {
+            use argon2::password_hash::{PasswordHasher, SaltString};
+            let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+            argon2::Argon2::default().hash_password(b"hunter2", &salt).unwrap().to_string()
+        };
+        assert!(password_matches(&phc, "hunter2"));
+        assert!(!password_matches(&phc, "hunter3"));
+    }
+
+    #[test]
+    fn delays_grow_and_are_capped() {
+        assert_eq!(failure_delay_ms(1), 50);
+        assert_eq!(failure_delay_ms(2), 100);
+        assert_eq!(failure_delay_ms(9), 1600);
+    }
+}

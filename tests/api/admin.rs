@@ -1,0 +1,249 @@
+use std::time::Instant;
+
+use crate::both_backends;
+use crate::helpers::{Backend, Browser, TestApp};
+use crate::payment::{count, create_order, order_id_of, order_status, pay_at_cashier, wait_for_status};
+
+fn hidden<'a>(html: &'a str, name: &str) -> &'a str {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("{name} not in {html}")) + marker.len();
+    &html[start..start + html[start..].find('"').expect("quote")]
+}
+
+fn sign_in_attempt(app: &TestApp, browser: &mut Browser, password: &str) -> crate::helpers::Reply {
+    let form = browser.get("/admin/login?next=/admin/products");
+    let csrf = hidden(&form.body, "csrf").to_owned();
+    browser.post_form(
+        "/admin/login",
+        &[
+            ("username", &app.settings.admin.username),
+            ("password", password),
+            ("csrf", &csrf),
+            ("next", "/admin/products"),
+        ],
+    )
+}
+
+/// A browser signed in to the admin console.
+pub fn admin(app: &TestApp) -> Browser {
+    let mut browser = app.browser();
+    let reply = sign_in_attempt(app, &mut browser, app.settings.admin.password.expose());
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert_eq!(reply.header("location"), Some("/admin/products"));
+    browser
+}
+
+fn csrf_of(browser: &mut Browser, page: &str) -> String {
+    let body = browser.get(page).body;
+    hidden(&body, "csrf").to_owned()
+}
+
+fn everything_needs_a_signed_in_admin(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut visitor = app.browser();
+    for path in ["/admin", "/admin/orders/1", "/admin/outbox", "/admin/products", "/admin/orders.csv"] {
+        let reply = visitor.get(path);
+        assert_eq!(reply.status, 303, "{path}");
+        assert!(reply.header("location").unwrap_or("").starts_with("/admin/login?next="), "{path}");
+    }
+    let edit =
+        visitor.post_form("/admin/products/100010090091", &[("name", "x"), ("price", "1"), ("stock", "1")]);
+    assert_eq!(edit.status, 303);
+    // A shopper's session opens nothing here.
+    let mut shopper = app.browser_logged_in_as("o-not-admin");
+    assert_eq!(shopper.get("/admin").status, 303);
+}
+
+fn wrong_passwords_are_refused_slowed_and_locked_out(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut guesser = app.browser();
+    let mut took = Vec::new();
+    for _ in 0..paymall::services::admin::LOCK_AFTER {
+        let started = Instant::now();
+        let reply = sign_in_attempt(&app, &mut guesser, "guess");
+        took.push(started.elapsed());
+        assert_eq!(reply.status, 401);
+        assert!(reply.body.contains("Wrong name or password."));
+    }
+    assert!(took[3] > took[0] + std::time::Duration::from_millis(200), "{took:?}");
+    // Locked out now, even with the right password.
+    let locked = sign_in_attempt(&app, &mut guesser, app.settings.admin.password.expose());
+    assert_eq!(locked.status, 429);
+    assert!(locked.body.contains("Too many failed attempts"));
+    // Without the form's CSRF token nothing is even checked.
+    let forged = app.browser().post_form("/admin/login", &[("username", "admin"), ("password", "x")]);
+    assert_eq!(forged.status, 403);
+}
+
+fn a_phc_hash_works_as_the_password(backend: Backend) {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(b"paymall-test-salt").expect("salt");
+    let hash = argon2::Argon2::default().hash_password(b"correct horse", &salt).expect("hash").to_string();
+    let Some(app) = TestApp::spawn_with(backend, |s| s.admin.password = paymall::config::Secret::new(hash))
+    else {
+        return;
+    };
+    let mut browser = app.browser();
+    assert_eq!(sign_in_attempt(&app, &mut browser, "correct horse").status, 303);
+    assert_eq!(browser.get("/admin").status, 200);
+}
+
+fn product_edits_need_the_csrf_token_and_valid_values(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut admin = admin(&app);
+    let csrf = csrf_of(&mut admin, "/admin/products");
+    let fields = |csrf: &str, price: &str| {
+        vec![
+            ("csrf".to_owned(), csrf.to_owned()),
+            ("name".to_owned(), "Gift, renamed".to_owned()),
+            ("description".to_owned(), "New text".to_owned()),
+            ("price".to_owned(), price.to_owned()),
+            ("stock".to_owned(), "7".to_owned()),
+            ("on_sale".to_owned(), "1".to_owned()),
+        ]
+    };
+    let post = |admin: &mut Browser, fields: Vec<(String, String)>| {
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        admin.post_form("/admin/products/100010090091", &pairs)
+    };
+    assert_eq!(post(&mut admin, fields("wrong", "2.50")).status, 403);
+    assert_eq!(post(&mut admin, fields("", "2.50")).status, 403);
+    assert!(app.browser().get("/products/100010090091").body.contains("¥1.68"), "unchanged");
+    let invalid = post(&mut admin, fields(&csrf, "2.505"));
+    assert_eq!(invalid.status, 400);
+    assert!(invalid.body.contains("is not an amount"));
+    assert_eq!(post(&mut admin, fields(&csrf, "2.50")).status, 303);
+    let page = app.browser().get("/products/100010090091").body;
+    assert!(
+        page.contains("Gift, renamed") && page.contains("¥2.50") && page.contains("7 in stock"),
+        "{page}"
+    );
+}
+
+fn orders_filter_page_and_export(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    for i in 0..3 {
+        let mut shopper = app.browser_logged_in_as(&format!("o-list-{i}"));
+        create_order(&mut shopper, "100010090091");
+        create_order(&mut shopper, "100010090092");
+    }
+    let mut admin = admin(&app);
+    let all = admin.get("/admin").body;
+    assert_eq!(all.matches("class=\"order-row\"").count(), 6);
+    assert!(all.contains("class=\"count-PAY_WAIT\">6<"), "{all}");
+    let one = admin.get("/admin?openid=o-list-1&product_id=100010090092").body;
+    assert_eq!(one.matches("class=\"order-row\"").count(), 1);
+    let none = admin.get("/admin?status=DEAL_DONE").body;
+    assert_eq!(none.matches("class=\"order-row\"").count(), 0);
+    let today = chrono::Utc::now().naive_utc() + chrono::Duration::hours(8);
+    let dated =
+        admin.get(&format!("/admin?from={}&to={}", today.format("%Y-%m-%d"), today.format("%Y-%m-%d"))).body;
+    assert_eq!(dated.matches("class=\"order-row\"").count(), 6);
+    assert_eq!(admin.get("/admin?from=yesterday").status, 400);
+    let csv = admin.get("/admin/orders.csv?product_id=100010090091");
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", csv.body);
+    let page = admin.get("/admin?product_id=100010090091").body;
+    for line in &lines[1..] {
+        let order_id = line.split(',').next().unwrap().trim_matches('"');
+        assert!(page.contains(order_id), "the CSV matches the page");
+    }
+}
+
+fn sync_close_and_refund_move_orders_through_the_sandbox(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600) else { return };
+    app.browser().post_json("/sandbox/alipay/faults", &serde_json::json!({ "drop_notify": true }));
+    let mut shopper = app.browser_logged_in_as("o-admin-actions");
+    let paid_form = create_order(&mut shopper, "100010090091");
+    let paid = pay_at_cashier(&mut shopper, &paid_form);
+    let unpaid = order_id_of(&create_order(&mut shopper, "100010090093"));
+    let mug_stock = count(&app, "SELECT stock AS n FROM product WHERE product_id = '100010090093'");
+    let mut admin = admin(&app);
+
+    let csrf = csrf_of(&mut admin, &format!("/admin/orders/{paid}"));
+    assert_eq!(admin.post_form(&format!("/admin/orders/{paid}/sync"), &[("csrf", "forged")]).status, 403);
+    assert_eq!(order_status(&mut shopper, &paid), "PAY_WAIT");
+    let synced = admin.post_form(&format!("/admin/orders/{paid}/sync"), &[("csrf", &csrf)]);
+    assert_eq!(synced.status, 303);
+    assert_eq!(order_status(&mut shopper, &paid), "PAY_SUCCESS");
+    app.worker.tick();
+    wait_for_status(&mut shopper, &paid, "DEAL_DONE");
+
+    assert_eq!(admin.post_form(&format!("/admin/orders/{unpaid}/close"), &[("csrf", &csrf)]).status, 303);
+    assert_eq!(order_status(&mut shopper, &unpaid), "CLOSE");
+    assert_eq!(
+        count(&app, "SELECT stock AS n FROM product WHERE product_id = '100010090093'"),
+        mug_stock + 1
+    );
+
+    let gift_stock = count(&app, "SELECT stock AS n FROM product WHERE product_id = '100010090091'");
+    for _ in 0..2 {
+        assert_eq!(admin.post_form(&format!("/admin/orders/{paid}/refund"), &[("csrf", &csrf)]).status, 303);
+    }
+    assert_eq!(order_status(&mut shopper, &paid), "REFUND_WAIT");
+    app.worker.tick();
+    app.worker.tick();
+    assert_eq!(order_status(&mut shopper, &paid), "REFUNDED");
+    assert_eq!(
+        count(&app, "SELECT stock AS n FROM product WHERE product_id = '100010090091'"),
+        gift_stock + 1
+    );
+    let ledger = app.browser().get("/sandbox/alipay/ledger").json();
+    let trade = ledger
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["out_trade_no"] == paid.as_str())
+        .expect("trade")
+        .clone();
+    assert_eq!(trade["refunds"].as_object().map(|r| r.len()), Some(1), "refunded once: {trade}");
+    let story = admin.get(&format!("/admin/orders/{paid}")).body;
+    assert!(
+        story.contains("admin admin")
+            && story.contains("alipay.trade.query")
+            && story.contains("alipay.trade.refund"),
+        "{story}"
+    );
+    assert!(story.contains("REFUNDED"));
+}
+
+fn the_outbox_page_shows_dead_entries_and_retries_them(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600) else { return };
+    {
+        use paymall::models::outbox::{NewOutboxEntry, OutboxEntry};
+        let mut conn = app.db.connect();
+        let entry = NewOutboxEntry { kind: "no_such_kind", dedupe_key: "k1", order_id: None, payload: "{}" };
+        assert!(OutboxEntry::enqueue(&mut conn, &entry).expect("enqueue"));
+    }
+    for _ in 0..paymall::jobs::MAX_OUTBOX_ATTEMPTS {
+        use diesel::RunQueryDsl;
+        app.worker.tick();
+        diesel::sql_query("UPDATE outbox SET next_attempt_at = created_at")
+            .execute(&mut *app.db.connect())
+            .expect("due");
+    }
+    let mut admin = admin(&app);
+    let page = admin.get("/admin/outbox").body;
+    assert!(
+        page.contains("no_such_kind") && page.contains(">DEAD<") && page.contains("no consumer"),
+        "{page}"
+    );
+    let csrf = hidden(&page, "csrf").to_owned();
+    let id = count(&app, "SELECT outbox_id AS n FROM outbox");
+    assert_eq!(admin.post_form(&format!("/admin/outbox/{id}/retry"), &[("csrf", &csrf)]).status, 303);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM outbox WHERE status = 'PENDING'"), 1);
+    // Signing out ends the admin session.
+    assert_eq!(admin.post_form("/admin/logout", &[("csrf", &csrf)]).status, 303);
+    assert_eq!(admin.get("/admin").status, 303);
+}
+
+both_backends!(
+    everything_needs_a_signed_in_admin,
+    wrong_passwords_are_refused_slowed_and_locked_out,
+    a_phc_hash_works_as_the_password,
+    product_edits_need_the_csrf_token_and_valid_values,
+    orders_filter_page_and_export,
+    sync_close_and_refund_move_orders_through_the_sandbox,
+    the_outbox_page_shows_dead_entries_and_retries_them,
+);
