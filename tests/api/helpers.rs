@@ -146,6 +146,9 @@ impl TestApp {
         settings.server.bind = "127.0.0.1:0".into();
         settings.database.url = Secret::new(db.url.clone());
         settings.database.pool_size = 4;
+        // Tests run the background tasks by hand (`app.worker.tick()`); the thread still ticks
+        // once at start-up.
+        settings.compensation.interval_secs = 3600;
         settings.alipay.merchant_private_key_path = db.dir().join("keys/merchant_private_key.pem");
         settings.alipay.alipay_public_key_path = db.dir().join("keys/alipay_public_key.pem");
         customize(&mut settings);
@@ -276,6 +279,11 @@ impl Browser {
         let body =
             response.body_mut().with_config().limit(20 * 1024 * 1024).read_to_string().unwrap_or_default();
         Reply { status, headers, body }
+    }
+
+    /// The status of a GET, or `None` when nothing answers.
+    pub fn get_status(&self, path: &str) -> Option<u16> {
+        self.agent.get(self.full(path)).call().ok().map(|r| r.status().as_u16())
     }
 
     pub fn get(&mut self, path: &str) -> Reply {

@@ -8,6 +8,7 @@ mod helpers;
 mod admin;
 mod catalogue;
 mod compensation;
+mod crash;
 mod login;
 mod operations;
 mod payment;
