@@ -13,7 +13,9 @@ use crate::services::session::{self, SESSION_COOKIE, SESSION_DAYS};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/login", web::get().to(login_page)).route("/logout", web::get().to(logout));
+    cfg.route("/login", web::get().to(login_page))
+        .route("/login/done", web::get().to(scanned))
+        .route("/logout", web::get().to(logout));
 }
 
 pub fn api_routes(cfg: &mut web::ServiceConfig) {
@@ -144,18 +146,53 @@ async fn check_login(
     let logged_in = state.db(move |conn| login::check(conn, &settings, &ticket, &nonce)).await?;
     match logged_in {
         Some((_, token)) => {
-            let cookie = Cookie::build(SESSION_COOKIE, token.clone())
-                .path("/")
-                .http_only(true)
-                .same_site(SameSite::Lax)
-                .secure(secure(&state))
-                .max_age(CookieDuration::days(SESSION_DAYS))
-                .finish();
-            let mut response = Envelope::ok(token);
-            response.add_cookie(&cookie).map_err(AppError::internal)?;
+            let mut response = Envelope::ok(token.clone());
+            response.add_cookie(&session_cookie(token, secure(&state))).map_err(AppError::internal)?;
             Ok(response)
         }
         None => Ok(HttpResponse::Ok().json(Waiting { code: "0003", info: "未登录", data: None })),
+    }
+}
+
+fn session_cookie(token: String, secure: bool) -> Cookie<'static> {
+    Cookie::build(SESSION_COOKIE, token)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .max_age(CookieDuration::days(SESSION_DAYS))
+        .finish()
+}
+
+#[derive(Deserialize)]
+struct ScannedQuery {
+    ticket: Option<String>,
+    next: Option<String>,
+}
+
+/// "I have scanned", for browsers without JavaScript: logs in and goes on, or back to a fresh QR.
+async fn scanned(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<ScannedQuery>,
+) -> Result<HttpResponse, AppError> {
+    let next = safe_next(query.next.as_deref());
+    let (ticket, nonce) =
+        (query.ticket.clone().unwrap_or_default(), req.cookie(BROWSER_COOKIE).map(|c| c.value().to_owned()));
+    let logged_in = match nonce {
+        Some(nonce) if !ticket.is_empty() => {
+            let settings = state.settings.clone();
+            state.db(move |conn| login::check(conn, &settings, &ticket, &nonce)).await?
+        }
+        _ => None,
+    };
+    match logged_in {
+        Some((_, token)) => {
+            let mut response = super::see_other(&next);
+            response.add_cookie(&session_cookie(token, secure(&state))).map_err(AppError::internal)?;
+            Ok(response)
+        }
+        None => Ok(super::see_other(&format!("/login?next={}", super::url_encode(&next)))),
     }
 }
 

@@ -117,8 +117,8 @@ impl ManageConnection for DbManager {
             .map_err(|e| DbError::Prepare { location: self.location.redacted(), reason: e.to_string() })
     }
 
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        false
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        conn.is_broken()
     }
 }
 
@@ -161,6 +161,9 @@ pub fn build_pool(location: &DatabaseLocation, max_size: u32) -> Result<DbPool, 
     let pool = Pool::builder()
         .max_size(max_size)
         .min_idle(Some(1))
+        // A broken connection is noticed when it is returned (`has_broken`); pinging on every
+        // checkout would cost a round trip per request.
+        .test_on_check_out(false)
         .connection_timeout(Duration::from_secs(10))
         .connection_customizer(Box::new(SqlitePragmas))
         .build(DbManager { location: location.clone() })?;

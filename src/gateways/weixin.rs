@@ -113,13 +113,7 @@ impl WeixinClient {
             "action_name": "QR_STR_SCENE",
             "action_info": { "scene": { "scene_str": scene } },
         });
-        let answer = self.read(
-            self.agent
-                .post(&url)
-                .query("access_token", token)
-                .content_type("application/json")
-                .send(body.to_string()),
-        )?;
+        let answer = self.post_json(&url, token, &body)?;
         let ticket = answer.ticket.ok_or_else(|| GatewayError::BadAnswer {
             platform: PLATFORM,
             reason: "no ticket in the answer".into(),
@@ -130,13 +124,17 @@ impl WeixinClient {
     /// `POST /cgi-bin/message/template/send` with a prepared body.
     pub fn send_template(&self, token: &str, body: &serde_json::Value) -> Result<(), WeixinError> {
         let url = format!("{}/cgi-bin/message/template/send", self.api_base_url);
+        self.post_json(&url, token, body)?;
+        Ok(())
+    }
+
+    fn post_json(&self, url: &str, token: &str, body: &serde_json::Value) -> Result<Answer, WeixinError> {
         self.read(
             self.agent
-                .post(&url)
+                .post(url)
                 .query("access_token", token)
                 .content_type("application/json")
                 .send(body.to_string()),
-        )?;
-        Ok(())
+        )
     }
 }

@@ -60,8 +60,11 @@ impl WeixinSandbox {
         }
     }
 
-    fn token_is_good(&self, token: &str) -> bool {
-        self.tokens.lock().expect("sandbox lock").get(token).copied().unwrap_or(false)
+    /// WeChat's answer to a call with an unknown or stale access token.
+    fn refuse_stale(&self, query: &TokenParam) -> Option<HttpResponse> {
+        let token = query.access_token.as_deref().unwrap_or("");
+        let good = self.tokens.lock().expect("sandbox lock").get(token).copied().unwrap_or(false);
+        (!good).then(|| error(40001, "invalid credential, access_token is invalid or not latest"))
     }
 }
 
@@ -114,8 +117,8 @@ async fn qrcode_create(
     body: web::Json<serde_json::Value>,
     sandbox: web::Data<WeixinSandbox>,
 ) -> HttpResponse {
-    if !sandbox.token_is_good(query.access_token.as_deref().unwrap_or("")) {
-        return error(40001, "invalid credential, access_token is invalid or not latest");
+    if let Some(refused) = sandbox.refuse_stale(&query) {
+        return refused;
     }
     let scene = body.pointer("/action_info/scene/scene_str").and_then(|v| v.as_str()).unwrap_or("");
     if body.get("action_name").and_then(|v| v.as_str()) != Some("QR_STR_SCENE")
@@ -137,8 +140,8 @@ async fn template_send(
     body: web::Json<serde_json::Value>,
     sandbox: web::Data<WeixinSandbox>,
 ) -> HttpResponse {
-    if !sandbox.token_is_good(query.access_token.as_deref().unwrap_or("")) {
-        return error(40001, "invalid credential, access_token is invalid or not latest");
+    if let Some(refused) = sandbox.refuse_stale(&query) {
+        return refused;
     }
     let text = |key: &str| body.get(key).and_then(|v| v.as_str()).unwrap_or("").to_owned();
     if text("touser").is_empty() {

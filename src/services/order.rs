@@ -39,7 +39,7 @@ pub fn checkout(
                 continue;
             }
             Some(open) => open,
-            None => match create(conn, user, product_id, pay_timeout, first_look)? {
+            None => match create(conn, alipay, user, product_id, pay_timeout, first_look)? {
                 Some(created) => created,
                 // Another request of the same shopper made it first: use theirs.
                 None => continue,
@@ -78,6 +78,7 @@ impl From<AppError> for CreateFailure {
 /// order for the product. The transaction rolls back whole, reservation included, on failure.
 fn create(
     conn: &mut DbConn,
+    alipay: &AlipayClient,
     user: &AppUser,
     product_id: &str,
     pay_timeout: Duration,
@@ -105,6 +106,14 @@ fn create(
             },
         )?;
         order::record_event(c, &order_id, None, order::CREATE, "shopper", "order placed, stock reserved")?;
+        // The form is signed locally, so it is issued in the same transaction: one commit.
+        let pay = PagePay {
+            out_trade_no: &order_id,
+            total_cents: product.price_cents,
+            subject: &product.name,
+            time_expire: at + pay_timeout,
+        };
+        issue_form(c, alipay, &pay)?;
         Ok::<_, CreateFailure>(order_id)
     });
     match created {
@@ -117,31 +126,32 @@ fn create(
     }
 }
 
-/// Signs the page-pay form and moves `CREATE -> PAY_WAIT`. Signing is local: no call to Alipay.
+/// Gives an order stuck in `CREATE` (its form was never made) its form.
 fn attach_form(conn: &mut DbConn, alipay: &AlipayClient, order: Order) -> AppResult<Order> {
-    let form = alipay.page_pay_form(
-        &PagePay {
-            out_trade_no: &order.order_id,
-            total_cents: order.total_cents,
-            subject: &order.product_name,
-            time_expire: order.expire_at,
-        },
-        now(),
-    );
-    write_transaction(conn, |c| {
-        if Order::attach_form(c, &order.order_id, &form)? {
-            order::record_event(
-                c,
-                &order.order_id,
-                Some(order::CREATE),
-                order::PAY_WAIT,
-                "shopper",
-                "payment form issued",
-            )?;
-        }
-        Ok::<_, AppError>(())
-    })?;
+    let pay = PagePay {
+        out_trade_no: &order.order_id,
+        total_cents: order.total_cents,
+        subject: &order.product_name,
+        time_expire: order.expire_at,
+    };
+    write_transaction(conn, |c| issue_form(c, alipay, &pay))?;
     Order::find(conn, &order.order_id)?.ok_or_else(|| AppError::internal("order vanished"))
+}
+
+/// Signs the page-pay form and moves `CREATE -> PAY_WAIT`. Signing is local: no call to Alipay.
+fn issue_form(conn: &mut DbConn, alipay: &AlipayClient, pay: &PagePay) -> AppResult<()> {
+    let form = alipay.page_pay_form(pay, now());
+    if Order::attach_form(conn, pay.out_trade_no, &form)? {
+        order::record_event(
+            conn,
+            pay.out_trade_no,
+            Some(order::CREATE),
+            order::PAY_WAIT,
+            "shopper",
+            "payment form issued",
+        )?;
+    }
+    Ok(())
 }
 
 /// `CREATE|PAY_WAIT -> CLOSE`, releasing the reserved stock. Returns whether this call closed it.

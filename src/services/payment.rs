@@ -49,18 +49,17 @@ pub fn handle_notify(
     let notify_id = field("notify_id").unwrap_or("-").to_owned();
     let stored =
         order::store_notify(conn, field("notify_id"), field("out_trade_no"), field("trade_status"), raw)?;
-    let (answer, verified, outcome) = match check(conn, alipay, settings, params) {
-        Err(reason) => (NotifyAnswer::Fail, false, reason),
-        Ok(order) => {
-            let status = field("trade_status").unwrap_or("");
-            match status {
+    // The raw row is committed on its own; what came of it commits with the effect.
+    let (answer, outcome) = write_transaction(conn, |c| {
+        let (answer, verified, outcome) = match check(c, alipay, settings, params) {
+            Err(reason) => (NotifyAnswer::Fail, false, reason),
+            Ok(order) => match field("trade_status").unwrap_or("") {
                 "TRADE_SUCCESS" | "TRADE_FINISHED" => {
                     let trade_no = field("trade_no").unwrap_or("");
                     let paid_at = field("gmt_payment").and_then(parse_china_time).unwrap_or_else(now);
                     let cause = format!("notify {notify_id}");
                     let evidence = PaymentEvidence { cause: &cause, trade_no, paid_at };
-                    let outcome = settle_paid(conn, settings, &order, &evidence)?;
-                    (NotifyAnswer::Success, true, outcome)
+                    (NotifyAnswer::Success, true, settle_paid(c, settings, &order, &evidence)?)
                 }
                 "TRADE_CLOSED" => {
                     (NotifyAnswer::Success, true, "trade closed at Alipay (recorded)".to_owned())
@@ -69,10 +68,11 @@ pub fn handle_notify(
                     (NotifyAnswer::Success, true, "waiting for the buyer (recorded)".to_owned())
                 }
                 other => (NotifyAnswer::Fail, true, format!("unknown trade_status {other:?}")),
-            }
-        }
-    };
-    order::settle_notify(conn, stored, verified, &outcome)?;
+            },
+        };
+        order::settle_notify(c, stored, verified, &outcome)?;
+        Ok::<_, AppError>((answer, outcome))
+    })?;
     let order_id = field("out_trade_no").unwrap_or("-");
     match answer {
         NotifyAnswer::Success => log::info!("alipay notify {notify_id} for order {order_id}: {outcome}"),

@@ -7,6 +7,7 @@ use chrono::Duration;
 use crate::config::Settings;
 use crate::db::DbConn;
 use crate::error::{AppError, AppResult};
+use crate::gateways::GatewayError;
 use crate::gateways::alipay::{AlipayClient, CloseOutcome, TradeState};
 use crate::models::now;
 use crate::models::order::{self, OPEN, Order};
@@ -77,14 +78,25 @@ impl Reconciler<'_> {
     }
 }
 
-/// Asks Alipay; a confirmed payment of the right amount is settled exactly like a notify.
-pub fn query(r: &Reconciler, conn: &mut DbConn, order: &Order, cause: &str) -> AppResult<Look> {
-    let answer = r.alipay.trade_query(&order.order_id, now());
-    let outcome = match &answer {
+/// Keeps what a call to Alipay answered, for the admin's view of the order.
+fn record_call<T: std::fmt::Debug>(
+    conn: &mut DbConn,
+    order_id: &str,
+    call: &str,
+    cause: &str,
+    answer: &Result<T, GatewayError>,
+) -> AppResult<()> {
+    let outcome = match answer {
         Ok(state) => format!("{state:?}"),
         Err(e) => format!("error: {e}"),
     };
-    order::record_gateway_call(conn, &order.order_id, "alipay.trade.query", cause, &outcome)?;
+    Ok(order::record_gateway_call(conn, order_id, call, cause, &outcome)?)
+}
+
+/// Asks Alipay; a confirmed payment of the right amount is settled exactly like a notify.
+pub fn query(r: &Reconciler, conn: &mut DbConn, order: &Order, cause: &str) -> AppResult<Look> {
+    let answer = r.alipay.trade_query(&order.order_id, now());
+    record_call(conn, &order.order_id, "alipay.trade.query", cause, &answer)?;
     match answer? {
         TradeState::Paid { trade_no, total_amount, paid_at } => {
             if parse_yuan(&total_amount) != Some(order.total_cents) {
@@ -109,11 +121,7 @@ pub fn query(r: &Reconciler, conn: &mut DbConn, order: &Order, cause: &str) -> A
 /// trade is no longer waiting, asks whether it was paid.
 pub fn close(r: &Reconciler, conn: &mut DbConn, order: &Order, cause: &str) -> AppResult<Look> {
     let answer = r.alipay.trade_close(&order.order_id, now());
-    let outcome = match &answer {
-        Ok(state) => format!("{state:?}"),
-        Err(e) => format!("error: {e}"),
-    };
-    order::record_gateway_call(conn, &order.order_id, "alipay.trade.close", cause, &outcome)?;
+    record_call(conn, &order.order_id, "alipay.trade.close", cause, &answer)?;
     match answer? {
         CloseOutcome::Closed | CloseOutcome::NotExist => {
             let closed = orders::close(conn, &order.order_id, cause, "closed at Alipay, stock released")?;

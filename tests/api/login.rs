@@ -79,6 +79,24 @@ fn full_login_through_the_sandbox(backend: Backend) {
     let mut api_client = app.browser();
     let api = api_client.get_with_bearer("/api/v1/orders", &token);
     assert_eq!(api.json()["code"], "0000");
+    // Without JavaScript, "I have scanned" does the same and goes back where the shopper was.
+    let mut no_js = app.browser();
+    let page = no_js.get("/login?next=/orders");
+    let link_ticket = page
+        .body
+        .split("/login/done?ticket=")
+        .nth(1)
+        .and_then(|r| r.split('&').next())
+        .expect("link")
+        .to_owned();
+    assert_eq!(
+        no_js.get(&format!("/login/done?ticket={link_ticket}&next=/orders")).header("location"),
+        Some("/login?next=%2Forders")
+    );
+    scan(&app, &link_ticket, "o-no-js");
+    let done = no_js.get(&format!("/login/done?ticket={link_ticket}&next=/orders"));
+    assert_eq!(done.header("location"), Some("/orders"));
+    assert!(no_js.get("/orders").body.contains("o-no-js"));
     // A ticket logs in once.
     assert_eq!(check(&mut browser, &ticket)["code"], "0003");
     // Logging out ends the session.
