@@ -14,6 +14,9 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
+/// The PostgreSQL advisory lock that serialises migrations ("paymall" in ASCII, shortened).
+const MIGRATION_LOCK_KEY: i64 = 0x7061_796d_616c;
+
 /// Per-connection SQLite settings; WAL is set once on the file before the pool exists.
 const SQLITE_CONNECTION_PRAGMAS: &str =
     "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;";
@@ -146,13 +149,25 @@ pub fn prepare(location: &DatabaseLocation) -> Result<usize, DbError> {
         std::fs::create_dir_all(parent).map_err(|e| prepare_error(e.to_string()))?;
     }
     let mut conn = location.establish()?;
+    // Instances starting together must not migrate at the same time: PostgreSQL serialises them
+    // with an advisory lock, SQLite with an exclusive lock on a file next to the database.
     let applied = match &mut conn {
         DbConn::Sqlite(c) => {
+            let lock = std::fs::File::create(format!("{}.migrate-lock", location.target))
+                .map_err(|e| prepare_error(format!("migration lock: {e}")))?;
+            lock.lock().map_err(|e| prepare_error(format!("migration lock: {e}")))?;
             c.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")
                 .map_err(|e| prepare_error(e.to_string()))?;
             c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len())
         }
-        DbConn::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+        DbConn::Pg(c) => {
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                .map_err(|e| prepare_error(format!("migration lock: {e}")))?;
+            let applied = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len());
+            c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+                .map_err(|e| prepare_error(format!("migration unlock: {e}")))?;
+            applied
+        }
     };
     applied.map_err(|e| prepare_error(format!("migration failed: {e}")))
 }

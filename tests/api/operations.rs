@@ -25,7 +25,22 @@ fn migrations_run_twice_are_a_no_op(backend: Backend) {
     assert_eq!(db::prepare(&location).expect("second migration run"), 0);
 }
 
-both_backends!(health_and_readiness_answer, migrations_run_twice_are_a_no_op);
+fn instances_starting_together_migrate_once(backend: Backend) {
+    let Some(database) = TestDatabase::new(backend) else { return };
+    let location = DatabaseLocation::parse(&database.url);
+    let applied: Vec<usize> = std::thread::scope(|s| {
+        let runs: Vec<_> =
+            (0..3).map(|_| s.spawn(|| db::prepare(&location).expect("concurrent migration"))).collect();
+        runs.into_iter().map(|r| r.join().expect("thread")).collect()
+    });
+    assert_eq!(applied.iter().filter(|n| **n > 0).count(), 1, "{applied:?}");
+}
+
+both_backends!(
+    health_and_readiness_answer,
+    migrations_run_twice_are_a_no_op,
+    instances_starting_together_migrate_once
+);
 
 fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
     Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
