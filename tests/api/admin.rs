@@ -151,6 +151,23 @@ fn orders_filter_page_and_export(backend: Backend) {
     }
 }
 
+fn orders_are_paged_newest_first(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut newest = String::new();
+    for i in 0..52 {
+        let mut shopper = app.browser_logged_in_as(&format!("o-page-{i}"));
+        newest = order_id_of(&create_order(&mut shopper, "100010090094"));
+    }
+    let mut admin = admin(&app);
+    let first = admin.get("/admin?product_id=100010090094").body;
+    assert_eq!(first.matches("class=\"order-row\"").count(), 50);
+    assert!(first.find(&newest).expect("newest on page 1") < first.find("o-page-0").unwrap_or(usize::MAX));
+    assert!(first.contains("id=\"older\""));
+    let second = admin.get("/admin?product_id=100010090094&page=2").body;
+    assert_eq!(second.matches("class=\"order-row\"").count(), 2);
+    assert!(second.contains("o-page-0") && !second.contains("id=\"older\""));
+}
+
 fn sync_close_and_refund_move_orders_through_the_sandbox(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600) else { return };
     app.browser().post_json("/sandbox/alipay/faults", &serde_json::json!({ "drop_notify": true }));
@@ -249,6 +266,7 @@ both_backends!(
     a_phc_hash_works_as_the_password,
     product_edits_need_the_csrf_token_and_valid_values,
     orders_filter_page_and_export,
+    orders_are_paged_newest_first,
     sync_close_and_refund_move_orders_through_the_sandbox,
     the_outbox_page_shows_dead_entries_and_retries_them,
 );
