@@ -42,20 +42,27 @@ pub fn ensure_keys(settings: &Settings) -> Result<(), String> {
         if private_path.exists() && public_path.exists() {
             continue;
         }
-        let rsa = Rsa::generate(2048).map_err(|e| e.to_string())?;
-        let key = PKey::from_rsa(rsa).map_err(|e| e.to_string())?;
-        for (path, pem) in [
-            (private_path.clone(), key.private_key_to_pem_pkcs8().map_err(|e| e.to_string())?),
-            (public_path.clone(), key.public_key_to_pem().map_err(|e| e.to_string())?),
-        ] {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            }
-            std::fs::write(&path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        log::info!("sandbox: generated the key pair {}", private_path.display());
+        // An existing private key is kept (it may be a real merchant key): only its public half
+        // is written. A missing one is generated.
+        let key = if private_path.exists() {
+            load_private_key(private_path)?
+        } else {
+            let key =
+                PKey::from_rsa(Rsa::generate(2048).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            write_pem(private_path, &key.private_key_to_pem_pkcs8().map_err(|e| e.to_string())?)?;
+            log::info!("sandbox: generated the key pair {}", private_path.display());
+            key
+        };
+        write_pem(&public_path, &key.public_key_to_pem().map_err(|e| e.to_string())?)?;
     }
     Ok(())
+}
+
+fn write_pem(path: &std::path::Path, pem: &[u8]) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[derive(Debug, Clone, Serialize)]
