@@ -73,12 +73,21 @@ fn kill_nine_during_notifies_loses_and_doubles_nothing(backend: Backend) {
         shopper.cookies.insert(paymall::services::session::SESSION_COOKIE.to_owned(), token);
         forms.push((create_order(&mut shopper, "100010090091"), shopper));
     }
-    // Every buyer pays; the sandbox starts notifying the instance, which dies meanwhile.
+    // Every buyer pays; the sandbox starts notifying the instance, which dies a third of the way
+    // through (the rest of the notifications find it dead and are resent).
+    let paying = std::sync::atomic::AtomicUsize::new(0);
     let paid: Vec<String> = std::thread::scope(|s| {
         let payer = s.spawn(|| {
-            forms.iter_mut().map(|(form, shopper)| pay_at_cashier(shopper, form)).collect::<Vec<_>>()
+            let mut ids = Vec::new();
+            for (form, shopper) in forms.iter_mut() {
+                ids.push(pay_at_cashier(shopper, form));
+                paying.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            ids
         });
-        std::thread::sleep(Duration::from_millis(300));
+        while paying.load(std::sync::atomic::Ordering::SeqCst) < ORDERS / 3 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         instance.kill().expect("kill -9");
         let _ = instance.wait();
         payer.join().expect("payer")
