@@ -195,10 +195,12 @@ pub fn write_transaction<T, E>(
 where
     E: From<diesel::result::Error>,
 {
-    use diesel::Connection;
+    use diesel::prelude::*;
+    use schema::order_number::dsl::{number, order_number};
     conn.transaction(|c| {
-        if let DbConn::Sqlite(sqlite) = c {
-            sqlite.batch_execute("UPDATE order_number SET number = number WHERE 1 = 0")?;
+        if matches!(c, DbConn::Sqlite(_)) {
+            // Matches no row (numbers start at 1); written with the DSL so the statement is cached.
+            diesel::update(order_number.filter(number.lt(0))).set(number.eq(number)).execute(c)?;
         }
         work(c)
     })
