@@ -73,7 +73,8 @@ fn nonce_cookie(nonce: &str, secure: bool) -> Cookie<'static> {
 
 async fn issue_ticket(state: &web::Data<AppState>, nonce: String) -> Result<NewTicket, AppError> {
     let (weixin, owner) = (state.weixin.clone(), state.instance.clone());
-    state.db(move |conn| login::new_ticket(conn, &weixin, &owner, &nonce)).await
+    let pool = state.pool.clone();
+    web::block(move || login::new_ticket(&pool, &weixin, &owner, &nonce)).await?
 }
 
 async fn login_page(

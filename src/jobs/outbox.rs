@@ -60,11 +60,10 @@ pub fn drain(worker: &Worker) -> Result<usize, AppError> {
 
 /// Hands an entry to the consumer of its kind.
 fn consume(worker: &Worker, entry: &OutboxEntry) -> Result<(), AppError> {
-    let mut conn = worker.conn()?;
     match (entry.kind.as_str(), entry.order_id.as_deref()) {
-        ("delivery", Some(order_id)) => payment::deliver(&mut conn, order_id),
-        ("refund", Some(_)) => payment::refund(&mut conn, &worker.alipay, entry),
-        ("wx_template", _) => login::send_template(&mut conn, &worker.weixin, &worker.owner, entry),
+        ("delivery", Some(order_id)) => payment::deliver(&mut *worker.conn()?, order_id),
+        ("refund", Some(_)) => payment::refund(&mut *worker.conn()?, &worker.alipay, entry),
+        ("wx_template", _) => login::send_template(&worker.pool, &worker.weixin, &worker.owner, entry),
         (kind, _) => Err(AppError::internal(format!("no consumer for outbox kind {kind}"))),
     }
 }

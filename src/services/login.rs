@@ -5,7 +5,7 @@
 use chrono::Duration;
 
 use crate::config::Settings;
-use crate::db::{DbConn, write_transaction};
+use crate::db::{DbConn, DbPool, write_transaction};
 use crate::error::AppResult;
 use crate::gateways::weixin::WeixinClient;
 use crate::models::login::LoginTicket;
@@ -26,19 +26,20 @@ pub struct NewTicket {
 }
 
 /// Asks WeChat for a QR ticket with a fresh random scene and records it for this browser.
+/// Takes the pool rather than a connection: no connection is held while WeChat answers.
 pub fn new_ticket(
-    conn: &mut DbConn,
+    pool: &DbPool,
     client: &WeixinClient,
     owner: &str,
     browser_nonce: &str,
 ) -> AppResult<NewTicket> {
     let scene = crate::random::token_hex(16);
-    let qr = weixin_token::with_token(conn, client, owner, |token| {
+    let qr = weixin_token::with_token(pool, client, owner, |token| {
         client.create_qr_ticket(token, &scene, TICKET_SECS)
     })?;
     let expires_in = qr.expire_seconds.min(TICKET_SECS);
     LoginTicket::insert(
-        conn,
+        &mut *pool.get()?,
         &qr.ticket,
         &scene,
         &session::token_hash(browser_nonce),
@@ -103,7 +104,7 @@ pub fn check(
 /// Consumer of `wx_template`: sends the prepared body with `client_msg_id` = the dedupe key, so
 /// WeChat drops a resend of the same message.
 pub fn send_template(
-    conn: &mut DbConn,
+    pool: &DbPool,
     client: &WeixinClient,
     owner: &str,
     entry: &OutboxEntry,
@@ -111,7 +112,7 @@ pub fn send_template(
     let mut body: serde_json::Value =
         serde_json::from_str(&entry.payload).map_err(crate::error::AppError::internal)?;
     body["client_msg_id"] = serde_json::Value::String(entry.dedupe_key.clone());
-    weixin_token::with_token(conn, client, owner, |token| client.send_template(token, &body))
+    weixin_token::with_token(pool, client, owner, |token| client.send_template(token, &body))
 }
 
 pub fn purge_expired(conn: &mut DbConn) -> AppResult<usize> {

@@ -1,12 +1,14 @@
 //! The one WeChat access token, shared by every instance through the database. Each fetch
 //! invalidates the previous token, so exactly one instance refreshes at a time (a lease); the
 //! others wait for its result. A call refused with a token error refreshes and retries once.
+//! Connections are taken from the pool only around database work, never across a call to
+//! WeChat, so a slow WeChat cannot tie up the pool.
 
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 
-use crate::db::DbConn;
+use crate::db::DbPool;
 use crate::error::{AppError, AppResult};
 use crate::gateways::weixin::{WeixinClient, WeixinError};
 use crate::models::login::StoredToken;
@@ -19,16 +21,16 @@ const LEASE_SECS: i64 = 15;
 /// Runs `call` with a valid token; on a token error, refreshes (unless someone already did) and
 /// tries once more.
 pub fn with_token<T>(
-    conn: &mut DbConn,
+    pool: &DbPool,
     client: &WeixinClient,
     owner: &str,
     call: impl Fn(&str) -> Result<T, WeixinError>,
 ) -> AppResult<T> {
-    let token = current(conn, client, owner, None)?;
+    let token = current(pool, client, owner, None)?;
     match call(&token) {
         Err(WeixinError::TokenInvalid(code)) => {
             log::info!("weixin: access token refused (errcode {code}); refreshing");
-            let fresh = current(conn, client, owner, Some(&token))?;
+            let fresh = current(pool, client, owner, Some(&token))?;
             call(&fresh).map_err(into_app_error)
         }
         other => other.map_err(into_app_error),
@@ -46,29 +48,34 @@ fn into_app_error(e: WeixinError) -> AppError {
 
 /// A token that is valid now. `stale` is a token WeChat just refused: it is replaced even if its
 /// stored expiry says otherwise.
-fn current(conn: &mut DbConn, client: &WeixinClient, owner: &str, stale: Option<&str>) -> AppResult<String> {
+fn current(pool: &DbPool, client: &WeixinClient, owner: &str, stale: Option<&str>) -> AppResult<String> {
     for _ in 0..50 {
-        let stored = StoredToken::load(conn)?;
+        let mut conn = pool.get()?;
+        let stored = StoredToken::load(&mut conn)?;
         let usable = !stored.token.is_empty()
             && stored.expires_at > now() + Duration::seconds(REFRESH_MARGIN_SECS)
             && Some(stored.token.as_str()) != stale;
         if usable {
             return Ok(stored.token);
         }
-        if StoredToken::lease(conn, owner, now() + Duration::seconds(LEASE_SECS))? {
-            return refresh(conn, client, owner);
+        if StoredToken::lease(&mut conn, owner, now() + Duration::seconds(LEASE_SECS))? {
+            drop(conn);
+            return refresh(pool, client, owner);
         }
+        drop(conn);
         // Another instance is refreshing: its token will be in the row shortly.
         std::thread::sleep(StdDuration::from_millis(100));
     }
     Err(AppError::Unavailable("the WeChat token refresh is taking too long".into()))
 }
 
-fn refresh(conn: &mut DbConn, client: &WeixinClient, owner: &str) -> AppResult<String> {
-    match client.fetch_token() {
+fn refresh(pool: &DbPool, client: &WeixinClient, owner: &str) -> AppResult<String> {
+    let fetched = client.fetch_token();
+    let mut conn = pool.get()?;
+    match fetched {
         Ok((token, expires_in)) => {
             StoredToken::store_and_release(
-                conn,
+                &mut conn,
                 owner,
                 Some((&token, now() + Duration::seconds(expires_in))),
             )?;
@@ -76,7 +83,7 @@ fn refresh(conn: &mut DbConn, client: &WeixinClient, owner: &str) -> AppResult<S
             Ok(token)
         }
         Err(e) => {
-            StoredToken::store_and_release(conn, owner, None)?;
+            StoredToken::store_and_release(&mut conn, owner, None)?;
             Err(into_app_error(e))
         }
     }
