@@ -79,7 +79,11 @@ impl Application {
         let state = web::Data::new(AppState { pool, settings: settings.clone(), alipay, weixin, instance });
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
+                .wrap(
+                    Logger::new(r#"%a "%{request}xi" %s %b %Dms"#).custom_request_replace("request", |req| {
+                        redacted_request_line(req.method().as_str(), &req.uri().to_string())
+                    }),
+                )
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .app_data(web::FormConfig::default().limit(MAX_BODY_BYTES).error_handler(form_error))
@@ -136,6 +140,24 @@ impl Application {
     }
 }
 
+/// Query values that are credentials (WeChat's `secret` and `access_token`, seen by the sandbox)
+/// never reach the access log.
+const SECRET_PARAMS: [&str; 2] = ["secret", "access_token"];
+
+/// `METHOD /path?query` with the values of [`SECRET_PARAMS`] replaced by `***`.
+pub fn redacted_request_line(method: &str, uri: &str) -> String {
+    let Some((path, query)) = uri.split_once('?') else { return format!("{method} {uri}") };
+    let query = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if SECRET_PARAMS.contains(&key) => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    format!("{method} {path}?{query}")
+}
+
 /// Where to click: the shop, the sandbox's phone, cashier and inbox, and the admin console.
 fn print_quick_start(settings: &Settings, generated_password: bool) {
     let public = &settings.server.public_url;
@@ -173,4 +195,22 @@ fn json_error(e: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
         other => AppError::BadRequest(format!("malformed JSON: {other}")),
     }
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_request_line;
+
+    #[test]
+    fn credentials_in_the_query_are_not_logged() {
+        assert_eq!(
+            redacted_request_line(
+                "GET",
+                "/sandbox/weixin/cgi-bin/token?grant_type=client_credential&appid=wx1&secret=s3cr3t"
+            ),
+            "GET /sandbox/weixin/cgi-bin/token?grant_type=client_credential&appid=wx1&secret=***"
+        );
+        assert_eq!(redacted_request_line("POST", "/x?access_token=abc&n=1"), "POST /x?access_token=***&n=1");
+        assert_eq!(redacted_request_line("GET", "/products/1"), "GET /products/1");
+    }
 }
