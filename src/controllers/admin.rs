@@ -428,6 +428,7 @@ struct ProductForm {
     description: String,
     price: String,
     stock: String,
+    stock_seen: i64,
     on_sale: Option<String>,
 }
 
@@ -451,6 +452,7 @@ impl ProductForm {
             description: self.description.clone(),
             price_cents,
             stock,
+            stock_seen: self.stock_seen,
             on_sale: self.on_sale.is_some(),
         })
     }

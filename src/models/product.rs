@@ -61,24 +61,31 @@ pub fn release_one(conn: &mut DbConn, product_id: &str) -> QueryResult<usize> {
         .execute(conn)
 }
 
-pub fn update(
-    conn: &mut DbConn,
-    product_id: &str,
-    name: &str,
-    description: &str,
-    price_cents: i64,
-    stock: i64,
-    on_sale: bool,
-) -> QueryResult<bool> {
-    diesel::update(product::table.filter(product::product_id.eq(product_id)))
-        .set((
-            product::name.eq(name),
-            product::description.eq(description),
-            product::price_cents.eq(price_cents),
-            product::stock.eq(stock),
-            product::on_sale.eq(on_sale),
-            product::updated_at.eq(crate::models::now()),
-        ))
-        .execute(conn)
-        .map(|n| n == 1)
+/// A product's editable fields, already validated.
+pub struct ProductEdit {
+    pub name: String,
+    pub description: String,
+    pub price_cents: i64,
+    pub stock: i64,
+    /// The stock the form showed; the edit applies only if it is unchanged.
+    pub stock_seen: i64,
+    pub on_sale: bool,
+}
+
+/// Saves an edit, only if the stock is still what the editor saw: orders reserve and release
+/// units meanwhile, and an edit must not overwrite them.
+pub fn update(conn: &mut DbConn, product_id: &str, edit: &ProductEdit) -> QueryResult<bool> {
+    diesel::update(
+        product::table.filter(product::product_id.eq(product_id)).filter(product::stock.eq(edit.stock_seen)),
+    )
+    .set((
+        product::name.eq(edit.name.trim()),
+        product::description.eq(edit.description.trim()),
+        product::price_cents.eq(edit.price_cents),
+        product::stock.eq(edit.stock),
+        product::on_sale.eq(edit.on_sale),
+        product::updated_at.eq(crate::models::now()),
+    ))
+    .execute(conn)
+    .map(|n| n == 1)
 }

@@ -157,14 +157,7 @@ pub fn retry_outbox(conn: &mut DbConn, outbox_id: i64, admin_name: &str) -> AppR
     Ok(retried)
 }
 
-/// A product's editable fields, already validated.
-pub struct ProductEdit {
-    pub name: String,
-    pub description: String,
-    pub price_cents: i64,
-    pub stock: i64,
-    pub on_sale: bool,
-}
+pub use crate::models::product::ProductEdit;
 
 pub fn edit_product(
     conn: &mut DbConn,
@@ -172,16 +165,14 @@ pub fn edit_product(
     edit: &ProductEdit,
     admin_name: &str,
 ) -> AppResult<()> {
-    if !crate::models::product::update(
-        conn,
-        product_id,
-        edit.name.trim(),
-        edit.description.trim(),
-        edit.price_cents,
-        edit.stock,
-        edit.on_sale,
-    )? {
-        return Err(AppError::NotFound(format!("There is no product {product_id}.")));
+    if !crate::models::product::update(conn, product_id, edit)? {
+        return match crate::models::product::Product::find(conn, product_id)? {
+            None => Err(AppError::NotFound(format!("There is no product {product_id}."))),
+            Some(now) => Err(AppError::Conflict(format!(
+                "The stock of {product_id} changed to {} while you edited (orders came in); reload the page and try again.",
+                now.stock
+            ))),
+        };
     }
     log::info!(
         "product {product_id} edited by admin {admin_name}: price {} stock {} on sale {}",

@@ -99,6 +99,7 @@ fn product_edits_need_the_csrf_token_and_valid_values(backend: Backend) {
             ("description".to_owned(), "New text".to_owned()),
             ("price".to_owned(), price.to_owned()),
             ("stock".to_owned(), "7".to_owned()),
+            ("stock_seen".to_owned(), "1000".to_owned()),
             ("on_sale".to_owned(), "1".to_owned()),
         ]
     };
@@ -112,7 +113,18 @@ fn product_edits_need_the_csrf_token_and_valid_values(backend: Backend) {
     let invalid = post(&mut admin, fields(&csrf, "2.505"));
     assert_eq!(invalid.status, 400);
     assert!(invalid.body.contains("is not an amount"));
-    assert_eq!(post(&mut admin, fields(&csrf, "2.50")).status, 303);
+    // An order reserves a unit while the admin edits: the stale form is refused, not applied.
+    create_order(&mut app.browser_logged_in_as("o-meanwhile"), "100010090091");
+    let stale = post(&mut admin, fields(&csrf, "2.50"));
+    assert_eq!(stale.status, 409, "{}", stale.body);
+    assert!(stale.body.contains("changed to 999"));
+    let fresh = |csrf: &str| {
+        let mut f = fields(csrf, "2.50");
+        f.retain(|(k, _)| k != "stock_seen");
+        f.push(("stock_seen".to_owned(), "999".to_owned()));
+        f
+    };
+    assert_eq!(post(&mut admin, fresh(&csrf)).status, 303);
     let page = app.browser().get("/products/100010090091").body;
     assert!(
         page.contains("Gift, renamed") && page.contains("¥2.50") && page.contains("7 in stock"),
