@@ -7,8 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, PooledConnection, R2D2Connection};
-use diesel::{Connection, ConnectionError, PgConnection, SqliteConnection};
+use diesel::{Connection, ConnectionError, PgConnection, QueryResult, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -185,9 +186,11 @@ pub fn build_pool(location: &DatabaseLocation, max_size: u32) -> Result<DbPool, 
     Ok(pool)
 }
 
-/// A transaction that writes. On SQLite it takes the write lock with its first statement (a
-/// no-op UPDATE), so concurrent writers wait for the busy timeout instead of failing with
-/// SQLITE_BUSY when a read snapshot would have to be upgraded to a write.
+/// A transaction that writes. On SQLite it begins `IMMEDIATE`, taking the write lock at once, so
+/// concurrent writers wait for the busy timeout instead of failing with SQLITE_BUSY when a read
+/// snapshot would have to be upgraded to a write. Called inside a transaction, it simply runs
+/// `work` there: the outer transaction commits or rolls back the whole, and a savepoint would cost
+/// two more statements.
 pub fn write_transaction<T, E>(
     conn: &mut DbConn,
     work: impl FnOnce(&mut DbConn) -> Result<T, E>,
@@ -195,13 +198,49 @@ pub fn write_transaction<T, E>(
 where
     E: From<diesel::result::Error>,
 {
-    use diesel::prelude::*;
-    use schema::order_number::dsl::{number, order_number};
-    conn.transaction(|c| {
-        if matches!(c, DbConn::Sqlite(_)) {
-            // Matches no row (numbers start at 1); written with the DSL so the statement is cached.
-            diesel::update(order_number.filter(number.lt(0))).set(number.eq(number)).execute(c)?;
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    type Manager = <DbConn as Connection>::TransactionManager;
+    if Manager::transaction_manager_status_mut(conn).transaction_depth()?.is_some() {
+        return work(conn);
+    }
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        DbConn::Pg(_) => Manager::begin_transaction(conn)?,
+    }
+    match work(conn) {
+        Ok(value) => {
+            Manager::commit_transaction(conn)?;
+            Ok(value)
         }
-        work(c)
-    })
+        Err(failure) => match Manager::rollback_transaction(conn) {
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(failure),
+            Err(rollback) => Err(rollback.into()),
+        },
+    }
 }
+
+/// `INSERT ... ON CONFLICT DO NOTHING` (SQLite and PostgreSQL both speak it; diesel offers it
+/// per backend but not on a MultiConnection). The row count says whether the row was new. Unlike
+/// catching the unique violation, this needs no savepoint: on PostgreSQL a violation would abort
+/// the whole transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct InsertOrSkip<I>(pub I);
+
+impl<I, DB> QueryFragment<DB> for InsertOrSkip<I>
+where
+    I: QueryFragment<DB>,
+    DB: diesel::backend::Backend,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.0.walk_ast(out.reborrow())?;
+        out.push_sql(" ON CONFLICT DO NOTHING");
+        Ok(())
+    }
+}
+
+impl<I: QueryId> QueryId for InsertOrSkip<I> {
+    type QueryId = InsertOrSkip<I::QueryId>;
+    const HAS_STATIC_QUERY_ID: bool = I::HAS_STATIC_QUERY_ID;
+}
+
+impl<I, Conn> RunQueryDsl<Conn> for InsertOrSkip<I> {}

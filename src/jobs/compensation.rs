@@ -26,19 +26,21 @@ pub fn query_dropped(worker: &Worker) -> Result<usize, AppError> {
     let compensation = &worker.settings.compensation;
     let query_after = Duration::seconds(compensation.query_after_secs as i64);
     let close_after = Duration::minutes(compensation.close_after_minutes as i64);
-    let mut conn = worker.conn()?;
     let at = now();
-    let due = Order::due(&mut conn, &[PAY_WAIT], at - close_after, at - query_after, BATCH)?;
+    let due = Order::due(&mut *worker.conn()?, &[PAY_WAIT], at - close_after, at - query_after, BATCH)?;
     look_at_each(worker, &due, "query", reconcile::query)
 }
 
 pub fn close_expired(worker: &Worker) -> Result<usize, AppError> {
     let close_after = Duration::minutes(worker.settings.compensation.close_after_minutes as i64);
-    let mut conn = worker.conn()?;
     let (at, ever) = (now(), chrono::DateTime::UNIX_EPOCH.naive_utc());
-    let mut due = Order::due(&mut conn, &[PAY_WAIT], ever, at - close_after, BATCH)?;
     let stale_create = close_after.min(Duration::minutes(STALE_CREATE_MINUTES));
-    due.extend(Order::due(&mut conn, &[CREATE], ever, at - stale_create, BATCH)?);
+    let due = {
+        let mut conn = worker.conn()?;
+        let mut due = Order::due(&mut conn, &[PAY_WAIT], ever, at - close_after, BATCH)?;
+        due.extend(Order::due(&mut conn, &[CREATE], ever, at - stale_create, BATCH)?);
+        due
+    };
     look_at_each(worker, &due, "timeout", reconcile::close)
 }
 

@@ -20,16 +20,19 @@ pub fn backoff_secs(attempt: i32) -> i64 {
     (5i64 << (attempt.clamp(1, 20) - 1)).min(3600)
 }
 
+/// Holds no connection while a consumer runs: consumers take their own, and the background
+/// thread must never need two at once (a pool of one would deadlock).
 pub fn drain(worker: &Worker) -> Result<usize, AppError> {
-    let mut conn = worker.conn()?;
     let mut handled = 0;
-    for outbox_id in OutboxEntry::due_ids(&mut conn, BATCH)? {
-        let Some(entry) =
-            OutboxEntry::claim(&mut conn, outbox_id, &worker.owner, Duration::seconds(LEASE_SECS))?
-        else {
+    let due = OutboxEntry::due_ids(&mut *worker.conn()?, BATCH)?;
+    for outbox_id in due {
+        let lease = Duration::seconds(LEASE_SECS);
+        let Some(entry) = OutboxEntry::claim(&mut *worker.conn()?, outbox_id, &worker.owner, lease)? else {
             continue;
         };
-        match consume(worker, &entry) {
+        let consumed = consume(worker, &entry);
+        let mut conn = worker.conn()?;
+        match consumed {
             Ok(()) => {
                 OutboxEntry::complete(&mut conn, entry.outbox_id, &worker.owner)?;
                 log::info!(

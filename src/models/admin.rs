@@ -30,7 +30,7 @@ pub fn session_user(conn: &mut DbConn, token_hash: &str) -> QueryResult<Option<S
         .filter(admin_session::token_hash.eq(token_hash))
         .filter(admin_session::expires_at.gt(now()))
         .select(admin_session::username)
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -43,7 +43,7 @@ pub fn locked_until(conn: &mut DbConn, key: &str) -> QueryResult<Option<NaiveDat
     let until: Option<Option<NaiveDateTime>> = admin_login_failure::table
         .filter(admin_login_failure::throttle_key.eq(key))
         .select(admin_login_failure::locked_until)
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(until.flatten().filter(|t| *t > now()))
 }
@@ -86,7 +86,7 @@ pub fn record_failure(
     let failures: i32 = admin_login_failure::table
         .filter(admin_login_failure::throttle_key.eq(key))
         .select(admin_login_failure::failures)
-        .first(conn)?;
+        .get_result(conn)?;
     if failures >= lock_after {
         diesel::update(admin_login_failure::table.filter(admin_login_failure::throttle_key.eq(key)))
             .set((admin_login_failure::locked_until.eq(lock_until), admin_login_failure::failures.eq(0)))

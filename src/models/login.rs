@@ -46,7 +46,7 @@ impl LoginTicket {
         login_ticket::table
             .filter(login_ticket::ticket.eq(ticket))
             .select(LoginTicket::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()
     }
 
@@ -90,7 +90,7 @@ pub struct StoredToken {
 
 impl StoredToken {
     pub fn load(conn: &mut DbConn) -> QueryResult<StoredToken> {
-        wx_access_token::table.find(1i64).select(StoredToken::as_select()).first(conn)
+        wx_access_token::table.find(1i64).select(StoredToken::as_select()).get_result(conn)
     }
 
     /// Becomes the refresher if nobody holds a live lease.

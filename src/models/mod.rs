@@ -1,5 +1,9 @@
 //! Diesel structs and their queries. Functions take a connection and return `QueryResult`;
 //! nothing here knows about HTTP or the outside platforms.
+//!
+//! Lookups by a unique key use `get_result`, not `first`: `first` adds `LIMIT ?`, and SQLite plans
+//! a statement with a bound LIMIT again on every run (the plan may depend on the value), so it
+//! would never profit from the prepared-statement cache.
 
 pub mod admin;
 pub mod login;

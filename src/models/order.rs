@@ -2,7 +2,11 @@
 //! Status changes are conditional UPDATEs: the caller learns from the row count whether it won.
 
 use chrono::NaiveDateTime;
+use diesel::backend::Backend;
+use diesel::expression::{AppearsOnTable, ValidGrouping, is_aggregate};
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::Bool;
 
 use super::now;
 use crate::db::DbConn;
@@ -17,6 +21,42 @@ pub const REFUND_WAIT: &str = "REFUND_WAIT";
 pub const REFUNDED: &str = "REFUNDED";
 
 pub const OPEN: [&str; 2] = [CREATE, PAY_WAIT];
+
+/// `pay_order.status IN ('A', 'B')` with our status constants written into the SQL. Bound as
+/// parameters, SQLite would compare their values with the condition of the partial index
+/// `pay_order_one_open` and plan the statement again on every run, and diesel does not cache a
+/// bound IN list at all. The statuses are this module's constants, never input.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusIn(pub &'static [&'static str]);
+
+impl Expression for StatusIn {
+    type SqlType = Bool;
+}
+
+impl<DB: Backend> QueryFragment<DB> for StatusIn {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        debug_assert!(self.0.iter().all(|s| s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')));
+        out.push_sql("pay_order.status IN (");
+        for (i, status) in self.0.iter().enumerate() {
+            out.push_sql(if i == 0 { "'" } else { ", '" });
+            out.push_sql(status);
+            out.push_sql("'");
+        }
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+impl QueryId for StatusIn {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl AppearsOnTable<pay_order::table> for StatusIn {}
+impl SelectableExpression<pay_order::table> for StatusIn {}
+impl<GroupBy> ValidGrouping<GroupBy> for StatusIn {
+    type IsAggregate = is_aggregate::Never;
+}
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = pay_order)]
@@ -111,7 +151,7 @@ impl Order {
         pay_order::table
             .filter(pay_order::order_id.eq(order_id))
             .select(Order::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()
     }
 
@@ -119,9 +159,9 @@ impl Order {
         pay_order::table
             .filter(pay_order::user_id.eq(user_id))
             .filter(pay_order::product_id.eq(product_id))
-            .filter(pay_order::status.eq_any(OPEN))
+            .filter(StatusIn(&OPEN))
             .select(Order::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()
     }
 
@@ -137,13 +177,16 @@ impl Order {
     }
 
     /// Moves the order from one of `from` to `to`; returns whether this caller made the move.
-    pub fn transition(conn: &mut DbConn, order_id: &str, from: &[&str], to: &str) -> QueryResult<bool> {
-        diesel::update(
-            pay_order::table.filter(pay_order::order_id.eq(order_id)).filter(pay_order::status.eq_any(from)),
-        )
-        .set((pay_order::status.eq(to), pay_order::updated_at.eq(now())))
-        .execute(conn)
-        .map(|n| n == 1)
+    pub fn transition(
+        conn: &mut DbConn,
+        order_id: &str,
+        from: &'static [&'static str],
+        to: &str,
+    ) -> QueryResult<bool> {
+        diesel::update(pay_order::table.filter(pay_order::order_id.eq(order_id)).filter(StatusIn(from)))
+            .set((pay_order::status.eq(to), pay_order::updated_at.eq(now())))
+            .execute(conn)
+            .map(|n| n == 1)
     }
 
     /// `CREATE -> PAY_WAIT` with the signed form.
@@ -160,21 +203,19 @@ impl Order {
     pub fn mark_paid(
         conn: &mut DbConn,
         order_id: &str,
-        from: &[&str],
+        from: &'static [&'static str],
         trade_no: &str,
         paid_at: NaiveDateTime,
     ) -> QueryResult<bool> {
-        diesel::update(
-            pay_order::table.filter(pay_order::order_id.eq(order_id)).filter(pay_order::status.eq_any(from)),
-        )
-        .set((
-            pay_order::status.eq(PAY_SUCCESS),
-            pay_order::trade_no.eq(trade_no),
-            pay_order::pay_time.eq(paid_at),
-            pay_order::updated_at.eq(now()),
-        ))
-        .execute(conn)
-        .map(|n| n == 1)
+        diesel::update(pay_order::table.filter(pay_order::order_id.eq(order_id)).filter(StatusIn(from)))
+            .set((
+                pay_order::status.eq(PAY_SUCCESS),
+                pay_order::trade_no.eq(trade_no),
+                pay_order::pay_time.eq(paid_at),
+                pay_order::updated_at.eq(now()),
+            ))
+            .execute(conn)
+            .map(|n| n == 1)
     }
 
     pub fn set_trade_no(conn: &mut DbConn, order_id: &str, trade_no: &str) -> QueryResult<usize> {
@@ -203,14 +244,14 @@ impl Order {
     /// by the background thread and not leased by another instance.
     pub fn due(
         conn: &mut DbConn,
-        statuses: &[&str],
+        statuses: &'static [&'static str],
         placed_after: NaiveDateTime,
         placed_before: NaiveDateTime,
         limit: i64,
     ) -> QueryResult<Vec<String>> {
         let at = now();
         pay_order::table
-            .filter(pay_order::status.eq_any(statuses))
+            .filter(StatusIn(statuses))
             .filter(pay_order::order_time.gt(placed_after))
             .filter(pay_order::order_time.le(placed_before))
             .filter(pay_order::next_query_at.le(at))

@@ -98,7 +98,7 @@ impl OutboxEntry {
         if claimed == 0 {
             return Ok(None);
         }
-        outbox::table.find(outbox_id).select(OutboxEntry::as_select()).first(conn).optional()
+        outbox::table.find(outbox_id).select(OutboxEntry::as_select()).get_result(conn).optional()
     }
 
     /// Marks the entry done, if we still hold its lease.

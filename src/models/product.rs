@@ -37,7 +37,7 @@ impl Product {
     }
 
     pub fn find(conn: &mut DbConn, product_id: &str) -> QueryResult<Option<Product>> {
-        product::table.find(product_id).select(Product::as_select()).first(conn).optional()
+        product::table.find(product_id).select(Product::as_select()).get_result(conn).optional()
     }
 }
 

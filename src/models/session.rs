@@ -14,7 +14,7 @@ impl AppUser {
             .filter(user_session::token_hash.eq(token_hash))
             .filter(user_session::expires_at.gt(now()))
             .select(AppUser::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()
     }
 }

@@ -19,7 +19,7 @@ impl AppUser {
         app_user::table
             .filter(app_user::openid.eq(openid))
             .select(AppUser::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()
     }
 

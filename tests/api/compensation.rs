@@ -72,6 +72,27 @@ fn a_dropped_notify_is_recovered_by_query(backend: Backend) {
     assert_eq!(cause, 1);
 }
 
+/// The background thread never needs two connections at once, so a pool of one serves the shop
+/// and it (it used to wait out the pool timeout, twice per tick).
+fn a_pool_of_one_connection_is_enough(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.database.pool_size = 1;
+        s.compensation.query_after_secs = 0;
+    }) else {
+        return;
+    };
+    faults(&app, serde_json::json!({ "drop_notify": true }));
+    let mut shopper = app.browser_logged_in_as("o-one-connection");
+    let form = create_order(&mut shopper, GIFT);
+    let order_id = pay_at_cashier(&mut shopper, &form);
+    make_due_now(&app);
+    let started = std::time::Instant::now();
+    app.worker.tick();
+    app.worker.tick();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "ticks took {:?}", started.elapsed());
+    assert_eq!(order_status(&mut shopper, &order_id), "DEAL_DONE");
+}
+
 fn an_unpaid_order_closes_at_alipay_and_locally(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| {
         s.compensation.close_after_minutes = 0;
@@ -239,6 +260,7 @@ fn two_instances_settle_every_order_once(backend: Backend) {
 
 both_backends!(
     a_dropped_notify_is_recovered_by_query,
+    a_pool_of_one_connection_is_enough,
     an_unpaid_order_closes_at_alipay_and_locally,
     a_close_racing_a_payment_ends_paid,
     gateway_errors_leave_orders_as_they_were,
