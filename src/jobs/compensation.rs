@@ -12,13 +12,11 @@ use chrono::Duration;
 use super::Worker;
 use crate::error::AppError;
 use crate::models::now;
-use crate::models::order::{CREATE, Order, PAY_WAIT};
+use crate::models::order::{Order, PAY_WAIT};
 use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
 use crate::services::reconcile::{self, LookAt, Reconciler};
 
 const BATCH: i64 = 50;
-/// An order stuck in `CREATE` (its form was never made) is closed after this long.
-const STALE_CREATE_MINUTES: i64 = 10;
 
 /// Queries orders old enough to have been notified but not yet old enough to close (closing
 /// queries when it has to).
@@ -34,13 +32,7 @@ pub fn query_dropped(worker: &Worker) -> Result<usize, AppError> {
 pub fn close_expired(worker: &Worker) -> Result<usize, AppError> {
     let close_after = Duration::minutes(worker.settings.compensation.close_after_minutes as i64);
     let (at, ever) = (now(), chrono::DateTime::UNIX_EPOCH.naive_utc());
-    let stale_create = close_after.min(Duration::minutes(STALE_CREATE_MINUTES));
-    let due = {
-        let mut conn = worker.conn()?;
-        let mut due = Order::due(&mut conn, &[PAY_WAIT], ever, at - close_after, BATCH)?;
-        due.extend(Order::due(&mut conn, &[CREATE], ever, at - stale_create, BATCH)?);
-        due
-    };
+    let due = Order::due(&mut *worker.conn()?, &[PAY_WAIT], ever, at - close_after, BATCH)?;
     look_at_each(worker, &due, "timeout", reconcile::close)
 }
 

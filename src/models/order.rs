@@ -9,8 +9,8 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::Bool;
 
 use super::now;
-use crate::db::DbConn;
 use crate::db::schema::{alipay_notify, gateway_call, order_event, order_number, pay_order, shipment};
+use crate::db::{DbConn, InsertOrSkip};
 
 pub const CREATE: &str = "CREATE";
 pub const PAY_WAIT: &str = "PAY_WAIT";
@@ -106,6 +106,7 @@ pub struct AlipayNotify {
     pub received_at: NaiveDateTime,
 }
 
+/// An order as it is born: waiting for payment, its form already signed (locally).
 pub struct NewOrder<'a> {
     pub order_id: &'a str,
     pub user_id: i64,
@@ -113,6 +114,8 @@ pub struct NewOrder<'a> {
     pub product_id: &'a str,
     pub product_name: &'a str,
     pub total_cents: i64,
+    pub pay_form: &'a str,
+    pub order_time: NaiveDateTime,
     pub expire_at: NaiveDateTime,
     pub next_query_at: NaiveDateTime,
 }
@@ -126,8 +129,7 @@ impl Order {
             .get_result(conn)
     }
 
-    pub fn insert(conn: &mut DbConn, order: &NewOrder) -> QueryResult<()> {
-        let at = now();
+    pub fn insert(conn: &mut DbConn, order: &NewOrder) -> QueryResult<Order> {
         diesel::insert_into(pay_order::table)
             .values((
                 pay_order::order_id.eq(order.order_id),
@@ -136,15 +138,17 @@ impl Order {
                 pay_order::product_id.eq(order.product_id),
                 pay_order::product_name.eq(order.product_name),
                 pay_order::total_cents.eq(order.total_cents),
-                pay_order::status.eq(CREATE),
-                pay_order::order_time.eq(at),
+                pay_order::status.eq(PAY_WAIT),
+                pay_order::pay_form.eq(order.pay_form),
+                pay_order::order_time.eq(order.order_time),
                 pay_order::expire_at.eq(order.expire_at),
                 pay_order::next_query_at.eq(order.next_query_at),
                 pay_order::query_attempts.eq(0),
-                pay_order::updated_at.eq(at),
+                pay_order::updated_at.eq(order.order_time),
             ))
-            .execute(conn)
-            .map(|_| ())
+            // `as_returning()` has no MultiConnection support; the column tuple is the same thing.
+            .returning(<Order as Selectable<crate::db::MultiBackend>>::construct_selection())
+            .get_result(conn)
     }
 
     pub fn find(conn: &mut DbConn, order_id: &str) -> QueryResult<Option<Order>> {
@@ -187,16 +191,6 @@ impl Order {
             .set((pay_order::status.eq(to), pay_order::updated_at.eq(now())))
             .execute(conn)
             .map(|n| n == 1)
-    }
-
-    /// `CREATE -> PAY_WAIT` with the signed form.
-    pub fn attach_form(conn: &mut DbConn, order_id: &str, form: &str) -> QueryResult<bool> {
-        diesel::update(
-            pay_order::table.filter(pay_order::order_id.eq(order_id)).filter(pay_order::status.eq(CREATE)),
-        )
-        .set((pay_order::status.eq(PAY_WAIT), pay_order::pay_form.eq(form), pay_order::updated_at.eq(now())))
-        .execute(conn)
-        .map(|n| n == 1)
     }
 
     /// `from -> PAY_SUCCESS` with Alipay's trade number and payment time.
@@ -334,50 +328,40 @@ pub fn record_event(
         .map(|_| ())
 }
 
-/// Stores a notification as received; returns its row id.
-pub fn store_notify(
-    conn: &mut DbConn,
-    notify_id: Option<&str>,
-    out_trade_no: Option<&str>,
-    trade_status: Option<&str>,
-    raw: &str,
-) -> QueryResult<i64> {
+/// Stores a notification as received, with what came of it.
+pub fn store_notify(conn: &mut DbConn, notify: &NewNotify) -> QueryResult<()> {
     diesel::insert_into(alipay_notify::table)
         .values((
-            alipay_notify::notify_id.eq(notify_id),
-            alipay_notify::out_trade_no.eq(out_trade_no),
-            alipay_notify::trade_status.eq(trade_status),
-            alipay_notify::raw.eq(raw),
-            alipay_notify::verified.eq(false),
-            alipay_notify::outcome.eq("received"),
+            alipay_notify::notify_id.eq(notify.notify_id),
+            alipay_notify::out_trade_no.eq(notify.out_trade_no),
+            alipay_notify::trade_status.eq(notify.trade_status),
+            alipay_notify::raw.eq(notify.raw),
+            alipay_notify::verified.eq(notify.verified),
+            alipay_notify::outcome.eq(notify.outcome),
             alipay_notify::received_at.eq(now()),
         ))
-        .returning(alipay_notify::id)
-        .get_result(conn)
+        .execute(conn)
+        .map(|_| ())
 }
 
-pub fn settle_notify(conn: &mut DbConn, id: i64, verified: bool, outcome: &str) -> QueryResult<usize> {
-    diesel::update(alipay_notify::table.find(id))
-        .set((alipay_notify::verified.eq(verified), alipay_notify::outcome.eq(outcome)))
-        .execute(conn)
+pub struct NewNotify<'a> {
+    pub notify_id: Option<&'a str>,
+    pub out_trade_no: Option<&'a str>,
+    pub trade_status: Option<&'a str>,
+    pub raw: &'a str,
+    pub verified: bool,
+    pub outcome: &'a str,
 }
 
 /// Records the shipment; false when the order was shipped already.
 pub fn insert_shipment(conn: &mut DbConn, order_id: &str, detail: &str) -> QueryResult<bool> {
-    let inserted = conn.transaction(|c| {
-        diesel::insert_into(shipment::table)
-            .values((
-                shipment::order_id.eq(order_id),
-                shipment::detail.eq(detail),
-                shipment::shipped_at.eq(now()),
-            ))
-            .execute(c)
-    });
-    match inserted {
-        Ok(_) => Ok(true),
-        Err(e) if super::is_unique_violation(&e) => Ok(false),
-        Err(e) => Err(e),
-    }
+    InsertOrSkip(diesel::insert_into(shipment::table).values((
+        shipment::order_id.eq(order_id),
+        shipment::detail.eq(detail),
+        shipment::shipped_at.eq(now()),
+    )))
+    .execute(conn)
+    .map(|n| n == 1)
 }
 
 pub fn shipments_of(conn: &mut DbConn, order_id: &str) -> QueryResult<i64> {

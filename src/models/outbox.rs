@@ -4,9 +4,9 @@
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::{is_unique_violation, now};
-use crate::db::DbConn;
+use super::now;
 use crate::db::schema::outbox;
+use crate::db::{DbConn, InsertOrSkip};
 
 pub const PENDING: &str = "PENDING";
 pub const DONE: &str = "DONE";
@@ -39,31 +39,23 @@ pub struct NewOutboxEntry<'a> {
 }
 
 impl OutboxEntry {
-    /// Enqueues the entry unless one with the same kind and dedupe key exists. Runs in a
-    /// savepoint so a duplicate does not spoil the caller's transaction. Returns whether it was
-    /// new.
+    /// Enqueues the entry unless one with the same kind and dedupe key exists; returns whether
+    /// it was new. A duplicate leaves the caller's transaction intact.
     pub fn enqueue(conn: &mut DbConn, entry: &NewOutboxEntry) -> QueryResult<bool> {
         let at = now();
-        let inserted = conn.transaction(|c| {
-            diesel::insert_into(outbox::table)
-                .values((
-                    outbox::kind.eq(entry.kind),
-                    outbox::dedupe_key.eq(entry.dedupe_key),
-                    outbox::order_id.eq(entry.order_id),
-                    outbox::payload.eq(entry.payload),
-                    outbox::status.eq(PENDING),
-                    outbox::attempts.eq(0),
-                    outbox::next_attempt_at.eq(at),
-                    outbox::created_at.eq(at),
-                    outbox::updated_at.eq(at),
-                ))
-                .execute(c)
-        });
-        match inserted {
-            Ok(_) => Ok(true),
-            Err(e) if is_unique_violation(&e) => Ok(false),
-            Err(e) => Err(e),
-        }
+        InsertOrSkip(diesel::insert_into(outbox::table).values((
+            outbox::kind.eq(entry.kind),
+            outbox::dedupe_key.eq(entry.dedupe_key),
+            outbox::order_id.eq(entry.order_id),
+            outbox::payload.eq(entry.payload),
+            outbox::status.eq(PENDING),
+            outbox::attempts.eq(0),
+            outbox::next_attempt_at.eq(at),
+            outbox::created_at.eq(at),
+            outbox::updated_at.eq(at),
+        )))
+        .execute(conn)
+        .map(|n| n == 1)
     }
 
     /// Ids of pending entries that are due and not leased by a live worker.

@@ -41,8 +41,9 @@ impl Product {
     }
 }
 
-/// Reserves one unit; false when sold out or not on sale (stock never goes below zero).
-pub fn reserve_one(conn: &mut DbConn, product_id: &str) -> QueryResult<bool> {
+/// Reserves one unit; returns the product's name and price, or `None` when it is unknown, sold
+/// out or not on sale (stock never goes below zero).
+pub fn reserve_one(conn: &mut DbConn, product_id: &str) -> QueryResult<Option<(String, i64)>> {
     diesel::update(
         product::table
             .filter(product::product_id.eq(product_id))
@@ -50,8 +51,9 @@ pub fn reserve_one(conn: &mut DbConn, product_id: &str) -> QueryResult<bool> {
             .filter(product::on_sale.eq(true)),
     )
     .set(product::stock.eq(product::stock - 1))
-    .execute(conn)
-    .map(|n| n == 1)
+    .returning((product::name, product::price_cents))
+    .get_result(conn)
+    .optional()
 }
 
 /// Puts one unit back (a closed order's reservation).

@@ -8,7 +8,7 @@ use crate::config::Settings;
 use crate::db::{DbConn, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, PagePay};
-use crate::models::order::{self, CLOSE, NewOrder, OPEN, Order};
+use crate::models::order::{self, CLOSE, NewOrder, OPEN, Order, PAY_WAIT};
 use crate::models::product::{self, Product};
 use crate::models::user::AppUser;
 use crate::models::{is_unique_violation, now};
@@ -32,23 +32,18 @@ pub fn checkout(
     let first_look =
         Duration::seconds(compensation.query_after_secs.min(compensation.close_after_minutes * 60) as i64);
     for _ in 0..3 {
-        let at = now();
-        let order = match Order::find_open(conn, user.user_id, product_id)? {
-            Some(open) if open.expire_at - Duration::seconds(FORM_MARGIN_SECS) <= at => {
+        match Order::find_open(conn, user.user_id, product_id)? {
+            Some(open) if open.expire_at - Duration::seconds(FORM_MARGIN_SECS) <= now() => {
                 close(conn, &open.order_id, "checkout", "payment form expired; a new order replaces it")?;
-                continue;
             }
-            Some(open) => open,
-            None => match create(conn, alipay, user, product_id, pay_timeout, first_look)? {
-                Some(created) => created,
+            Some(open) => return Ok(open),
+            None => {
+                if let Some(created) = create(conn, alipay, user, product_id, pay_timeout, first_look)? {
+                    return Ok(created);
+                }
                 // Another request of the same shopper made it first: use theirs.
-                None => continue,
-            },
-        };
-        if order.status == order::CREATE {
-            return attach_form(conn, alipay, order);
+            }
         }
-        return Ok(order);
     }
     Err(AppError::Conflict("The order is being changed by another request; please try again.".into()))
 }
@@ -74,8 +69,10 @@ impl From<AppError> for CreateFailure {
     }
 }
 
-/// Reserves stock and inserts a `CREATE` order; `None` when the shopper already has an open
-/// order for the product. The transaction rolls back whole, reservation included, on failure.
+/// Reserves stock and inserts the order, born `PAY_WAIT` with its signed form: signing is local,
+/// so the order never has to wait in `CREATE` for a form, and it all commits once. `None` when
+/// the shopper already has an open order for the product. The transaction rolls back whole,
+/// reservation included, on failure.
 fn create(
     conn: &mut DbConn,
     alipay: &AlipayClient,
@@ -85,73 +82,63 @@ fn create(
     first_look: Duration,
 ) -> AppResult<Option<Order>> {
     let created = write_transaction(conn, |c| {
-        let product = Product::find(c, product_id)?
-            .ok_or_else(|| AppError::NotFound(format!("There is no product {product_id}.")))?;
-        if !product::reserve_one(c, product_id)? {
-            return Err(AppError::Conflict(format!("{} is sold out.", product.name)).into());
-        }
+        let Some((product_name, price_cents)) = product::reserve_one(c, product_id)? else {
+            return Err(unavailable(c, product_id).into());
+        };
         let at = now();
         let order_id = format!("{}{:010}", at.format("%y%m%d"), Order::next_number(c)?);
-        Order::insert(
+        let pay = PagePay {
+            out_trade_no: &order_id,
+            total_cents: price_cents,
+            subject: &product_name,
+            time_expire: at + pay_timeout,
+        };
+        let pay_form = alipay.page_pay_form(&pay, at);
+        let order = Order::insert(
             c,
             &NewOrder {
                 order_id: &order_id,
                 user_id: user.user_id,
                 openid: &user.openid,
                 product_id,
-                product_name: &product.name,
-                total_cents: product.price_cents,
+                product_name: &product_name,
+                total_cents: price_cents,
+                pay_form: &pay_form,
+                order_time: at,
                 expire_at: at + pay_timeout,
                 next_query_at: at + first_look,
             },
         )?;
-        order::record_event(c, &order_id, None, order::CREATE, "shopper", "order placed, stock reserved")?;
-        // The form is signed locally, so it is issued in the same transaction: one commit.
-        let pay = PagePay {
-            out_trade_no: &order_id,
-            total_cents: product.price_cents,
-            subject: &product.name,
-            time_expire: at + pay_timeout,
-        };
-        issue_form(c, alipay, &pay)?;
-        Ok::<_, CreateFailure>(order_id)
+        order::record_event(
+            c,
+            &order_id,
+            None,
+            PAY_WAIT,
+            "shopper",
+            "order placed, stock reserved, payment form issued",
+        )?;
+        Ok::<_, CreateFailure>(order)
     });
     match created {
-        Ok(order_id) => {
-            log::info!("order {order_id} created for openid {} product {product_id}", user.openid);
-            Ok(Order::find(conn, &order_id)?)
+        Ok(order) => {
+            log::info!("order {} created for openid {} product {product_id}", order.order_id, user.openid);
+            Ok(Some(order))
         }
         Err(CreateFailure::AlreadyOpen) => Ok(None),
         Err(CreateFailure::Failed(e)) => Err(e),
     }
 }
 
-/// Gives an order stuck in `CREATE` (its form was never made) its form.
-fn attach_form(conn: &mut DbConn, alipay: &AlipayClient, order: Order) -> AppResult<Order> {
-    let pay = PagePay {
-        out_trade_no: &order.order_id,
-        total_cents: order.total_cents,
-        subject: &order.product_name,
-        time_expire: order.expire_at,
-    };
-    write_transaction(conn, |c| issue_form(c, alipay, &pay))?;
-    Order::find(conn, &order.order_id)?.ok_or_else(|| AppError::internal("order vanished"))
-}
-
-/// Signs the page-pay form and moves `CREATE -> PAY_WAIT`. Signing is local: no call to Alipay.
-fn issue_form(conn: &mut DbConn, alipay: &AlipayClient, pay: &PagePay) -> AppResult<()> {
-    let form = alipay.page_pay_form(pay, now());
-    if Order::attach_form(conn, pay.out_trade_no, &form)? {
-        order::record_event(
-            conn,
-            pay.out_trade_no,
-            Some(order::CREATE),
-            order::PAY_WAIT,
-            "shopper",
-            "payment form issued",
-        )?;
+/// Why a product could not be reserved, in the shopper's words.
+fn unavailable(conn: &mut DbConn, product_id: &str) -> AppError {
+    match Product::find(conn, product_id) {
+        Ok(Some(product)) if !product.on_sale => {
+            AppError::Conflict(format!("{} is not on sale.", product.name))
+        }
+        Ok(Some(product)) => AppError::Conflict(format!("{} is sold out.", product.name)),
+        Ok(None) => AppError::NotFound(format!("There is no product {product_id}.")),
+        Err(e) => e.into(),
     }
-    Ok(())
 }
 
 /// `CREATE|PAY_WAIT -> CLOSE`, releasing the reserved stock. Returns whether this call closed it.

@@ -7,7 +7,7 @@ use crate::config::Settings;
 use crate::db::{DbConn, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, parse_china_time};
-use crate::models::order::{self, CLOSE, OPEN, Order, PAY_SUCCESS, REFUND_WAIT};
+use crate::models::order::{self, CLOSE, NewNotify, OPEN, Order, PAY_SUCCESS, REFUND_WAIT};
 use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
 use crate::models::{now, product};
 use crate::money::{format_yuan, parse_yuan};
@@ -35,9 +35,10 @@ pub struct PaymentEvidence<'a> {
     pub paid_at: NaiveDateTime,
 }
 
-/// Handles one notification: stored raw first, then verified (signature, app id, seller, order,
-/// exact amount), then acted on. Anything that fails verification changes nothing but its own
-/// audit row.
+/// Handles one notification: verified (signature, app id, seller, order, exact amount), acted
+/// on, and stored raw with what came of it, all in one transaction. Anything that fails
+/// verification changes nothing but its own audit row. If the transaction fails, the raw
+/// notification is still stored on its own, so none is ever lost.
 pub fn handle_notify(
     conn: &mut DbConn,
     alipay: &AlipayClient,
@@ -47,10 +48,19 @@ pub fn handle_notify(
 ) -> AppResult<NotifyAnswer> {
     let field = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let notify_id = field("notify_id").unwrap_or("-").to_owned();
-    let stored =
-        order::store_notify(conn, field("notify_id"), field("out_trade_no"), field("trade_status"), raw)?;
-    // The raw row is committed on its own; what came of it commits with the effect.
-    let (answer, outcome) = write_transaction(conn, |c| {
+    let order_id = field("out_trade_no").unwrap_or("-");
+    let store = |c: &mut DbConn, verified: bool, outcome: &str| {
+        let notify = NewNotify {
+            notify_id: field("notify_id"),
+            out_trade_no: field("out_trade_no"),
+            trade_status: field("trade_status"),
+            raw,
+            verified,
+            outcome,
+        };
+        order::store_notify(c, &notify)
+    };
+    let decided = write_transaction(conn, |c| {
         let (answer, verified, outcome) = match check(c, alipay, settings, params) {
             Err(reason) => (NotifyAnswer::Fail, false, reason),
             Ok(order) => match field("trade_status").unwrap_or("") {
@@ -70,10 +80,17 @@ pub fn handle_notify(
                 other => (NotifyAnswer::Fail, true, format!("unknown trade_status {other:?}")),
             },
         };
-        order::settle_notify(c, stored, verified, &outcome)?;
+        store(c, verified, &outcome)?;
         Ok::<_, AppError>((answer, outcome))
-    })?;
-    let order_id = field("out_trade_no").unwrap_or("-");
+    });
+    let (answer, outcome) = match decided {
+        Ok(decided) => decided,
+        Err(e) => {
+            log::error!("alipay notify {notify_id} for order {order_id} not processed: {e}");
+            store(conn, false, &format!("not processed: {}", e.detail()))?;
+            return Err(e);
+        }
+    };
     match answer {
         NotifyAnswer::Success => log::info!("alipay notify {notify_id} for order {order_id}: {outcome}"),
         NotifyAnswer::Fail => log::warn!("alipay notify {notify_id} for order {order_id} refused: {outcome}"),
@@ -140,7 +157,7 @@ pub fn settle_paid(
         if current.status != CLOSE {
             return Ok(format!("duplicate: already {}", current.status));
         }
-        if product::reserve_one(c, &current.product_id)?
+        if product::reserve_one(c, &current.product_id)?.is_some()
             && Order::mark_paid(c, id, &[CLOSE], evidence.trade_no, evidence.paid_at)?
         {
             order::record_event(
