@@ -13,7 +13,7 @@ use actix_web::{App, HttpRequest, HttpServer, web};
 
 use crate::config::Settings;
 use crate::controllers;
-use crate::db::{self, DatabaseLocation};
+use crate::db::{self, Checkpointer, DatabaseLocation};
 use crate::error::{AppError, api_envelope};
 use crate::gateways::alipay::AlipayClient;
 use crate::gateways::weixin::WeixinClient;
@@ -43,6 +43,8 @@ pub struct Application {
     server: Server,
     worker: Arc<Worker>,
     background: Background,
+    /// SQLite only; stops when the application is dropped.
+    _checkpointer: Option<Checkpointer>,
 }
 
 impl Application {
@@ -65,6 +67,7 @@ impl Application {
         let location = DatabaseLocation::parse(settings.database.url.expose());
         let applied = db::prepare(&location)?;
         let pool = db::build_pool(&location, settings.database.pool_size)?;
+        let checkpointer = Checkpointer::start(&location)?;
         log::info!(
             "paymall listening on http://{address} (public URL {}), database {} at {} ({applied} migrations applied), sandbox {}",
             settings.server.public_url,
@@ -77,6 +80,11 @@ impl Application {
         let worker = Arc::new(Worker::new(pool.clone(), settings.clone(), alipay.clone(), weixin.clone()));
         let instance = worker.owner.clone();
         let state = web::Data::new(AppState { pool, settings: settings.clone(), alipay, weixin, instance });
+        // Database work runs on actix's blocking threads (`web::block`); there are as many as pooled
+        // connections, so under load work queues instead of parking threads on the pool and waking
+        // them one by one (gateway calls run on threads of their own: `AppState::call_out`).
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let database_threads = (settings.database.pool_size as usize).div_ceil(workers);
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(
@@ -103,6 +111,8 @@ impl Application {
                 })
                 .default_service(web::to(controllers::not_found))
         })
+        .workers(workers)
+        .worker_max_blocking_threads(database_threads)
         .listen(listener)
         .map_err(|source| StartupError::Bind { bind: address.to_string(), source })?
         .run();
@@ -110,7 +120,14 @@ impl Application {
         print_quick_start(&settings, generated_password);
         let interval = Duration::from_secs(settings.compensation.interval_secs);
         let background = Background::start(worker.clone(), interval).map_err(StartupError::Thread)?;
-        Ok(Application { port: address.port(), settings, server, worker, background })
+        Ok(Application {
+            port: address.port(),
+            settings,
+            server,
+            worker,
+            background,
+            _checkpointer: checkpointer,
+        })
     }
 
     pub fn port(&self) -> u16 {

@@ -20,7 +20,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Runs blocking database work on actix's blocking pool with a pooled connection.
+    /// Runs blocking database work on actix's blocking pool with a pooled connection. That pool
+    /// has as many threads as the connection pool has connections (see `startup`), so work
+    /// queues cheaply instead of parking threads that wait for a connection.
     pub async fn db<T, F>(&self, work: F) -> Result<T, AppError>
     where
         T: Send + 'static,
@@ -33,4 +35,30 @@ impl AppState {
         })
         .await?
     }
+
+    /// Runs work that calls a gateway over HTTP on a thread of its own: it may wait as long as
+    /// the gateway's timeout and must not occupy one of the few threads that serve database
+    /// work. It takes pooled connections itself, only while it needs them.
+    pub async fn call_out<T, F>(&self, work: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&DbPool) -> Result<T, AppError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        on_own_thread(move || work(&pool)).await?
+    }
+}
+
+/// Runs blocking work on a new thread and waits for it without blocking the async worker.
+pub async fn on_own_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AppError> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("paymall-call-out".into())
+        .spawn(move || {
+            let _ = done.send(work());
+        })
+        .map_err(|e| AppError::internal(format!("cannot start a thread: {e}")))?;
+    result.await.map_err(|_| AppError::internal("the thread calling out panicked"))
 }

@@ -1,6 +1,8 @@
--- wrk script: replays a file of prepared requests, each thread its own slice, so no request is
--- sent twice while the file lasts; checks every answer; optionally paces each connection.
+-- wrk script: replays a file of prepared requests, each thread its own slice; checks every
+-- answer; optionally paces each connection.
 -- args: <requests file> <expected body substring> <delay ms per request, 0 = flat out> <threads>
+--       <first request (0-based)> <fresh: 1 = send each request once and stop when they run out,
+--       0 = cycle through them>
 -- file format, one request per line: METHOD \t PATH \t header:value|header:value \t BODY
 
 local threads = {}
@@ -30,12 +32,20 @@ function init(args)
   bad = 0
   wrapped = 0
   stride = tonumber(args[4])
+  first = tonumber(args[5])
+  fresh = args[6] == "1"
 end
 
 function request()
-  local index = counter * stride + tid
+  local index = first + counter * stride + tid
   counter = counter + 1
-  if index >= #requests then wrapped = wrapped + 1 end
+  if index >= #requests then
+    if fresh then
+      -- Every prepared request was sent once: this thread is done (its last answers still count).
+      wrk.thread:stop()
+    end
+    wrapped = wrapped + 1
+  end
   return requests[(index % #requests) + 1]
 end
 

@@ -368,15 +368,20 @@ async fn order_action(
     let cause = format!("admin {}", admin_user.username);
     let (alipay, settings, owner) = (state.alipay.clone(), state.settings.clone(), state.instance.clone());
     let id = order_id.clone();
+    let look_at = match action.as_str() {
+        "sync" => reconcile::query,
+        "close" => reconcile::close,
+        "refund" => {
+            let outcome = state.db(move |conn| admin::refund(conn, &id, &admin_user.username)).await?;
+            return Ok(see_other(&format!("/admin/orders/{order_id}?done={}", url_encode(&outcome))));
+        }
+        other => return Err(AppError::NotFound(format!("There is no action {other}."))),
+    };
+    // Sync and Close ask Alipay while holding the order's lease (and one pooled connection).
     let outcome = state
-        .db(move |conn| {
+        .call_out(move |pool| {
             let reconciler = Reconciler { alipay: &alipay, settings: &settings, owner: &owner };
-            match action.as_str() {
-                "sync" => reconcile::by_admin(&reconciler, conn, &id, &cause, reconcile::query),
-                "close" => reconcile::by_admin(&reconciler, conn, &id, &cause, reconcile::close),
-                "refund" => admin::refund(conn, &id, &admin_user.username),
-                other => Err(AppError::NotFound(format!("There is no action {other}."))),
-            }
+            reconcile::by_admin(&reconciler, &mut *pool.get()?, &id, &cause, look_at)
         })
         .await?;
     Ok(see_other(&format!("/admin/orders/{order_id}?done={}", url_encode(&outcome))))

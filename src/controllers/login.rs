@@ -73,8 +73,7 @@ fn nonce_cookie(nonce: &str, secure: bool) -> Cookie<'static> {
 
 async fn issue_ticket(state: &web::Data<AppState>, nonce: String) -> Result<NewTicket, AppError> {
     let (weixin, owner) = (state.weixin.clone(), state.instance.clone());
-    let pool = state.pool.clone();
-    web::block(move || login::new_ticket(&pool, &weixin, &owner, &nonce)).await?
+    state.call_out(move |pool| login::new_ticket(pool, &weixin, &owner, &nonce)).await
 }
 
 async fn login_page(

@@ -235,7 +235,8 @@ async fn scan(
         signature(&[&sandbox.token, &timestamp, &nonce]),
         crate::controllers::url_encode(&openid)
     );
-    let reply = web::block(move || {
+    // Our portal answers this post on the same server: never from a database thread it may need.
+    let reply = crate::state::on_own_thread(move || {
         let agent = http_agent(Duration::from_secs(5));
         match agent.post(&url).content_type("text/xml").send(xml) {
             Ok(mut r) => format!("{} {}", r.status(), r.body_mut().read_to_string().unwrap_or_default()),
