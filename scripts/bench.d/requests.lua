@@ -1,5 +1,5 @@
 -- wrk script: replays a file of prepared requests, each thread its own slice; checks every
--- answer; optionally paces each connection.
+-- answer; optionally paces each connection with a random pause of the given mean.
 -- args: <requests file> <expected body substring> <delay ms per request, 0 = flat out> <threads>
 --       <first request (0-based)> <fresh: 1 = send each request once and stop when they run out,
 --       0 = cycle through them>
@@ -29,6 +29,7 @@ function init(args)
   expected = args[2]
   pause = tonumber(args[3])
   counter = 0
+  math.randomseed(os.time() + tid * 7919)
   bad = 0
   wrapped = 0
   stride = tonumber(args[4])
@@ -49,8 +50,11 @@ function request()
   return requests[(index % #requests) + 1]
 end
 
+-- A random pause around the mean (uniform, 0 to twice the mean): connections drift apart, so the
+-- paced run sends independent requests instead of bursts of all connections at once.
 function delay()
-  return pause
+  if pause == 0 then return 0 end
+  return math.random(0, 2 * pause)
 end
 
 function response(status, headers, body)
