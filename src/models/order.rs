@@ -328,6 +328,16 @@ pub fn record_event(
         .map(|_| ())
 }
 
+/// A notification as received (`raw`), and what came of it.
+pub struct NewNotify<'a> {
+    pub notify_id: Option<&'a str>,
+    pub out_trade_no: Option<&'a str>,
+    pub trade_status: Option<&'a str>,
+    pub raw: &'a str,
+    pub verified: bool,
+    pub outcome: &'a str,
+}
+
 /// Stores a notification as received, with what came of it.
 pub fn store_notify(conn: &mut DbConn, notify: &NewNotify) -> QueryResult<()> {
     diesel::insert_into(alipay_notify::table)
@@ -342,15 +352,6 @@ pub fn store_notify(conn: &mut DbConn, notify: &NewNotify) -> QueryResult<()> {
         ))
         .execute(conn)
         .map(|_| ())
-}
-
-pub struct NewNotify<'a> {
-    pub notify_id: Option<&'a str>,
-    pub out_trade_no: Option<&'a str>,
-    pub trade_status: Option<&'a str>,
-    pub raw: &'a str,
-    pub verified: bool,
-    pub outcome: &'a str,
 }
 
 /// Records the shipment; false when the order was shipped already.
