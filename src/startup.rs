@@ -13,6 +13,7 @@ use actix_web::{App, HttpRequest, HttpServer, web};
 
 use crate::config::Settings;
 use crate::controllers;
+use crate::db::writer::Writer;
 use crate::db::{self, Checkpointer, DatabaseLocation};
 use crate::error::{AppError, api_envelope};
 use crate::gateways::alipay::AlipayClient;
@@ -68,6 +69,7 @@ impl Application {
         let applied = db::prepare(&location)?;
         let pool = db::build_pool(&location, settings.database.pool_size)?;
         let checkpointer = Checkpointer::start(&location)?;
+        let writer = Writer::start(&location)?;
         log::info!(
             "paymall listening on http://{address} (public URL {}), database {} at {} ({applied} migrations applied), sandbox {}",
             settings.server.public_url,
@@ -79,7 +81,8 @@ impl Application {
         let weixin = Arc::new(WeixinClient::from_settings(&settings));
         let worker = Arc::new(Worker::new(pool.clone(), settings.clone(), alipay.clone(), weixin.clone()));
         let instance = worker.owner.clone();
-        let state = web::Data::new(AppState { pool, settings: settings.clone(), alipay, weixin, instance });
+        let state =
+            web::Data::new(AppState { pool, settings: settings.clone(), alipay, weixin, instance, writer });
         // Database work runs on actix's blocking threads (`web::block`); there are as many as pooled
         // connections, so under load work queues instead of parking threads on the pool and waking
         // them one by one (gateway calls run on threads of their own: `AppState::call_out`).

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::config::Settings;
+use crate::db::writer::Writer;
 use crate::db::{DbConn, DbPool};
 use crate::error::AppError;
 use crate::gateways::alipay::AlipayClient;
@@ -17,6 +18,8 @@ pub struct AppState {
     pub weixin: Arc<WeixinClient>,
     /// Names this instance in lease columns (shared with its background thread).
     pub instance: String,
+    /// SQLite only: the group-committing writer that request paths which write use.
+    pub writer: Option<Writer>,
 }
 
 impl AppState {
@@ -34,6 +37,22 @@ impl AppState {
             work(&mut conn)
         })
         .await?
+    }
+
+    /// Runs database work that writes on a hot path (orders, payments): on SQLite in the next
+    /// batch of the group-committing [`Writer`], on PostgreSQL like [`AppState::db`]. The work
+    /// must not call out over the network: every write of the shop waits for it.
+    pub async fn db_write<T, F>(&self, work: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, AppError> + Send + 'static,
+    {
+        match &self.writer {
+            Some(writer) => {
+                writer.run(work).await.map_err(|_| AppError::internal("the database writer is gone"))?
+            }
+            None => self.db(work).await,
+        }
     }
 
     /// Runs work that calls a gateway over HTTP on a thread of its own: it may wait as long as

@@ -18,6 +18,6 @@ async fn notify(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResp
         serde_urlencoded::from_str(&raw).map_err(|e| AppError::BadRequest(format!("malformed form: {e}")))?;
     let (alipay, settings) = (state.alipay.clone(), state.settings.clone());
     let answer =
-        state.db(move |conn| payment::handle_notify(conn, &alipay, &settings, &params, &raw)).await?;
+        state.db_write(move |conn| payment::handle_notify(conn, &alipay, &settings, &params, &raw)).await?;
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(answer.as_str()))
 }

@@ -8,11 +8,13 @@ use askama::Template;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::identity::{MaybeShopper, Shopper};
+use super::identity::{MaybeShopper, Shopper, session_token};
 use super::{Nav, csrf, filters, render};
 use crate::error::{AppError, Envelope};
 use crate::models::order::Order;
+use crate::models::user::AppUser;
 use crate::services::order as orders;
+use crate::services::session;
 use crate::state::AppState;
 
 const PER_PAGE: i64 = 20;
@@ -89,44 +91,62 @@ struct BuyForm {
     csrf: Option<String>,
 }
 
+/// The shopper behind `token` and their order for the product, found or made in one database
+/// job with the session lookup: one trip to the database writer instead of two.
 async fn checkout(
     state: &web::Data<AppState>,
-    shopper: &Shopper,
+    token: String,
     product_id: String,
-) -> Result<Order, AppError> {
-    let (alipay, settings, user) = (state.alipay.clone(), state.settings.clone(), shopper.user.clone());
-    state.db(move |conn| orders::checkout(conn, &alipay, &settings, &user, &product_id)).await
+) -> Result<(AppUser, Order), AppError> {
+    let (alipay, settings) = (state.alipay.clone(), state.settings.clone());
+    state
+        .db_write(move |conn| {
+            let user = session::user_for_token(conn, &token)?.ok_or(AppError::NotLoggedIn)?;
+            let order = orders::checkout(conn, &alipay, &settings, &user, &product_id)?;
+            Ok((user, order))
+        })
+        .await
 }
 
 /// The product page's Buy button: a logged-in shopper with a valid CSRF token gets the checkout
 /// page; a visitor is sent to log in first.
 async fn buy(
+    req: HttpRequest,
     state: web::Data<AppState>,
-    shopper: MaybeShopper,
     path: web::Path<String>,
     form: web::Form<BuyForm>,
 ) -> Result<HttpResponse, AppError> {
     let product_id = path.into_inner();
-    let Some(shopper) = shopper.0.clone() else {
-        let next = format!("/products/{product_id}");
-        return Ok(super::see_other(&format!("/login?next={}", super::url_encode(&next))));
+    let login = || {
+        super::see_other(&format!("/login?next={}", super::url_encode(&format!("/products/{product_id}"))))
     };
-    csrf::verify(&shopper.token, form.csrf.as_deref())?;
-    let order = checkout(&state, &shopper, product_id).await?;
+    let Some(token) = session_token(&req) else { return Ok(login()) };
+    if let Err(refused) = csrf::verify(&token, form.csrf.as_deref()) {
+        // A page rendered for a visitor has no token: a stale cookie means "log in", not "forged".
+        let lookup = token.clone();
+        let user = state.db(move |conn| session::user_for_token(conn, &lookup)).await?;
+        return if user.is_none() { Ok(login()) } else { Err(refused) };
+    }
+    let (user, order) = match checkout(&state, token.clone(), product_id.clone()).await {
+        Err(AppError::NotLoggedIn) => return Ok(login()),
+        other => other?,
+    };
     let form = order.pay_form.clone().unwrap_or_default();
-    render(&CheckoutPage { nav: MaybeShopper(Some(shopper)).nav(), order, form })
+    let nav = MaybeShopper(Some(Shopper { user, token })).nav();
+    render(&CheckoutPage { nav, order, form })
 }
 
 async fn create_pay_order(
+    req: HttpRequest,
     state: web::Data<AppState>,
-    shopper: Shopper,
     body: web::Json<CreatePayOrder>,
 ) -> Result<HttpResponse, AppError> {
+    let token = session_token(&req).ok_or(AppError::NotLoggedIn)?;
     let product_id = body.into_inner().product_id;
     if product_id.trim().is_empty() {
         return Err(AppError::BadRequest("productId is required".into()));
     }
-    let order = checkout(&state, &shopper, product_id).await?;
+    let (_, order) = checkout(&state, token, product_id).await?;
     Ok(Envelope::ok(order.pay_form.unwrap_or_default()))
 }
 

@@ -2,6 +2,7 @@
 //! pool, and the migrations of each backend embedded in the binary.
 
 pub mod schema;
+pub mod writer;
 
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -201,29 +202,65 @@ pub fn build_pool(location: &DatabaseLocation, max_size: u32) -> Result<DbPool, 
 /// SQLite only: checkpoints the WAL from a thread of its own, so no request pays for copying
 /// pages back into the database file and for the fsync that follows, and a page that many commits
 /// changed is copied once.
+///
+/// A passive checkpoint never waits, but under steady writes it never catches up either, and the
+/// WAL only starts again from its beginning after one that did: it grew past a gigabyte in the
+/// benchmark, and every commit then appended to it and every lookup of a page searched it. So
+/// when a passive checkpoint leaves a long WAL behind, the thread briefly holds the writers of
+/// this process back and restarts it ([`RESTART_AFTER_FRAMES`]).
 pub struct Checkpointer {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// A WAL of more frames (pages) than this after a passive checkpoint is restarted (256 MiB). A
+/// restart holds the writers back for 5 to 20 ms (more when the disk is busy), so it is a bound
+/// for sustained load (about every 15 s at the benchmark's maximum rate), not a routine: when
+/// writes pause, a passive checkpoint catches up and the WAL starts again by itself.
+const RESTART_AFTER_FRAMES: i32 = 65536;
+
+/// A row of `PRAGMA wal_checkpoint`.
+#[derive(diesel::QueryableByName)]
+struct CheckpointResult {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    busy: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    log: i32,
+}
+
+fn checkpoint(conn: &mut SqliteConnection, mode: &str) -> QueryResult<CheckpointResult> {
+    diesel::sql_query(format!("PRAGMA wal_checkpoint({mode})")).get_result(conn)
+}
+
 impl Checkpointer {
     /// Starts the thread for a SQLite database; `None` for PostgreSQL.
     pub fn start(location: &DatabaseLocation) -> Result<Option<Checkpointer>, DbError> {
-        if location.backend != Backend::Sqlite {
-            return Ok(None);
-        }
+        let DbConn::Sqlite(mut conn) = location.establish()? else { return Ok(None) };
         let checkpoint_error = |reason: String| DbError::Prepare { location: location.redacted(), reason };
-        let mut conn = location.establish()?;
-        conn.batch_execute(SQLITE_CONNECTION_PRAGMAS).map_err(|e| checkpoint_error(e.to_string()))?;
+        // No busy timeout: a restart that meets a reader gives up at once and comes back later,
+        // instead of sleeping while the writers wait for it.
+        conn.batch_execute(SQLITE_CONNECTION_PRAGMAS)
+            .and_then(|()| conn.batch_execute("PRAGMA busy_timeout = 0"))
+            .map_err(|e| checkpoint_error(e.to_string()))?;
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("paymall-checkpoint".into())
             .spawn(move || {
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                    // PASSIVE never waits for readers or writers; what it cannot copy now, it
-                    // copies next time.
-                    if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
-                        log::warn!("SQLite checkpoint failed: {e}");
+                    let checkpointed = checkpoint(&mut conn, "PASSIVE").and_then(|passive| {
+                        if passive.log <= RESTART_AFTER_FRAMES {
+                            return Ok(passive);
+                        }
+                        // What was written during that one is copied and synced now, so the
+                        // restart, which the writers wait for, has only a few pages left to do.
+                        checkpoint(&mut conn, "PASSIVE")?;
+                        let _writers = SQLITE_WRITER.lock().unwrap_or_else(PoisonError::into_inner);
+                        checkpoint(&mut conn, "RESTART")
+                    });
+                    match checkpointed {
+                        Ok(result) if result.busy != 0 => log::debug!("SQLite checkpoint met a reader"),
+                        Ok(_) => {}
+                        Err(e) => log::warn!("SQLite checkpoint failed: {e}"),
                     }
                 }
             })
@@ -245,7 +282,8 @@ impl Drop for Checkpointer {
 /// concurrent writers wait for the busy timeout instead of failing with SQLITE_BUSY when a read
 /// snapshot would have to be upgraded to a write. Called inside a transaction, it simply runs
 /// `work` there: the outer transaction commits or rolls back the whole, and a savepoint would cost
-/// two more statements.
+/// two more statements. So its error must reach the outer transaction; a failure that is handled
+/// and followed by more work takes [`isolated_write_transaction`].
 pub fn write_transaction<T, E>(
     conn: &mut DbConn,
     work: impl FnOnce(&mut DbConn) -> Result<T, E>,
@@ -253,17 +291,14 @@ pub fn write_transaction<T, E>(
 where
     E: From<diesel::result::Error>,
 {
-    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    use diesel::connection::TransactionManager;
     type Manager = <DbConn as Connection>::TransactionManager;
     if Manager::transaction_manager_status_mut(conn).transaction_depth()?.is_some() {
         return work(conn);
     }
     let _writer = matches!(conn, DbConn::Sqlite(_))
         .then(|| SQLITE_WRITER.lock().unwrap_or_else(PoisonError::into_inner));
-    match conn {
-        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
-        DbConn::Pg(_) => Manager::begin_transaction(conn)?,
-    }
+    begin_write(conn)?;
     match work(conn) {
         Ok(value) => {
             Manager::commit_transaction(conn)?;
@@ -273,6 +308,34 @@ where
             Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(failure),
             Err(rollback) => Err(rollback.into()),
         },
+    }
+}
+
+/// Begins a transaction that writes: `IMMEDIATE` on SQLite (see [`write_transaction`]).
+fn begin_write(conn: &mut DbConn) -> QueryResult<()> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
+        DbConn::Pg(_) => <DbConn as Connection>::TransactionManager::begin_transaction(conn),
+    }
+}
+
+/// A write whose failure the caller handles and then carries on: its changes are undone alone.
+/// Inside a transaction (a batch of the [`writer::Writer`]) that takes a savepoint; otherwise it
+/// is a [`write_transaction`] of its own and costs nothing more.
+pub fn isolated_write_transaction<T, E>(
+    conn: &mut DbConn,
+    work: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    type Manager = <DbConn as Connection>::TransactionManager;
+    use diesel::connection::TransactionManager;
+    if Manager::transaction_manager_status_mut(conn).transaction_depth()?.is_some() {
+        conn.transaction(work)
+    } else {
+        write_transaction(conn, work)
     }
 }
 

@@ -3,10 +3,12 @@
 
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::{Nullable, Text, Timestamp};
 
 use super::now;
 use crate::db::schema::outbox;
-use crate::db::{DbConn, InsertOrSkip};
+use crate::db::{DbConn, MultiBackend};
 
 pub const PENDING: &str = "PENDING";
 pub const DONE: &str = "DONE";
@@ -42,20 +44,16 @@ impl OutboxEntry {
     /// Enqueues the entry unless one with the same kind and dedupe key exists; returns whether
     /// it was new. A duplicate leaves the caller's transaction intact.
     pub fn enqueue(conn: &mut DbConn, entry: &NewOutboxEntry) -> QueryResult<bool> {
-        let at = now();
-        InsertOrSkip(diesel::insert_into(outbox::table).values((
-            outbox::kind.eq(entry.kind),
-            outbox::dedupe_key.eq(entry.dedupe_key),
-            outbox::order_id.eq(entry.order_id),
-            outbox::payload.eq(entry.payload),
-            outbox::status.eq(PENDING),
-            outbox::attempts.eq(0),
-            outbox::next_attempt_at.eq(at),
-            outbox::created_at.eq(at),
-            outbox::updated_at.eq(at),
-        )))
-        .execute(conn)
-        .map(|n| n == 1)
+        Self::enqueue_all(conn, std::slice::from_ref(entry)).map(|new| new == 1)
+    }
+
+    /// Enqueues the entries of one change in one statement, each unless one with the same kind
+    /// and dedupe key exists; returns how many were new.
+    pub fn enqueue_all(conn: &mut DbConn, entries: &[NewOutboxEntry]) -> QueryResult<usize> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        InsertEntries { entries, at: now() }.execute(conn)
     }
 
     /// Ids of pending entries that are due and not leased by a live worker.
@@ -174,3 +172,47 @@ impl OutboxEntry {
             .load(conn)
     }
 }
+
+/// `INSERT INTO outbox ... VALUES (..), (..) ON CONFLICT DO NOTHING` (see [`crate::db::InsertOrSkip`]):
+/// one statement, one round trip on PostgreSQL, for all the entries of a change. diesel offers
+/// multi-row inserts per backend but not on a MultiConnection.
+struct InsertEntries<'a> {
+    entries: &'a [NewOutboxEntry<'a>],
+    at: NaiveDateTime,
+}
+
+impl QueryFragment<MultiBackend> for InsertEntries<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, \
+             next_attempt_at, created_at, updated_at) VALUES ",
+        );
+        for (i, entry) in self.entries.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<Text, _>(&entry.kind)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&entry.dedupe_key)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&entry.order_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&entry.payload)?;
+            out.push_sql(", '");
+            out.push_sql(PENDING);
+            out.push_sql("', 0");
+            for _ in 0..3 {
+                out.push_sql(", ");
+                out.push_bind_param::<Timestamp, _>(&self.at)?;
+            }
+            out.push_sql(")");
+        }
+        out.push_sql(" ON CONFLICT DO NOTHING");
+        Ok(())
+    }
+}
+
+impl QueryId for InsertEntries<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl RunQueryDsl<DbConn> for InsertEntries<'_> {}

@@ -5,7 +5,7 @@
 use chrono::Duration;
 
 use crate::config::Settings;
-use crate::db::{DbConn, write_transaction};
+use crate::db::{DbConn, isolated_write_transaction, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, PagePay};
 use crate::models::order::{self, CLOSE, NewOrder, OPEN, Order, PAY_WAIT};
@@ -81,7 +81,9 @@ fn create(
     pay_timeout: Duration,
     first_look: Duration,
 ) -> AppResult<Option<Order>> {
-    let created = write_transaction(conn, |c| {
+    // The unique index may refuse the order after stock was reserved: that failure is handled, so
+    // it must undo the reservation alone.
+    let created = isolated_write_transaction(conn, |c| {
         let Some((product_name, price_cents)) = product::reserve_one(c, product_id)? else {
             return Err(unavailable(c, product_id).into());
         };

@@ -4,7 +4,7 @@
 use chrono::NaiveDateTime;
 
 use crate::config::Settings;
-use crate::db::{DbConn, write_transaction};
+use crate::db::{DbConn, isolated_write_transaction, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, parse_china_time};
 use crate::models::order::{self, CLOSE, NewNotify, OPEN, Order, PAY_SUCCESS, REFUND_WAIT};
@@ -60,7 +60,7 @@ pub fn handle_notify(
         };
         order::store_notify(c, &notify)
     };
-    let decided = write_transaction(conn, |c| {
+    let decided = isolated_write_transaction(conn, |c| {
         let (answer, verified, outcome) = match check(c, alipay, settings, params) {
             Err(reason) => (NotifyAnswer::Fail, false, reason),
             Ok(order) => match field("trade_status").unwrap_or("") {
@@ -86,9 +86,10 @@ pub fn handle_notify(
     let (answer, outcome) = match decided {
         Ok(decided) => decided,
         Err(e) => {
+            // Undone, but kept: stored raw with the reason, and Alipay hears `fail` and resends.
             log::error!("alipay notify {notify_id} for order {order_id} not processed: {e}");
             store(conn, false, &format!("not processed: {}", e.detail()))?;
-            return Err(e);
+            return Ok(NotifyAnswer::Fail);
         }
     };
     match answer {
@@ -190,10 +191,6 @@ pub fn settle_paid(
 
 fn enqueue_after_payment(conn: &mut DbConn, settings: &Settings, order: &Order) -> AppResult<()> {
     let id = order.order_id.as_str();
-    OutboxEntry::enqueue(
-        conn,
-        &NewOutboxEntry { kind: "delivery", dedupe_key: id, order_id: Some(id), payload: "{}" },
-    )?;
     let message = serde_json::json!({
         "touser": order.openid,
         "template_id": settings.weixin.paid_template_id,
@@ -203,15 +200,20 @@ fn enqueue_after_payment(conn: &mut DbConn, settings: &Settings, order: &Order) 
             "product": { "value": order.product_name },
             "amount": { "value": format_yuan(order.total_cents) },
         },
-    });
-    OutboxEntry::enqueue(
+    })
+    .to_string();
+    let message_key = format!("paid-{id}");
+    OutboxEntry::enqueue_all(
         conn,
-        &NewOutboxEntry {
-            kind: "wx_template",
-            dedupe_key: &format!("paid-{id}"),
-            order_id: Some(id),
-            payload: &message.to_string(),
-        },
+        &[
+            NewOutboxEntry { kind: "delivery", dedupe_key: id, order_id: Some(id), payload: "{}" },
+            NewOutboxEntry {
+                kind: "wx_template",
+                dedupe_key: &message_key,
+                order_id: Some(id),
+                payload: &message,
+            },
+        ],
     )?;
     Ok(())
 }
