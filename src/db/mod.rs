@@ -23,9 +23,12 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 const MIGRATION_LOCK_KEY: i64 = 0x7061_796d_616c;
 
 /// Per-connection SQLite settings; WAL is set once on the file before the pool exists. The
-/// [`Checkpointer`] checkpoints, so no connection does it automatically after a commit.
+/// [`Checkpointer`] checkpoints, so no connection does it automatically after a commit. Savepoints
+/// and statements that may have to undo themselves keep the pages they change in a journal of
+/// their own: in memory, not in a temporary file (one `pwrite` per page, a sixth of a batched
+/// notification's cost).
 const SQLITE_CONNECTION_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-     PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;";
+     PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;";
 
 /// How often the [`Checkpointer`] copies the WAL back into the SQLite database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
