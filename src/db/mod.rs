@@ -296,7 +296,7 @@ where
 {
     use diesel::connection::TransactionManager;
     type Manager = <DbConn as Connection>::TransactionManager;
-    if Manager::transaction_manager_status_mut(conn).transaction_depth()?.is_some() {
+    if in_transaction(conn)? {
         return work(conn);
     }
     let _writer = matches!(conn, DbConn::Sqlite(_))
@@ -333,13 +333,14 @@ pub fn isolated_write_transaction<T, E>(
 where
     E: From<diesel::result::Error>,
 {
-    type Manager = <DbConn as Connection>::TransactionManager;
+    if in_transaction(conn)? { conn.transaction(work) } else { write_transaction(conn, work) }
+}
+
+/// Whether `conn` is inside a transaction: a caller's, or a batch of the writer.
+fn in_transaction(conn: &mut DbConn) -> QueryResult<bool> {
     use diesel::connection::TransactionManager;
-    if Manager::transaction_manager_status_mut(conn).transaction_depth()?.is_some() {
-        conn.transaction(work)
-    } else {
-        write_transaction(conn, work)
-    }
+    let status = <DbConn as Connection>::TransactionManager::transaction_manager_status_mut(conn);
+    Ok(status.transaction_depth()?.is_some())
 }
 
 /// `INSERT ... ON CONFLICT DO NOTHING` (SQLite and PostgreSQL both speak it; diesel offers it

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use diesel::Connection;
 use diesel::connection::TransactionManager;
 
-use super::{DatabaseLocation, DbConn, DbError, SQLITE_CONNECTION_PRAGMAS, SQLITE_WRITER, begin_write};
+use super::{
+    DatabaseLocation, DbConn, DbError, SQLITE_CONNECTION_PRAGMAS, SQLITE_WRITER, begin_write, in_transaction,
+};
 
 /// At most this many jobs commit together, so the first of a batch never waits long.
 const MAX_BATCH: usize = 64;
@@ -121,7 +123,7 @@ fn run_batches(conn: &mut DbConn, queue: &Receiver<Job>) {
                 "SQLite writer: a batch of {} jobs did not commit and was rolled back: {e}",
                 replies.len()
             );
-            if Manager::transaction_manager_status_mut(conn).transaction_depth().ok().flatten().is_some() {
+            if in_transaction(conn).unwrap_or(false) {
                 let _ = Manager::rollback_transaction(conn);
             }
         }
