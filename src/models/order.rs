@@ -10,7 +10,7 @@ use diesel::sql_types::Bool;
 
 use super::now;
 use crate::db::schema::{alipay_notify, gateway_call, order_event, order_number, pay_order, shipment};
-use crate::db::{DbConn, InsertOrSkip};
+use crate::db::{DbConn, InsertOrSkip, Inserts, MultiBackend};
 
 pub const CREATE: &str = "CREATE";
 pub const PAY_WAIT: &str = "PAY_WAIT";
@@ -315,17 +315,27 @@ pub fn record_event(
     cause: &str,
     detail: &str,
 ) -> QueryResult<()> {
-    diesel::insert_into(order_event::table)
-        .values((
-            order_event::order_id.eq(order_id),
-            order_event::from_status.eq(from),
-            order_event::to_status.eq(to),
-            order_event::cause.eq(cause),
-            order_event::detail.eq(detail),
-            order_event::created_at.eq(now()),
-        ))
-        .execute(conn)
-        .map(|_| ())
+    let mut insert = Inserts::default();
+    insert.add(event(order_id, from, to, cause, detail));
+    insert.run(conn)
+}
+
+/// The timeline row of a transition, as a statement to run with others ([`Inserts`]).
+pub fn event(
+    order_id: &str,
+    from: Option<&str>,
+    to: &str,
+    cause: &str,
+    detail: &str,
+) -> impl QueryFragment<MultiBackend> + use<> {
+    diesel::insert_into(order_event::table).values((
+        order_event::order_id.eq(order_id.to_owned()),
+        order_event::from_status.eq(from.map(str::to_owned)),
+        order_event::to_status.eq(to.to_owned()),
+        order_event::cause.eq(cause.to_owned()),
+        order_event::detail.eq(detail.to_owned()),
+        order_event::created_at.eq(now()),
+    ))
 }
 
 /// A notification as received (`raw`), and what came of it.
@@ -340,18 +350,22 @@ pub struct NewNotify<'a> {
 
 /// Stores a notification as received, with what came of it.
 pub fn store_notify(conn: &mut DbConn, notify: &NewNotify) -> QueryResult<()> {
-    diesel::insert_into(alipay_notify::table)
-        .values((
-            alipay_notify::notify_id.eq(notify.notify_id),
-            alipay_notify::out_trade_no.eq(notify.out_trade_no),
-            alipay_notify::trade_status.eq(notify.trade_status),
-            alipay_notify::raw.eq(notify.raw),
-            alipay_notify::verified.eq(notify.verified),
-            alipay_notify::outcome.eq(notify.outcome),
-            alipay_notify::received_at.eq(now()),
-        ))
-        .execute(conn)
-        .map(|_| ())
+    let mut insert = Inserts::default();
+    insert.add(notify_row(notify));
+    insert.run(conn)
+}
+
+/// The row of [`store_notify`], as a statement to run with others ([`Inserts`]).
+pub fn notify_row(notify: &NewNotify) -> impl QueryFragment<MultiBackend> + use<> {
+    diesel::insert_into(alipay_notify::table).values((
+        alipay_notify::notify_id.eq(notify.notify_id.map(str::to_owned)),
+        alipay_notify::out_trade_no.eq(notify.out_trade_no.map(str::to_owned)),
+        alipay_notify::trade_status.eq(notify.trade_status.map(str::to_owned)),
+        alipay_notify::raw.eq(notify.raw.to_owned()),
+        alipay_notify::verified.eq(notify.verified),
+        alipay_notify::outcome.eq(notify.outcome.to_owned()),
+        alipay_notify::received_at.eq(now()),
+    ))
 }
 
 /// Records the shipment; false when the order was shipped already.

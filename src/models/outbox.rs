@@ -53,7 +53,23 @@ impl OutboxEntry {
         if entries.is_empty() {
             return Ok(0);
         }
-        InsertEntries { entries, at: now() }.execute(conn)
+        Self::insert(entries).execute(conn)
+    }
+
+    /// The statement of [`OutboxEntry::enqueue_all`], to run with others ([`crate::db::Inserts`]).
+    pub fn insert(
+        entries: &[NewOutboxEntry],
+    ) -> impl QueryFragment<MultiBackend> + RunQueryDsl<DbConn> + QueryId + use<> {
+        let rows = entries
+            .iter()
+            .map(|e| OwnedEntry {
+                kind: e.kind.to_owned(),
+                dedupe_key: e.dedupe_key.to_owned(),
+                order_id: e.order_id.map(str::to_owned),
+                payload: e.payload.to_owned(),
+            })
+            .collect();
+        InsertEntries { rows, at: now() }
     }
 
     /// Ids of pending entries that are due and not leased by a live worker.
@@ -176,18 +192,27 @@ impl OutboxEntry {
 /// `INSERT INTO outbox ... VALUES (..), (..) ON CONFLICT DO NOTHING` (see [`crate::db::InsertOrSkip`]):
 /// one statement, one round trip on PostgreSQL, for all the entries of a change. diesel offers
 /// multi-row inserts per backend but not on a MultiConnection.
-struct InsertEntries<'a> {
-    entries: &'a [NewOutboxEntry<'a>],
+struct InsertEntries {
+    rows: Vec<OwnedEntry>,
     at: NaiveDateTime,
 }
 
-impl QueryFragment<MultiBackend> for InsertEntries<'_> {
+/// A [`NewOutboxEntry`] that owns its text, so the statement can wait for the others of its
+/// transaction.
+struct OwnedEntry {
+    kind: String,
+    dedupe_key: String,
+    order_id: Option<String>,
+    payload: String,
+}
+
+impl QueryFragment<MultiBackend> for InsertEntries {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
         out.push_sql(
             "INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, \
              next_attempt_at, created_at, updated_at) VALUES ",
         );
-        for (i, entry) in self.entries.iter().enumerate() {
+        for (i, entry) in self.rows.iter().enumerate() {
             out.push_sql(if i == 0 { "(" } else { ", (" });
             out.push_bind_param::<Text, _>(&entry.kind)?;
             out.push_sql(", ");
@@ -210,9 +235,9 @@ impl QueryFragment<MultiBackend> for InsertEntries<'_> {
     }
 }
 
-impl QueryId for InsertEntries<'_> {
+impl QueryId for InsertEntries {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl RunQueryDsl<DbConn> for InsertEntries<'_> {}
+impl RunQueryDsl<DbConn> for InsertEntries {}

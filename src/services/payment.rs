@@ -4,7 +4,9 @@
 use chrono::NaiveDateTime;
 
 use crate::config::Settings;
-use crate::db::{DbConn, isolated_write_transaction, write_transaction};
+use diesel::query_builder::QueryFragment;
+
+use crate::db::{DbConn, Inserts, MultiBackend, isolated_write_transaction, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, parse_china_time};
 use crate::models::order::{self, CLOSE, NewNotify, OPEN, Order, PAY_SUCCESS, REFUND_WAIT};
@@ -49,18 +51,8 @@ pub fn handle_notify(
     let field = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let notify_id = field("notify_id").unwrap_or("-").to_owned();
     let order_id = field("out_trade_no").unwrap_or("-");
-    let store = |c: &mut DbConn, verified: bool, outcome: &str| {
-        let notify = NewNotify {
-            notify_id: field("notify_id"),
-            out_trade_no: field("out_trade_no"),
-            trade_status: field("trade_status"),
-            raw,
-            verified,
-            outcome,
-        };
-        order::store_notify(c, &notify)
-    };
     let decided = isolated_write_transaction(conn, |c| {
+        let mut inserts = Inserts::default();
         let (answer, verified, outcome) = match check(c, alipay, settings, params) {
             Err(reason) => (NotifyAnswer::Fail, false, reason),
             Ok(order) => match field("trade_status").unwrap_or("") {
@@ -69,7 +61,11 @@ pub fn handle_notify(
                     let paid_at = field("gmt_payment").and_then(parse_china_time).unwrap_or_else(now);
                     let cause = format!("notify {notify_id}");
                     let evidence = PaymentEvidence { cause: &cause, trade_no, paid_at };
-                    (NotifyAnswer::Success, true, settle_paid(c, settings, &order, &evidence)?)
+                    (
+                        NotifyAnswer::Success,
+                        true,
+                        record_payment(c, settings, &order, &evidence, &mut inserts)?,
+                    )
                 }
                 "TRADE_CLOSED" => {
                     (NotifyAnswer::Success, true, "trade closed at Alipay (recorded)".to_owned())
@@ -80,7 +76,8 @@ pub fn handle_notify(
                 other => (NotifyAnswer::Fail, true, format!("unknown trade_status {other:?}")),
             },
         };
-        store(c, verified, &outcome)?;
+        inserts.add(order::notify_row(&notify_record(params, raw, verified, &outcome)));
+        inserts.run(c)?;
         Ok::<_, AppError>((answer, outcome))
     });
     let (answer, outcome) = match decided {
@@ -88,7 +85,8 @@ pub fn handle_notify(
         Err(e) => {
             // Undone, but kept: stored raw with the reason, and Alipay hears `fail` and resends.
             log::error!("alipay notify {notify_id} for order {order_id} not processed: {e}");
-            store(conn, false, &format!("not processed: {}", e.detail()))?;
+            let outcome = format!("not processed: {}", e.detail());
+            order::store_notify(conn, &notify_record(params, raw, false, &outcome))?;
             return Ok(NotifyAnswer::Fail);
         }
     };
@@ -97,6 +95,24 @@ pub fn handle_notify(
         NotifyAnswer::Fail => log::warn!("alipay notify {notify_id} for order {order_id} refused: {outcome}"),
     }
     Ok(answer)
+}
+
+/// The audit row of a notification as received, with what came of it.
+fn notify_record<'a>(
+    params: &'a [(String, String)],
+    raw: &'a str,
+    verified: bool,
+    outcome: &'a str,
+) -> NewNotify<'a> {
+    let field = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    NewNotify {
+        notify_id: field("notify_id"),
+        out_trade_no: field("out_trade_no"),
+        trade_status: field("trade_status"),
+        raw,
+        verified,
+        outcome,
+    }
 }
 
 /// Verification, in the order Alipay documents it; the error says why in words for the log and
@@ -141,55 +157,53 @@ pub fn settle_paid(
     evidence: &PaymentEvidence,
 ) -> AppResult<String> {
     write_transaction(conn, |c| {
-        let id = order.order_id.as_str();
-        if Order::mark_paid(c, id, &OPEN, evidence.trade_no, evidence.paid_at)? {
-            order::record_event(
-                c,
-                id,
-                Some(&order.status),
-                PAY_SUCCESS,
-                evidence.cause,
-                &format!("trade_no {}", evidence.trade_no),
-            )?;
-            enqueue_after_payment(c, settings, order)?;
-            return Ok("paid".to_owned());
-        }
-        let current = Order::find(c, id)?.ok_or_else(|| AppError::internal("order vanished"))?;
-        if current.status != CLOSE {
-            return Ok(format!("duplicate: already {}", current.status));
-        }
-        if product::reserve_one(c, &current.product_id)?.is_some()
-            && Order::mark_paid(c, id, &[CLOSE], evidence.trade_no, evidence.paid_at)?
-        {
-            order::record_event(
-                c,
-                id,
-                Some(CLOSE),
-                PAY_SUCCESS,
-                evidence.cause,
-                "paid after the shop closed it; stock allowed, honoured",
-            )?;
-            enqueue_after_payment(c, settings, order)?;
-            return Ok("paid after close: honoured".to_owned());
-        }
-        if Order::transition(c, id, &[CLOSE], REFUND_WAIT)? {
-            Order::set_trade_no(c, id, evidence.trade_no)?;
-            order::record_event(
-                c,
-                id,
-                Some(CLOSE),
-                REFUND_WAIT,
-                evidence.cause,
-                "paid after the shop closed it; sold out, refunding",
-            )?;
-            enqueue_refund(c, order, "sold out after the order closed", false)?;
-            return Ok("paid after close: sold out, refund enqueued".to_owned());
-        }
-        Ok("duplicate: already being refunded".to_owned())
+        let mut inserts = Inserts::default();
+        let outcome = record_payment(c, settings, order, evidence, &mut inserts)?;
+        inserts.run(c)?;
+        Ok(outcome)
     })
 }
 
-fn enqueue_after_payment(conn: &mut DbConn, settings: &Settings, order: &Order) -> AppResult<()> {
+/// [`settle_paid`] inside the caller's transaction, leaving the rows it adds (timeline, outbox)
+/// in `inserts`, which the caller runs before it commits, with rows of its own.
+fn record_payment(
+    conn: &mut DbConn,
+    settings: &Settings,
+    order: &Order,
+    evidence: &PaymentEvidence,
+    inserts: &mut Inserts,
+) -> AppResult<String> {
+    let id = order.order_id.as_str();
+    if Order::mark_paid(conn, id, &OPEN, evidence.trade_no, evidence.paid_at)? {
+        let detail = format!("trade_no {}", evidence.trade_no);
+        inserts.add(order::event(id, Some(&order.status), PAY_SUCCESS, evidence.cause, &detail));
+        inserts.add(after_payment(settings, order));
+        return Ok("paid".to_owned());
+    }
+    let current = Order::find(conn, id)?.ok_or_else(|| AppError::internal("order vanished"))?;
+    if current.status != CLOSE {
+        return Ok(format!("duplicate: already {}", current.status));
+    }
+    if product::reserve_one(conn, &current.product_id)?.is_some()
+        && Order::mark_paid(conn, id, &[CLOSE], evidence.trade_no, evidence.paid_at)?
+    {
+        let detail = "paid after the shop closed it; stock allowed, honoured";
+        inserts.add(order::event(id, Some(CLOSE), PAY_SUCCESS, evidence.cause, detail));
+        inserts.add(after_payment(settings, order));
+        return Ok("paid after close: honoured".to_owned());
+    }
+    if Order::transition(conn, id, &[CLOSE], REFUND_WAIT)? {
+        Order::set_trade_no(conn, id, evidence.trade_no)?;
+        let detail = "paid after the shop closed it; sold out, refunding";
+        inserts.add(order::event(id, Some(CLOSE), REFUND_WAIT, evidence.cause, detail));
+        enqueue_refund(conn, order, "sold out after the order closed", false)?;
+        return Ok("paid after close: sold out, refund enqueued".to_owned());
+    }
+    Ok("duplicate: already being refunded".to_owned())
+}
+
+/// The outbox rows of a payment: the delivery and the "paid" WeChat message.
+fn after_payment(settings: &Settings, order: &Order) -> impl QueryFragment<MultiBackend> + use<> {
     let id = order.order_id.as_str();
     let message = serde_json::json!({
         "touser": order.openid,
@@ -203,19 +217,15 @@ fn enqueue_after_payment(conn: &mut DbConn, settings: &Settings, order: &Order) 
     })
     .to_string();
     let message_key = format!("paid-{id}");
-    OutboxEntry::enqueue_all(
-        conn,
-        &[
-            NewOutboxEntry { kind: "delivery", dedupe_key: id, order_id: Some(id), payload: "{}" },
-            NewOutboxEntry {
-                kind: "wx_template",
-                dedupe_key: &message_key,
-                order_id: Some(id),
-                payload: &message,
-            },
-        ],
-    )?;
-    Ok(())
+    OutboxEntry::insert(&[
+        NewOutboxEntry { kind: "delivery", dedupe_key: id, order_id: Some(id), payload: "{}" },
+        NewOutboxEntry {
+            kind: "wx_template",
+            dedupe_key: &message_key,
+            order_id: Some(id),
+            payload: &message,
+        },
+    ])
 }
 
 /// Enqueues the refund of an order's whole amount under a stable request number, so a retry or a
