@@ -212,6 +212,32 @@ impl Order {
             .map(|n| n == 1)
     }
 
+    /// `PAY_WAIT -> PAY_SUCCESS` if the order waits for exactly `total_cents`: the order as it is
+    /// now, or `None` (unknown, another amount, not waiting) and nothing changed.
+    pub fn pay_waiting(
+        conn: &mut DbConn,
+        order_id: &str,
+        total_cents: i64,
+        trade_no: &str,
+        paid_at: NaiveDateTime,
+    ) -> QueryResult<Option<Order>> {
+        diesel::update(
+            pay_order::table
+                .filter(pay_order::order_id.eq(order_id))
+                .filter(StatusIn(&[PAY_WAIT]))
+                .filter(pay_order::total_cents.eq(total_cents)),
+        )
+        .set((
+            pay_order::status.eq(PAY_SUCCESS),
+            pay_order::trade_no.eq(trade_no),
+            pay_order::pay_time.eq(paid_at),
+            pay_order::updated_at.eq(now()),
+        ))
+        .returning(<Order as Selectable<MultiBackend>>::construct_selection())
+        .get_result(conn)
+        .optional()
+    }
+
     pub fn set_trade_no(conn: &mut DbConn, order_id: &str, trade_no: &str) -> QueryResult<usize> {
         diesel::update(pay_order::table.filter(pay_order::order_id.eq(order_id)))
             .set(pay_order::trade_no.eq(trade_no))

@@ -9,7 +9,7 @@ use diesel::query_builder::QueryFragment;
 use crate::db::{DbConn, Inserts, MultiBackend, isolated_write_transaction, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, parse_china_time};
-use crate::models::order::{self, CLOSE, NewNotify, OPEN, Order, PAY_SUCCESS, REFUND_WAIT};
+use crate::models::order::{self, CLOSE, NewNotify, OPEN, Order, PAY_SUCCESS, PAY_WAIT, REFUND_WAIT};
 use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
 use crate::models::{now, product};
 use crate::money::{format_yuan, parse_yuan};
@@ -53,29 +53,7 @@ pub fn handle_notify(
     let order_id = field("out_trade_no").unwrap_or("-");
     let decided = isolated_write_transaction(conn, |c| {
         let mut inserts = Inserts::default();
-        let (answer, verified, outcome) = match check(c, alipay, settings, params) {
-            Err(reason) => (NotifyAnswer::Fail, false, reason),
-            Ok(order) => match field("trade_status").unwrap_or("") {
-                "TRADE_SUCCESS" | "TRADE_FINISHED" => {
-                    let trade_no = field("trade_no").unwrap_or("");
-                    let paid_at = field("gmt_payment").and_then(parse_china_time).unwrap_or_else(now);
-                    let cause = format!("notify {notify_id}");
-                    let evidence = PaymentEvidence { cause: &cause, trade_no, paid_at };
-                    (
-                        NotifyAnswer::Success,
-                        true,
-                        record_payment(c, settings, &order, &evidence, &mut inserts)?,
-                    )
-                }
-                "TRADE_CLOSED" => {
-                    (NotifyAnswer::Success, true, "trade closed at Alipay (recorded)".to_owned())
-                }
-                "WAIT_BUYER_PAY" => {
-                    (NotifyAnswer::Success, true, "waiting for the buyer (recorded)".to_owned())
-                }
-                other => (NotifyAnswer::Fail, true, format!("unknown trade_status {other:?}")),
-            },
-        };
+        let (answer, verified, outcome) = decide(c, alipay, settings, params, &mut inserts)?;
         inserts.add(order::notify_row(&notify_record(params, raw, verified, &outcome)));
         inserts.run(c)?;
         Ok::<_, AppError>((answer, outcome))
@@ -115,14 +93,62 @@ fn notify_record<'a>(
     }
 }
 
-/// Verification, in the order Alipay documents it; the error says why in words for the log and
-/// the audit row.
-fn check(
+/// What a notification means (answer, verified, outcome) and its effect, inside the caller's
+/// transaction, with the rows it adds left in `inserts`.
+fn decide(
     conn: &mut DbConn,
     alipay: &AlipayClient,
     settings: &Settings,
     params: &[(String, String)],
-) -> Result<Order, String> {
+    inserts: &mut Inserts,
+) -> AppResult<(NotifyAnswer, bool, String)> {
+    let field = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if let Err(reason) = check_signed(alipay, settings, params) {
+        return Ok((NotifyAnswer::Fail, false, reason));
+    }
+    let status = field("trade_status").unwrap_or("");
+    let paid = matches!(status, "TRADE_SUCCESS" | "TRADE_FINISHED");
+    let cause = format!("notify {}", field("notify_id").unwrap_or("-"));
+    let paid_at = field("gmt_payment").and_then(parse_china_time).unwrap_or_else(now);
+    let evidence = PaymentEvidence { cause: &cause, trade_no: field("trade_no").unwrap_or(""), paid_at };
+    // The usual case in one statement: the order is waiting for exactly this amount. Anything
+    // else (unknown order, another amount, paid already, closed) takes the checks below.
+    if paid
+        && let (Some(order_id), Some(amount)) =
+            (field("out_trade_no"), field("total_amount").and_then(parse_yuan))
+        && let Some(order) = Order::pay_waiting(conn, order_id, amount, evidence.trade_no, evidence.paid_at)?
+    {
+        add_payment_rows(
+            inserts,
+            settings,
+            &order,
+            PAY_WAIT,
+            &evidence,
+            &format!("trade_no {}", evidence.trade_no),
+        );
+        return Ok((NotifyAnswer::Success, true, "paid".to_owned()));
+    }
+    let order = match check_order(conn, params) {
+        Ok(order) => order,
+        Err(reason) => return Ok((NotifyAnswer::Fail, false, reason)),
+    };
+    Ok(match status {
+        _ if paid => {
+            (NotifyAnswer::Success, true, record_payment(conn, settings, &order, &evidence, inserts)?)
+        }
+        "TRADE_CLOSED" => (NotifyAnswer::Success, true, "trade closed at Alipay (recorded)".to_owned()),
+        "WAIT_BUYER_PAY" => (NotifyAnswer::Success, true, "waiting for the buyer (recorded)".to_owned()),
+        other => (NotifyAnswer::Fail, true, format!("unknown trade_status {other:?}")),
+    })
+}
+
+/// Verification of what the notification says about itself, in the order Alipay documents it;
+/// the error says why in words for the log and the audit row.
+fn check_signed(
+    alipay: &AlipayClient,
+    settings: &Settings,
+    params: &[(String, String)],
+) -> Result<(), String> {
     let field = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     if !alipay.verify_notification(params) {
         return Err("bad or missing signature".into());
@@ -133,6 +159,12 @@ fn check(
     if field("seller_id") != Some(settings.alipay.seller_id.as_str()) {
         return Err(format!("seller_id {:?} is not ours", field("seller_id")));
     }
+    Ok(())
+}
+
+/// The order a signed notification is about, if it is ours and asks exactly its amount.
+fn check_order(conn: &mut DbConn, params: &[(String, String)]) -> Result<Order, String> {
+    let field = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let out_trade_no = field("out_trade_no").ok_or("no out_trade_no")?;
     let order =
         Order::find(conn, out_trade_no).map_err(|e| format!("database: {e}"))?.ok_or("unknown order")?;
@@ -176,8 +208,7 @@ fn record_payment(
     let id = order.order_id.as_str();
     if Order::mark_paid(conn, id, &OPEN, evidence.trade_no, evidence.paid_at)? {
         let detail = format!("trade_no {}", evidence.trade_no);
-        inserts.add(order::event(id, Some(&order.status), PAY_SUCCESS, evidence.cause, &detail));
-        inserts.add(after_payment(settings, order));
+        add_payment_rows(inserts, settings, order, &order.status, evidence, &detail);
         return Ok("paid".to_owned());
     }
     let current = Order::find(conn, id)?.ok_or_else(|| AppError::internal("order vanished"))?;
@@ -188,8 +219,7 @@ fn record_payment(
         && Order::mark_paid(conn, id, &[CLOSE], evidence.trade_no, evidence.paid_at)?
     {
         let detail = "paid after the shop closed it; stock allowed, honoured";
-        inserts.add(order::event(id, Some(CLOSE), PAY_SUCCESS, evidence.cause, detail));
-        inserts.add(after_payment(settings, order));
+        add_payment_rows(inserts, settings, order, CLOSE, evidence, detail);
         return Ok("paid after close: honoured".to_owned());
     }
     if Order::transition(conn, id, &[CLOSE], REFUND_WAIT)? {
@@ -200,6 +230,20 @@ fn record_payment(
         return Ok("paid after close: sold out, refund enqueued".to_owned());
     }
     Ok("duplicate: already being refunded".to_owned())
+}
+
+/// The rows of a recorded payment: its timeline row (`from -> PAY_SUCCESS`), the delivery and the
+/// "paid" WeChat message.
+fn add_payment_rows(
+    inserts: &mut Inserts,
+    settings: &Settings,
+    order: &Order,
+    from: &str,
+    evidence: &PaymentEvidence,
+    detail: &str,
+) {
+    inserts.add(order::event(&order.order_id, Some(from), PAY_SUCCESS, evidence.cause, detail));
+    inserts.add(after_payment(settings, order));
 }
 
 /// The outbox rows of a payment: the delivery and the "paid" WeChat message.
