@@ -1,13 +1,14 @@
 //! The database: one connection type over SQLite and PostgreSQL, chosen by the URL, an r2d2
 //! pool, and the migrations of each backend embedded in the binary.
 
+mod checkpointer;
 pub mod schema;
 pub mod writer;
 
+pub use checkpointer::Checkpointer;
+
 use std::path::Path;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -29,9 +30,6 @@ const MIGRATION_LOCK_KEY: i64 = 0x7061_796d_616c;
 /// notification's cost).
 const SQLITE_CONNECTION_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
      PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;";
-
-/// How often the [`Checkpointer`] copies the WAL back into the SQLite database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// SQLite has one writer at a time. The writers of this process queue on this lock, so each is
 /// woken the moment the previous one commits; SQLite's busy handler (which writers of other
@@ -200,85 +198,6 @@ pub fn build_pool(location: &DatabaseLocation, max_size: u32) -> Result<DbPool, 
         .connection_customizer(Box::new(SqlitePragmas))
         .build(DbManager { location: location.clone() })?;
     Ok(pool)
-}
-
-/// SQLite only: checkpoints the WAL from a thread of its own, so no request pays for copying
-/// pages back into the database file and for the fsync that follows, and a page that many commits
-/// changed is copied once.
-///
-/// A passive checkpoint never waits, but under steady writes it never catches up either, and the
-/// WAL only starts again from its beginning after one that did: it grew past a gigabyte in the
-/// benchmark, and every commit then appended to it and every lookup of a page searched it. So
-/// when a passive checkpoint leaves a long WAL behind, the thread briefly holds the writers of
-/// this process back and restarts it ([`RESTART_AFTER_FRAMES`]).
-pub struct Checkpointer {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-/// A WAL of more frames (pages) than this after a passive checkpoint is restarted (256 MiB). A
-/// restart holds the writers back for 5 to 20 ms (more when the disk is busy), so it is a bound
-/// for sustained load (about every 15 s at the benchmark's maximum rate), not a routine: when
-/// writes pause, a passive checkpoint catches up and the WAL starts again by itself.
-const RESTART_AFTER_FRAMES: i32 = 65536;
-
-/// A row of `PRAGMA wal_checkpoint`.
-#[derive(diesel::QueryableByName)]
-struct CheckpointResult {
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    busy: i32,
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    log: i32,
-}
-
-fn checkpoint(conn: &mut SqliteConnection, mode: &str) -> QueryResult<CheckpointResult> {
-    diesel::sql_query(format!("PRAGMA wal_checkpoint({mode})")).get_result(conn)
-}
-
-impl Checkpointer {
-    /// Starts the thread for a SQLite database; `None` for PostgreSQL.
-    pub fn start(location: &DatabaseLocation) -> Result<Option<Checkpointer>, DbError> {
-        let DbConn::Sqlite(mut conn) = location.establish()? else { return Ok(None) };
-        let checkpoint_error = |reason: String| DbError::Prepare { location: location.redacted(), reason };
-        // No busy timeout: a restart that meets a reader gives up at once and comes back later,
-        // instead of sleeping while the writers wait for it.
-        conn.batch_execute(SQLITE_CONNECTION_PRAGMAS)
-            .and_then(|()| conn.batch_execute("PRAGMA busy_timeout = 0"))
-            .map_err(|e| checkpoint_error(e.to_string()))?;
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("paymall-checkpoint".into())
-            .spawn(move || {
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                    let checkpointed = checkpoint(&mut conn, "PASSIVE").and_then(|passive| {
-                        if passive.log <= RESTART_AFTER_FRAMES {
-                            return Ok(passive);
-                        }
-                        // What was written during that one is copied and synced now, so the
-                        // restart, which the writers wait for, has only a few pages left to do.
-                        checkpoint(&mut conn, "PASSIVE")?;
-                        let _writers = SQLITE_WRITER.lock().unwrap_or_else(PoisonError::into_inner);
-                        checkpoint(&mut conn, "RESTART")
-                    });
-                    match checkpointed {
-                        Ok(result) if result.busy != 0 => log::debug!("SQLite checkpoint met a reader"),
-                        Ok(_) => {}
-                        Err(e) => log::warn!("SQLite checkpoint failed: {e}"),
-                    }
-                }
-            })
-            .map_err(|e| checkpoint_error(format!("cannot start the checkpoint thread: {e}")))?;
-        Ok(Some(Checkpointer { stop: Some(stop), thread: Some(thread) }))
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 /// A transaction that writes. On SQLite it begins `IMMEDIATE`, taking the write lock at once, so
