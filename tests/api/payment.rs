@@ -418,6 +418,30 @@ fn a_payment_for_a_closed_order_is_never_dropped(backend: Backend) {
     assert_eq!(timeline, 1);
 }
 
+/// More payments at once than the outbox handles in one batch (50 entries): one tick still
+/// delivers them all.
+fn a_burst_of_payments_is_delivered_in_one_tick(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut shopper = app.browser_logged_in_as("o-burst");
+    let orders: Vec<String> = (0..30)
+        .map(|n| {
+            let order_id = order_id_of(&create_order(&mut shopper, GIFT));
+            let (notify_id, trade_no) = (format!("burst-{n}"), format!("2026112222001450{n:06}"));
+            let overrides =
+                [("out_trade_no", order_id.as_str()), ("notify_id", &notify_id), ("trade_no", &trade_no)];
+            assert_eq!(post_notify(&app, &signed_notify(&app, &overrides, false)), "success");
+            order_id
+        })
+        .collect();
+    let waiting = count(&app, "SELECT COUNT(*) AS n FROM outbox WHERE status = 'PENDING'");
+    assert!(waiting > 50, "more than one batch waits: {waiting}");
+    app.worker.tick();
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM outbox WHERE status <> 'DONE'"), 0);
+    for order_id in &orders {
+        assert_eq!(order_status(&mut shopper, order_id), "DEAL_DONE");
+    }
+}
+
 both_backends!(
     login_buy_pay_deliver,
     buy_needs_login_and_a_csrf_token,
@@ -429,4 +453,5 @@ both_backends!(
     checkout_needs_no_gateway_and_loses_no_stock,
     someone_elses_order_is_not_found,
     a_payment_for_a_closed_order_is_never_dropped,
+    a_burst_of_payments_is_delivered_in_one_tick,
 );
