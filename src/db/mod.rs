@@ -11,9 +11,16 @@ use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use diesel::Table;
 use diesel::connection::SimpleConnection;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::dsl::{Returning, sql};
+use diesel::expression::SqlLiteral;
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId, UpdateStatement};
+use diesel::query_dsl::LoadQuery;
 use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, PooledConnection, R2D2Connection};
+use diesel::sql_types::Integer;
+use diesel::sqlite::Sqlite;
 use diesel::{Connection, ConnectionError, PgConnection, QueryResult, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -262,47 +269,59 @@ fn in_transaction(conn: &mut DbConn) -> QueryResult<bool> {
     Ok(status.transaction_depth()?.is_some())
 }
 
+/// A statement every backend can run as it is, so [`Inserts`] can hand it to SQLite's own
+/// connection.
+pub trait AnyBackend: QueryFragment<Sqlite> + QueryFragment<Pg> {}
+
+impl<T: QueryFragment<Sqlite> + QueryFragment<Pg>> AnyBackend for T {}
+
 /// Inserts of one transaction that read nothing the others write (the timeline, the outbox, the
 /// raw notification of a payment). PostgreSQL gets them in one statement, a chain of
 /// data-modifying CTEs: one round trip instead of one each, which is what a statement costs there.
-/// SQLite, where a statement costs no round trip, runs them one by one.
+/// SQLite, where a statement costs no round trip, runs them one by one. Both run on the backend's
+/// own connection: through the MultiConnection, a statement has its SQL written three times per
+/// run (cache key, cache check, binds) and every bind converted, which on SQLite cost nearly as
+/// much as SQLite's own work.
 #[derive(Default)]
 pub struct Inserts<'a> {
-    statements: Vec<Box<dyn QueryFragment<MultiBackend> + 'a>>,
+    statements: Vec<Box<dyn AnyBackend + 'a>>,
 }
 
 impl<'a> Inserts<'a> {
-    pub fn add(&mut self, statement: impl QueryFragment<MultiBackend> + 'a) {
+    pub fn add(&mut self, statement: impl AnyBackend + 'a) {
         self.statements.push(Box::new(statement));
     }
 
     pub fn run(&self, conn: &mut DbConn) -> QueryResult<()> {
-        if matches!(conn, DbConn::Pg(_)) && !self.statements.is_empty() {
-            return Chained(&self.statements).execute(conn).map(drop);
+        match conn {
+            DbConn::Pg(_) if self.statements.is_empty() => Ok(()),
+            DbConn::Pg(c) => Chained(&self.statements).execute(c).map(drop),
+            DbConn::Sqlite(c) => {
+                for statement in &self.statements {
+                    OnSqlite(&**statement).execute(c)?;
+                }
+                Ok(())
+            }
         }
-        for statement in &self.statements {
-            Chained(std::slice::from_ref(statement)).execute(conn)?;
-        }
-        Ok(())
     }
 }
 
 /// `WITH s0 AS (first), s1 AS (second) last`: each runs once whether referenced or not.
-struct Chained<'s, 'a>(&'s [Box<dyn QueryFragment<MultiBackend> + 'a>]);
+struct Chained<'s, 'a>(&'s [Box<dyn AnyBackend + 'a>]);
 
-impl QueryFragment<MultiBackend> for Chained<'_, '_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+impl QueryFragment<Pg> for Chained<'_, '_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let Some((last, earlier)) = self.0.split_last() else { return Ok(()) };
         for (i, statement) in earlier.iter().enumerate() {
             out.push_sql(if i == 0 { "WITH " } else { ", " });
             out.push_sql(&format!("s{i} AS ("));
-            statement.walk_ast(out.reborrow())?;
+            QueryFragment::<Pg>::walk_ast(&**statement, out.reborrow())?;
             out.push_sql(")");
         }
         if !earlier.is_empty() {
             out.push_sql(" ");
         }
-        last.walk_ast(out.reborrow())
+        QueryFragment::<Pg>::walk_ast(&**last, out.reborrow())
     }
 }
 
@@ -311,7 +330,23 @@ impl QueryId for Chained<'_, '_> {
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl RunQueryDsl<DbConn> for Chained<'_, '_> {}
+impl RunQueryDsl<PgConnection> for Chained<'_, '_> {}
+
+/// One of [`Inserts`] on SQLite's own connection, kept prepared under its SQL text.
+struct OnSqlite<'s>(&'s dyn QueryFragment<Sqlite>);
+
+impl QueryFragment<Sqlite> for OnSqlite<'_> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+}
+
+impl QueryId for OnSqlite<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl RunQueryDsl<SqliteConnection> for OnSqlite<'_> {}
 
 /// `INSERT ... ON CONFLICT DO NOTHING` (SQLite and PostgreSQL both speak it; diesel offers it
 /// per backend but not on a MultiConnection). The row count says whether the row was new. Unlike
@@ -338,3 +373,113 @@ impl<I: QueryId> QueryId for InsertOrSkip<I> {
 }
 
 impl<I, Conn> RunQueryDsl<Conn> for InsertOrSkip<I> {}
+
+/// Keeps a statement prepared that diesel would prepare again on every run: any UPDATE, since a
+/// changeset of `Option`s can change its SQL while its type stays the same. Kept under its SQL
+/// text and bind types (it has no static query id), so another text is another entry; for the
+/// statements of this shop, whose texts come in a few fixed shapes. A notification's UPDATE was
+/// an eighth of the writer's time, parsed and planned anew each time. It runs on the backend's
+/// own connection, like [`Inserts`].
+#[derive(Debug, Clone, Copy)]
+pub struct KeepPrepared<Q>(Q);
+
+pub trait KeepPreparedDsl: Sized {
+    fn keep_prepared(self) -> KeepPrepared<Self> {
+        KeepPrepared(self)
+    }
+}
+
+impl<Q: QueryFragment<MultiBackend>> KeepPreparedDsl for Q {}
+
+impl<Q: QueryFragment<DB>, DB: diesel::backend::Backend> QueryFragment<DB> for KeepPrepared<Q> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &DB) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q> QueryId for KeepPrepared<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: Query> Query for KeepPrepared<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, C> RunQueryDsl<C> for KeepPrepared<Q> {}
+
+impl<Q> KeepPrepared<Q> {
+    /// The statement's one row.
+    pub fn get_result<'q, U>(self, conn: &mut DbConn) -> QueryResult<U>
+    where
+        Self: LoadQuery<'q, SqliteConnection, U> + LoadQuery<'q, PgConnection, U>,
+    {
+        match conn {
+            DbConn::Sqlite(c) => RunQueryDsl::get_result(self, c),
+            DbConn::Pg(c) => RunQueryDsl::get_result(self, c),
+        }
+    }
+}
+
+impl<T: Table, U, V> KeepPrepared<UpdateStatement<T, U, V>> {
+    /// Runs the UPDATE and returns how many rows it changed, counted from `RETURNING 1`: diesel's
+    /// own `execute` hands a statement on by reference, and the check a reference gets walks the
+    /// UPDATE again and finds it uncacheable; loading hands it on whole.
+    pub fn execute<'q>(self, conn: &mut DbConn) -> QueryResult<usize>
+    where
+        Returning<UpdateStatement<T, U, V>, SqlLiteral<Integer>>: Query,
+        KeepPrepared<Returning<UpdateStatement<T, U, V>, SqlLiteral<Integer>>>:
+            LoadQuery<'q, SqliteConnection, i32> + LoadQuery<'q, PgConnection, i32>,
+    {
+        let counted = KeepPrepared(self.0.returning(sql::<Integer>("1")));
+        match conn {
+            DbConn::Sqlite(c) => counted.load::<i32>(c).map(|rows| rows.len()),
+            DbConn::Pg(c) => counted.load::<i32>(c).map(|rows| rows.len()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use diesel::connection::{Connection, InstrumentationEvent};
+
+    use super::{DatabaseLocation, Inserts, prepare};
+    use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
+    use crate::models::product;
+
+    #[test]
+    fn updates_and_inserts_are_prepared_once_per_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = DatabaseLocation::parse(&format!("sqlite://{}/prepared.db", dir.path().display()));
+        prepare(&location).unwrap();
+        let mut conn = location.establish().unwrap();
+        let prepared = Arc::new(Mutex::new(Vec::new()));
+        let seen = prepared.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::CacheQuery { sql, .. } = event {
+                seen.lock().unwrap().push(sql.to_owned());
+            }
+        });
+        for _ in 0..3 {
+            assert_eq!(product::release_one(&mut conn, "100010090091").unwrap(), 1);
+            let mut inserts = Inserts::default();
+            let entry =
+                NewOutboxEntry { kind: "delivery", dedupe_key: "once", order_id: None, payload: "{}" };
+            inserts.add(OutboxEntry::insert(&[entry]));
+            inserts.run(&mut conn).unwrap();
+        }
+        let prepared = prepared.lock().unwrap();
+        assert_eq!(prepared.len(), 2, "each statement prepared once, then reused: {prepared:?}");
+        assert!(
+            prepared[0].starts_with("UPDATE `product`") && prepared[0].ends_with("RETURNING 1"),
+            "{prepared:?}"
+        );
+        assert!(prepared[1].starts_with("INSERT INTO outbox"), "{prepared:?}");
+    }
+}

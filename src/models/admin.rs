@@ -4,8 +4,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::{is_unique_violation, now};
-use crate::db::DbConn;
 use crate::db::schema::{admin_login_failure, admin_session};
+use crate::db::{DbConn, KeepPreparedDsl};
 
 pub fn insert_session(
     conn: &mut DbConn,
@@ -63,6 +63,7 @@ pub fn record_failure(
                 admin_login_failure::failures.eq(admin_login_failure::failures + 1),
                 admin_login_failure::last_failed_at.eq(at),
             ))
+            .keep_prepared()
             .execute(c)
     };
     if bump(conn)? == 0 {
@@ -90,6 +91,7 @@ pub fn record_failure(
     if failures >= lock_after {
         diesel::update(admin_login_failure::table.filter(admin_login_failure::throttle_key.eq(key)))
             .set((admin_login_failure::locked_until.eq(lock_until), admin_login_failure::failures.eq(0)))
+            .keep_prepared()
             .execute(conn)?;
     }
     Ok(failures)

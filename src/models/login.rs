@@ -4,8 +4,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::{is_unique_violation, now};
-use crate::db::DbConn;
 use crate::db::schema::{login_ticket, wx_access_token, wx_event_seen};
+use crate::db::{DbConn, KeepPreparedDsl};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = login_ticket)]
@@ -60,6 +60,7 @@ impl LoginTicket {
                 .filter(login_ticket::expires_at.gt(at)),
         )
         .set((login_ticket::openid.eq(openid), login_ticket::scanned_at.eq(at)))
+        .keep_prepared()
         .execute(conn)
         .map(|n| n == 1)
     }
@@ -68,6 +69,7 @@ impl LoginTicket {
     pub fn consume(conn: &mut DbConn, id: i64) -> QueryResult<bool> {
         diesel::update(login_ticket::table.find(id).filter(login_ticket::consumed.eq(false)))
             .set(login_ticket::consumed.eq(true))
+            .keep_prepared()
             .execute(conn)
             .map(|n| n == 1)
     }
@@ -102,6 +104,7 @@ impl StoredToken {
                 .filter(wx_access_token::lease_until.is_null().or(wx_access_token::lease_until.lt(at))),
         )
         .set((wx_access_token::lease_owner.eq(owner), wx_access_token::lease_until.eq(until)))
+        .keep_prepared()
         .execute(conn)
         .map(|n| n == 1)
     }
@@ -120,8 +123,9 @@ impl StoredToken {
         match fresh {
             Some((token, expires_at)) => diesel::update(target)
                 .set((release, wx_access_token::token.eq(token), wx_access_token::expires_at.eq(expires_at)))
+                .keep_prepared()
                 .execute(conn),
-            None => diesel::update(target).set(release).execute(conn),
+            None => diesel::update(target).set(release).keep_prepared().execute(conn),
         }
     }
 }

@@ -10,7 +10,7 @@ use diesel::sql_types::Bool;
 
 use super::now;
 use crate::db::schema::{alipay_notify, gateway_call, order_event, order_number, pay_order, shipment};
-use crate::db::{DbConn, InsertOrSkip, Inserts, MultiBackend};
+use crate::db::{AnyBackend, DbConn, InsertOrSkip, Inserts, KeepPreparedDsl, MultiBackend};
 
 pub const CREATE: &str = "CREATE";
 pub const PAY_WAIT: &str = "PAY_WAIT";
@@ -189,6 +189,7 @@ impl Order {
     ) -> QueryResult<bool> {
         diesel::update(pay_order::table.filter(pay_order::order_id.eq(order_id)).filter(StatusIn(from)))
             .set((pay_order::status.eq(to), pay_order::updated_at.eq(now())))
+            .keep_prepared()
             .execute(conn)
             .map(|n| n == 1)
     }
@@ -208,6 +209,7 @@ impl Order {
                 pay_order::pay_time.eq(paid_at),
                 pay_order::updated_at.eq(now()),
             ))
+            .keep_prepared()
             .execute(conn)
             .map(|n| n == 1)
     }
@@ -234,6 +236,7 @@ impl Order {
             pay_order::updated_at.eq(now()),
         ))
         .returning(<Order as Selectable<MultiBackend>>::construct_selection())
+        .keep_prepared()
         .get_result(conn)
         .optional()
     }
@@ -241,6 +244,7 @@ impl Order {
     pub fn set_trade_no(conn: &mut DbConn, order_id: &str, trade_no: &str) -> QueryResult<usize> {
         diesel::update(pay_order::table.filter(pay_order::order_id.eq(order_id)))
             .set(pay_order::trade_no.eq(trade_no))
+            .keep_prepared()
             .execute(conn)
     }
 
@@ -291,6 +295,7 @@ impl Order {
                 .filter(pay_order::lease_until.is_null().or(pay_order::lease_until.lt(at))),
         )
         .set((pay_order::lease_owner.eq(owner), pay_order::lease_until.eq(until)))
+        .keep_prepared()
         .execute(conn)
         .map(|n| n == 1)
     }
@@ -314,6 +319,7 @@ impl Order {
             pay_order::next_query_at.eq(next_query_at),
             pay_order::query_attempts.eq(attempts),
         ))
+        .keep_prepared()
         .execute(conn)
     }
 
@@ -353,7 +359,7 @@ pub fn event(
     to: &str,
     cause: &str,
     detail: &str,
-) -> impl QueryFragment<MultiBackend> + use<> {
+) -> impl AnyBackend + use<> {
     diesel::insert_into(order_event::table).values((
         order_event::order_id.eq(order_id.to_owned()),
         order_event::from_status.eq(from.map(str::to_owned)),
@@ -382,7 +388,7 @@ pub fn store_notify(conn: &mut DbConn, notify: &NewNotify) -> QueryResult<()> {
 }
 
 /// The row of [`store_notify`], as a statement to run with others ([`Inserts`]).
-pub fn notify_row(notify: &NewNotify) -> impl QueryFragment<MultiBackend> + use<> {
+pub fn notify_row(notify: &NewNotify) -> impl AnyBackend + use<> {
     diesel::insert_into(alipay_notify::table).values((
         alipay_notify::notify_id.eq(notify.notify_id.map(str::to_owned)),
         alipay_notify::out_trade_no.eq(notify.out_trade_no.map(str::to_owned)),

@@ -2,13 +2,15 @@
 //! as the change that causes it, and claimed by the background thread with a lease.
 
 use chrono::{Duration, NaiveDateTime};
+use diesel::backend::Backend;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{Nullable, Text, Timestamp};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{HasSqlType, Nullable, Text, Timestamp};
 
 use super::now;
 use crate::db::schema::outbox;
-use crate::db::{DbConn, MultiBackend};
+use crate::db::{AnyBackend, DbConn, KeepPreparedDsl, MultiBackend};
 
 pub const PENDING: &str = "PENDING";
 pub const DONE: &str = "DONE";
@@ -59,7 +61,7 @@ impl OutboxEntry {
     /// The statement of [`OutboxEntry::enqueue_all`], to run with others ([`crate::db::Inserts`]).
     pub fn insert(
         entries: &[NewOutboxEntry],
-    ) -> impl QueryFragment<MultiBackend> + RunQueryDsl<DbConn> + QueryId + use<> {
+    ) -> impl AnyBackend + QueryFragment<MultiBackend> + RunQueryDsl<DbConn> + QueryId + use<> {
         let rows = entries
             .iter()
             .map(|e| OwnedEntry {
@@ -100,6 +102,7 @@ impl OutboxEntry {
                 .filter(outbox::lease_until.is_null().or(outbox::lease_until.lt(at))),
         )
         .set((outbox::lease_owner.eq(owner), outbox::lease_until.eq(at + lease)))
+        .keep_prepared()
         .execute(conn)?;
         if claimed == 0 {
             return Ok(None);
@@ -120,6 +123,7 @@ impl OutboxEntry {
             outbox::lease_until.eq(None::<NaiveDateTime>),
             outbox::updated_at.eq(now()),
         ))
+        .keep_prepared()
         .execute(conn)
     }
 
@@ -144,6 +148,7 @@ impl OutboxEntry {
             outbox::lease_until.eq(None::<NaiveDateTime>),
             outbox::updated_at.eq(at),
         ))
+        .keep_prepared()
         .execute(conn)
     }
 
@@ -173,6 +178,7 @@ impl OutboxEntry {
                 outbox::next_attempt_at.eq(now()),
                 outbox::updated_at.eq(now()),
             ))
+            .keep_prepared()
             .execute(conn)
             .map(|n| n == 1)
     }
@@ -206,8 +212,13 @@ struct OwnedEntry {
     payload: String,
 }
 
-impl QueryFragment<MultiBackend> for InsertEntries {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+impl<DB> QueryFragment<DB> for InsertEntries
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<Timestamp>,
+    String: ToSql<Text, DB>,
+    NaiveDateTime: ToSql<Timestamp, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_sql(
             "INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, \
              next_attempt_at, created_at, updated_at) VALUES ",

@@ -1,8 +1,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::DbConn;
 use crate::db::schema::product;
+use crate::db::{DbConn, KeepPreparedDsl};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = product)]
@@ -52,6 +52,7 @@ pub fn reserve_one(conn: &mut DbConn, product_id: &str) -> QueryResult<Option<(S
     )
     .set(product::stock.eq(product::stock - 1))
     .returning((product::name, product::price_cents))
+    .keep_prepared()
     .get_result(conn)
     .optional()
 }
@@ -60,6 +61,7 @@ pub fn reserve_one(conn: &mut DbConn, product_id: &str) -> QueryResult<Option<(S
 pub fn release_one(conn: &mut DbConn, product_id: &str) -> QueryResult<usize> {
     diesel::update(product::table.filter(product::product_id.eq(product_id)))
         .set(product::stock.eq(product::stock + 1))
+        .keep_prepared()
         .execute(conn)
 }
 
@@ -88,6 +90,7 @@ pub fn update(conn: &mut DbConn, product_id: &str, edit: &ProductEdit) -> QueryR
         product::on_sale.eq(edit.on_sale),
         product::updated_at.eq(crate::models::now()),
     ))
+    .keep_prepared()
     .execute(conn)
     .map(|n| n == 1)
 }

@@ -2,8 +2,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::{is_unique_violation, now};
-use crate::db::DbConn;
 use crate::db::schema::app_user;
+use crate::db::{DbConn, KeepPreparedDsl};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = app_user)]
@@ -40,6 +40,7 @@ impl AppUser {
             Err(e) if is_unique_violation(&e) => {
                 diesel::update(app_user::table.filter(app_user::openid.eq(openid)))
                     .set(app_user::last_login_at.eq(at))
+                    .keep_prepared()
                     .execute(conn)?;
             }
             Err(e) => return Err(e),

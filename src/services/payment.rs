@@ -4,9 +4,8 @@
 use chrono::NaiveDateTime;
 
 use crate::config::Settings;
-use diesel::query_builder::QueryFragment;
 
-use crate::db::{DbConn, Inserts, MultiBackend, isolated_write_transaction, write_transaction};
+use crate::db::{AnyBackend, DbConn, Inserts, isolated_write_transaction, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, parse_china_time};
 use crate::models::order::{self, CLOSE, NewNotify, OPEN, Order, PAY_SUCCESS, PAY_WAIT, REFUND_WAIT};
@@ -247,7 +246,7 @@ fn add_payment_rows(
 }
 
 /// The outbox rows of a payment: the delivery and the "paid" WeChat message.
-fn after_payment(settings: &Settings, order: &Order) -> impl QueryFragment<MultiBackend> + use<> {
+fn after_payment(settings: &Settings, order: &Order) -> impl AnyBackend + use<> {
     let id = order.order_id.as_str();
     let message = serde_json::json!({
         "touser": order.openid,
