@@ -141,6 +141,9 @@ fn run_job(conn: &mut DbConn, job: Job, alone: bool) -> diesel::QueryResult<Repl
         Manager::begin_transaction(conn)?;
     }
     let ran = catch_unwind(AssertUnwindSafe(|| job(conn)));
+    if ran.is_err() {
+        close_nested(conn, if alone { 1 } else { 2 })?;
+    }
     let failed = ran.as_ref().map_or(true, |ran| ran.failed);
     if !alone {
         if failed { Manager::rollback_transaction(conn)? } else { Manager::commit_transaction(conn)? }
@@ -156,6 +159,17 @@ fn run_job(conn: &mut DbConn, job: Job, alone: bool) -> diesel::QueryResult<Repl
             Ok(Box::new(|_| {}))
         }
     }
+}
+
+/// Rolls back the transactions that a panicking job left open inside its own, innermost first,
+/// down to `depth`. Otherwise undoing the job would undo only the innermost of them, and the
+/// batch's commit would release the rest and leave the batch's transaction open.
+fn close_nested(conn: &mut DbConn, depth: u32) -> diesel::QueryResult<()> {
+    while Manager::transaction_manager_status_mut(conn).transaction_depth()?.is_some_and(|d| d.get() > depth)
+    {
+        Manager::rollback_transaction(conn)?;
+    }
+    Ok(())
 }
 
 /// Begins a batch's transaction. The writer's connection has no busy timeout: SQLite's busy
@@ -187,7 +201,13 @@ mod tests {
 
     use super::Writer;
     use crate::db::schema::order_number;
-    use crate::db::{DatabaseLocation, prepare};
+    use crate::db::{DatabaseLocation, DbConn, isolated_write_transaction, prepare};
+
+    fn insert_number(conn: &mut DbConn) -> QueryResult<usize> {
+        diesel::insert_into(order_number::table)
+            .values(order_number::created_at.eq(crate::models::now()))
+            .execute(conn)
+    }
 
     fn numbers(location: &DatabaseLocation) -> i64 {
         let mut conn = location.establish().unwrap();
@@ -207,9 +227,7 @@ mod tests {
             first
                 .run(|conn| {
                     std::thread::sleep(std::time::Duration::from_millis(100));
-                    diesel::insert_into(order_number::table)
-                        .values(order_number::created_at.eq(crate::models::now()))
-                        .execute(conn)
+                    insert_number(conn)
                 })
                 .await
         });
@@ -220,12 +238,22 @@ mod tests {
                 actix_web::rt::spawn(async move {
                     writer
                         .run(move |conn| {
-                            diesel::insert_into(order_number::table)
-                                .values(order_number::created_at.eq(crate::models::now()))
-                                .execute(conn)?;
+                            insert_number(conn)?;
                             match i % 10 {
                                 3 => Err(diesel::result::Error::RollbackTransaction),
+                                5 => conn.transaction(|c| {
+                                    insert_number(c)?;
+                                    panic!("a job that panics inside a transaction of its own")
+                                }),
                                 7 => panic!("a job that panics after writing"),
+                                9 => {
+                                    let undone = isolated_write_transaction(conn, |c| {
+                                        insert_number(c)?;
+                                        Err::<(), _>(diesel::result::Error::RollbackTransaction)
+                                    });
+                                    assert!(undone.is_err());
+                                    Ok(i)
+                                }
                                 _ => Ok(i),
                             }
                         })
@@ -237,25 +265,23 @@ mod tests {
         let mut succeeded = 0;
         for (i, job) in queued.into_iter().enumerate() {
             match (i % 10, job.await.unwrap()) {
-                (3, Ok(Err(_))) | (7, Err(_)) => {}
+                (3, Ok(Err(_))) | (5 | 7, Err(_)) => {}
                 (_, Ok(Ok(n))) if n == i => succeeded += 1,
                 (_, other) => panic!("job {i}: {:?}", other.map(|r| r.map_err(|e| e.to_string()))),
             }
         }
-        assert_eq!(succeeded, 24);
-        assert_eq!(numbers(&location), 25, "the first job and the 24 that succeeded");
+        assert_eq!(succeeded, 21);
+        assert_eq!(numbers(&location), 22, "the first job and the 21 that succeeded, each one row");
 
         // The writer lives on after a panic, and a job alone in its batch that fails leaves nothing.
         let alone = writer
             .run(|conn| {
-                diesel::insert_into(order_number::table)
-                    .values(order_number::created_at.eq(crate::models::now()))
-                    .execute(conn)?;
+                insert_number(conn)?;
                 Err::<(), _>(diesel::result::Error::RollbackTransaction)
             })
             .await
             .unwrap();
         assert!(alone.is_err());
-        assert_eq!(numbers(&location), 25);
+        assert_eq!(numbers(&location), 22);
     }
 }
