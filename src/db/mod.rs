@@ -374,6 +374,18 @@ impl<I: QueryId> QueryId for InsertOrSkip<I> {
 
 impl<I, Conn> RunQueryDsl<Conn> for InsertOrSkip<I> {}
 
+/// Loads a query's rows on the backend's own connection, past the MultiConnection (see
+/// [`Inserts`]): for the reads of the hottest pages.
+pub fn load_natively<'q, Q, U>(conn: &mut DbConn, query: Q) -> QueryResult<Vec<U>>
+where
+    Q: LoadQuery<'q, SqliteConnection, U> + LoadQuery<'q, PgConnection, U>,
+{
+    match conn {
+        DbConn::Sqlite(c) => query.load(c),
+        DbConn::Pg(c) => query.load(c),
+    }
+}
+
 /// Keeps a statement prepared that diesel would prepare again on every run: any UPDATE, since a
 /// changeset of `Option`s can change its SQL while its type stays the same. Kept under its SQL
 /// text and bind types (it has no static query id), so another text is another entry; for the

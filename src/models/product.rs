@@ -1,8 +1,7 @@
-use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::schema::product;
-use crate::db::{DbConn, KeepPreparedDsl};
+use crate::db::{DbConn, KeepPreparedDsl, MultiBackend, load_natively};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = product)]
@@ -15,18 +14,21 @@ pub struct Product {
     pub on_sale: bool,
     pub image_url: String,
     pub sort_order: i32,
-    pub created_at: NaiveDateTime,
-    pub updated_at: NaiveDateTime,
 }
 
 impl Product {
+    /// The columns of a product, the same for every backend ([`load_natively`] runs on either).
+    fn columns() -> <Product as Selectable<MultiBackend>>::SelectExpression {
+        <Product as Selectable<MultiBackend>>::construct_selection()
+    }
+
     /// What the shop window shows: products on sale, in the shop's order.
     pub fn list_on_sale(conn: &mut DbConn) -> QueryResult<Vec<Product>> {
-        product::table
+        let on_sale = product::table
             .filter(product::on_sale.eq(true))
             .order((product::sort_order.asc(), product::product_id.asc()))
-            .select(Product::as_select())
-            .load(conn)
+            .select(Product::columns());
+        load_natively(conn, on_sale)
     }
 
     pub fn all(conn: &mut DbConn) -> QueryResult<Vec<Product>> {
@@ -37,7 +39,8 @@ impl Product {
     }
 
     pub fn find(conn: &mut DbConn, product_id: &str) -> QueryResult<Option<Product>> {
-        product::table.find(product_id).select(Product::as_select()).get_result(conn).optional()
+        let found = load_natively(conn, product::table.find(product_id).select(Product::columns()))?;
+        Ok(found.into_iter().next())
     }
 }
 
