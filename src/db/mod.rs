@@ -269,7 +269,7 @@ fn in_transaction(conn: &mut DbConn) -> QueryResult<bool> {
     Ok(status.transaction_depth()?.is_some())
 }
 
-/// A statement every backend can run as it is, so [`Inserts`] can hand it to SQLite's own
+/// A statement every backend can run as it is, so [`Inserts`] can hand it to the backend's own
 /// connection.
 pub trait AnyBackend: QueryFragment<Sqlite> + QueryFragment<Pg> {}
 
