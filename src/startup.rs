@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::error::{JsonPayloadError, UrlencodedError};
 use actix_web::http::header;
-use actix_web::middleware::{DefaultHeaders, Logger, from_fn};
+use actix_web::middleware::{Condition, DefaultHeaders, Logger, from_fn};
 use actix_web::{App, HttpRequest, HttpServer, web};
 
 use crate::config::Settings;
@@ -88,13 +88,17 @@ impl Application {
         // them one by one (gateway calls run on threads of their own: `AppState::call_out`).
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let database_threads = (settings.database.pool_size as usize).div_ceil(workers);
+        // The access log renders its line's parts for every request, whether or not the level
+        // lets the line out; with `info` off it is left out of the chain.
+        let access_log = log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(
+                .wrap(Condition::new(
+                    access_log,
                     Logger::new(r#"%a "%{request}xi" %s %b %Dms"#).custom_request_replace("request", |req| {
                         redacted_request_line(req.method().as_str(), &req.uri().to_string())
                     }),
-                )
+                ))
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .app_data(web::FormConfig::default().limit(MAX_BODY_BYTES).error_handler(form_error))
