@@ -81,6 +81,29 @@ pub struct Order {
     pub updated_at: NaiveDateTime,
 }
 
+/// What the rows of a payment need of its order (timeline, delivery, WeChat message): all that
+/// the UPDATE recording a notified payment reads back, rather than the whole row with its signed
+/// form and timestamps.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = pay_order)]
+pub struct PaidOrder {
+    pub order_id: String,
+    pub openid: String,
+    pub product_name: String,
+    pub total_cents: i64,
+}
+
+impl From<&Order> for PaidOrder {
+    fn from(order: &Order) -> Self {
+        PaidOrder {
+            order_id: order.order_id.clone(),
+            openid: order.openid.clone(),
+            product_name: order.product_name.clone(),
+            total_cents: order.total_cents,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = order_event)]
 pub struct OrderEvent {
@@ -222,7 +245,7 @@ impl Order {
         total_cents: i64,
         trade_no: &str,
         paid_at: NaiveDateTime,
-    ) -> QueryResult<Option<Order>> {
+    ) -> QueryResult<Option<PaidOrder>> {
         diesel::update(
             pay_order::table
                 .filter(pay_order::order_id.eq(order_id))
@@ -235,7 +258,7 @@ impl Order {
             pay_order::pay_time.eq(paid_at),
             pay_order::updated_at.eq(now()),
         ))
-        .returning(<Order as Selectable<MultiBackend>>::construct_selection())
+        .returning(<PaidOrder as Selectable<MultiBackend>>::construct_selection())
         .keep_prepared()
         .get_result(conn)
         .optional()

@@ -8,7 +8,9 @@ use crate::config::Settings;
 use crate::db::{AnyBackend, DbConn, Inserts, isolated_write_transaction, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, parse_china_time};
-use crate::models::order::{self, CLOSE, NewNotify, OPEN, Order, PAY_SUCCESS, PAY_WAIT, REFUND_WAIT};
+use crate::models::order::{
+    self, CLOSE, NewNotify, OPEN, Order, PAY_SUCCESS, PAY_WAIT, PaidOrder, REFUND_WAIT,
+};
 use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
 use crate::models::{now, product};
 use crate::money::{format_yuan, parse_yuan};
@@ -207,7 +209,7 @@ fn record_payment(
     let id = order.order_id.as_str();
     if Order::mark_paid(conn, id, &OPEN, evidence.trade_no, evidence.paid_at)? {
         let detail = format!("trade_no {}", evidence.trade_no);
-        add_payment_rows(inserts, settings, order, &order.status, evidence, &detail);
+        add_payment_rows(inserts, settings, &order.into(), &order.status, evidence, &detail);
         return Ok("paid".to_owned());
     }
     let current = Order::find(conn, id)?.ok_or_else(|| AppError::internal("order vanished"))?;
@@ -218,7 +220,7 @@ fn record_payment(
         && Order::mark_paid(conn, id, &[CLOSE], evidence.trade_no, evidence.paid_at)?
     {
         let detail = "paid after the shop closed it; stock allowed, honoured";
-        add_payment_rows(inserts, settings, order, CLOSE, evidence, detail);
+        add_payment_rows(inserts, settings, &order.into(), CLOSE, evidence, detail);
         return Ok("paid after close: honoured".to_owned());
     }
     if Order::transition(conn, id, &[CLOSE], REFUND_WAIT)? {
@@ -236,7 +238,7 @@ fn record_payment(
 fn add_payment_rows(
     inserts: &mut Inserts,
     settings: &Settings,
-    order: &Order,
+    order: &PaidOrder,
     from: &str,
     evidence: &PaymentEvidence,
     detail: &str,
@@ -246,7 +248,7 @@ fn add_payment_rows(
 }
 
 /// The outbox rows of a payment: the delivery and the "paid" WeChat message.
-fn after_payment(settings: &Settings, order: &Order) -> impl AnyBackend + use<> {
+fn after_payment(settings: &Settings, order: &PaidOrder) -> impl AnyBackend + use<> {
     let id = order.order_id.as_str();
     let message = serde_json::json!({
         "touser": order.openid,
