@@ -23,7 +23,15 @@ const PLATFORM: &str = "Alipay";
 pub fn signing_content<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>, exclude: &[&str]) -> String {
     let sorted: BTreeMap<&str, &str> =
         params.into_iter().filter(|(k, v)| !v.is_empty() && !exclude.contains(k)).collect();
-    sorted.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    // Written into one string: a notification has about 16 pairs, each once a string of its own.
+    let mut content = String::with_capacity(sorted.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+    for (k, v) in sorted {
+        if !content.is_empty() {
+            content.push('&');
+        }
+        content.extend([k, "=", v]);
+    }
+    content
 }
 
 /// SHA256withRSA, standard Base64.
