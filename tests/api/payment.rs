@@ -262,6 +262,59 @@ fn bad_notifications_fail_and_change_nothing(backend: Backend) {
     assert_eq!(huge.status, 413);
 }
 
+/// A notification whose effect cannot be stored (here a trigger refuses the timeline row) is
+/// still kept, raw and with the reason, and answered `fail`: nothing of its effect remains, and
+/// Alipay's resend pays the order once the database takes it.
+fn a_notify_that_cannot_be_processed_is_kept_and_answered_fail(backend: Backend) {
+    use diesel::RunQueryDsl;
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut shopper = app.browser_logged_in_as("o-unprocessed");
+    let order_id = order_id_of(&create_order(&mut shopper, GIFT));
+    let refuse = match backend {
+        Backend::Sqlite => vec![
+            "CREATE TRIGGER refuse_events BEFORE INSERT ON order_event \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        ],
+        Backend::Postgres => vec![
+            "CREATE FUNCTION refuse_events() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$",
+            "CREATE TRIGGER refuse_events BEFORE INSERT ON order_event \
+             FOR EACH ROW EXECUTE FUNCTION refuse_events()",
+        ],
+    };
+    for sql in refuse {
+        diesel::sql_query(sql).execute(&mut *app.db.connect()).expect("trigger");
+    }
+    let notify = signed_notify(&app, &[("out_trade_no", &order_id)], false);
+    assert_eq!(post_notify(&app, &notify), "fail");
+    assert_eq!(order_status(&mut shopper, &order_id), "PAY_WAIT");
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM outbox"), 0);
+    assert_eq!(
+        count(
+            &app,
+            &format!(
+                "SELECT COUNT(*) AS n FROM alipay_notify WHERE out_trade_no = '{order_id}' \
+                 AND verified = FALSE AND outcome LIKE 'not processed: %injected failure%'"
+            )
+        ),
+        1,
+        "kept raw with the reason"
+    );
+
+    diesel::sql_query(
+        "DROP TRIGGER refuse_events".to_owned()
+            + if backend == Backend::Postgres { " ON order_event" } else { "" },
+    )
+    .execute(&mut *app.db.connect())
+    .expect("drop trigger");
+    assert_eq!(post_notify(&app, &notify), "success");
+    assert_eq!(order_status(&mut shopper, &order_id), "PAY_SUCCESS");
+    assert_eq!(
+        count(&app, &format!("SELECT COUNT(*) AS n FROM alipay_notify WHERE out_trade_no = '{order_id}'")),
+        2
+    );
+}
+
 fn fifty_concurrent_copies_of_one_notify_pay_once(backend: Backend) {
     let Some(app) = TestApp::spawn(backend) else { return };
     let mut shopper = app.browser_logged_in_as("o-fifty");
@@ -447,6 +500,7 @@ both_backends!(
     buy_needs_login_and_a_csrf_token,
     asking_again_returns_the_same_open_order,
     bad_notifications_fail_and_change_nothing,
+    a_notify_that_cannot_be_processed_is_kept_and_answered_fail,
     fifty_concurrent_copies_of_one_notify_pay_once,
     twenty_concurrent_buys_make_one_order,
     stock_k_and_three_k_buyers_sell_exactly_k,
