@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 
 use crate::config::Settings;
 
-use crate::db::{AnyBackend, DbConn, Inserts, isolated_write_transaction, write_transaction};
+use crate::db::{AnyBackend, DbConn, Inserts, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, parse_china_time};
 use crate::models::order::{
@@ -38,42 +38,58 @@ pub struct PaymentEvidence<'a> {
     pub paid_at: NaiveDateTime,
 }
 
+/// A notification as Alipay sent it: its fields, and the raw body that its audit row keeps.
+pub struct Notification {
+    pub params: Vec<(String, String)>,
+    pub raw: String,
+}
+
+impl Notification {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
 /// Handles one notification: verified (signature, app id, seller, order, exact amount), acted
 /// on, and stored raw with what came of it, all in one transaction. Anything that fails
-/// verification changes nothing but its own audit row. If the transaction fails, the raw
-/// notification is still stored on its own, so none is ever lost.
+/// verification changes nothing but its own audit row. If the transaction fails, it is undone
+/// and the caller keeps the notification with [`keep_unprocessed`], so none is ever lost.
 pub fn handle_notify(
     conn: &mut DbConn,
     alipay: &AlipayClient,
     settings: &Settings,
-    params: &[(String, String)],
-    raw: &str,
+    notification: &Notification,
 ) -> AppResult<NotifyAnswer> {
-    let field = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let notify_id = field("notify_id").unwrap_or("-").to_owned();
-    let order_id = field("out_trade_no").unwrap_or("-");
-    let decided = isolated_write_transaction(conn, |c| {
+    let (params, raw) = (notification.params.as_slice(), notification.raw.as_str());
+    let (answer, outcome) = write_transaction(conn, |c| {
         let mut inserts = Inserts::default();
         let (answer, verified, outcome) = decide(c, alipay, settings, params, &mut inserts)?;
         inserts.add(order::notify_row(&notify_record(params, raw, verified, &outcome)));
         inserts.run(c)?;
         Ok::<_, AppError>((answer, outcome))
-    });
-    let (answer, outcome) = match decided {
-        Ok(decided) => decided,
-        Err(e) => {
-            // Undone, but kept: stored raw with the reason, and Alipay hears `fail` and resends.
-            log::error!("alipay notify {notify_id} for order {order_id} not processed: {e}");
-            let outcome = format!("not processed: {}", e.detail());
-            order::store_notify(conn, &notify_record(params, raw, false, &outcome))?;
-            return Ok(NotifyAnswer::Fail);
-        }
-    };
+    })?;
+    let notify_id = notification.field("notify_id").unwrap_or("-");
+    let order_id = notification.field("out_trade_no").unwrap_or("-");
     match answer {
         NotifyAnswer::Success => log::info!("alipay notify {notify_id} for order {order_id}: {outcome}"),
         NotifyAnswer::Fail => log::warn!("alipay notify {notify_id} for order {order_id} refused: {outcome}"),
     }
     Ok(answer)
+}
+
+/// A notification whose [`handle_notify`] failed, and was undone: stored raw with the reason, and
+/// Alipay hears `fail` and resends.
+pub fn keep_unprocessed(
+    conn: &mut DbConn,
+    notification: &Notification,
+    error: &AppError,
+) -> AppResult<NotifyAnswer> {
+    let notify_id = notification.field("notify_id").unwrap_or("-");
+    let order_id = notification.field("out_trade_no").unwrap_or("-");
+    log::error!("alipay notify {notify_id} for order {order_id} not processed: {error}");
+    let outcome = format!("not processed: {}", error.detail());
+    order::store_notify(conn, &notify_record(&notification.params, &notification.raw, false, &outcome))?;
+    Ok(NotifyAnswer::Fail)
 }
 
 /// The audit row of a notification as received, with what came of it.
