@@ -2,10 +2,12 @@
 //! pool, and the migrations of each backend embedded in the binary.
 
 mod checkpointer;
+mod inserts;
 pub mod schema;
 pub mod writer;
 
 pub use checkpointer::Checkpointer;
+pub use inserts::{InsertRows, Inserts, Value};
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -15,12 +17,10 @@ use diesel::Table;
 use diesel::connection::SimpleConnection;
 use diesel::dsl::{Returning, sql};
 use diesel::expression::SqlLiteral;
-use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId, UpdateStatement};
 use diesel::query_dsl::LoadQuery;
 use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, PooledConnection, R2D2Connection};
 use diesel::sql_types::Integer;
-use diesel::sqlite::Sqlite;
 use diesel::{Connection, ConnectionError, PgConnection, QueryResult, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -293,85 +293,6 @@ fn in_transaction(conn: &mut DbConn) -> QueryResult<bool> {
     Ok(status.transaction_depth()?.is_some())
 }
 
-/// A statement every backend can run as it is, so [`Inserts`] can hand it to the backend's own
-/// connection.
-pub trait AnyBackend: QueryFragment<Sqlite> + QueryFragment<Pg> {}
-
-impl<T: QueryFragment<Sqlite> + QueryFragment<Pg>> AnyBackend for T {}
-
-/// Inserts of one transaction that read nothing the others write (the timeline, the outbox, the
-/// raw notification of a payment). PostgreSQL gets them in one statement, a chain of
-/// data-modifying CTEs: one round trip instead of one each, which is what a statement costs there.
-/// SQLite, where a statement costs no round trip, runs them one by one. Both run on the backend's
-/// own connection: through the MultiConnection, a statement has its SQL written three times per
-/// run (cache key, cache check, binds) and every bind converted, which on SQLite cost nearly as
-/// much as SQLite's own work.
-#[derive(Default)]
-pub struct Inserts<'a> {
-    statements: Vec<Box<dyn AnyBackend + 'a>>,
-}
-
-impl<'a> Inserts<'a> {
-    pub fn add(&mut self, statement: impl AnyBackend + 'a) {
-        self.statements.push(Box::new(statement));
-    }
-
-    pub fn run(&self, conn: &mut DbConn) -> QueryResult<()> {
-        match conn {
-            DbConn::Pg(_) if self.statements.is_empty() => Ok(()),
-            DbConn::Pg(c) => Chained(&self.statements).execute(c).map(drop),
-            DbConn::Sqlite(c) => {
-                for statement in &self.statements {
-                    OnSqlite(&**statement).execute(c)?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-/// `WITH s0 AS (first), s1 AS (second) last`: each runs once whether referenced or not.
-struct Chained<'s, 'a>(&'s [Box<dyn AnyBackend + 'a>]);
-
-impl QueryFragment<Pg> for Chained<'_, '_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let Some((last, earlier)) = self.0.split_last() else { return Ok(()) };
-        for (i, statement) in earlier.iter().enumerate() {
-            out.push_sql(if i == 0 { "WITH " } else { ", " });
-            out.push_sql(&format!("s{i} AS ("));
-            QueryFragment::<Pg>::walk_ast(&**statement, out.reborrow())?;
-            out.push_sql(")");
-        }
-        if !earlier.is_empty() {
-            out.push_sql(" ");
-        }
-        QueryFragment::<Pg>::walk_ast(&**last, out.reborrow())
-    }
-}
-
-impl QueryId for Chained<'_, '_> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl RunQueryDsl<PgConnection> for Chained<'_, '_> {}
-
-/// One of [`Inserts`] on SQLite's own connection, kept prepared under its SQL text.
-struct OnSqlite<'s>(&'s dyn QueryFragment<Sqlite>);
-
-impl QueryFragment<Sqlite> for OnSqlite<'_> {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        self.0.walk_ast(out)
-    }
-}
-
-impl QueryId for OnSqlite<'_> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl RunQueryDsl<SqliteConnection> for OnSqlite<'_> {}
-
 /// `INSERT ... ON CONFLICT DO NOTHING` (SQLite and PostgreSQL both speak it; diesel offers it
 /// per backend but not on a MultiConnection). The row count says whether the row was new. Unlike
 /// catching the unique violation, this needs no savepoint: on PostgreSQL a violation would abort
@@ -399,7 +320,7 @@ impl<I: QueryId> QueryId for InsertOrSkip<I> {
 impl<I, Conn> RunQueryDsl<Conn> for InsertOrSkip<I> {}
 
 /// Loads a query's rows on the backend's own connection, past the MultiConnection (see
-/// [`Inserts`]): for the reads of the hottest pages.
+/// [`inserts`]): for the reads of the hottest pages.
 pub fn load_natively<'q, Q, U>(conn: &mut DbConn, query: Q) -> QueryResult<Vec<U>>
 where
     Q: LoadQuery<'q, SqliteConnection, U> + LoadQuery<'q, PgConnection, U>,

@@ -82,6 +82,9 @@ fn consume(worker: &Worker, entry: &OutboxEntry) -> Result<(), AppError> {
         ("delivery", Some(order_id)) => payment::deliver(&mut *worker.conn()?, order_id),
         ("refund", Some(_)) => payment::refund(&mut *worker.conn()?, &worker.alipay, entry),
         ("wx_template", _) => login::send_template(&worker.pool, &worker.weixin, &worker.owner, entry),
+        ("wx_paid", _) => {
+            payment::send_paid_message(&worker.pool, &worker.weixin, &worker.settings, &worker.owner, entry)
+        }
         (kind, _) => Err(AppError::internal(format!("no consumer for outbox kind {kind}"))),
     }
 }

@@ -10,7 +10,7 @@ use diesel::sql_types::Bool;
 
 use super::now;
 use crate::db::schema::{alipay_notify, gateway_call, order_event, order_number, pay_order, shipment};
-use crate::db::{AnyBackend, DbConn, InsertOrSkip, Inserts, KeepPreparedDsl, MultiBackend};
+use crate::db::{DbConn, InsertOrSkip, InsertRows, Inserts, KeepPreparedDsl, Value};
 
 pub const CREATE: &str = "CREATE";
 pub const PAY_WAIT: &str = "PAY_WAIT";
@@ -79,29 +79,6 @@ pub struct Order {
     pub lease_owner: Option<String>,
     pub lease_until: Option<NaiveDateTime>,
     pub updated_at: NaiveDateTime,
-}
-
-/// What the rows of a payment need of its order (timeline, delivery, WeChat message): all that
-/// the UPDATE recording a notified payment reads back, rather than the whole row with its signed
-/// form and timestamps.
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = pay_order)]
-pub struct PaidOrder {
-    pub order_id: String,
-    pub openid: String,
-    pub product_name: String,
-    pub total_cents: i64,
-}
-
-impl From<&Order> for PaidOrder {
-    fn from(order: &Order) -> Self {
-        PaidOrder {
-            order_id: order.order_id.clone(),
-            openid: order.openid.clone(),
-            product_name: order.product_name.clone(),
-            total_cents: order.total_cents,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -237,16 +214,18 @@ impl Order {
             .map(|n| n == 1)
     }
 
-    /// `PAY_WAIT -> PAY_SUCCESS` if the order waits for exactly `total_cents`: the order as it is
-    /// now, or `None` (unknown, another amount, not waiting) and nothing changed.
+    /// `PAY_WAIT -> PAY_SUCCESS` if the order waits for exactly `total_cents`, and only then,
+    /// in the same statement on PostgreSQL, the payment's rows (`with`); `false` and nothing
+    /// changed for an unknown order, another amount or an order not waiting.
     pub fn pay_waiting(
         conn: &mut DbConn,
         order_id: &str,
         total_cents: i64,
         trade_no: &str,
         paid_at: NaiveDateTime,
-    ) -> QueryResult<Option<PaidOrder>> {
-        diesel::update(
+        with: &Inserts,
+    ) -> QueryResult<bool> {
+        let update = diesel::update(
             pay_order::table
                 .filter(pay_order::order_id.eq(order_id))
                 .filter(StatusIn(&[PAY_WAIT]))
@@ -258,10 +237,8 @@ impl Order {
             pay_order::pay_time.eq(paid_at),
             pay_order::updated_at.eq(now()),
         ))
-        .returning(<PaidOrder as Selectable<MultiBackend>>::construct_selection())
-        .keep_prepared()
-        .get_result(conn)
-        .optional()
+        .keep_prepared();
+        with.run_if_changed(conn, update)
     }
 
     pub fn set_trade_no(conn: &mut DbConn, order_id: &str, trade_no: &str) -> QueryResult<usize> {
@@ -370,27 +347,22 @@ pub fn record_event(
     cause: &str,
     detail: &str,
 ) -> QueryResult<()> {
-    let mut insert = Inserts::default();
-    insert.add(event(order_id, from, to, cause, detail));
-    insert.run(conn)
+    event(order_id, from, to, cause, detail).execute(conn).map(drop)
 }
 
 /// The timeline row of a transition, as a statement to run with others ([`Inserts`]).
-pub fn event(
-    order_id: &str,
-    from: Option<&str>,
-    to: &str,
-    cause: &str,
-    detail: &str,
-) -> impl AnyBackend + use<> {
-    diesel::insert_into(order_event::table).values((
-        order_event::order_id.eq(order_id.to_owned()),
-        order_event::from_status.eq(from.map(str::to_owned)),
-        order_event::to_status.eq(to.to_owned()),
-        order_event::cause.eq(cause.to_owned()),
-        order_event::detail.eq(detail.to_owned()),
-        order_event::created_at.eq(now()),
-    ))
+pub fn event(order_id: &str, from: Option<&str>, to: &str, cause: &str, detail: &str) -> InsertRows {
+    InsertRows::new(
+        "order_event (order_id, from_status, to_status, cause, detail, created_at)",
+        vec![vec![
+            Value::Text(order_id.to_owned()),
+            Value::OptionalText(from.map(str::to_owned)),
+            Value::Text(to.to_owned()),
+            Value::Text(cause.to_owned()),
+            Value::Text(detail.to_owned()),
+            Value::Timestamp(now()),
+        ]],
+    )
 }
 
 /// A notification as received (`raw`), and what came of it.
@@ -405,22 +377,23 @@ pub struct NewNotify<'a> {
 
 /// Stores a notification as received, with what came of it.
 pub fn store_notify(conn: &mut DbConn, notify: &NewNotify) -> QueryResult<()> {
-    let mut insert = Inserts::default();
-    insert.add(notify_row(notify));
-    insert.run(conn)
+    notify_row(notify).execute(conn).map(drop)
 }
 
 /// The row of [`store_notify`], as a statement to run with others ([`Inserts`]).
-pub fn notify_row(notify: &NewNotify) -> impl AnyBackend + use<> {
-    diesel::insert_into(alipay_notify::table).values((
-        alipay_notify::notify_id.eq(notify.notify_id.map(str::to_owned)),
-        alipay_notify::out_trade_no.eq(notify.out_trade_no.map(str::to_owned)),
-        alipay_notify::trade_status.eq(notify.trade_status.map(str::to_owned)),
-        alipay_notify::raw.eq(notify.raw.to_owned()),
-        alipay_notify::verified.eq(notify.verified),
-        alipay_notify::outcome.eq(notify.outcome.to_owned()),
-        alipay_notify::received_at.eq(now()),
-    ))
+pub fn notify_row(notify: &NewNotify) -> InsertRows {
+    InsertRows::new(
+        "alipay_notify (notify_id, out_trade_no, trade_status, raw, verified, outcome, received_at)",
+        vec![vec![
+            Value::OptionalText(notify.notify_id.map(str::to_owned)),
+            Value::OptionalText(notify.out_trade_no.map(str::to_owned)),
+            Value::OptionalText(notify.trade_status.map(str::to_owned)),
+            Value::Text(notify.raw.to_owned()),
+            Value::Bool(notify.verified),
+            Value::Text(notify.outcome.to_owned()),
+            Value::Timestamp(now()),
+        ]],
+    )
 }
 
 /// Records the shipment; false when the order was shipped already.

@@ -2,15 +2,11 @@
 //! as the change that causes it, and claimed by the background thread with a lease.
 
 use chrono::{Duration, NaiveDateTime};
-use diesel::backend::Backend;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::serialize::ToSql;
-use diesel::sql_types::{HasSqlType, Nullable, Text, Timestamp};
 
 use super::now;
 use crate::db::schema::outbox;
-use crate::db::{AnyBackend, DbConn, KeepPreparedDsl, MultiBackend};
+use crate::db::{DbConn, InsertRows, KeepPreparedDsl, Value};
 
 pub const PENDING: &str = "PENDING";
 pub const DONE: &str = "DONE";
@@ -58,20 +54,33 @@ impl OutboxEntry {
         Self::insert(entries).execute(conn)
     }
 
-    /// The statement of [`OutboxEntry::enqueue_all`], to run with others ([`crate::db::Inserts`]).
-    pub fn insert(
-        entries: &[NewOutboxEntry],
-    ) -> impl AnyBackend + QueryFragment<MultiBackend> + RunQueryDsl<DbConn> + QueryId + use<> {
+    /// The statement of [`OutboxEntry::enqueue_all`], to run with others ([`crate::db::Inserts`]):
+    /// one statement for all the entries of a change, each left out if its (kind, dedupe key)
+    /// is enqueued already.
+    pub fn insert(entries: &[NewOutboxEntry]) -> InsertRows {
+        let at = now();
         let rows = entries
             .iter()
-            .map(|e| OwnedEntry {
-                kind: e.kind.to_owned(),
-                dedupe_key: e.dedupe_key.to_owned(),
-                order_id: e.order_id.map(str::to_owned),
-                payload: e.payload.to_owned(),
+            .map(|e| {
+                vec![
+                    Value::Text(e.kind.to_owned()),
+                    Value::Text(e.dedupe_key.to_owned()),
+                    Value::OptionalText(e.order_id.map(str::to_owned)),
+                    Value::Text(e.payload.to_owned()),
+                    Value::Text(PENDING.to_owned()),
+                    Value::Integer(0),
+                    Value::Timestamp(at),
+                    Value::Timestamp(at),
+                    Value::Timestamp(at),
+                ]
             })
             .collect();
-        InsertEntries { rows, at: now() }
+        InsertRows::new(
+            "outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, \
+             created_at, updated_at)",
+            rows,
+        )
+        .skipping_conflicts()
     }
 
     /// Ids of pending entries that are due and not leased by a live worker.
@@ -194,61 +203,3 @@ impl OutboxEntry {
             .load(conn)
     }
 }
-
-/// `INSERT INTO outbox ... VALUES (..), (..) ON CONFLICT DO NOTHING` (see [`crate::db::InsertOrSkip`]):
-/// one statement, one round trip on PostgreSQL, for all the entries of a change. diesel offers
-/// multi-row inserts per backend but not on a MultiConnection.
-struct InsertEntries {
-    rows: Vec<OwnedEntry>,
-    at: NaiveDateTime,
-}
-
-/// A [`NewOutboxEntry`] that owns its text, so the statement can wait for the others of its
-/// transaction.
-struct OwnedEntry {
-    kind: String,
-    dedupe_key: String,
-    order_id: Option<String>,
-    payload: String,
-}
-
-impl<DB> QueryFragment<DB> for InsertEntries
-where
-    DB: Backend + HasSqlType<Text> + HasSqlType<Timestamp>,
-    String: ToSql<Text, DB>,
-    NaiveDateTime: ToSql<Timestamp, DB>,
-{
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        out.push_sql(
-            "INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, \
-             next_attempt_at, created_at, updated_at) VALUES ",
-        );
-        for (i, entry) in self.rows.iter().enumerate() {
-            out.push_sql(if i == 0 { "(" } else { ", (" });
-            out.push_bind_param::<Text, _>(&entry.kind)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Text, _>(&entry.dedupe_key)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<Text>, _>(&entry.order_id)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Text, _>(&entry.payload)?;
-            out.push_sql(", '");
-            out.push_sql(PENDING);
-            out.push_sql("', 0");
-            for _ in 0..3 {
-                out.push_sql(", ");
-                out.push_bind_param::<Timestamp, _>(&self.at)?;
-            }
-            out.push_sql(")");
-        }
-        out.push_sql(" ON CONFLICT DO NOTHING");
-        Ok(())
-    }
-}
-
-impl QueryId for InsertEntries {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl RunQueryDsl<DbConn> for InsertEntries {}

@@ -101,18 +101,15 @@ pub fn check(
     })
 }
 
-/// Consumer of `wx_template`: sends the prepared body with `client_msg_id` = the dedupe key, so
-/// WeChat drops a resend of the same message.
+/// Consumer of `wx_template`: sends the message prepared when it was enqueued.
 pub fn send_template(
     pool: &DbPool,
     client: &WeixinClient,
     owner: &str,
     entry: &OutboxEntry,
 ) -> AppResult<()> {
-    let mut body: serde_json::Value =
-        serde_json::from_str(&entry.payload).map_err(crate::error::AppError::internal)?;
-    body["client_msg_id"] = serde_json::Value::String(entry.dedupe_key.clone());
-    weixin_token::with_token(pool, client, owner, |token| client.send_template(token, &body))
+    let body = serde_json::from_str(&entry.payload).map_err(crate::error::AppError::internal)?;
+    weixin_token::send_template(pool, client, owner, &entry.dedupe_key, body)
 }
 
 pub fn purge_expired(conn: &mut DbConn) -> AppResult<usize> {

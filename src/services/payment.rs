@@ -5,15 +5,15 @@ use chrono::NaiveDateTime;
 
 use crate::config::Settings;
 
-use crate::db::{AnyBackend, DbConn, Inserts, write_transaction};
+use crate::db::{DbConn, DbPool, Inserts, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, parse_china_time};
-use crate::models::order::{
-    self, CLOSE, NewNotify, OPEN, Order, PAY_SUCCESS, PAY_WAIT, PaidOrder, REFUND_WAIT,
-};
+use crate::gateways::weixin::WeixinClient;
+use crate::models::order::{self, CLOSE, NewNotify, OPEN, Order, PAY_SUCCESS, PAY_WAIT, REFUND_WAIT};
 use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
 use crate::models::{now, product};
 use crate::money::{format_yuan, parse_yuan};
+use crate::services::weixin_token;
 
 /// What the notify endpoint answers: Alipay resends until it reads exactly `success`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,9 +51,10 @@ impl Notification {
 }
 
 /// Handles one notification: verified (signature, app id, seller, order, exact amount), acted
-/// on, and stored raw with what came of it, all in one transaction. Anything that fails
-/// verification changes nothing but its own audit row. If the transaction fails, it is undone
-/// and the caller keeps the notification with [`keep_unprocessed`], so none is ever lost.
+/// on, and stored raw with what came of it, all at once: the usual payment in one statement
+/// ([`pay_if_waiting`]), anything else in one transaction. Anything that fails verification
+/// changes nothing but its own audit row. If the work fails, it is undone and the caller keeps
+/// the notification with [`keep_unprocessed`], so none is ever lost.
 pub fn handle_notify(
     conn: &mut DbConn,
     alipay: &AlipayClient,
@@ -61,13 +62,27 @@ pub fn handle_notify(
     notification: &Notification,
 ) -> AppResult<NotifyAnswer> {
     let (params, raw) = (notification.params.as_slice(), notification.raw.as_str());
-    let (answer, outcome) = write_transaction(conn, |c| {
-        let mut inserts = Inserts::default();
-        let (answer, verified, outcome) = decide(c, alipay, settings, params, &mut inserts)?;
-        inserts.add(order::notify_row(&notify_record(params, raw, verified, &outcome)));
-        inserts.run(c)?;
-        Ok::<_, AppError>((answer, outcome))
-    })?;
+    let signed = check_signed(alipay, settings, params);
+    let cause = format!("notify {}", notification.field("notify_id").unwrap_or("-"));
+    let evidence = PaymentEvidence {
+        cause: &cause,
+        trade_no: notification.field("trade_no").unwrap_or(""),
+        paid_at: notification.field("gmt_payment").and_then(parse_china_time).unwrap_or_else(now),
+    };
+    let (answer, outcome) = if signed.is_ok() && pay_if_waiting(conn, notification, &evidence)? {
+        (NotifyAnswer::Success, "paid".to_owned())
+    } else {
+        write_transaction(conn, |c| {
+            let mut inserts = Inserts::default();
+            let (answer, verified, outcome) = match &signed {
+                Err(reason) => (NotifyAnswer::Fail, false, reason.clone()),
+                Ok(()) => decide(c, params, &evidence, &mut inserts)?,
+            };
+            inserts.add(order::notify_row(&notify_record(params, raw, verified, &outcome)));
+            inserts.run(c)?;
+            Ok::<_, AppError>((answer, outcome))
+        })?
+    };
     let notify_id = notification.field("notify_id").unwrap_or("-");
     let order_id = notification.field("out_trade_no").unwrap_or("-");
     match answer {
@@ -75,6 +90,30 @@ pub fn handle_notify(
         NotifyAnswer::Fail => log::warn!("alipay notify {notify_id} for order {order_id} refused: {outcome}"),
     }
     Ok(answer)
+}
+
+/// The usual notification: a payment for an order waiting for exactly its amount. The order is
+/// paid, and its rows and the notification's are added, by one statement; `false` and nothing
+/// changed for anything else (unknown order, another amount, paid already, closed), which
+/// [`decide`] then looks at.
+fn pay_if_waiting(
+    conn: &mut DbConn,
+    notification: &Notification,
+    evidence: &PaymentEvidence,
+) -> AppResult<bool> {
+    let paid = matches!(notification.field("trade_status"), Some("TRADE_SUCCESS" | "TRADE_FINISHED"));
+    let (Some(order_id), Some(amount)) =
+        (notification.field("out_trade_no"), notification.field("total_amount").and_then(parse_yuan))
+    else {
+        return Ok(false);
+    };
+    if !paid {
+        return Ok(false);
+    }
+    let mut inserts = Inserts::default();
+    add_payment_rows(&mut inserts, order_id, PAY_WAIT, evidence, &format!("trade_no {}", evidence.trade_no));
+    inserts.add(order::notify_row(&notify_record(&notification.params, &notification.raw, true, "paid")));
+    Ok(Order::pay_waiting(conn, order_id, amount, evidence.trade_no, evidence.paid_at, &inserts)?)
 }
 
 /// A notification whose [`handle_notify`] failed, and was undone: stored raw with the reason, and
@@ -110,48 +149,23 @@ fn notify_record<'a>(
     }
 }
 
-/// What a notification means (answer, verified, outcome) and its effect, inside the caller's
-/// transaction, with the rows it adds left in `inserts`.
+/// What a signed notification that [`pay_if_waiting`] did not take means (answer, verified,
+/// outcome) and its effect, inside the caller's transaction, with the rows it adds left in
+/// `inserts`.
 fn decide(
     conn: &mut DbConn,
-    alipay: &AlipayClient,
-    settings: &Settings,
     params: &[(String, String)],
+    evidence: &PaymentEvidence,
     inserts: &mut Inserts,
 ) -> AppResult<(NotifyAnswer, bool, String)> {
-    let field = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    if let Err(reason) = check_signed(alipay, settings, params) {
-        return Ok((NotifyAnswer::Fail, false, reason));
-    }
-    let status = field("trade_status").unwrap_or("");
-    let paid = matches!(status, "TRADE_SUCCESS" | "TRADE_FINISHED");
-    let cause = format!("notify {}", field("notify_id").unwrap_or("-"));
-    let paid_at = field("gmt_payment").and_then(parse_china_time).unwrap_or_else(now);
-    let evidence = PaymentEvidence { cause: &cause, trade_no: field("trade_no").unwrap_or(""), paid_at };
-    // The usual case in one statement: the order is waiting for exactly this amount. Anything
-    // else (unknown order, another amount, paid already, closed) takes the checks below.
-    if paid
-        && let (Some(order_id), Some(amount)) =
-            (field("out_trade_no"), field("total_amount").and_then(parse_yuan))
-        && let Some(order) = Order::pay_waiting(conn, order_id, amount, evidence.trade_no, evidence.paid_at)?
-    {
-        add_payment_rows(
-            inserts,
-            settings,
-            &order,
-            PAY_WAIT,
-            &evidence,
-            &format!("trade_no {}", evidence.trade_no),
-        );
-        return Ok((NotifyAnswer::Success, true, "paid".to_owned()));
-    }
     let order = match check_order(conn, params) {
         Ok(order) => order,
         Err(reason) => return Ok((NotifyAnswer::Fail, false, reason)),
     };
+    let status = params.iter().find(|(k, _)| k == "trade_status").map_or("", |(_, v)| v.as_str());
     Ok(match status {
-        _ if paid => {
-            (NotifyAnswer::Success, true, record_payment(conn, settings, &order, &evidence, inserts)?)
+        "TRADE_SUCCESS" | "TRADE_FINISHED" => {
+            (NotifyAnswer::Success, true, record_payment(conn, &order, evidence, inserts)?)
         }
         "TRADE_CLOSED" => (NotifyAnswer::Success, true, "trade closed at Alipay (recorded)".to_owned()),
         "WAIT_BUYER_PAY" => (NotifyAnswer::Success, true, "waiting for the buyer (recorded)".to_owned()),
@@ -199,15 +213,10 @@ fn check_order(conn: &mut DbConn, params: &[(String, String)]) -> Result<Order, 
 /// Records a payment that Alipay confirmed (by notify or by query) and returns what happened.
 /// Open order: `PAY_SUCCESS` plus delivery and the WeChat message, once. Already paid: nothing.
 /// Closed at the shop: honoured if stock allows, otherwise refunded automatically — never dropped.
-pub fn settle_paid(
-    conn: &mut DbConn,
-    settings: &Settings,
-    order: &Order,
-    evidence: &PaymentEvidence,
-) -> AppResult<String> {
+pub fn settle_paid(conn: &mut DbConn, order: &Order, evidence: &PaymentEvidence) -> AppResult<String> {
     write_transaction(conn, |c| {
         let mut inserts = Inserts::default();
-        let outcome = record_payment(c, settings, order, evidence, &mut inserts)?;
+        let outcome = record_payment(c, order, evidence, &mut inserts)?;
         inserts.run(c)?;
         Ok(outcome)
     })
@@ -217,7 +226,6 @@ pub fn settle_paid(
 /// in `inserts`, which the caller runs before it commits, with rows of its own.
 fn record_payment(
     conn: &mut DbConn,
-    settings: &Settings,
     order: &Order,
     evidence: &PaymentEvidence,
     inserts: &mut Inserts,
@@ -225,7 +233,7 @@ fn record_payment(
     let id = order.order_id.as_str();
     if Order::mark_paid(conn, id, &OPEN, evidence.trade_no, evidence.paid_at)? {
         let detail = format!("trade_no {}", evidence.trade_no);
-        add_payment_rows(inserts, settings, &order.into(), &order.status, evidence, &detail);
+        add_payment_rows(inserts, id, &order.status, evidence, &detail);
         return Ok("paid".to_owned());
     }
     let current = Order::find(conn, id)?.ok_or_else(|| AppError::internal("order vanished"))?;
@@ -236,7 +244,7 @@ fn record_payment(
         && Order::mark_paid(conn, id, &[CLOSE], evidence.trade_no, evidence.paid_at)?
     {
         let detail = "paid after the shop closed it; stock allowed, honoured";
-        add_payment_rows(inserts, settings, &order.into(), CLOSE, evidence, detail);
+        add_payment_rows(inserts, id, CLOSE, evidence, detail);
         return Ok("paid after close: honoured".to_owned());
     }
     if Order::transition(conn, id, &[CLOSE], REFUND_WAIT)? {
@@ -249,44 +257,51 @@ fn record_payment(
     Ok("duplicate: already being refunded".to_owned())
 }
 
-/// The rows of a recorded payment: its timeline row (`from -> PAY_SUCCESS`), the delivery and the
-/// "paid" WeChat message.
+/// The rows of a recorded payment: its timeline row (`from -> PAY_SUCCESS`), and in the outbox
+/// the delivery and the "paid" WeChat message, which is written when it is sent
+/// ([`send_paid_message`]), so that these rows need nothing of the order but its id.
 fn add_payment_rows(
     inserts: &mut Inserts,
-    settings: &Settings,
-    order: &PaidOrder,
+    order_id: &str,
     from: &str,
     evidence: &PaymentEvidence,
     detail: &str,
 ) {
-    inserts.add(order::event(&order.order_id, Some(from), PAY_SUCCESS, evidence.cause, detail));
-    inserts.add(after_payment(settings, order));
+    inserts.add(order::event(order_id, Some(from), PAY_SUCCESS, evidence.cause, detail));
+    inserts.add(OutboxEntry::insert(&[
+        NewOutboxEntry { kind: "delivery", dedupe_key: order_id, order_id: Some(order_id), payload: "{}" },
+        NewOutboxEntry {
+            kind: "wx_paid",
+            dedupe_key: &format!("paid-{order_id}"),
+            order_id: Some(order_id),
+            payload: "{}",
+        },
+    ]));
 }
 
-/// The outbox rows of a payment: the delivery and the "paid" WeChat message.
-fn after_payment(settings: &Settings, order: &PaidOrder) -> impl AnyBackend + use<> {
-    let id = order.order_id.as_str();
+/// Consumer of `wx_paid`: the "paid" template message to the shopper, written from the order.
+pub fn send_paid_message(
+    pool: &DbPool,
+    weixin: &WeixinClient,
+    settings: &Settings,
+    owner: &str,
+    entry: &OutboxEntry,
+) -> AppResult<()> {
+    let order_id =
+        entry.order_id.as_deref().ok_or_else(|| AppError::internal("paid message without order"))?;
+    let order = Order::find(&mut *pool.get()?, order_id)?
+        .ok_or_else(|| AppError::internal(format!("paid message for unknown order {order_id}")))?;
     let message = serde_json::json!({
         "touser": order.openid,
         "template_id": settings.weixin.paid_template_id,
-        "url": format!("{}/orders/{id}", settings.server.public_url),
+        "url": format!("{}/orders/{order_id}", settings.server.public_url),
         "data": {
-            "orderId": { "value": id },
+            "orderId": { "value": order_id },
             "product": { "value": order.product_name },
             "amount": { "value": format_yuan(order.total_cents) },
         },
-    })
-    .to_string();
-    let message_key = format!("paid-{id}");
-    OutboxEntry::insert(&[
-        NewOutboxEntry { kind: "delivery", dedupe_key: id, order_id: Some(id), payload: "{}" },
-        NewOutboxEntry {
-            kind: "wx_template",
-            dedupe_key: &message_key,
-            order_id: Some(id),
-            payload: &message,
-        },
-    ])
+    });
+    weixin_token::send_template(pool, weixin, owner, &entry.dedupe_key, message)
 }
 
 /// Enqueues the refund of an order's whole amount under a stable request number, so a retry or a

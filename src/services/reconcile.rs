@@ -106,7 +106,7 @@ pub fn query(r: &Reconciler, conn: &mut DbConn, order: &Order, cause: &str) -> A
             }
             let evidence =
                 payment::PaymentEvidence { cause, trade_no: &trade_no, paid_at: paid_at.unwrap_or_else(now) };
-            Ok(Look::Settled(payment::settle_paid(conn, r.settings, order, &evidence)?))
+            Ok(Look::Settled(payment::settle_paid(conn, order, &evidence)?))
         }
         TradeState::Closed => {
             orders::close(conn, &order.order_id, cause, "Alipay closed the trade")?;

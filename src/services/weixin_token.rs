@@ -37,6 +37,19 @@ pub fn with_token<T>(
     }
 }
 
+/// Sends a template message with `client_msg_id` = `message_id` (an outbox entry's dedupe key),
+/// so WeChat drops a resend of the same message.
+pub fn send_template(
+    pool: &DbPool,
+    client: &WeixinClient,
+    owner: &str,
+    message_id: &str,
+    mut body: serde_json::Value,
+) -> AppResult<()> {
+    body["client_msg_id"] = serde_json::Value::String(message_id.to_owned());
+    with_token(pool, client, owner, |token| client.send_template(token, &body))
+}
+
 fn into_app_error(e: WeixinError) -> AppError {
     match e {
         WeixinError::Gateway(g) => g.into(),

@@ -166,9 +166,7 @@ fn login_buy_pay_deliver(backend: Backend) {
     assert_eq!(
         count(
             &app,
-            &format!(
-                "SELECT COUNT(*) AS n FROM outbox WHERE kind = 'wx_template' AND order_id = '{order_id}'"
-            )
+            &format!("SELECT COUNT(*) AS n FROM outbox WHERE kind = 'wx_paid' AND order_id = '{order_id}'")
         ),
         1
     );

@@ -1,0 +1,361 @@
+//! Inserts that run together: the timeline, outbox and raw notification rows of a change. On
+//! PostgreSQL a statement costs a round trip, so they go as one statement, a chain of
+//! data-modifying CTEs, and the usual payment goes with its UPDATE in that same statement
+//! ([`Inserts::run_if_changed`]): one round trip and no `BEGIN`/`COMMIT`, where it took four.
+//! SQLite, where a statement costs no round trip, runs them one by one. Both run on the
+//! backend's own connection: through the MultiConnection, a statement has its SQL written three
+//! times per run (cache key, cache check, binds) and every bind converted, which on SQLite cost
+//! nearly as much as SQLite's own work.
+
+use chrono::NaiveDateTime;
+use diesel::backend::Backend;
+use diesel::dsl::{Returning, sql};
+use diesel::expression::SqlLiteral;
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId, UpdateStatement};
+use diesel::query_dsl::LoadQuery;
+use diesel::serialize::ToSql;
+use diesel::sql_types::{Bool, HasSqlType, Integer, Nullable, Text, Timestamp};
+use diesel::{PgConnection, QueryResult, RunQueryDsl, SqliteConnection, Table};
+
+use super::{DbConn, KeepPrepared, write_transaction};
+
+/// A column's value in [`InsertRows`], bound as a parameter.
+pub enum Value {
+    Text(String),
+    OptionalText(Option<String>),
+    Integer(i32),
+    Bool(bool),
+    Timestamp(NaiveDateTime),
+}
+
+/// A backend that binds every kind of [`Value`]: SQLite and PostgreSQL.
+pub trait BindValue: Backend {
+    fn bind_value<'b>(value: &'b Value, out: &mut AstPass<'_, 'b, Self>) -> QueryResult<()>;
+}
+
+impl<DB> BindValue for DB
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<Integer> + HasSqlType<Bool> + HasSqlType<Timestamp>,
+    String: ToSql<Text, DB>,
+    Option<String>: ToSql<Nullable<Text>, DB>,
+    i32: ToSql<Integer, DB>,
+    bool: ToSql<Bool, DB>,
+    NaiveDateTime: ToSql<Timestamp, DB>,
+{
+    fn bind_value<'b>(value: &'b Value, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        match value {
+            Value::Text(text) => out.push_bind_param::<Text, _>(text),
+            Value::OptionalText(text) => out.push_bind_param::<Nullable<Text>, _>(text),
+            Value::Integer(n) => out.push_bind_param::<Integer, _>(n),
+            Value::Bool(b) => out.push_bind_param::<Bool, _>(b),
+            Value::Timestamp(at) => out.push_bind_param::<Timestamp, _>(at),
+        }
+    }
+}
+
+/// `INSERT INTO table (columns) VALUES (..), (..)`, written by hand rather than by diesel so
+/// that a chain on PostgreSQL can also write it as `INSERT ... SELECT` that adds its rows only
+/// if the chain's UPDATE changed a row.
+pub struct InsertRows {
+    /// `table (column, ...)`
+    into: &'static str,
+    rows: Vec<Vec<Value>>,
+    skip_conflicts: bool,
+}
+
+impl InsertRows {
+    /// `into` is `table (column, ...)`; every row has one value per column, in that order.
+    pub fn new(into: &'static str, rows: Vec<Vec<Value>>) -> Self {
+        InsertRows { into, rows, skip_conflicts: false }
+    }
+
+    /// Adds `ON CONFLICT DO NOTHING` (both backends speak it): a row that would break a unique
+    /// constraint is left out, and the row count says how many were new. Unlike catching the
+    /// unique violation, this needs no savepoint: on PostgreSQL a violation aborts the whole
+    /// transaction.
+    pub fn skipping_conflicts(mut self) -> Self {
+        self.skip_conflicts = true;
+        self
+    }
+
+    /// Runs the insert alone, on the backend's own connection; returns how many rows it added.
+    pub fn execute(&self, conn: &mut DbConn) -> QueryResult<usize> {
+        match conn {
+            DbConn::Sqlite(c) => RunQueryDsl::execute(self, c),
+            DbConn::Pg(c) => RunQueryDsl::execute(self, c),
+        }
+    }
+
+    fn walk_values<'b, DB: BindValue>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("VALUES ");
+        for (i, row) in self.rows.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            for (j, value) in row.iter().enumerate() {
+                if j > 0 {
+                    out.push_sql(", ");
+                }
+                DB::bind_value(value, out)?;
+            }
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+
+    fn walk_tail<DB: Backend>(&self, out: &mut AstPass<'_, '_, DB>) {
+        if self.skip_conflicts {
+            out.push_sql(" ON CONFLICT DO NOTHING");
+        }
+    }
+
+    /// The rows only if the chain's `changed` CTE returned one.
+    fn walk_guarded<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("INSERT INTO ");
+        out.push_sql(self.into);
+        out.push_sql(" SELECT * FROM (");
+        self.walk_values(&mut out)?;
+        out.push_sql(") AS v WHERE EXISTS (SELECT FROM changed)");
+        self.walk_tail(&mut out);
+        Ok(())
+    }
+}
+
+impl<DB: BindValue> QueryFragment<DB> for InsertRows {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("INSERT INTO ");
+        out.push_sql(self.into);
+        out.push_sql(" ");
+        self.walk_values(&mut out)?;
+        self.walk_tail(&mut out);
+        Ok(())
+    }
+}
+
+/// Kept prepared under its SQL text, which comes in a few fixed shapes.
+impl QueryId for InsertRows {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<C> RunQueryDsl<C> for &InsertRows {}
+
+/// The inserts of one change, which read nothing the others write.
+#[derive(Default)]
+pub struct Inserts {
+    statements: Vec<InsertRows>,
+}
+
+impl Inserts {
+    pub fn add(&mut self, statement: InsertRows) {
+        self.statements.push(statement);
+    }
+
+    pub fn run(&self, conn: &mut DbConn) -> QueryResult<()> {
+        match conn {
+            DbConn::Pg(_) if self.statements.is_empty() => Ok(()),
+            DbConn::Pg(c) => Chain { changed: None, inserts: &self.statements }.execute(c).map(drop),
+            DbConn::Sqlite(c) => {
+                for statement in &self.statements {
+                    RunQueryDsl::execute(statement, c)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs `update` and, only if it changed a row, the inserts, all or nothing; returns whether
+    /// it changed one. On PostgreSQL that is one statement (see the module), atomic by itself,
+    /// so it needs no transaction around it.
+    pub fn run_if_changed<'q, T: Table, U, V>(
+        &self,
+        conn: &mut DbConn,
+        update: KeepPrepared<UpdateStatement<T, U, V>>,
+    ) -> QueryResult<bool>
+    where
+        Returning<UpdateStatement<T, U, V>, SqlLiteral<Integer>>: Query + QueryFragment<Pg>,
+        KeepPrepared<Returning<UpdateStatement<T, U, V>, SqlLiteral<Integer>>>:
+            LoadQuery<'q, SqliteConnection, i32> + LoadQuery<'q, PgConnection, i32>,
+    {
+        match conn {
+            DbConn::Pg(c) => {
+                let counted = update.0.returning(sql::<Integer>("1"));
+                let chain = Chain { changed: Some(&counted), inserts: &self.statements };
+                Ok(!chain.load::<i32>(c)?.is_empty())
+            }
+            DbConn::Sqlite(_) => write_transaction(conn, |c| {
+                if update.execute(c)? == 0 {
+                    return Ok(false);
+                }
+                self.run(c)?;
+                Ok(true)
+            }),
+        }
+    }
+}
+
+/// `WITH s0 AS (first), s1 AS (second) last`: each runs once whether referenced or not. With
+/// `changed` (an UPDATE ... RETURNING 1): `WITH changed AS (update), s0 AS (first, guarded), ...
+/// SELECT 1 FROM changed`, where every insert adds its rows only if the UPDATE returned one.
+struct Chain<'s> {
+    changed: Option<&'s dyn QueryFragment<Pg>>,
+    inserts: &'s [InsertRows],
+}
+
+impl QueryFragment<Pg> for Chain<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        if let Some(update) = self.changed {
+            out.push_sql("WITH changed AS (");
+            update.walk_ast(out.reborrow())?;
+            out.push_sql(")");
+            for (i, statement) in self.inserts.iter().enumerate() {
+                out.push_sql(&format!(", s{i} AS ("));
+                statement.walk_guarded(out.reborrow())?;
+                out.push_sql(")");
+            }
+            out.push_sql(" SELECT 1 FROM changed");
+            return Ok(());
+        }
+        let Some((last, earlier)) = self.inserts.split_last() else { return Ok(()) };
+        for (i, statement) in earlier.iter().enumerate() {
+            out.push_sql(if i == 0 { "WITH " } else { ", " });
+            out.push_sql(&format!("s{i} AS ("));
+            QueryFragment::<Pg>::walk_ast(statement, out.reborrow())?;
+            out.push_sql(")");
+        }
+        if !earlier.is_empty() {
+            out.push_sql(" ");
+        }
+        QueryFragment::<Pg>::walk_ast(last, out.reborrow())
+    }
+
+    /// Kept prepared under its SQL text: diesel would not keep the UPDATE (see [`KeepPrepared`]).
+    fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl Query for Chain<'_> {
+    type SqlType = Integer;
+}
+
+impl QueryId for Chain<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl RunQueryDsl<PgConnection> for Chain<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use diesel::connection::{Connection, InstrumentationEvent, SimpleConnection};
+    use diesel::prelude::*;
+
+    use super::Inserts;
+    use crate::db::schema::{order_event, outbox, product};
+    use crate::db::{DatabaseLocation, DbConn, KeepPreparedDsl, prepare};
+    use crate::models::order;
+    use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
+
+    /// A fresh database of the backend `url` names, with the migrations applied; a PostgreSQL one
+    /// is dropped when the test ends.
+    struct Fresh {
+        conn: DbConn,
+        drop_from: Option<(String, String)>,
+    }
+
+    impl Fresh {
+        fn sqlite(dir: &std::path::Path) -> Fresh {
+            let location = DatabaseLocation::parse(&format!("sqlite://{}/inserts.db", dir.display()));
+            prepare(&location).unwrap();
+            Fresh { conn: location.establish().unwrap(), drop_from: None }
+        }
+
+        /// PostgreSQL when `PAYMALL_TEST_DATABASE_URL` names a server (`scripts/test` starts one).
+        fn postgres() -> Option<Fresh> {
+            let Ok(server) = std::env::var("PAYMALL_TEST_DATABASE_URL") else {
+                assert_ne!(
+                    std::env::var("PAYMALL_REQUIRE_PG").as_deref(),
+                    Ok("1"),
+                    "no PostgreSQL to test on"
+                );
+                return None;
+            };
+            let name = format!("paymall_unit_{}", crate::random::token_hex(8));
+            diesel::PgConnection::establish(&server)
+                .unwrap()
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .unwrap();
+            let (base, _) = server.rsplit_once('/').unwrap();
+            let location = DatabaseLocation::parse(&format!("{base}/{name}"));
+            prepare(&location).unwrap();
+            Some(Fresh { conn: location.establish().unwrap(), drop_from: Some((server, name)) })
+        }
+    }
+
+    impl Drop for Fresh {
+        fn drop(&mut self) {
+            if let Some((server, name)) = self.drop_from.take()
+                && let Ok(mut admin) = diesel::PgConnection::establish(&server)
+            {
+                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+
+    /// `run_if_changed` with an UPDATE of the product `product_id`: whether it changed a row, and
+    /// the statements it sent.
+    fn restock_with_rows(conn: &mut DbConn, product_id: &str) -> (bool, Vec<String>) {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let seen = sent.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| match event {
+            InstrumentationEvent::StartQuery { query, .. } => seen.lock().unwrap().push(query.to_string()),
+            InstrumentationEvent::BeginTransaction { .. } => seen.lock().unwrap().push("BEGIN".into()),
+            _ => {}
+        });
+        let mut inserts = Inserts::default();
+        inserts.add(order::event("0000000000000001", Some("A"), "B", "test", "restocked"));
+        let entry = NewOutboxEntry { kind: "delivery", dedupe_key: "restock", order_id: None, payload: "{}" };
+        inserts.add(OutboxEntry::insert(&[entry]));
+        let update = diesel::update(product::table.filter(product::product_id.eq(product_id)))
+            .set(product::stock.eq(product::stock + 1))
+            .keep_prepared();
+        let changed = inserts.run_if_changed(conn, update).unwrap();
+        let sent = sent.lock().unwrap().clone();
+        (changed, sent)
+    }
+
+    fn rows(conn: &mut DbConn) -> (i64, i64) {
+        let events = order_event::table.count().get_result(conn).unwrap();
+        let entries =
+            outbox::table.filter(outbox::dedupe_key.eq("restock")).count().get_result(conn).unwrap();
+        (events, entries)
+    }
+
+    #[test]
+    fn rows_are_added_only_with_a_change_and_on_postgresql_in_its_statement() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut databases = vec![Fresh::sqlite(dir.path())];
+        databases.extend(Fresh::postgres());
+        for Fresh { conn, drop_from } in &mut databases {
+            let postgres = drop_from.is_some();
+            let (changed, _) = restock_with_rows(conn, "no such product");
+            assert!(!changed);
+            assert_eq!(rows(conn), (0, 0), "nothing added without a change");
+
+            let (changed, sent) = restock_with_rows(conn, "100010090091");
+            assert!(changed);
+            assert_eq!(rows(conn), (1, 1));
+            if postgres {
+                assert_eq!(sent.len(), 1, "the UPDATE and its rows in one statement: {sent:?}");
+                assert!(sent[0].starts_with("WITH changed AS (UPDATE"), "{sent:?}");
+            }
+
+            // A conflicting outbox row is left out; the rest of the change still happens.
+            let (changed, _) = restock_with_rows(conn, "100010090091");
+            assert!(changed);
+            assert_eq!(rows(conn), (2, 1));
+        }
+    }
+}
