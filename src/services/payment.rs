@@ -76,7 +76,7 @@ pub fn handle_notify(
             let mut inserts = Inserts::default();
             let (answer, verified, outcome) = match &signed {
                 Err(reason) => (NotifyAnswer::Fail, false, reason.clone()),
-                Ok(()) => decide(c, params, &evidence, &mut inserts)?,
+                Ok(()) => decide(c, notification, &evidence, &mut inserts)?,
             };
             inserts.add(order::notify_row(&notify_record(params, raw, verified, &outcome)));
             inserts.run(c)?;
@@ -101,15 +101,14 @@ fn pay_if_waiting(
     notification: &Notification,
     evidence: &PaymentEvidence,
 ) -> AppResult<bool> {
-    let paid = matches!(notification.field("trade_status"), Some("TRADE_SUCCESS" | "TRADE_FINISHED"));
+    if !matches!(notification.field("trade_status"), Some("TRADE_SUCCESS" | "TRADE_FINISHED")) {
+        return Ok(false);
+    }
     let (Some(order_id), Some(amount)) =
         (notification.field("out_trade_no"), notification.field("total_amount").and_then(parse_yuan))
     else {
         return Ok(false);
     };
-    if !paid {
-        return Ok(false);
-    }
     let mut inserts = Inserts::default();
     add_payment_rows(&mut inserts, order_id, PAY_WAIT, evidence, &format!("trade_no {}", evidence.trade_no));
     inserts.add(order::notify_row(&notify_record(&notification.params, &notification.raw, true, "paid")));
@@ -154,16 +153,15 @@ fn notify_record<'a>(
 /// `inserts`.
 fn decide(
     conn: &mut DbConn,
-    params: &[(String, String)],
+    notification: &Notification,
     evidence: &PaymentEvidence,
     inserts: &mut Inserts,
 ) -> AppResult<(NotifyAnswer, bool, String)> {
-    let order = match check_order(conn, params) {
+    let order = match check_order(conn, &notification.params) {
         Ok(order) => order,
         Err(reason) => return Ok((NotifyAnswer::Fail, false, reason)),
     };
-    let status = params.iter().find(|(k, _)| k == "trade_status").map_or("", |(_, v)| v.as_str());
-    Ok(match status {
+    Ok(match notification.field("trade_status").unwrap_or("") {
         "TRADE_SUCCESS" | "TRADE_FINISHED" => {
             (NotifyAnswer::Success, true, record_payment(conn, &order, evidence, inserts)?)
         }
