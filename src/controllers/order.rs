@@ -91,21 +91,37 @@ struct BuyForm {
     csrf: Option<String>,
 }
 
-/// The shopper behind `token` and their order for the product, found or made in one database
-/// job with the session lookup: one trip to the database writer instead of two.
+/// The shopper behind `token` and their order for the product, found or made: the session and
+/// the open order looked up in one database job (with the new order's number when there is
+/// none), the form signed on a thread of its own, outside any transaction, and the order placed
+/// in a second job.
 async fn checkout(
     state: &web::Data<AppState>,
     token: String,
     product_id: String,
 ) -> Result<(AppUser, Order), AppError> {
-    let (alipay, settings) = (state.alipay.clone(), state.settings.clone());
-    state
-        .db_write(move |conn| {
-            let user = session::user_for_token(conn, &token)?.ok_or(AppError::NotLoggedIn)?;
-            let order = orders::checkout(conn, &alipay, &settings, &user, &product_id)?;
-            Ok((user, order))
-        })
-        .await
+    // Each round ends with an order, or another request of the shopper made one first (or the
+    // stock or price moved): the next round finds it, or says why there is none.
+    for _ in 0..3 {
+        let (lookup, wanted, settings) = (token.clone(), product_id.clone(), state.settings.clone());
+        let (user, next) = state
+            .db_write(move |conn| {
+                let user = session::user_for_token(conn, &lookup)?.ok_or(AppError::NotLoggedIn)?;
+                let next = orders::begin_checkout(conn, &settings, &user, &wanted)?;
+                Ok((user, next))
+            })
+            .await?;
+        let draft = match next {
+            orders::Checkout::Open(order) => return Ok((user, order)),
+            orders::Checkout::New(draft) => draft,
+        };
+        let alipay = state.alipay.clone();
+        let signed = web::block(move || draft.sign(&alipay)).await?;
+        if let Some(order) = state.db_write(move |conn| orders::place(conn, &signed)).await? {
+            return Ok((user, order));
+        }
+    }
+    Err(AppError::Conflict("The order is being changed by another request; please try again.".into()))
 }
 
 /// The product page's Buy button: a logged-in shopper with a valid CSRF token gets the checkout

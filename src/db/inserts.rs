@@ -15,16 +15,17 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId, UpdateStatement};
 use diesel::query_dsl::LoadQuery;
 use diesel::serialize::ToSql;
-use diesel::sql_types::{Bool, HasSqlType, Integer, Nullable, Text, Timestamp};
+use diesel::sql_types::{BigInt, Bool, HasSqlType, Integer, Nullable, Text, Timestamp};
 use diesel::{PgConnection, QueryResult, RunQueryDsl, SqliteConnection, Table};
 
-use super::{DbConn, KeepPrepared, write_transaction};
+use super::{DbConn, KeepPrepared, isolated_write_transaction, write_transaction};
 
 /// A column's value in [`InsertRows`], bound as a parameter.
 pub enum Value {
     Text(String),
     OptionalText(Option<String>),
     Integer(i32),
+    BigInt(i64),
     Bool(bool),
     Timestamp(NaiveDateTime),
 }
@@ -36,10 +37,16 @@ pub trait BindValue: Backend {
 
 impl<DB> BindValue for DB
 where
-    DB: Backend + HasSqlType<Text> + HasSqlType<Integer> + HasSqlType<Bool> + HasSqlType<Timestamp>,
+    DB: Backend
+        + HasSqlType<Text>
+        + HasSqlType<Integer>
+        + HasSqlType<BigInt>
+        + HasSqlType<Bool>
+        + HasSqlType<Timestamp>,
     String: ToSql<Text, DB>,
     Option<String>: ToSql<Nullable<Text>, DB>,
     i32: ToSql<Integer, DB>,
+    i64: ToSql<BigInt, DB>,
     bool: ToSql<Bool, DB>,
     NaiveDateTime: ToSql<Timestamp, DB>,
 {
@@ -48,6 +55,7 @@ where
             Value::Text(text) => out.push_bind_param::<Text, _>(text),
             Value::OptionalText(text) => out.push_bind_param::<Nullable<Text>, _>(text),
             Value::Integer(n) => out.push_bind_param::<Integer, _>(n),
+            Value::BigInt(n) => out.push_bind_param::<BigInt, _>(n),
             Value::Bool(b) => out.push_bind_param::<Bool, _>(b),
             Value::Timestamp(at) => out.push_bind_param::<Timestamp, _>(at),
         }
@@ -165,32 +173,45 @@ impl Inserts {
 
     /// Runs `update` and, only if it changed a row, the inserts, all or nothing; returns whether
     /// it changed one. On PostgreSQL that is one statement (see the module), atomic by itself,
-    /// so it needs no transaction around it.
+    /// so it needs no transaction around it. On SQLite, inside a caller's transaction, an error
+    /// that the caller handles ([`Failure::Handled`]) takes a savepoint, so that a failing insert
+    /// also undoes the UPDATE; one that reaches the transaction undoes everything anyway.
     pub fn run_if_changed<'q, T: Table, U, V>(
         &self,
         conn: &mut DbConn,
         update: KeepPrepared<UpdateStatement<T, U, V>>,
+        failure: Failure,
     ) -> QueryResult<bool>
     where
         Returning<UpdateStatement<T, U, V>, SqlLiteral<Integer>>: Query + QueryFragment<Pg>,
         KeepPrepared<Returning<UpdateStatement<T, U, V>, SqlLiteral<Integer>>>:
             LoadQuery<'q, SqliteConnection, i32> + LoadQuery<'q, PgConnection, i32>,
     {
-        match conn {
-            DbConn::Pg(c) => {
-                let counted = update.0.returning(sql::<Integer>("1"));
-                let chain = Chain { changed: Some(&counted), inserts: &self.statements };
-                Ok(!chain.load::<i32>(c)?.is_empty())
+        if let DbConn::Pg(c) = conn {
+            let counted = update.0.returning(sql::<Integer>("1"));
+            let chain = Chain { changed: Some(&counted), inserts: &self.statements };
+            return Ok(!chain.load::<i32>(c)?.is_empty());
+        }
+        let work = |c: &mut DbConn| {
+            if update.execute(c)? == 0 {
+                return Ok(false);
             }
-            DbConn::Sqlite(_) => write_transaction(conn, |c| {
-                if update.execute(c)? == 0 {
-                    return Ok(false);
-                }
-                self.run(c)?;
-                Ok(true)
-            }),
+            self.run(c)?;
+            Ok(true)
+        };
+        match failure {
+            Failure::Propagated => write_transaction(conn, work),
+            Failure::Handled => isolated_write_transaction(conn, work),
         }
     }
+}
+
+/// What the caller of [`Inserts::run_if_changed`] does with its error.
+pub enum Failure {
+    /// Returns it, and its transaction rolls back.
+    Propagated,
+    /// Handles it and carries on.
+    Handled,
 }
 
 /// `WITH s0 AS (first), s1 AS (second) last`: each runs once whether referenced or not. With
@@ -252,7 +273,7 @@ mod tests {
     use diesel::connection::{Connection, InstrumentationEvent, SimpleConnection};
     use diesel::prelude::*;
 
-    use super::Inserts;
+    use super::{Failure, Inserts};
     use crate::db::schema::{order_event, outbox, product};
     use crate::db::{DatabaseLocation, DbConn, KeepPreparedDsl, prepare};
     use crate::models::order;
@@ -321,7 +342,7 @@ mod tests {
         let update = diesel::update(product::table.filter(product::product_id.eq(product_id)))
             .set(product::stock.eq(product::stock + 1))
             .keep_prepared();
-        let changed = inserts.run_if_changed(conn, update).unwrap();
+        let changed = inserts.run_if_changed(conn, update, Failure::Propagated).unwrap();
         let sent = sent.lock().unwrap().clone();
         (changed, sent)
     }

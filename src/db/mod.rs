@@ -7,7 +7,7 @@ pub mod schema;
 pub mod writer;
 
 pub use checkpointer::Checkpointer;
-pub use inserts::{InsertRows, Inserts, Value};
+pub use inserts::{Failure, InsertRows, Inserts, Value};
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};

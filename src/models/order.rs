@@ -10,7 +10,7 @@ use diesel::sql_types::Bool;
 
 use super::now;
 use crate::db::schema::{alipay_notify, gateway_call, order_event, order_number, pay_order, shipment};
-use crate::db::{DbConn, InsertOrSkip, InsertRows, Inserts, KeepPreparedDsl, Value};
+use crate::db::{DbConn, Failure, InsertOrSkip, InsertRows, Inserts, KeepPreparedDsl, Value};
 
 pub const CREATE: &str = "CREATE";
 pub const PAY_WAIT: &str = "PAY_WAIT";
@@ -129,26 +129,28 @@ impl Order {
             .get_result(conn)
     }
 
-    pub fn insert(conn: &mut DbConn, order: &NewOrder) -> QueryResult<Order> {
-        diesel::insert_into(pay_order::table)
-            .values((
-                pay_order::order_id.eq(order.order_id),
-                pay_order::user_id.eq(order.user_id),
-                pay_order::openid.eq(order.openid),
-                pay_order::product_id.eq(order.product_id),
-                pay_order::product_name.eq(order.product_name),
-                pay_order::total_cents.eq(order.total_cents),
-                pay_order::status.eq(PAY_WAIT),
-                pay_order::pay_form.eq(order.pay_form),
-                pay_order::order_time.eq(order.order_time),
-                pay_order::expire_at.eq(order.expire_at),
-                pay_order::next_query_at.eq(order.next_query_at),
-                pay_order::query_attempts.eq(0),
-                pay_order::updated_at.eq(order.order_time),
-            ))
-            // `as_returning()` has no MultiConnection support; the column tuple is the same thing.
-            .returning(<Order as Selectable<crate::db::MultiBackend>>::construct_selection())
-            .get_result(conn)
+    /// The row of a new order, born `PAY_WAIT` with its signed form, as a statement to run with
+    /// others ([`Inserts`]).
+    pub fn insert(order: &NewOrder) -> InsertRows {
+        InsertRows::new(
+            "pay_order (order_id, user_id, openid, product_id, product_name, total_cents, status, \
+             pay_form, order_time, expire_at, next_query_at, query_attempts, updated_at)",
+            vec![vec![
+                Value::Text(order.order_id.to_owned()),
+                Value::BigInt(order.user_id),
+                Value::Text(order.openid.to_owned()),
+                Value::Text(order.product_id.to_owned()),
+                Value::Text(order.product_name.to_owned()),
+                Value::BigInt(order.total_cents),
+                Value::Text(PAY_WAIT.to_owned()),
+                Value::Text(order.pay_form.to_owned()),
+                Value::Timestamp(order.order_time),
+                Value::Timestamp(order.expire_at),
+                Value::Timestamp(order.next_query_at),
+                Value::Integer(0),
+                Value::Timestamp(order.order_time),
+            ]],
+        )
     }
 
     pub fn find(conn: &mut DbConn, order_id: &str) -> QueryResult<Option<Order>> {
@@ -238,7 +240,7 @@ impl Order {
             pay_order::updated_at.eq(now()),
         ))
         .keep_prepared();
-        with.run_if_changed(conn, update)
+        with.run_if_changed(conn, update, Failure::Propagated)
     }
 
     pub fn set_trade_no(conn: &mut DbConn, order_id: &str, trade_no: &str) -> QueryResult<usize> {

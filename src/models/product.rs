@@ -1,7 +1,7 @@
 use diesel::prelude::*;
 
 use crate::db::schema::product;
-use crate::db::{DbConn, KeepPreparedDsl, MultiBackend, load_natively};
+use crate::db::{DbConn, Failure, Inserts, KeepPreparedDsl, MultiBackend, load_natively};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = product)]
@@ -58,6 +58,28 @@ pub fn reserve_one(conn: &mut DbConn, product_id: &str) -> QueryResult<Option<(S
     .keep_prepared()
     .get_result(conn)
     .optional()
+}
+
+/// Reserves one unit at `price_cents` (the price a payment form was signed with) and, only
+/// then, runs `with` (the order and its timeline row), all or nothing; `false` when the product
+/// is unknown, sold out, not on sale or priced otherwise now. An insert that fails (the shopper's
+/// open order, made meanwhile) undoes the reservation too.
+pub fn reserve_at_price(
+    conn: &mut DbConn,
+    product_id: &str,
+    price_cents: i64,
+    with: &Inserts,
+) -> QueryResult<bool> {
+    let update = diesel::update(
+        product::table
+            .filter(product::product_id.eq(product_id))
+            .filter(product::stock.gt(0))
+            .filter(product::on_sale.eq(true))
+            .filter(product::price_cents.eq(price_cents)),
+    )
+    .set(product::stock.eq(product::stock - 1))
+    .keep_prepared();
+    with.run_if_changed(conn, update, Failure::Handled)
 }
 
 /// Puts one unit back (a closed order's reservation).
