@@ -3,7 +3,7 @@
 //! messages into an inbox, and a "phone" that scans a ticket and pushes the signed event XML to
 //! the shop's portal, as WeChat would.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -38,8 +38,18 @@ pub struct WeixinSandbox {
     /// ticket -> scene.
     tickets: Mutex<HashMap<String, String>>,
     followers: Mutex<HashSet<String>>,
-    inbox: Mutex<Vec<InboxMessage>>,
+    inbox: Mutex<Inbox>,
     tokens_issued: Mutex<u32>,
+}
+
+/// The inbox keeps the latest messages only: a shop that runs for days, or under a benchmark,
+/// sends tens of thousands, and the sandbox lives in the shop's process.
+const INBOX_KEEPS: usize = 1000;
+
+#[derive(Default)]
+struct Inbox {
+    received: u64,
+    latest: VecDeque<InboxMessage>,
 }
 
 impl WeixinSandbox {
@@ -55,7 +65,7 @@ impl WeixinSandbox {
             tokens: Mutex::new(HashMap::new()),
             tickets: Mutex::new(HashMap::new()),
             followers: Mutex::new(HashSet::new()),
-            inbox: Mutex::new(Vec::new()),
+            inbox: Mutex::new(Inbox::default()),
             tokens_issued: Mutex::new(0),
         }
     }
@@ -148,14 +158,18 @@ async fn template_send(
         return error(40003, "invalid openid");
     }
     let mut inbox = sandbox.inbox.lock().expect("sandbox lock");
-    inbox.push(InboxMessage {
+    if inbox.latest.len() == INBOX_KEEPS {
+        inbox.latest.pop_front();
+    }
+    inbox.latest.push_back(InboxMessage {
         touser: text("touser"),
         template_id: text("template_id"),
         url: text("url"),
         client_msg_id: text("client_msg_id"),
         data: body.get("data").cloned().unwrap_or_default(),
     });
-    HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok", "msgid": inbox.len() }))
+    inbox.received += 1;
+    HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok", "msgid": inbox.received }))
 }
 
 #[derive(Deserialize)]
@@ -250,16 +264,16 @@ async fn scan(
 #[derive(Template)]
 #[template(path = "sandbox/inbox.html")]
 struct InboxPage {
-    messages: Vec<InboxMessage>,
+    messages: VecDeque<InboxMessage>,
 }
 
 async fn inbox_page(sandbox: web::Data<WeixinSandbox>) -> Result<HttpResponse, crate::error::AppError> {
-    let messages = sandbox.inbox.lock().expect("sandbox lock").clone();
+    let messages = sandbox.inbox.lock().expect("sandbox lock").latest.clone();
     crate::controllers::render(&InboxPage { messages })
 }
 
 async fn inbox_json(sandbox: web::Data<WeixinSandbox>) -> HttpResponse {
-    HttpResponse::Ok().json(&*sandbox.inbox.lock().expect("sandbox lock"))
+    HttpResponse::Ok().json(&sandbox.inbox.lock().expect("sandbox lock").latest)
 }
 
 async fn stats(sandbox: web::Data<WeixinSandbox>) -> HttpResponse {

@@ -276,6 +276,7 @@ fn the_login_message_reaches_the_inbox_once(backend: Backend) {
 }
 
 both_backends!(
+    the_sandbox_inbox_keeps_the_latest_messages,
     full_login_through_the_sandbox,
     first_time_and_existing_followers_both_log_in,
     bad_or_missing_signatures_are_refused,
@@ -285,3 +286,37 @@ both_backends!(
     a_stale_token_is_refreshed_and_the_call_retried,
     the_login_message_reaches_the_inbox_once,
 );
+
+/// The in-process sandbox keeps the latest 1,000 template messages, not every one since start:
+/// a benchmark sends tens of thousands.
+fn the_sandbox_inbox_keeps_the_latest_messages(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut wechat = app.browser();
+    let weixin = &app.settings.weixin;
+    let token = wechat
+        .get(&format!(
+            "/sandbox/weixin/cgi-bin/token?grant_type=client_credential&appid={}&secret={}",
+            weixin.app_id,
+            weixin.app_secret.expose()
+        ))
+        .json()["access_token"]
+        .as_str()
+        .expect("a sandbox token")
+        .to_owned();
+    let mut last = serde_json::Value::Null;
+    for n in 0..1005 {
+        let message = serde_json::json!({ "touser": format!("o-{n}"), "template_id": "t", "data": {} });
+        last = wechat
+            .post_json(
+                &format!("/sandbox/weixin/cgi-bin/message/template/send?access_token={token}"),
+                &message,
+            )
+            .json();
+    }
+    assert_eq!(last["msgid"], 1005, "{last}");
+    let inbox = app.browser().get("/sandbox/weixin/inbox.json").json();
+    let inbox = inbox.as_array().expect("inbox");
+    assert_eq!(inbox.len(), 1000);
+    assert_eq!(inbox[0]["touser"], "o-5");
+    assert_eq!(inbox[999]["touser"], "o-1004");
+}
