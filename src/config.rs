@@ -16,6 +16,7 @@ pub struct Settings {
     pub alipay: AlipaySettings,
     pub sandbox: SandboxSettings,
     pub compensation: CompensationSettings,
+    pub catalogue: CatalogueSettings,
     pub admin: AdminSettings,
 }
 
@@ -74,6 +75,14 @@ pub struct CompensationSettings {
     pub interval_secs: u64,
     pub query_after_secs: u64,
     pub close_after_minutes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogueSettings {
+    /// How old the product list page's snapshot of the products on sale may be; 0 reads them
+    /// for every page.
+    pub list_max_age_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -21,6 +21,7 @@ use crate::gateways::weixin::WeixinClient;
 use crate::jobs::{Background, Worker};
 use crate::sandbox::alipay::AlipaySandbox;
 use crate::sandbox::weixin::WeixinSandbox;
+use crate::services::catalogue::ShopWindow;
 use crate::state::AppState;
 
 /// Bodies larger than this are refused before any handler sees them.
@@ -81,8 +82,16 @@ impl Application {
         let weixin = Arc::new(WeixinClient::from_settings(&settings));
         let worker = Arc::new(Worker::new(pool.clone(), settings.clone(), alipay.clone(), weixin.clone()));
         let instance = worker.owner.clone();
-        let state =
-            web::Data::new(AppState { pool, settings: settings.clone(), alipay, weixin, instance, writer });
+        let shop_window = ShopWindow::new(Duration::from_millis(settings.catalogue.list_max_age_ms));
+        let state = web::Data::new(AppState {
+            pool,
+            settings: settings.clone(),
+            alipay,
+            weixin,
+            instance,
+            writer,
+            shop_window,
+        });
         // Database work runs on actix's blocking threads (`web::block`); there are as many as pooled
         // connections, so under load work queues instead of parking threads on the pool and waking
         // them one by one (gateway calls run on threads of their own: `AppState::call_out`).

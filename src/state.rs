@@ -1,4 +1,4 @@
-//! What every handler shares: the pool and the resolved settings.
+//! What every handler shares: the pool, the resolved settings, the gateways' clients.
 
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use crate::db::{DbConn, DbPool};
 use crate::error::AppError;
 use crate::gateways::alipay::AlipayClient;
 use crate::gateways::weixin::WeixinClient;
+use crate::services::catalogue::ShopWindow;
 
 pub struct AppState {
     pub pool: DbPool,
@@ -20,6 +21,8 @@ pub struct AppState {
     pub instance: String,
     /// SQLite only: the group-committing writer that request paths which write use.
     pub writer: Option<Writer>,
+    /// The product list page's snapshot of the products on sale.
+    pub shop_window: ShopWindow,
 }
 
 impl AppState {

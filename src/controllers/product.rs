@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
@@ -16,7 +18,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[template(path = "products.html")]
 struct ProductsPage {
     nav: Nav,
-    products: Vec<Product>,
+    products: Arc<[Product]>,
 }
 
 #[derive(Template)]
@@ -29,7 +31,7 @@ struct ProductPage {
 }
 
 async fn list(state: web::Data<AppState>, shopper: MaybeShopper) -> Result<HttpResponse, AppError> {
-    let products = state.db(catalogue::products_on_sale).await?;
+    let products = state.shop_window.products(|| state.db(catalogue::products_on_sale)).await?;
     render(&ProductsPage { nav: shopper.nav(), products })
 }
 

@@ -12,6 +12,41 @@ fn product_list_shows_the_seeded_catalogue(backend: Backend) {
     assert!(page.body.contains("Green Tea, 250 g"));
 }
 
+fn sell_out(app: &TestApp, product_id: &str) {
+    use diesel::RunQueryDsl;
+    diesel::sql_query(format!("UPDATE product SET stock = 0 WHERE product_id = '{product_id}'"))
+        .execute(&mut *app.db.connect())
+        .expect("sell out");
+}
+
+fn sold_out_labels(app: &TestApp) -> usize {
+    app.browser().get("/").body.matches("Sold out").count()
+}
+
+fn product_list_is_a_snapshot_that_follows_the_catalogue_within_its_max_age(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.catalogue.list_max_age_ms = 1500) else { return };
+    let before = sold_out_labels(&app);
+    sell_out(&app, "100010090093");
+    let taken = std::time::Instant::now();
+    assert_eq!(sold_out_labels(&app), before, "the list is served from its snapshot");
+    assert!(
+        app.browser().get("/products/100010090093").body.contains("Sold out"),
+        "the product page reads it"
+    );
+    while sold_out_labels(&app) == before {
+        assert!(taken.elapsed() < std::time::Duration::from_secs(10), "the snapshot never reloaded");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(sold_out_labels(&app), before + 1);
+}
+
+fn with_no_max_age_the_product_list_reads_every_page(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.catalogue.list_max_age_ms = 0) else { return };
+    let before = sold_out_labels(&app);
+    sell_out(&app, "100010090093");
+    assert_eq!(sold_out_labels(&app), before + 1);
+}
+
 fn product_page_shows_price_stock_and_buy(backend: Backend) {
     let Some(app) = TestApp::spawn(backend) else { return };
     let page = app.browser().get("/products/100010090093");
@@ -54,6 +89,8 @@ fn static_files_are_served_with_cache_headers(backend: Backend) {
 
 both_backends!(
     product_list_shows_the_seeded_catalogue,
+    product_list_is_a_snapshot_that_follows_the_catalogue_within_its_max_age,
+    with_no_max_age_the_product_list_reads_every_page,
     product_page_shows_price_stock_and_buy,
     unknown_product_is_the_404_page,
     unknown_path_is_a_404_page_and_under_api_an_envelope,
