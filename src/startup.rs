@@ -22,6 +22,7 @@ use crate::jobs::{Background, Worker};
 use crate::sandbox::alipay::AlipaySandbox;
 use crate::sandbox::weixin::WeixinSandbox;
 use crate::services::catalogue::ShopWindow;
+use crate::services::order::OrderNumbers;
 use crate::state::AppState;
 
 /// Bodies larger than this are refused before any handler sees them.
@@ -91,6 +92,7 @@ impl Application {
             instance,
             writer,
             shop_window,
+            order_numbers: OrderNumbers::default(),
         });
         // Database work runs on actix's blocking threads (`web::block`); there are as many as pooled
         // connections, so under load work queues instead of parking threads on the pool and waking

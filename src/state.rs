@@ -11,6 +11,7 @@ use crate::error::AppError;
 use crate::gateways::alipay::AlipayClient;
 use crate::gateways::weixin::WeixinClient;
 use crate::services::catalogue::ShopWindow;
+use crate::services::order::OrderNumbers;
 
 pub struct AppState {
     pub pool: DbPool,
@@ -23,6 +24,8 @@ pub struct AppState {
     pub writer: Option<Writer>,
     /// The product list page's snapshot of the products on sale.
     pub shop_window: ShopWindow,
+    /// The block of order numbers this instance hands out.
+    pub order_numbers: OrderNumbers,
 }
 
 impl AppState {

@@ -92,9 +92,10 @@ struct BuyForm {
 }
 
 /// The shopper behind `token` and their order for the product, found or made: the session and
-/// the open order looked up in one database job (with the new order's number when there is
-/// none), the form signed on a thread of its own, outside any transaction, and the order placed
-/// in a second job.
+/// the open order looked up in one database job (on SQLite in the writer, though it only reads:
+/// the writer's page cache is the one every commit leaves warm, and the blocking threads are
+/// busy signing), a number from this instance's block, the form signed on a thread of its own,
+/// outside any transaction, and the order placed in a second job.
 async fn checkout(
     state: &web::Data<AppState>,
     token: String,
@@ -115,8 +116,9 @@ async fn checkout(
             orders::Checkout::Open(order) => return Ok((user, order)),
             orders::Checkout::New(draft) => draft,
         };
+        let number = state.order_numbers.next(|| state.db_write(orders::take_numbers)).await?;
         let alipay = state.alipay.clone();
-        let signed = web::block(move || draft.sign(&alipay)).await?;
+        let signed = web::block(move || draft.sign(number, &alipay)).await?;
         if let Some(order) = state.db_write(move |conn| orders::place(conn, &signed)).await? {
             return Ok((user, order));
         }

@@ -1,6 +1,8 @@
 //! Orders (`pay_order`), their timeline (`order_event`), raw Alipay notifications and shipments.
 //! Status changes are conditional UPDATEs: the caller learns from the row count whether it won.
 
+use std::ops::Range;
+
 use chrono::NaiveDateTime;
 use diesel::backend::Backend;
 use diesel::expression::{AppearsOnTable, ValidGrouping, is_aggregate};
@@ -21,6 +23,10 @@ pub const REFUND_WAIT: &str = "REFUND_WAIT";
 pub const REFUNDED: &str = "REFUNDED";
 
 pub const OPEN: [&str; 2] = [CREATE, PAY_WAIT];
+
+/// How many order numbers an instance takes from the sequence at a time (unused ones of a block
+/// are skipped when it stops: order numbers have gaps, as a sequence's do).
+pub const NUMBER_BLOCK: i64 = 100;
 
 /// `pay_order.status IN ('A', 'B')` with our status constants written into the SQL. Bound as
 /// parameters, SQLite would compare their values with the condition of the partial index
@@ -121,12 +127,15 @@ pub struct NewOrder<'a> {
 }
 
 impl Order {
-    /// The next number of the order id sequence.
-    pub fn next_number(conn: &mut DbConn) -> QueryResult<i64> {
-        diesel::insert_into(order_number::table)
+    /// The next block of order numbers, [`NUMBER_BLOCK`] of them, for one instance to hand out:
+    /// block `n` of the sequence is the numbers `n * NUMBER_BLOCK ..`, so no two blocks, and no
+    /// number an older build took from the sequence itself, ever meet.
+    pub fn take_number_block(conn: &mut DbConn) -> QueryResult<Range<i64>> {
+        let block: i64 = diesel::insert_into(order_number::table)
             .values(order_number::created_at.eq(now()))
             .returning(order_number::number)
-            .get_result(conn)
+            .get_result(conn)?;
+        Ok(block * NUMBER_BLOCK..(block + 1) * NUMBER_BLOCK)
     }
 
     /// The row of a new order, born `PAY_WAIT` with its signed form, as a statement to run with

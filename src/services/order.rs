@@ -2,6 +2,10 @@
 //! transaction that also records the timeline and enqueues any after-commit work; a caller that
 //! loses the race updates nothing.
 
+use std::future::Future;
+use std::ops::Range;
+use std::sync::{Mutex, PoisonError};
+
 use chrono::{Duration, NaiveDateTime};
 
 use crate::config::Settings;
@@ -16,20 +20,20 @@ use crate::models::{is_unique_violation, now};
 /// A form is not handed out when it has less than this left before `time_expire`.
 const FORM_MARGIN_SECS: i64 = 60;
 
-/// The first step of a checkout: the shopper's open order for the product while its payment
-/// form is valid, or what a new order needs (an expired one is closed first: a new order
-/// replaces it). Then [`OrderDraft::sign`] and [`place`].
+/// The first step of a checkout, which only reads: the shopper's open order for the product
+/// while its payment form is valid, or what a new order needs. Then [`OrderDraft::sign`] with a
+/// number from [`OrderNumbers`], and [`place`].
 pub enum Checkout {
     Open(Order),
     New(OrderDraft),
 }
 
-/// A new order before it exists: its number, and the product as priced now. It is signed outside
-/// any transaction ([`OrderDraft::sign`]): the signature is the costliest step of an order, and
+/// A new order before it exists: the product as priced now, and the shopper's open order whose
+/// form expired, which [`place`] closes first (a new order replaces it). It is signed outside any
+/// transaction ([`OrderDraft::sign`]): the signature is the costliest step of an order, and
 /// inside a transaction it would hold the product's row (PostgreSQL) or the one writer (SQLite),
 /// so that orders arriving together were signed one after another.
 pub struct OrderDraft {
-    order_id: String,
     user_id: i64,
     openid: String,
     product_id: String,
@@ -38,10 +42,12 @@ pub struct OrderDraft {
     at: NaiveDateTime,
     expire_at: NaiveDateTime,
     next_query_at: NaiveDateTime,
+    replaces: Option<String>,
 }
 
-/// A drafted order with its signed page-pay form, ready for [`place`].
+/// A drafted order with its id and signed page-pay form, ready for [`place`].
 pub struct SignedOrder {
+    order_id: String,
     draft: OrderDraft,
     pay_form: String,
 }
@@ -52,11 +58,12 @@ pub fn begin_checkout(
     user: &AppUser,
     product_id: &str,
 ) -> AppResult<Checkout> {
+    let mut replaces = None;
     if let Some(open) = Order::find_open(conn, user.user_id, product_id)? {
         if open.expire_at - Duration::seconds(FORM_MARGIN_SECS) > now() {
             return Ok(Checkout::Open(open));
         }
-        close(conn, &open.order_id, "checkout", "payment form expired; a new order replaces it")?;
+        replaces = Some(open.order_id);
     }
     let product = Product::find(conn, product_id)?
         .ok_or_else(|| AppError::NotFound(format!("There is no product {product_id}.")))?;
@@ -73,7 +80,6 @@ pub fn begin_checkout(
         Duration::seconds(compensation.query_after_secs.min(compensation.close_after_minutes * 60) as i64);
     let at = now();
     Ok(Checkout::New(OrderDraft {
-        order_id: format!("{}{:010}", at.format("%y%m%d"), Order::next_number(conn)?),
         user_id: user.user_id,
         openid: user.openid.clone(),
         product_id: product.product_id,
@@ -82,21 +88,55 @@ pub fn begin_checkout(
         at,
         expire_at: at + pay_timeout,
         next_query_at: at + first_look,
+        replaces,
     }))
 }
 
 impl OrderDraft {
-    /// Signs the order's page-pay form (RSA2, local: no call out).
-    pub fn sign(self, alipay: &AlipayClient) -> SignedOrder {
+    /// Numbers the order and signs its page-pay form (RSA2, local: no call out).
+    pub fn sign(self, number: i64, alipay: &AlipayClient) -> SignedOrder {
+        let order_id = format!("{}{number:010}", self.at.format("%y%m%d"));
         let pay = PagePay {
-            out_trade_no: &self.order_id,
+            out_trade_no: &order_id,
             total_cents: self.price_cents,
             subject: &self.product_name,
             time_expire: self.expire_at,
         };
         let pay_form = alipay.page_pay_form(&pay, self.at);
-        SignedOrder { draft: self, pay_form }
+        SignedOrder { order_id, draft: self, pay_form }
     }
+}
+
+/// The order numbers this instance hands out: a block taken from the sequence at a time
+/// ([`take_numbers`]), so an order does not write to the database before it is signed.
+#[derive(Default)]
+pub struct OrderNumbers {
+    free: Mutex<Range<i64>>,
+}
+
+impl OrderNumbers {
+    /// The next free number; `take_block` gets a new block when none is left.
+    pub async fn next<F>(&self, take_block: impl FnOnce() -> F) -> AppResult<i64>
+    where
+        F: Future<Output = AppResult<Range<i64>>>,
+    {
+        if let Some(number) = self.free.lock().unwrap_or_else(PoisonError::into_inner).next() {
+            return Ok(number);
+        }
+        let mut block = take_block().await?;
+        let number = block.next().ok_or_else(|| AppError::internal("an empty block of order numbers"))?;
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        // Requests that ran out together each took a block; one keeps the rest of its own.
+        if free.is_empty() {
+            *free = block;
+        }
+        Ok(number)
+    }
+}
+
+/// A new block of order numbers (it writes: on SQLite it runs in the writer).
+pub fn take_numbers(conn: &mut DbConn) -> AppResult<Range<i64>> {
+    Ok(Order::take_number_block(conn)?)
 }
 
 /// Places a signed order, born `PAY_WAIT` with its form: one unit reserved at the price that was
@@ -105,10 +145,14 @@ impl OrderDraft {
 /// its price, or another request of the shopper made an order for it first. The caller then
 /// begins again, and [`begin_checkout`] says which.
 pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Option<Order>> {
-    let draft = &signed.draft;
+    let (order_id, draft) = (signed.order_id.as_str(), &signed.draft);
+    if let Some(expired) = &draft.replaces {
+        // Closed even if the new order is then refused: its form could not be used any more.
+        close(conn, expired, "checkout", "payment form expired; a new order replaces it")?;
+    }
     let mut rows = Inserts::default();
     rows.add(Order::insert(&NewOrder {
-        order_id: &draft.order_id,
+        order_id,
         user_id: draft.user_id,
         openid: &draft.openid,
         product_id: &draft.product_id,
@@ -120,7 +164,7 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Option<Order>
         next_query_at: draft.next_query_at,
     }));
     rows.add(order::event(
-        &draft.order_id,
+        order_id,
         None,
         PAY_WAIT,
         "shopper",
@@ -134,10 +178,8 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Option<Order>
         Err(e) if is_unique_violation(&e) => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    log::info!("order {} created for openid {} product {}", draft.order_id, draft.openid, draft.product_id);
-    Order::find(conn, &draft.order_id)?
-        .map(Some)
-        .ok_or_else(|| AppError::internal("the placed order vanished"))
+    log::info!("order {order_id} created for openid {} product {}", draft.openid, draft.product_id);
+    Order::find(conn, order_id)?.map(Some).ok_or_else(|| AppError::internal("the placed order vanished"))
 }
 
 /// `CREATE|PAY_WAIT -> CLOSE`, releasing the reserved stock. Returns whether this call closed it.

@@ -87,6 +87,11 @@ pub fn count(app: &TestApp, sql: &str) -> i64 {
     scalar(app, sql)
 }
 
+fn execute(app: &TestApp, sql: &str) {
+    use diesel::RunQueryDsl;
+    diesel::sql_query(sql).execute(&mut *app.db.connect()).expect(sql);
+}
+
 fn stock(app: &TestApp, product_id: &str) -> i64 {
     scalar(app, &format!("SELECT stock AS n FROM product WHERE product_id = '{product_id}'"))
 }
@@ -217,6 +222,35 @@ fn asking_again_returns_the_same_open_order(backend: Backend) {
     let malformed = shopper.post_raw("/api/v1/alipay/create_pay_order", "application/json", b"{not json");
     assert_eq!(malformed.status, 400);
     assert_eq!(malformed.json()["code"], "0002");
+}
+
+fn an_open_order_whose_form_expired_is_closed_and_replaced(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut shopper = app.browser_logged_in_as("o-expired");
+    let before = stock(&app, GIFT);
+    let first = order_id_of(&create_order(&mut shopper, GIFT));
+    // Its form runs out now: too late to hand it out again.
+    execute(&app, &format!("UPDATE pay_order SET expire_at = order_time WHERE order_id = '{first}'"));
+    let second = order_id_of(&create_order(&mut shopper, GIFT));
+    assert_ne!(first, second);
+    assert_eq!(order_status(&mut shopper, &first), "CLOSE");
+    assert_eq!(order_status(&mut shopper, &second), "PAY_WAIT");
+    assert_eq!(stock(&app, GIFT), before - 1, "the closed order's unit came back");
+}
+
+fn order_numbers_come_in_blocks_that_instances_never_share(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let sibling = app.spawn_sibling();
+    let number = |form: &str| order_id_of(form)[6..].parse::<i64>().expect("order number");
+    let (mut here, mut there) = (Vec::new(), Vec::new());
+    for i in 0..3 {
+        here.push(number(&create_order(&mut app.browser_logged_in_as(&format!("o-here-{i}")), GIFT)));
+        there.push(number(&create_order(&mut sibling.browser_logged_in_as(&format!("o-there-{i}")), GIFT)));
+    }
+    assert_eq!(here, [here[0], here[0] + 1, here[0] + 2], "an instance hands out its block in order");
+    assert_eq!(there, [there[0], there[0] + 1, there[0] + 2]);
+    assert_ne!(here[0] / 100, there[0] / 100, "each has a block of its own");
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM order_number"), 2, "one block each, taken once");
 }
 
 fn bad_notifications_fail_and_change_nothing(backend: Backend) {
@@ -365,12 +399,7 @@ fn twenty_concurrent_buys_make_one_order(backend: Backend) {
 fn stock_k_and_three_k_buyers_sell_exactly_k(backend: Backend) {
     let Some(app) = TestApp::spawn(backend) else { return };
     const K: i64 = 5;
-    {
-        use diesel::RunQueryDsl;
-        diesel::sql_query(format!("UPDATE product SET stock = {K} WHERE product_id = '{GIFT}'"))
-            .execute(&mut *app.db.connect())
-            .expect("set stock");
-    }
+    execute(&app, &format!("UPDATE product SET stock = {K} WHERE product_id = '{GIFT}'"));
     let buyers: Vec<Browser> = (0..3 * K).map(|i| app.browser_logged_in_as(&format!("o-rush-{i}"))).collect();
     let codes: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = buyers
@@ -497,6 +526,8 @@ both_backends!(
     login_buy_pay_deliver,
     buy_needs_login_and_a_csrf_token,
     asking_again_returns_the_same_open_order,
+    an_open_order_whose_form_expired_is_closed_and_replaced,
+    order_numbers_come_in_blocks_that_instances_never_share,
     bad_notifications_fail_and_change_nothing,
     a_notify_that_cannot_be_processed_is_kept_and_answered_fail,
     fifty_concurrent_copies_of_one_notify_pay_once,
