@@ -153,11 +153,11 @@ impl Order {
                 Value::BigInt(order.total_cents),
                 Value::Text(PAY_WAIT.to_owned()),
                 Value::Text(order.pay_form.to_owned()),
-                Value::Timestamp(order.order_time),
-                Value::Timestamp(order.expire_at),
-                Value::Timestamp(order.next_query_at),
+                Value::at(order.order_time),
+                Value::at(order.expire_at),
+                Value::at(order.next_query_at),
                 Value::Integer(0),
-                Value::Timestamp(order.order_time),
+                Value::at(order.order_time),
             ]],
         )
     }
@@ -371,7 +371,7 @@ pub fn event(order_id: &str, from: Option<&str>, to: &str, cause: &str, detail: 
             Value::Text(to.to_owned()),
             Value::Text(cause.to_owned()),
             Value::Text(detail.to_owned()),
-            Value::Timestamp(now()),
+            Value::at(now()),
         ]],
     )
 }
@@ -402,7 +402,7 @@ pub fn notify_row(notify: &NewNotify) -> InsertRows {
             Value::Text(notify.raw.to_owned()),
             Value::Bool(notify.verified),
             Value::Text(notify.outcome.to_owned()),
-            Value::Timestamp(now()),
+            Value::at(now()),
         ]],
     )
 }

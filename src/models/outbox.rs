@@ -69,9 +69,9 @@ impl OutboxEntry {
                     Value::Text(e.payload.to_owned()),
                     Value::Text(PENDING.to_owned()),
                     Value::Integer(0),
-                    Value::Timestamp(at),
-                    Value::Timestamp(at),
-                    Value::Timestamp(at),
+                    Value::at(at),
+                    Value::at(at),
+                    Value::at(at),
                 ]
             })
             .collect();
