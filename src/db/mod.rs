@@ -7,7 +7,7 @@ pub mod schema;
 pub mod writer;
 
 pub use checkpointer::Checkpointer;
-pub use inserts::{Failure, InsertRows, Inserts, Value};
+pub use inserts::{Failure, InsertRows, Inserts, Stamp, Value};
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -458,5 +458,83 @@ mod tests {
         assert_eq!(status, libsqlite3_sys::SQLITE_OK);
         // Counting is off: with SQLite's defaults an open connection has allocated memory.
         assert_eq!((used, peak), (0, 0), "sqlite3_config ran too late and SQLite kept its defaults");
+    }
+
+    /// The migration that rebuilds `pay_order` and `outbox` for their status checks keeps every
+    /// row and the ids to come, and the checks still refuse an unknown status.
+    #[test]
+    fn the_status_check_rebuild_keeps_rows_ids_and_checks() {
+        use diesel::RunQueryDsl;
+        use diesel::connection::SimpleConnection;
+        use diesel::sql_types::{BigInt, Text};
+        use diesel_migrations::MigrationHarness;
+
+        #[derive(diesel::QueryableByName, Debug, PartialEq)]
+        struct Row {
+            #[diesel(sql_type = Text)]
+            name: String,
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn =
+            diesel::SqliteConnection::establish(&format!("{}/rebuild.db", dir.path().display())).unwrap();
+        conn.batch_execute("PRAGMA foreign_keys = ON").unwrap();
+        let before_rebuild = "20261122000030";
+        while !conn.applied_migrations().unwrap().iter().any(|v| v.to_string() == before_rebuild) {
+            conn.run_next_migration(super::SQLITE_MIGRATIONS).unwrap();
+        }
+        conn.batch_execute(
+            "INSERT INTO app_user (openid) VALUES ('o1');
+             INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, total_cents, status,
+                 pay_form, order_time, expire_at, next_query_at, updated_at)
+             VALUES ('A', 1, 'o1', 'p', 'Tea', 100, 'PAY_WAIT', '<form/>', 't', 't', 't', 't'),
+                    ('B', 1, 'o1', 'q', 'Cake', 200, 'CLOSE', NULL, 't', 't', 't', 't'),
+                    ('C', 1, 'o1', 'r', 'Gone', 300, 'CLOSE', NULL, 't', 't', 't', 't');
+             DELETE FROM pay_order WHERE order_id = 'C';
+             INSERT INTO outbox (kind, dedupe_key, order_id, payload, next_attempt_at, created_at, updated_at)
+             VALUES ('delivery', 'A', 'A', '{}', 't', 't', 't');",
+        )
+        .unwrap();
+        conn.run_pending_migrations(super::SQLITE_MIGRATIONS).unwrap();
+        let rows = |conn: &mut diesel::SqliteConnection, sql: &str| {
+            diesel::sql_query(sql).load::<Row>(conn).unwrap()
+        };
+        assert_eq!(
+            rows(
+                &mut conn,
+                "SELECT order_id || ' ' || status || ' ' || coalesce(pay_form, '-') AS name, id AS n FROM pay_order ORDER BY id"
+            ),
+            [Row { name: "A PAY_WAIT <form/>".into(), n: 1 }, Row { name: "B CLOSE -".into(), n: 2 }]
+        );
+        assert_eq!(
+            rows(
+                &mut conn,
+                "SELECT name, seq AS n FROM sqlite_sequence WHERE name IN ('pay_order', 'outbox') ORDER BY name"
+            ),
+            [Row { name: "outbox".into(), n: 1 }, Row { name: "pay_order".into(), n: 3 }]
+        );
+        conn.batch_execute(
+            "INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, total_cents, status,
+                 order_time, expire_at, next_query_at, updated_at)
+             VALUES ('D', 1, 'o1', 's', 'New', 400, 'CREATE', 't', 't', 't', 't')",
+        )
+        .unwrap();
+        assert_eq!(
+            rows(&mut conn, "SELECT order_id AS name, id AS n FROM pay_order WHERE order_id = 'D'")[0].n,
+            4
+        );
+        let refused =
+            conn.batch_execute("UPDATE pay_order SET status = 'LOST' WHERE order_id = 'A'").unwrap_err();
+        assert!(refused.to_string().contains("CHECK constraint failed"), "{refused}");
+        let refused = conn.batch_execute("UPDATE outbox SET status = 'LOST'").unwrap_err();
+        assert!(refused.to_string().contains("CHECK constraint failed"), "{refused}");
+        let refused = conn
+            .batch_execute("UPDATE pay_order SET status = 'PAY_WAIT', product_id = 'p' WHERE order_id = 'B'")
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("UNIQUE constraint failed"),
+            "the open-order index is back: {refused}"
+        );
     }
 }

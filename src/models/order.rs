@@ -12,7 +12,7 @@ use diesel::sql_types::Bool;
 
 use super::now;
 use crate::db::schema::{alipay_notify, gateway_call, order_event, order_number, pay_order, shipment};
-use crate::db::{DbConn, Failure, InsertOrSkip, InsertRows, Inserts, KeepPreparedDsl, Value};
+use crate::db::{DbConn, Failure, InsertOrSkip, InsertRows, Inserts, KeepPreparedDsl, Stamp, Value};
 
 pub const CREATE: &str = "CREATE";
 pub const PAY_WAIT: &str = "PAY_WAIT";
@@ -217,8 +217,8 @@ impl Order {
             .set((
                 pay_order::status.eq(PAY_SUCCESS),
                 pay_order::trade_no.eq(trade_no),
-                pay_order::pay_time.eq(paid_at),
-                pay_order::updated_at.eq(now()),
+                pay_order::pay_time.eq(Stamp(paid_at)),
+                pay_order::updated_at.eq(Stamp(now())),
             ))
             .keep_prepared()
             .execute(conn)
@@ -245,8 +245,8 @@ impl Order {
         .set((
             pay_order::status.eq(PAY_SUCCESS),
             pay_order::trade_no.eq(trade_no),
-            pay_order::pay_time.eq(paid_at),
-            pay_order::updated_at.eq(now()),
+            pay_order::pay_time.eq(Stamp(paid_at)),
+            pay_order::updated_at.eq(Stamp(now())),
         ))
         .keep_prepared();
         with.run_if_changed(conn, update, Failure::Propagated)
