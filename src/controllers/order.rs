@@ -13,7 +13,7 @@ use super::{Nav, csrf, filters, render};
 use crate::error::{AppError, Envelope};
 use crate::models::order::Order;
 use crate::models::user::AppUser;
-use crate::services::order as orders;
+use crate::services::order::{self as orders, OrderToPay};
 use crate::services::session;
 use crate::state::AppState;
 
@@ -100,7 +100,7 @@ async fn checkout(
     state: &web::Data<AppState>,
     token: String,
     product_id: String,
-) -> Result<(AppUser, Order), AppError> {
+) -> Result<(AppUser, OrderToPay), AppError> {
     // Each round ends with an order, or another request of the shopper made one first (or the
     // stock or price moved): the next round finds it, or says why there is none.
     for _ in 0..3 {
@@ -113,14 +113,14 @@ async fn checkout(
             })
             .await?;
         let draft = match next {
-            orders::Checkout::Open(order) => return Ok((user, order)),
+            orders::Checkout::Open(to_pay) => return Ok((user, to_pay)),
             orders::Checkout::New(draft) => draft,
         };
         let number = state.order_numbers.next(|| state.db_write(orders::take_numbers)).await?;
         let alipay = state.alipay.clone();
         let signed = web::block(move || draft.sign(number, &alipay)).await?;
-        if let Some(order) = state.db_write(move |conn| orders::place(conn, &signed)).await? {
-            return Ok((user, order));
+        if let Some(to_pay) = state.db_write(move |conn| orders::place(conn, &signed)).await? {
+            return Ok((user, to_pay));
         }
     }
     Err(AppError::Conflict("The order is being changed by another request; please try again.".into()))
@@ -145,13 +145,13 @@ async fn buy(
         let user = state.db(move |conn| session::user_for_token(conn, &lookup)).await?;
         return if user.is_none() { Ok(login()) } else { Err(refused) };
     }
-    let (user, order) = match checkout(&state, token.clone(), product_id.clone()).await {
-        Err(AppError::NotLoggedIn) => return Ok(login()),
-        other => other?,
-    };
-    let form = order.pay_form.clone().unwrap_or_default();
+    let (user, OrderToPay { order, pay_form }) =
+        match checkout(&state, token.clone(), product_id.clone()).await {
+            Err(AppError::NotLoggedIn) => return Ok(login()),
+            other => other?,
+        };
     let nav = MaybeShopper(Some(Shopper { user, token })).nav();
-    render(&CheckoutPage { nav, order, form })
+    render(&CheckoutPage { nav, order, form: pay_form })
 }
 
 async fn create_pay_order(
@@ -164,8 +164,8 @@ async fn create_pay_order(
     if product_id.trim().is_empty() {
         return Err(AppError::BadRequest("productId is required".into()));
     }
-    let (_, order) = checkout(&state, token, product_id).await?;
-    Ok(Envelope::ok(order.pay_form.unwrap_or_default()))
+    let (_, to_pay) = checkout(&state, token, product_id).await?;
+    Ok(Envelope::ok(to_pay.pay_form))
 }
 
 #[derive(Deserialize)]

@@ -461,9 +461,10 @@ mod tests {
     }
 
     /// The migration that rebuilds `pay_order` and `outbox` for their status checks keeps every
-    /// row and the ids to come, and the checks still refuse an unknown status.
+    /// row and the ids to come, and the checks still refuse an unknown status; the next one
+    /// moves the forms out of `pay_order` and keeps its rows.
     #[test]
-    fn the_status_check_rebuild_keeps_rows_ids_and_checks() {
+    fn the_pay_order_rebuilds_keep_rows_ids_forms_and_checks() {
         use diesel::RunQueryDsl;
         use diesel::connection::SimpleConnection;
         use diesel::sql_types::{BigInt, Text};
@@ -496,7 +497,7 @@ mod tests {
              VALUES ('delivery', 'A', 'A', '{}', 't', 't', 't');",
         )
         .unwrap();
-        conn.run_pending_migrations(super::SQLITE_MIGRATIONS).unwrap();
+        conn.run_next_migration(super::SQLITE_MIGRATIONS).unwrap();
         let rows = |conn: &mut diesel::SqliteConnection, sql: &str| {
             diesel::sql_query(sql).load::<Row>(conn).unwrap()
         };
@@ -535,6 +536,23 @@ mod tests {
         assert!(
             refused.to_string().contains("UNIQUE constraint failed"),
             "the open-order index is back: {refused}"
+        );
+
+        // The next one moves the forms into a table of their own.
+        conn.run_next_migration(super::SQLITE_MIGRATIONS).unwrap();
+        assert_eq!(
+            rows(
+                &mut conn,
+                "SELECT order_id || ' ' || form AS name, length(form) AS n FROM pay_form ORDER BY order_id"
+            ),
+            [Row { name: "A <form/>".into(), n: 7 }]
+        );
+        assert_eq!(
+            rows(
+                &mut conn,
+                "SELECT group_concat(order_id || ' ' || status, ', ') AS name, count(*) AS n FROM pay_order"
+            ),
+            [Row { name: "A PAY_WAIT, B CLOSE, D CREATE".into(), n: 3 }]
         );
     }
 }

@@ -70,7 +70,6 @@ diesel::table! {
         product_name -> Text,
         total_cents -> BigInt,
         status -> Text,
-        pay_form -> Nullable<Text>,
         trade_no -> Nullable<Text>,
         order_time -> Timestamp,
         expire_at -> Timestamp,
@@ -80,6 +79,13 @@ diesel::table! {
         lease_owner -> Nullable<Text>,
         lease_until -> Nullable<Timestamp>,
         updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    pay_form (order_id) {
+        order_id -> Text,
+        form -> Text,
     }
 }
 
@@ -189,6 +195,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     order_number,
     pay_order,
+    pay_form,
     order_event,
     alipay_notify,
     shipment,

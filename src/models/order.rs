@@ -11,7 +11,9 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::Bool;
 
 use super::now;
-use crate::db::schema::{alipay_notify, gateway_call, order_event, order_number, pay_order, shipment};
+use crate::db::schema::{
+    alipay_notify, gateway_call, order_event, order_number, pay_form, pay_order, shipment,
+};
 use crate::db::{DbConn, Failure, InsertOrSkip, InsertRows, Inserts, KeepPreparedDsl, Stamp, Value};
 
 pub const CREATE: &str = "CREATE";
@@ -75,7 +77,6 @@ pub struct Order {
     pub product_name: String,
     pub total_cents: i64,
     pub status: String,
-    pub pay_form: Option<String>,
     pub trade_no: Option<String>,
     pub order_time: NaiveDateTime,
     pub expire_at: NaiveDateTime,
@@ -138,12 +139,16 @@ impl Order {
         Ok(block * NUMBER_BLOCK..(block + 1) * NUMBER_BLOCK)
     }
 
-    /// The row of a new order, born `PAY_WAIT` with its signed form, as a statement to run with
-    /// others ([`Inserts`]).
-    pub fn insert(order: &NewOrder) -> InsertRows {
-        InsertRows::new(
+    /// The rows of a new order, born `PAY_WAIT`, and of its signed form, as statements to run
+    /// with others ([`Inserts`]).
+    pub fn insert(order: &NewOrder) -> [InsertRows; 2] {
+        let form = InsertRows::new(
+            "pay_form (order_id, form)",
+            vec![vec![Value::Text(order.order_id.to_owned()), Value::Text(order.pay_form.to_owned())]],
+        );
+        let row = InsertRows::new(
             "pay_order (order_id, user_id, openid, product_id, product_name, total_cents, status, \
-             pay_form, order_time, expire_at, next_query_at, query_attempts, updated_at)",
+             order_time, expire_at, next_query_at, query_attempts, updated_at)",
             vec![vec![
                 Value::Text(order.order_id.to_owned()),
                 Value::BigInt(order.user_id),
@@ -152,14 +157,19 @@ impl Order {
                 Value::Text(order.product_name.to_owned()),
                 Value::BigInt(order.total_cents),
                 Value::Text(PAY_WAIT.to_owned()),
-                Value::Text(order.pay_form.to_owned()),
                 Value::at(order.order_time),
                 Value::at(order.expire_at),
                 Value::at(order.next_query_at),
                 Value::Integer(0),
                 Value::at(order.order_time),
             ]],
-        )
+        );
+        [row, form]
+    }
+
+    /// The signed page-pay form of an order, which only the checkout shows.
+    pub fn pay_form(conn: &mut DbConn, order_id: &str) -> QueryResult<Option<String>> {
+        pay_form::table.find(order_id).select(pay_form::form).get_result(conn).optional()
     }
 
     pub fn find(conn: &mut DbConn, order_id: &str) -> QueryResult<Option<Order>> {

@@ -24,8 +24,14 @@ const FORM_MARGIN_SECS: i64 = 60;
 /// while its payment form is valid, or what a new order needs. Then [`OrderDraft::sign`] with a
 /// number from [`OrderNumbers`], and [`place`].
 pub enum Checkout {
-    Open(Order),
+    Open(OrderToPay),
     New(OrderDraft),
+}
+
+/// An order waiting for its payment, and the signed form that pays it at Alipay's cashier.
+pub struct OrderToPay {
+    pub order: Order,
+    pub pay_form: String,
 }
 
 /// A new order before it exists: the product as priced now, and the shopper's open order whose
@@ -60,8 +66,10 @@ pub fn begin_checkout(
 ) -> AppResult<Checkout> {
     let mut replaces = None;
     if let Some(open) = Order::find_open(conn, user.user_id, product_id)? {
-        if open.expire_at - Duration::seconds(FORM_MARGIN_SECS) > now() {
-            return Ok(Checkout::Open(open));
+        if open.expire_at - Duration::seconds(FORM_MARGIN_SECS) > now()
+            && let Some(pay_form) = Order::pay_form(conn, &open.order_id)?
+        {
+            return Ok(Checkout::Open(OrderToPay { order: open, pay_form }));
         }
         replaces = Some(open.order_id);
     }
@@ -144,14 +152,14 @@ pub fn take_numbers(conn: &mut DbConn) -> AppResult<Range<i64>> {
 /// when it was not placed, and nothing changed: the product sold out, went off sale or changed
 /// its price, or another request of the shopper made an order for it first. The caller then
 /// begins again, and [`begin_checkout`] says which.
-pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Option<Order>> {
+pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Option<OrderToPay>> {
     let (order_id, draft) = (signed.order_id.as_str(), &signed.draft);
     if let Some(expired) = &draft.replaces {
         // Closed even if the new order is then refused: its form could not be used any more.
         close(conn, expired, "checkout", "payment form expired; a new order replaces it")?;
     }
     let mut rows = Inserts::default();
-    rows.add(Order::insert(&NewOrder {
+    let [order_row, form_row] = Order::insert(&NewOrder {
         order_id,
         user_id: draft.user_id,
         openid: &draft.openid,
@@ -162,7 +170,9 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Option<Order>
         order_time: draft.at,
         expire_at: draft.expire_at,
         next_query_at: draft.next_query_at,
-    }));
+    });
+    rows.add(order_row);
+    rows.add(form_row);
     rows.add(order::event(
         order_id,
         None,
@@ -179,7 +189,9 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Option<Order>
         Err(e) => return Err(e.into()),
     }
     log::info!("order {order_id} created for openid {} product {}", draft.openid, draft.product_id);
-    Order::find(conn, order_id)?.map(Some).ok_or_else(|| AppError::internal("the placed order vanished"))
+    let order =
+        Order::find(conn, order_id)?.ok_or_else(|| AppError::internal("the placed order vanished"))?;
+    Ok(Some(OrderToPay { order, pay_form: signed.pay_form.clone() }))
 }
 
 /// `CREATE|PAY_WAIT -> CLOSE`, releasing the reserved stock. Returns whether this call closed it.

@@ -212,9 +212,10 @@ fn buy_needs_login_and_a_csrf_token(backend: Backend) {
 fn asking_again_returns_the_same_open_order(backend: Backend) {
     let Some(app) = TestApp::spawn(backend) else { return };
     let mut shopper = app.browser_logged_in_as("o-again");
-    let first = order_id_of(&create_order(&mut shopper, GIFT));
-    let second = order_id_of(&create_order(&mut shopper, GIFT));
-    assert_eq!(first, second);
+    let first = create_order(&mut shopper, GIFT);
+    let second = create_order(&mut shopper, GIFT);
+    assert_eq!(order_id_of(&first), order_id_of(&second));
+    assert_eq!(first, second, "the form signed for the order, as it was stored");
     let unknown =
         shopper.post_json("/api/v1/alipay/create_pay_order", &serde_json::json!({ "productId": "404" }));
     assert_eq!(unknown.status, 404);
@@ -224,7 +225,7 @@ fn asking_again_returns_the_same_open_order(backend: Backend) {
     assert_eq!(malformed.json()["code"], "0002");
 }
 
-fn an_open_order_whose_form_expired_is_closed_and_replaced(backend: Backend) {
+fn an_open_order_whose_form_expired_or_is_gone_is_closed_and_replaced(backend: Backend) {
     let Some(app) = TestApp::spawn(backend) else { return };
     let mut shopper = app.browser_logged_in_as("o-expired");
     let before = stock(&app, GIFT);
@@ -236,6 +237,12 @@ fn an_open_order_whose_form_expired_is_closed_and_replaced(backend: Backend) {
     assert_eq!(order_status(&mut shopper, &first), "CLOSE");
     assert_eq!(order_status(&mut shopper, &second), "PAY_WAIT");
     assert_eq!(stock(&app, GIFT), before - 1, "the closed order's unit came back");
+    // An open order without a stored form cannot be paid from here either.
+    execute(&app, &format!("DELETE FROM pay_form WHERE order_id = '{second}'"));
+    let third = order_id_of(&create_order(&mut shopper, GIFT));
+    assert_ne!(third, second);
+    assert_eq!(order_status(&mut shopper, &second), "CLOSE");
+    assert_eq!(stock(&app, GIFT), before - 1);
 }
 
 fn order_numbers_come_in_blocks_that_instances_never_share(backend: Backend) {
@@ -526,7 +533,7 @@ both_backends!(
     login_buy_pay_deliver,
     buy_needs_login_and_a_csrf_token,
     asking_again_returns_the_same_open_order,
-    an_open_order_whose_form_expired_is_closed_and_replaced,
+    an_open_order_whose_form_expired_or_is_gone_is_closed_and_replaced,
     order_numbers_come_in_blocks_that_instances_never_share,
     bad_notifications_fail_and_change_nothing,
     a_notify_that_cannot_be_processed_is_kept_and_answered_fail,
