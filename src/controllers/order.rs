@@ -105,13 +105,8 @@ async fn checkout(
     // stock or price moved): the next round finds it, or says why there is none.
     for _ in 0..3 {
         let (lookup, wanted, settings) = (token.clone(), product_id.clone(), state.settings.clone());
-        let (user, next) = state
-            .db_write(move |conn| {
-                let user = session::user_for_token(conn, &lookup)?.ok_or(AppError::NotLoggedIn)?;
-                let next = orders::begin_checkout(conn, &settings, &user, &wanted)?;
-                Ok((user, next))
-            })
-            .await?;
+        let (user, next) =
+            state.db_write(move |conn| orders::begin_checkout(conn, &settings, &lookup, &wanted)).await?;
         let draft = match next {
             orders::Checkout::Open(to_pay) => return Ok((user, to_pay)),
             orders::Checkout::New(draft) => draft,

@@ -12,9 +12,12 @@ use diesel::sql_types::Bool;
 
 use super::now;
 use crate::db::schema::{
-    alipay_notify, gateway_call, order_event, order_number, pay_form, pay_order, shipment,
+    alipay_notify, app_user, gateway_call, order_event, order_number, pay_form, pay_order, product, shipment,
+    user_session,
 };
 use crate::db::{DbConn, Failure, InsertOrSkip, InsertRows, Inserts, KeepPreparedDsl, Stamp, Value};
+use crate::models::product::Product;
+use crate::models::user::AppUser;
 
 pub const CREATE: &str = "CREATE";
 pub const PAY_WAIT: &str = "PAY_WAIT";
@@ -60,8 +63,8 @@ impl QueryId for StatusIn {
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl AppearsOnTable<pay_order::table> for StatusIn {}
-impl SelectableExpression<pay_order::table> for StatusIn {}
+impl<QS> AppearsOnTable<QS> for StatusIn where pay_order::status: AppearsOnTable<QS> {}
+impl<QS> SelectableExpression<QS> for StatusIn where pay_order::status: SelectableExpression<QS> {}
 impl<GroupBy> ValidGrouping<GroupBy> for StatusIn {
     type IsAggregate = is_aggregate::Never;
 }
@@ -111,6 +114,14 @@ pub struct AlipayNotify {
     pub verified: bool,
     pub outcome: String,
     pub received_at: NaiveDateTime,
+}
+
+/// What [`Order::checkout_start`] finds: the shopper, their open order for the product with its
+/// signed form (if it has one), and the product (if there is one).
+pub struct CheckoutStart {
+    pub user: AppUser,
+    pub open: Option<(Order, Option<String>)>,
+    pub product: Option<Product>,
 }
 
 /// An order as it is born: waiting for payment, its form already signed (locally).
@@ -167,11 +178,6 @@ impl Order {
         [row, form]
     }
 
-    /// The signed page-pay form of an order, which only the checkout shows.
-    pub fn pay_form(conn: &mut DbConn, order_id: &str) -> QueryResult<Option<String>> {
-        pay_form::table.find(order_id).select(pay_form::form).get_result(conn).optional()
-    }
-
     pub fn find(conn: &mut DbConn, order_id: &str) -> QueryResult<Option<Order>> {
         pay_order::table
             .filter(pay_order::order_id.eq(order_id))
@@ -180,14 +186,40 @@ impl Order {
             .optional()
     }
 
-    pub fn find_open(conn: &mut DbConn, user_id: i64, product_id: &str) -> QueryResult<Option<Order>> {
-        pay_order::table
-            .filter(pay_order::user_id.eq(user_id))
-            .filter(pay_order::product_id.eq(product_id))
-            .filter(StatusIn(&OPEN))
-            .select(Order::as_select())
-            .get_result(conn)
-            .optional()
+    /// What a checkout starts from, in one statement (on PostgreSQL one round trip, where it
+    /// took four): the shopper behind a session, their open order for the product with its form,
+    /// and the product; `None` without a live session. (Diesel wants the join conditions' values
+    /// owned.)
+    pub fn checkout_start(
+        conn: &mut DbConn,
+        token_hash: &str,
+        product_id: &str,
+    ) -> QueryResult<Option<CheckoutStart>> {
+        let found = user_session::table
+            .inner_join(app_user::table)
+            .left_join(
+                pay_order::table.on(pay_order::user_id
+                    .eq(app_user::user_id)
+                    .and(pay_order::product_id.eq(product_id.to_owned()))
+                    .and(StatusIn(&OPEN))),
+            )
+            .left_join(pay_form::table.on(pay_form::order_id.eq(pay_order::order_id)))
+            .left_join(product::table.on(product::product_id.eq(product_id.to_owned())))
+            .filter(user_session::token_hash.eq(token_hash))
+            .filter(user_session::expires_at.gt(now()))
+            .select((
+                AppUser::as_select(),
+                Option::<Order>::as_select(),
+                pay_form::form.nullable(),
+                Option::<Product>::as_select(),
+            ))
+            .get_result::<(AppUser, Option<Order>, Option<String>, Option<Product>)>(conn)
+            .optional()?;
+        Ok(found.map(|(user, open, form, product)| CheckoutStart {
+            user,
+            open: open.map(|order| (order, form)),
+            product,
+        }))
     }
 
     /// A shopper's orders, newest first.

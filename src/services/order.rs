@@ -12,10 +12,11 @@ use crate::config::Settings;
 use crate::db::{DbConn, Inserts, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, PagePay};
-use crate::models::order::{self, CLOSE, NewOrder, OPEN, Order, PAY_WAIT};
-use crate::models::product::{self, Product};
+use crate::models::order::{self, CLOSE, CheckoutStart, NewOrder, OPEN, Order, PAY_WAIT};
+use crate::models::product;
 use crate::models::user::AppUser;
 use crate::models::{is_unique_violation, now};
+use crate::services::session;
 
 /// A form is not handed out when it has less than this left before `time_expire`.
 const FORM_MARGIN_SECS: i64 = 60;
@@ -58,23 +59,26 @@ pub struct SignedOrder {
     pay_form: String,
 }
 
+/// The shopper behind the session `token` and where their checkout of the product starts, all
+/// read by one statement; [`AppError::NotLoggedIn`] without a live session.
 pub fn begin_checkout(
     conn: &mut DbConn,
     settings: &Settings,
-    user: &AppUser,
+    token: &str,
     product_id: &str,
-) -> AppResult<Checkout> {
+) -> AppResult<(AppUser, Checkout)> {
+    let CheckoutStart { user, open, product } =
+        Order::checkout_start(conn, &session::token_hash(token), product_id)?.ok_or(AppError::NotLoggedIn)?;
     let mut replaces = None;
-    if let Some(open) = Order::find_open(conn, user.user_id, product_id)? {
+    if let Some((open, form)) = open {
         if open.expire_at - Duration::seconds(FORM_MARGIN_SECS) > now()
-            && let Some(pay_form) = Order::pay_form(conn, &open.order_id)?
+            && let Some(pay_form) = form
         {
-            return Ok(Checkout::Open(OrderToPay { order: open, pay_form }));
+            return Ok((user, Checkout::Open(OrderToPay { order: open, pay_form })));
         }
         replaces = Some(open.order_id);
     }
-    let product = Product::find(conn, product_id)?
-        .ok_or_else(|| AppError::NotFound(format!("There is no product {product_id}.")))?;
+    let product = product.ok_or_else(|| AppError::NotFound(format!("There is no product {product_id}.")))?;
     if !product.on_sale {
         return Err(AppError::Conflict(format!("{} is not on sale.", product.name)));
     }
@@ -87,7 +91,7 @@ pub fn begin_checkout(
     let first_look =
         Duration::seconds(compensation.query_after_secs.min(compensation.close_after_minutes * 60) as i64);
     let at = now();
-    Ok(Checkout::New(OrderDraft {
+    let draft = OrderDraft {
         user_id: user.user_id,
         openid: user.openid.clone(),
         product_id: product.product_id,
@@ -97,7 +101,8 @@ pub fn begin_checkout(
         expire_at: at + pay_timeout,
         next_query_at: at + first_look,
         replaces,
-    }))
+    };
+    Ok((user, Checkout::New(draft)))
 }
 
 impl OrderDraft {
