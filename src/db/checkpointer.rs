@@ -309,9 +309,10 @@ mod tests {
 
     #[test]
     fn the_open_orders_are_read_through_the_indexes_a_payment_changes() {
+        use diesel::RunQueryDsl;
         use diesel::connection::SimpleConnection;
-        use diesel::{Connection, RunQueryDsl, SqliteConnection};
-        use diesel_migrations::MigrationHarness;
+
+        use crate::db::{DatabaseLocation, DbConn, prepare};
 
         #[derive(diesel::QueryableByName)]
         struct Step {
@@ -319,8 +320,10 @@ mod tests {
             detail: String,
         }
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = SqliteConnection::establish(&format!("{}/open.db", dir.path().display())).unwrap();
-        conn.run_pending_migrations(super::super::SQLITE_MIGRATIONS).unwrap();
+        // Through the shop's own set-up: SQLite is configured before its first connection.
+        let location = DatabaseLocation::parse(&format!("sqlite://{}/open.db", dir.path().display()));
+        prepare(&location).unwrap();
+        let DbConn::Sqlite(mut conn) = location.establish().unwrap() else { panic!("a SQLite location") };
         conn.batch_execute(
             "INSERT INTO app_user (openid) VALUES ('o1');
              INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, total_cents, status,

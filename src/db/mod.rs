@@ -477,6 +477,9 @@ mod tests {
             #[diesel(sql_type = BigInt)]
             n: i64,
         }
+        // Configured first, as the shop does: a connection before it would keep SQLite's defaults
+        // and fail `sqlite_is_configured_before_its_first_connection`, which runs alongside.
+        super::configure_sqlite();
         let dir = tempfile::tempdir().unwrap();
         let mut conn =
             diesel::SqliteConnection::establish(&format!("{}/rebuild.db", dir.path().display())).unwrap();
