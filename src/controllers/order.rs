@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::identity::{MaybeShopper, Shopper, session_token};
 use super::{Nav, csrf, filters, render};
 use crate::error::{AppError, Envelope};
-use crate::models::order::Order;
+use crate::models::order::{Order, OrderAtCheckout};
 use crate::models::user::AppUser;
 use crate::services::order::{self as orders, OrderToPay};
 use crate::services::session;
@@ -66,7 +66,7 @@ impl From<&Order> for OrderView {
 #[template(path = "checkout.html")]
 struct CheckoutPage {
     nav: Nav,
-    order: Order,
+    order: OrderAtCheckout,
     form: String,
 }
 

@@ -120,8 +120,18 @@ pub struct AlipayNotify {
 /// signed form (if it has one), and the product (if there is one).
 pub struct CheckoutStart {
     pub user: AppUser,
-    pub open: Option<(Order, Option<String>)>,
+    pub open: Option<(OrderAtCheckout, Option<String>)>,
     pub product: Option<Product>,
+}
+
+/// What a checkout shows of an order waiting for its payment.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = pay_order)]
+pub struct OrderAtCheckout {
+    pub order_id: String,
+    pub product_name: String,
+    pub total_cents: i64,
+    pub expire_at: NaiveDateTime,
 }
 
 /// An order as it is born: waiting for payment, its form already signed (locally).
@@ -209,11 +219,11 @@ impl Order {
             .filter(user_session::expires_at.gt(now()))
             .select((
                 AppUser::as_select(),
-                Option::<Order>::as_select(),
+                Option::<OrderAtCheckout>::as_select(),
                 pay_form::form.nullable(),
                 Option::<Product>::as_select(),
             ))
-            .get_result::<(AppUser, Option<Order>, Option<String>, Option<Product>)>(conn)
+            .get_result::<(AppUser, Option<OrderAtCheckout>, Option<String>, Option<Product>)>(conn)
             .optional()?;
         Ok(found.map(|(user, open, form, product)| CheckoutStart {
             user,

@@ -12,7 +12,7 @@ use crate::config::Settings;
 use crate::db::{DbConn, Inserts, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, PagePay};
-use crate::models::order::{self, CLOSE, CheckoutStart, NewOrder, OPEN, Order, PAY_WAIT};
+use crate::models::order::{self, CLOSE, CheckoutStart, NewOrder, OPEN, Order, OrderAtCheckout, PAY_WAIT};
 use crate::models::product;
 use crate::models::user::AppUser;
 use crate::models::{is_unique_violation, now};
@@ -31,7 +31,7 @@ pub enum Checkout {
 
 /// An order waiting for its payment, and the signed form that pays it at Alipay's cashier.
 pub struct OrderToPay {
-    pub order: Order,
+    pub order: OrderAtCheckout,
     pub pay_form: String,
 }
 
@@ -194,8 +194,13 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Option<OrderT
         Err(e) => return Err(e.into()),
     }
     log::info!("order {order_id} created for openid {} product {}", draft.openid, draft.product_id);
-    let order =
-        Order::find(conn, order_id)?.ok_or_else(|| AppError::internal("the placed order vanished"))?;
+    // All the checkout shows was just written: nothing to read back.
+    let order = OrderAtCheckout {
+        order_id: order_id.to_owned(),
+        product_name: draft.product_name.clone(),
+        total_cents: draft.price_cents,
+        expire_at: draft.expire_at,
+    };
     Ok(Some(OrderToPay { order, pay_form: signed.pay_form.clone() }))
 }
 
