@@ -11,5 +11,6 @@ pub mod money;
 pub mod random;
 pub mod sandbox;
 pub mod services;
+pub mod signing;
 pub mod startup;
 pub mod state;

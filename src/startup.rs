@@ -23,6 +23,7 @@ use crate::sandbox::alipay::AlipaySandbox;
 use crate::sandbox::weixin::WeixinSandbox;
 use crate::services::catalogue::ShopWindow;
 use crate::services::order::OrderNumbers;
+use crate::signing::SigningThreads;
 use crate::state::AppState;
 
 /// Bodies larger than this are refused before any handler sees them.
@@ -36,8 +37,8 @@ pub enum StartupError {
     Database(#[from] db::DbError),
     #[error("{0}")]
     Keys(String),
-    #[error("cannot start the background thread: {0}")]
-    Thread(std::io::Error),
+    #[error("cannot start the {0}: {1}")]
+    Thread(&'static str, std::io::Error),
 }
 
 pub struct Application {
@@ -84,6 +85,7 @@ impl Application {
         let worker = Arc::new(Worker::new(pool.clone(), settings.clone(), alipay.clone(), weixin.clone()));
         let instance = worker.owner.clone();
         let shop_window = ShopWindow::new(Duration::from_millis(settings.catalogue.list_max_age_ms));
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let state = web::Data::new(AppState {
             pool,
             settings: settings.clone(),
@@ -93,11 +95,12 @@ impl Application {
             writer,
             shop_window,
             order_numbers: OrderNumbers::default(),
+            signing: SigningThreads::start(workers)
+                .map_err(|e| StartupError::Thread("signing threads", e))?,
         });
         // Database work runs on actix's blocking threads (`web::block`); there are as many as pooled
         // connections, so under load work queues instead of parking threads on the pool and waking
         // them one by one (gateway calls run on threads of their own: `AppState::call_out`).
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let database_threads = (settings.database.pool_size as usize).div_ceil(workers);
         // The access log renders its line's parts for every request, whether or not the level
         // lets the line out; with `info` off it is left out of the chain.
@@ -137,7 +140,8 @@ impl Application {
 
         print_quick_start(&settings, generated_password);
         let interval = Duration::from_secs(settings.compensation.interval_secs);
-        let background = Background::start(worker.clone(), interval).map_err(StartupError::Thread)?;
+        let background = Background::start(worker.clone(), interval)
+            .map_err(|e| StartupError::Thread("background thread", e))?;
         Ok(Application {
             port: address.port(),
             settings,

@@ -12,6 +12,7 @@ use crate::gateways::alipay::AlipayClient;
 use crate::gateways::weixin::WeixinClient;
 use crate::services::catalogue::ShopWindow;
 use crate::services::order::OrderNumbers;
+use crate::signing::SigningThreads;
 
 pub struct AppState {
     pub pool: DbPool,
@@ -26,6 +27,8 @@ pub struct AppState {
     pub shop_window: ShopWindow,
     /// The block of order numbers this instance hands out.
     pub order_numbers: OrderNumbers,
+    /// Where orders' payment forms are signed.
+    pub signing: SigningThreads,
 }
 
 impl AppState {

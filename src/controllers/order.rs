@@ -93,9 +93,9 @@ struct BuyForm {
 
 /// The shopper behind `token` and their order for the product, found or made: the session and
 /// the open order looked up in one database job (on SQLite in the writer, though it only reads:
-/// the writer's page cache is the one every commit leaves warm, and the blocking threads are
-/// busy signing), a number from this instance's block, the form signed on a thread of its own,
-/// outside any transaction, and the order placed in a second job.
+/// the writer's page cache is the one every commit leaves warm), a number from this instance's
+/// block, the form signed on one of the signing threads, outside any transaction, and the order
+/// placed in a second job.
 async fn checkout(
     state: &web::Data<AppState>,
     token: String,
@@ -113,7 +113,7 @@ async fn checkout(
         };
         let number = state.order_numbers.next(|| state.db_write(orders::take_numbers)).await?;
         let alipay = state.alipay.clone();
-        let signed = web::block(move || draft.sign(number, &alipay)).await?;
+        let signed = state.signing.run(move || draft.sign(number, &alipay)).await?;
         if let Some(to_pay) = state.db_write(move |conn| orders::place(conn, &signed)).await? {
             return Ok((user, to_pay));
         }
