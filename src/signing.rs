@@ -5,7 +5,9 @@
 //! pool, orders arriving together were signed side by side, sharing the cores, so all of them
 //! finished late; here they finish one after another. And a signature gives way to the short
 //! steps around it (an HTTP worker, the SQLite writer), which would otherwise wait for a slice
-//! of a core behind it.
+//! of a core behind it. On PostgreSQL the write a signature is for follows it on the same
+//! thread ([`crate::state::AppState::sign_then_write`]): one round trip, while the other core
+//! signs.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Receiver, Sender, channel};

@@ -64,6 +64,37 @@ impl AppState {
         }
     }
 
+    /// Runs `sign` on a signing thread, then `write` with what it signed. On PostgreSQL the
+    /// signing thread runs it itself on a pooled connection (waiting out the round trip) instead
+    /// of handing back to the async worker and on to a database thread: two wake-ups fewer, each
+    /// of which may wait for a core under load. On SQLite the write goes to the writer's next
+    /// batch from the async worker, as [`AppState::db_write`]: queued straight from the signing
+    /// threads instead, an order cost 5% more CPU and the maximum rate fell by 5% (measured, the
+    /// cause not traced).
+    pub async fn sign_then_write<S, T, F>(
+        &self,
+        sign: impl FnOnce() -> S + Send + 'static,
+        write: F,
+    ) -> Result<T, AppError>
+    where
+        S: Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn, S) -> Result<T, AppError> + Send + 'static,
+    {
+        if self.writer.is_some() {
+            let signed = self.signing.run(sign).await?;
+            return self.db_write(move |conn| write(conn, signed)).await;
+        }
+        let pool = self.pool.clone();
+        self.signing
+            .run(move || {
+                let signed = sign();
+                let mut conn = pool.get()?;
+                write(&mut conn, signed)
+            })
+            .await?
+    }
+
     /// Runs work that calls a gateway over HTTP on a thread of its own: it may wait as long as
     /// the gateway's timeout and must not occupy one of the few threads that serve database
     /// work. It takes pooled connections itself, only while it needs them.

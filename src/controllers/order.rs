@@ -113,8 +113,9 @@ async fn checkout(
         };
         let number = state.order_numbers.next(|| state.db_write(orders::take_numbers)).await?;
         let alipay = state.alipay.clone();
-        let signed = state.signing.run(move || draft.sign(number, &alipay)).await?;
-        if let Some(to_pay) = state.db_write(move |conn| orders::place(conn, &signed)).await? {
+        let sign = move || draft.sign(number, &alipay);
+        if let Some(to_pay) = state.sign_then_write(sign, |conn, signed| orders::place(conn, &signed)).await?
+        {
             return Ok((user, to_pay));
         }
     }
