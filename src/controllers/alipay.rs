@@ -18,10 +18,9 @@ async fn notify(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResp
         String::from_utf8(body.to_vec()).map_err(|_| AppError::BadRequest("the body is not UTF-8".into()))?;
     let params: Vec<(String, String)> =
         serde_urlencoded::from_str(&raw).map_err(|e| AppError::BadRequest(format!("malformed form: {e}")))?;
-    let notification = Arc::new(Notification { params, raw });
-    let (alipay, settings, received) = (state.alipay.clone(), state.settings.clone(), notification.clone());
-    let handled =
-        state.db_write(move |conn| payment::handle_notify(conn, &alipay, &settings, &received)).await;
+    let notification = Arc::new(Notification::received(&state.alipay, &state.settings, params, raw));
+    let received = notification.clone();
+    let handled = state.db_write(move |conn| payment::handle_notify(conn, &received)).await;
     let answer = match handled {
         Ok(answer) => answer,
         Err(e) => state.db_write(move |conn| payment::keep_unprocessed(conn, &notification, &e)).await?,
