@@ -8,6 +8,19 @@
 local threads = {}
 local thread_count = 0
 
+-- A clock for when requests were in flight: wrk's own duration is the whole -d, also when the
+-- prepared requests of a fresh run ran out before it ended.
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock, bench_timespec *now);
+]]
+local clock_now = ffi.new("bench_timespec")
+local function now_us()
+  ffi.C.clock_gettime(1, clock_now) -- CLOCK_MONOTONIC
+  return tonumber(clock_now.tv_sec) * 1e6 + tonumber(clock_now.tv_nsec) / 1e3
+end
+
 function setup(thread)
   thread:set("tid", thread_count)
   thread_count = thread_count + 1
@@ -35,9 +48,12 @@ function init(args)
   stride = tonumber(args[4])
   first = tonumber(args[5])
   fresh = args[6] == "1"
+  first_sent_us = 0
+  last_answer_us = 0
 end
 
 function request()
+  if first_sent_us == 0 then first_sent_us = now_us() end
   local index = first + counter * stride + tid
   counter = counter + 1
   if index >= #requests then
@@ -58,6 +74,7 @@ function delay()
 end
 
 function response(status, headers, body)
+  last_answer_us = now_us()
   if status < 200 or status > 299 or (expected ~= "" and not string.find(body, expected, 1, true)) then
     bad = bad + 1
     if bad <= 3 then io.stderr:write("unexpected answer " .. status .. ": " .. string.sub(body or "", 1, 200) .. "\n") end
@@ -65,14 +82,18 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests_)
-  local bad_total, wrapped_total = 0, 0
+  local bad_total, wrapped_total, first_us, last_us = 0, 0, math.huge, 0
   for _, t in ipairs(threads) do
     bad_total = bad_total + t:get("bad")
     wrapped_total = wrapped_total + t:get("wrapped")
+    local sent = t:get("first_sent_us")
+    if sent > 0 then first_us = math.min(first_us, sent) end
+    last_us = math.max(last_us, t:get("last_answer_us"))
   end
+  local active_us = last_us > first_us and last_us - first_us or summary.duration
   local e = summary.errors
   io.write(string.format(
-    '{"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"bad":%d,"socket_errors":%d,"reused":%d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    '{"requests":%d,"duration_us":%d,"active_us":%d,"p50_us":%d,"p99_us":%d,"bad":%d,"socket_errors":%d,"reused":%d}\n',
+    summary.requests, summary.duration, active_us, latency:percentile(50), latency:percentile(99),
     bad_total + e.status, e.connect + e.read + e.write + e.timeout, wrapped_total))
 end
