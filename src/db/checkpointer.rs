@@ -5,7 +5,7 @@
 //! A passive checkpoint never waits, but under steady writes it never catches up either, and the
 //! WAL only starts again from its beginning after one that did: it grew past a gigabyte in the
 //! benchmark. So when a passive checkpoint leaves a long WAL behind, the thread briefly holds the
-//! writers of this process back and restarts it ([`RESTART_AFTER_FRAMES`]).
+//! writers of this process back and restarts it ([`RESTART_AFTER_BYTES`]).
 //!
 //! After each checkpoint it also readies the next stretch of the WAL for the writer
 //! ([`WalAhead`]): without that, the writer waited 10 to 60 ms in `pwrite`, several times a
@@ -30,17 +30,18 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// which this benchmark machine's proactive reclaim drops file pages nobody read.
 const READ_OPEN_ORDERS_EVERY: Duration = Duration::from_secs(20);
 
-/// A WAL of more frames (pages) than this after a passive checkpoint is restarted (1 GiB). A
-/// restart holds the writers back while it syncs the WAL and the database file: 2 to 30 ms when
-/// the disk is quiet, 50 to 200 ms under the benchmark's load. So it is a bound for sustained load
-/// (at half the benchmark's maximum rate, about every 13 s), not a routine: when writes pause, a
-/// passive checkpoint catches up and the WAL starts again by itself. Page lookups only search
+/// A WAL longer than this after a passive checkpoint is restarted. A restart holds the writers
+/// back while it syncs the WAL and the database file: 2 to 30 ms when the disk is quiet, 25 to
+/// 200 ms under the benchmark's load (each sync waits for what was written before it). So it is a
+/// bound for sustained load, not a routine: when writes pause, a passive checkpoint catches up
+/// and the WAL starts again by itself. Page lookups only search
 /// the frames no checkpoint has copied yet, so a long WAL costs disk space, not time.
-const RESTART_AFTER_FRAMES: i32 = 262_144;
+const RESTART_AFTER_BYTES: u64 = 1 << 30;
 
 /// How far past the end of its last frame the WAL is readied: more than the writer appends
-/// between two checkpoints at the benchmark's maximum rate (about 30 MiB).
-const WAL_AHEAD: u64 = 48 << 20;
+/// between two checkpoints at the benchmark's maximum rate (with 1 KiB pages; 48 MiB was needed
+/// with 4 KiB pages, whose frames are four times as long).
+const WAL_AHEAD: u64 = 24 << 20;
 
 /// The WAL's header, and each frame's header before its page.
 const WAL_HEADER_BYTES: u64 = 32;
@@ -101,9 +102,10 @@ impl Drop for Checkpointer {
 }
 
 fn checkpoint_until_stopped(conn: &mut SqliteConnection, mut ahead: WalAhead, stopped: &Receiver<()>) {
+    let restart_after = i32::try_from(RESTART_AFTER_BYTES / ahead.frame_bytes).unwrap_or(i32::MAX);
     let mut read_at = Instant::now();
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-        match checkpoint_and_bound(conn) {
+        match checkpoint_and_bound(conn, restart_after) {
             Ok(frames) => ahead.ready_after(frames),
             Err(e) => log::warn!("SQLite checkpoint failed: {e}"),
         }
@@ -141,9 +143,9 @@ fn read_open_orders(conn: &mut SqliteConnection) -> QueryResult<i64> {
 
 /// One passive checkpoint, and a restart when it leaves a long WAL behind. Returns how many frames
 /// the WAL holds: none after a restart, as the next commit writes from its start again.
-fn checkpoint_and_bound(conn: &mut SqliteConnection) -> QueryResult<u64> {
+fn checkpoint_and_bound(conn: &mut SqliteConnection, restart_after_frames: i32) -> QueryResult<u64> {
     let passive = checkpoint(conn, "PASSIVE")?;
-    let result = if passive.log <= RESTART_AFTER_FRAMES {
+    let result = if passive.log <= restart_after_frames {
         passive
     } else {
         // What was written during that one is copied and synced now, so the restart, which the
