@@ -1,6 +1,6 @@
 -- wrk script: replays a file of prepared requests, each thread its own slice; checks every
 -- answer; optionally paces each connection with a random pause of the given mean.
--- args: <requests file> <expected body substring> <delay ms per request, 0 = flat out> <threads>
+-- args: <requests file> <expected body substring> <mean pause ms per request, 0 = flat out> <threads>
 --       <first request (0-based)> <fresh: 1 = send each request once and stop when they run out,
 --       0 = cycle through them>
 -- file format, one request per line: METHOD \t PATH \t header:value|header:value \t BODY
@@ -67,10 +67,15 @@ function request()
 end
 
 -- A random pause around the mean (uniform, 0 to twice the mean): connections drift apart, so the
--- paced run sends independent requests instead of bursts of all connections at once.
+-- paced run sends independent requests instead of bursts of all connections at once. wrk waits
+-- whole milliseconds, so the pause is rounded up or down at random, in proportion: its mean stays
+-- the one asked for, also below a millisecond.
 function delay()
   if pause == 0 then return 0 end
-  return math.random(0, 2 * pause)
+  local wanted = math.random() * 2 * pause
+  local whole = math.floor(wanted)
+  if math.random() < wanted - whole then whole = whole + 1 end
+  return whole
 end
 
 function response(status, headers, body)
@@ -93,7 +98,7 @@ function done(summary, latency, requests_)
   local active_us = last_us > first_us and last_us - first_us or summary.duration
   local e = summary.errors
   io.write(string.format(
-    '{"requests":%d,"duration_us":%d,"active_us":%d,"p50_us":%d,"p99_us":%d,"bad":%d,"socket_errors":%d,"reused":%d}\n',
-    summary.requests, summary.duration, active_us, latency:percentile(50), latency:percentile(99),
+    '{"requests":%d,"duration_us":%d,"active_us":%d,"min_us":%d,"p50_us":%d,"p99_us":%d,"bad":%d,"socket_errors":%d,"reused":%d}\n',
+    summary.requests, summary.duration, active_us, latency.min, latency:percentile(50), latency:percentile(99),
     bad_total + e.status, e.connect + e.read + e.write + e.timeout, wrapped_total))
 end
