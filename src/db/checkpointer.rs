@@ -34,8 +34,8 @@ const READ_OPEN_ORDERS_EVERY: Duration = Duration::from_secs(20);
 /// back while it syncs the WAL and the database file: 2 to 30 ms when the disk is quiet, 25 to
 /// 200 ms under the benchmark's load (each sync waits for what was written before it). So it is a
 /// bound for sustained load, not a routine: when writes pause, a passive checkpoint catches up
-/// and the WAL starts again by itself. Page lookups only search
-/// the frames no checkpoint has copied yet, so a long WAL costs disk space, not time.
+/// and the WAL starts again by itself. Page lookups only search the frames no checkpoint has
+/// copied yet, so a long WAL costs disk space, not time.
 const RESTART_AFTER_BYTES: u64 = 1 << 30;
 
 /// How far past the end of its last frame the WAL is readied: more than the writer appends
@@ -82,11 +82,15 @@ impl Checkpointer {
             .map_err(|e| checkpoint_error(e.to_string()))?
             .page_size;
         let frame_bytes = u64::try_from(page_size).unwrap_or(4096) + WAL_FRAME_HEADER_BYTES;
+        let restart_after_frames = i32::try_from(RESTART_AFTER_BYTES / frame_bytes).unwrap_or(i32::MAX);
         let wal = PathBuf::from(format!("{}-wal", location.target));
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("paymall-checkpoint".into())
-            .spawn(move || checkpoint_until_stopped(&mut conn, WalAhead::new(wal, frame_bytes), &stopped))
+            .spawn(move || {
+                let ahead = WalAhead::new(wal, frame_bytes);
+                checkpoint_until_stopped(&mut conn, restart_after_frames, ahead, &stopped)
+            })
             .map_err(|e| checkpoint_error(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(Some(Checkpointer { stop: Some(stop), thread: Some(thread) }))
     }
@@ -101,11 +105,15 @@ impl Drop for Checkpointer {
     }
 }
 
-fn checkpoint_until_stopped(conn: &mut SqliteConnection, mut ahead: WalAhead, stopped: &Receiver<()>) {
-    let restart_after = i32::try_from(RESTART_AFTER_BYTES / ahead.frame_bytes).unwrap_or(i32::MAX);
+fn checkpoint_until_stopped(
+    conn: &mut SqliteConnection,
+    restart_after_frames: i32,
+    mut ahead: WalAhead,
+    stopped: &Receiver<()>,
+) {
     let mut read_at = Instant::now();
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-        match checkpoint_and_bound(conn, restart_after) {
+        match checkpoint_and_bound(conn, restart_after_frames) {
             Ok(frames) => ahead.ready_after(frames),
             Err(e) => log::warn!("SQLite checkpoint failed: {e}"),
         }
