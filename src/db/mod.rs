@@ -466,6 +466,30 @@ mod tests {
         assert_eq!((used, peak), (0, 0), "sqlite3_config ran too late and SQLite kept its defaults");
     }
 
+    #[test]
+    fn a_new_sqlite_file_gets_small_pages_in_wal_mode() {
+        use diesel::RunQueryDsl;
+
+        #[derive(diesel::QueryableByName)]
+        struct Setting {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            value: String,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let location = DatabaseLocation::parse(&format!("sqlite://{}/pages.db", dir.path().display()));
+        prepare(&location).unwrap();
+        let mut conn = location.establish().unwrap();
+        let setting = |conn: &mut super::DbConn, pragma: &str| {
+            diesel::sql_query(format!("SELECT CAST({pragma} AS TEXT) AS value FROM pragma_{pragma}"))
+                .get_result::<Setting>(conn)
+                .unwrap()
+                .value
+        };
+        // Set after the file had tables, the page size would be ignored without an error.
+        assert_eq!(setting(&mut conn, "page_size"), "1024");
+        assert_eq!(setting(&mut conn, "journal_mode"), "wal");
+    }
+
     /// The migration that rebuilds `pay_order` and `outbox` for their status checks keeps every
     /// row and the ids to come, and the checks still refuse an unknown status; the next one
     /// moves the forms out of `pay_order` and keeps its rows.
