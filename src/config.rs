@@ -18,6 +18,7 @@ pub struct Settings {
     pub compensation: CompensationSettings,
     pub catalogue: CatalogueSettings,
     pub admin: AdminSettings,
+    pub limits: LimitSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -27,6 +28,9 @@ pub struct ServerSettings {
     pub bind: String,
     /// The URL shoppers and the platforms reach us at; empty means `http://<bound address>`.
     pub public_url: String,
+    /// Peers (reverse proxies) whose `X-Forwarded-For` is believed; the client is then the
+    /// last hop they did not add. Empty: the client is the socket's peer.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +94,18 @@ pub struct CatalogueSettings {
 pub struct AdminSettings {
     pub username: String,
     pub password: Secret,
+}
+
+/// Per-client rate limits, in requests per minute with a burst of as many: ticket creation and
+/// admin sign-in always; notifications and portal pushes only when they fail verification, so a
+/// busy platform is never throttled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    pub login_tickets_per_minute: u32,
+    pub admin_sign_ins_per_minute: u32,
+    pub unverified_notifications_per_minute: u32,
+    pub unverified_portal_pushes_per_minute: u32,
 }
 
 /// A value that must never reach a log: `Debug` prints a placeholder.
@@ -191,6 +207,15 @@ impl Settings {
         }
         if self.compensation.interval_secs == 0 {
             return invalid("compensation.interval_secs", "must be at least 1");
+        }
+        let limits = [
+            ("limits.login_tickets_per_minute", self.limits.login_tickets_per_minute),
+            ("limits.admin_sign_ins_per_minute", self.limits.admin_sign_ins_per_minute),
+            ("limits.unverified_notifications_per_minute", self.limits.unverified_notifications_per_minute),
+            ("limits.unverified_portal_pushes_per_minute", self.limits.unverified_portal_pushes_per_minute),
+        ];
+        if let Some((key, _)) = limits.into_iter().find(|(_, per_minute)| *per_minute == 0) {
+            return invalid(key, "must be at least 1");
         }
         if !self.sandbox.enabled {
             let required = [

@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod models;
 pub mod money;
 pub mod random;
+pub mod rate_limit;
 pub mod sandbox;
 pub mod services;
 pub mod signing;

@@ -19,6 +19,7 @@ use crate::error::{AppError, api_envelope};
 use crate::gateways::alipay::AlipayClient;
 use crate::gateways::weixin::WeixinClient;
 use crate::jobs::{Background, Worker};
+use crate::rate_limit::RateLimits;
 use crate::sandbox::alipay::AlipaySandbox;
 use crate::sandbox::weixin::WeixinSandbox;
 use crate::services::catalogue::ShopWindow;
@@ -82,7 +83,14 @@ impl Application {
         );
 
         let weixin = Arc::new(WeixinClient::from_settings(&settings));
-        let worker = Arc::new(Worker::new(pool.clone(), settings.clone(), alipay.clone(), weixin.clone()));
+        let limits = Arc::new(RateLimits::new(&settings.limits));
+        let worker = Arc::new(Worker::new(
+            pool.clone(),
+            settings.clone(),
+            alipay.clone(),
+            weixin.clone(),
+            limits.clone(),
+        ));
         let instance = worker.owner.clone();
         let shop_window = ShopWindow::new(Duration::from_millis(settings.catalogue.list_max_age_ms));
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -97,6 +105,7 @@ impl Application {
             order_numbers: OrderNumbers::default(),
             signing: SigningThreads::start(workers)
                 .map_err(|e| StartupError::Thread("signing threads", e))?,
+            limits,
         });
         // Database work runs on actix's blocking threads (`web::block`); there are as many as pooled
         // connections, so under load work queues instead of parking threads on the pool and waking

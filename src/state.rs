@@ -10,6 +10,7 @@ use crate::db::{DbConn, DbPool};
 use crate::error::AppError;
 use crate::gateways::alipay::AlipayClient;
 use crate::gateways::weixin::WeixinClient;
+use crate::rate_limit::RateLimits;
 use crate::services::catalogue::ShopWindow;
 use crate::services::order::OrderNumbers;
 use crate::signing::SigningThreads;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub order_numbers: OrderNumbers,
     /// Where orders' payment forms are signed.
     pub signing: SigningThreads,
+    /// Per-client rate limits (shared with the background thread, which forgets idle clients).
+    pub limits: Arc<RateLimits>,
 }
 
 impl AppState {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod alipay;
+pub mod client;
 pub mod csrf;
 pub mod health;
 pub mod identity;

@@ -17,6 +17,7 @@ use crate::db::{DbPool, PooledConn};
 use crate::error::AppError;
 use crate::gateways::alipay::AlipayClient;
 use crate::gateways::weixin::WeixinClient;
+use crate::rate_limit::RateLimits;
 
 /// One background task: returns how many rows it handled.
 type Task = fn(&Worker) -> Result<usize, AppError>;
@@ -29,6 +30,8 @@ pub struct Worker {
     pub weixin: Arc<WeixinClient>,
     /// Names this instance in lease columns.
     pub owner: String,
+    /// The request paths' rate limits, whose idle clients the purge forgets.
+    pub limits: Arc<RateLimits>,
 }
 
 impl Worker {
@@ -37,8 +40,9 @@ impl Worker {
         settings: Arc<Settings>,
         alipay: Arc<AlipayClient>,
         weixin: Arc<WeixinClient>,
+        limits: Arc<RateLimits>,
     ) -> Worker {
-        Worker { pool, settings, alipay, weixin, owner: instance_id() }
+        Worker { pool, settings, alipay, weixin, owner: instance_id(), limits }
     }
 
     fn conn(&self) -> Result<PooledConn, AppError> {
@@ -64,8 +68,9 @@ impl Worker {
     }
 }
 
-/// Expired sessions, login tickets and old push dedupe rows.
+/// Expired sessions, login tickets and old push dedupe rows; idle rate-limit state.
 fn purge_expired(worker: &Worker) -> Result<usize, AppError> {
+    worker.limits.forget_idle();
     let mut conn = worker.conn()?;
     Ok(crate::models::session::purge_expired(&mut conn)? + crate::services::login::purge_expired(&mut conn)?)
 }
