@@ -6,6 +6,7 @@ pub mod db;
 pub mod error;
 pub mod gateways;
 pub mod jobs;
+pub mod log_escape;
 pub mod models;
 pub mod money;
 pub mod random;
