@@ -19,6 +19,7 @@ pub struct Settings {
     pub catalogue: CatalogueSettings,
     pub admin: AdminSettings,
     pub limits: LimitSettings,
+    pub retention: RetentionSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +66,9 @@ pub struct AlipaySettings {
     pub notify_url: String,
     pub return_url: String,
     pub pay_timeout_minutes: u32,
+    /// A validly signed payment for an order the shop does not know is refunded after this long
+    /// unless the admin refunded it sooner.
+    pub orphan_refund_after_hours: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +110,22 @@ pub struct LimitSettings {
     pub admin_sign_ins_per_minute: u32,
     pub unverified_notifications_per_minute: u32,
     pub unverified_portal_pushes_per_minute: u32,
+}
+
+/// How long the background thread keeps audit rows, in days: payment evidence long, junk briefly.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Notifications kept whole: those signed by Alipay for us, whatever came of them.
+    pub verified_notification_days: u32,
+    /// Notifications that failed verification (their bounded prefix and hash).
+    pub unverified_notification_days: u32,
+    /// The record of every call to Alipay (query, close, refund).
+    pub gateway_call_days: u32,
+    /// WeChat pushes seen (their dedupe keys).
+    pub weixin_event_days: u32,
+    /// Admin sign-in failure counters, counted from the last failure.
+    pub admin_failure_days: u32,
 }
 
 /// A value that must never reach a log: `Debug` prints a placeholder.

@@ -10,15 +10,27 @@ pub fn format_yuan(cents: i64) -> String {
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
-/// Parses an amount in yuan exactly (`"1.68"`, `"1.6"`, `"2"`) into cents; `None` when it is not
-/// a number or has more than two decimals.
+/// Parses an amount in yuan exactly (`"1.68"`, `"1.6"`, `"2"`) into cents. Only
+/// `^\d{1,10}(\.\d{1,2})?$` is an amount: no sign, spaces, exponent, leading `.` or third
+/// decimal, so every reader of an amount (notifications, query answers, admin forms) agrees on
+/// what a string means before the decimal is parsed.
 pub fn parse_yuan(text: &str) -> Option<i64> {
-    let value: BigDecimal = text.trim().parse().ok()?;
-    let cents = value * BigDecimal::from(100);
-    if !cents.is_integer() {
+    if !is_amount(text) {
         return None;
     }
-    cents.to_i64()
+    let value: BigDecimal = text.parse().ok()?;
+    (value * BigDecimal::from(100)).to_i64()
+}
+
+/// `^\d{1,10}(\.\d{1,2})?$`, checked by hand.
+fn is_amount(text: &str) -> bool {
+    let (whole, decimals) = match text.split_once('.') {
+        Some((whole, decimals)) => (whole, Some(decimals)),
+        None => (text, None),
+    };
+    let digits =
+        |part: &str, max: usize| (1..=max).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
+    digits(whole, 10) && decimals.is_none_or(|d| digits(d, 2))
 }
 
 #[cfg(test)]
@@ -42,5 +54,48 @@ mod tests {
         assert_eq!(parse_yuan("1.681"), None);
         assert_eq!(parse_yuan("abc"), None);
         assert_eq!(parse_yuan(""), None);
+        assert_eq!(parse_yuan("9999999999.99"), Some(999_999_999_999));
+    }
+
+    #[test]
+    fn refuses_every_other_spelling_of_a_number() {
+        for text in [
+            "12.500",
+            "012.500",
+            "12.5e0",
+            "1e2",
+            " 12.50",
+            "12.50 ",
+            "+1.00",
+            "-1.00",
+            ".5",
+            "5.",
+            "1..2",
+            "1.2.3",
+            "12345678901",
+            "1_000",
+            "１２",
+            "0x10",
+            "NaN",
+            "inf",
+            "1,00",
+        ] {
+            assert_eq!(parse_yuan(text), None, "{text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_amount_reads_back_as_written(cents in 0i64..1_000_000_000_000) {
+            proptest::prop_assert_eq!(parse_yuan(&format_yuan(cents)), Some(cents));
+        }
+
+        #[test]
+        fn only_the_amount_pattern_parses(text in "\\PC{0,16}") {
+            let pattern = text.split_once('.').map_or((text.as_str(), None), |(w, d)| (w, Some(d)));
+            let digits = |part: &str, max: usize| (1..=max).contains(&part.len()) && part.chars().all(|c| c.is_ascii_digit());
+            let expected = digits(pattern.0, 10) && pattern.1.is_none_or(|d| digits(d, 2));
+            proptest::prop_assert_eq!(parse_yuan(&text).is_some(), expected);
+        }
     }
 }

@@ -14,9 +14,11 @@ use serde::Deserialize;
 use super::{csrf, filters, render, see_other, url_encode};
 use crate::error::AppError;
 use crate::models::order::{Order, OrderFilter};
+use crate::models::orphan::OrphanPayment;
 use crate::models::outbox::OutboxEntry;
 use crate::models::product::Product;
 use crate::services::admin::{self, ADMIN_COOKIE, OrderStory, ProductEdit, Refusal};
+use crate::services::orphan;
 use crate::services::reconcile::{self, Reconciler};
 use crate::state::AppState;
 
@@ -37,6 +39,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/orders/{order_id}/{action}", web::post().to(order_action))
             .route("/outbox", web::get().to(outbox))
             .route("/outbox/{outbox_id}/retry", web::post().to(retry_outbox))
+            .route("/orphans", web::get().to(orphans))
+            .route("/orphans/{orphan_id}/refund", web::post().to(refund_orphan))
             .route("/products", web::get().to(products))
             .route("/products/{product_id}", web::post().to(edit_product)),
     );
@@ -410,6 +414,38 @@ async fn retry_outbox(
     let outbox_id = path.into_inner();
     state.db(move |conn| admin::retry_outbox(conn, outbox_id, &admin_user.username)).await?;
     Ok(see_other("/admin/outbox"))
+}
+
+#[derive(Template)]
+#[template(path = "admin/orphans.html")]
+struct OrphansPage {
+    admin: String,
+    csrf: String,
+    orphans: Vec<OrphanPayment>,
+    refund_after_hours: u32,
+}
+
+async fn orphans(state: web::Data<AppState>, admin_user: Admin) -> Result<HttpResponse, AppError> {
+    let orphans = state.db(orphan::latest).await?;
+    render(&OrphansPage {
+        csrf: admin_user.csrf(),
+        admin: admin_user.username,
+        orphans,
+        refund_after_hours: state.settings.alipay.orphan_refund_after_hours,
+    })
+}
+
+async fn refund_orphan(
+    state: web::Data<AppState>,
+    admin_user: Admin,
+    path: web::Path<i64>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, AppError> {
+    admin_user.check(form.csrf.as_deref())?;
+    let orphan_id = path.into_inner();
+    let by = format!("admin {}", admin_user.username);
+    state.db(move |conn| orphan::request_refund(conn, orphan_id, &by)).await?;
+    Ok(see_other("/admin/orphans"))
 }
 
 #[derive(Template)]

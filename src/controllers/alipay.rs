@@ -2,10 +2,13 @@
 
 use std::sync::Arc;
 
+use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 
+use super::client::ClientAddr;
 use crate::error::AppError;
-use crate::services::payment::{self, Notification};
+use crate::rate_limit;
+use crate::services::payment::{self, Notification, NotifyAnswer};
 use crate::state::AppState;
 
 pub fn api_routes(cfg: &mut web::ServiceConfig) {
@@ -13,12 +16,22 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Answers exactly `success` once the effect is stored; `fail` (Alipay resends) otherwise.
-async fn notify(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, AppError> {
+/// A client whose notifications keep failing verification is answered 429 without storing
+/// more of them; verified notifications are never limited.
+async fn notify(
+    state: web::Data<AppState>,
+    client: ClientAddr,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
     let raw =
         String::from_utf8(body.to_vec()).map_err(|_| AppError::BadRequest("the body is not UTF-8".into()))?;
-    let params: Vec<(String, String)> =
-        serde_urlencoded::from_str(&raw).map_err(|e| AppError::BadRequest(format!("malformed form: {e}")))?;
-    let notification = Arc::new(Notification::received(&state.alipay, &state.settings, params, raw));
+    let notification = Arc::new(Notification::received(&state.alipay, raw));
+    if !notification.is_verified() && !rate_limit::allow(&state.limits.unverified_notifications, client.0) {
+        return Ok(HttpResponse::TooManyRequests()
+            .insert_header((header::RETRY_AFTER, "60"))
+            .content_type("text/plain; charset=utf-8")
+            .body(NotifyAnswer::Fail.as_str()));
+    }
     let received = notification.clone();
     let handled = state.db_write(move |conn| payment::handle_notify(conn, &received)).await;
     let answer = match handled {

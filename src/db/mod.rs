@@ -34,9 +34,11 @@ const MIGRATION_LOCK_KEY: i64 = 0x7061_796d_616c;
 /// [`Checkpointer`] checkpoints, so no connection does it automatically after a commit. Savepoints
 /// and statements that may have to undo themselves keep the pages they change in a journal of
 /// their own: in memory, not in a temporary file (one `pwrite` per page, a sixth of a batched
-/// notification's cost).
+/// notification's cost). Every commit is synced (`FULL`) before anyone hears of it: an order
+/// or a payment that was answered survives a power loss (the writer's group commit makes that
+/// one sync per batch).
 const SQLITE_CONNECTION_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-     PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;";
+     PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;";
 
 /// SQLite has one writer at a time. The writers of this process queue on this lock, so each is
 /// woken the moment the previous one commits; SQLite's busy handler (which writers of other
@@ -488,6 +490,12 @@ mod tests {
         // Set after the file had tables, the page size would be ignored without an error.
         assert_eq!(setting(&mut conn, "page_size"), "1024");
         assert_eq!(setting(&mut conn, "journal_mode"), "wal");
+        let mut pooled = super::build_pool(&location, 1).unwrap().get().unwrap();
+        assert_eq!(
+            setting(&mut pooled, "synchronous"),
+            "2",
+            "FULL: a commit is synced before it is answered"
+        );
     }
 
     /// The migration that rebuilds `pay_order` and `outbox` for their status checks keeps every

@@ -111,6 +111,23 @@ diesel::table! {
         verified -> Bool,
         outcome -> Text,
         received_at -> Timestamp,
+        raw_sha256 -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    orphan_payment (id) {
+        id -> BigInt,
+        kind -> Text,
+        out_trade_no -> Text,
+        trade_no -> Text,
+        amount_cents -> BigInt,
+        status -> Text,
+        notify_id -> Nullable<Text>,
+        detail -> Text,
+        received_at -> Timestamp,
+        refunded_by -> Nullable<Text>,
+        updated_at -> Timestamp,
     }
 }
 
@@ -198,6 +215,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     pay_form,
     order_event,
     alipay_notify,
+    orphan_payment,
     shipment,
     login_ticket,
     wx_access_token,

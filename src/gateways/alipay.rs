@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::{GatewayError, http_agent};
 use crate::config::Settings;
+use crate::log_escape::Untrusted;
 use crate::money::format_yuan;
 
 const PLATFORM: &str = "Alipay";
@@ -114,6 +115,54 @@ pub fn load_public_key(path: &Path) -> Result<Rsa<Public>, String> {
     Rsa::public_key_from_pem(&pem)
         .or_else(|_| Rsa::public_key_from_pem_pkcs1(&pem))
         .map_err(|e| format!("{} is not an RSA public key in PEM: {e}", path.display()))
+}
+
+/// An asynchronous notification's form with every key once. A key sent twice is refused
+/// outright: the signature check and the payment must read one and the same value.
+#[derive(Debug, Clone)]
+pub struct NotifyForm(BTreeMap<String, String>);
+
+/// Why a notification is not acted on; the form when it could be read (for the audit row).
+#[derive(Debug)]
+pub struct Refused {
+    pub form: Option<NotifyForm>,
+    pub reason: String,
+}
+
+impl NotifyForm {
+    /// Parses `application/x-www-form-urlencoded` text.
+    pub fn parse(body: &str) -> Result<NotifyForm, Refused> {
+        let refuse = |reason: String| Refused { form: None, reason };
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(body).map_err(|_| refuse("malformed form".into()))?;
+        let mut fields = BTreeMap::new();
+        for (key, value) in pairs {
+            if fields.contains_key(&key) {
+                return Err(refuse(format!("field {} repeated", Untrusted(&key))));
+            }
+            fields.insert(key, value);
+        }
+        Ok(NotifyForm(fields))
+    }
+
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// A notification signed by Alipay for our app and seller: built only by
+/// [`AlipayClient::verify_notification`], read only through the fields its signature covers.
+#[derive(Debug)]
+pub struct VerifiedNotification(NotifyForm);
+
+impl VerifiedNotification {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.0.field(name)
+    }
 }
 
 /// What a page-pay form is for.
@@ -246,12 +295,27 @@ impl AlipayClient {
         )
     }
 
-    /// rsaCheckV1: every parameter but `sign` and `sign_type`, with Alipay's public key.
-    pub fn verify_notification(&self, params: &[(String, String)]) -> bool {
-        let Some((_, signature)) = params.iter().find(|(k, _)| k == "sign") else { return false };
-        let content =
-            signing_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &["sign", "sign_type"]);
-        verify(&self.alipay_key, &content, signature)
+    /// rsaCheckV1 over the form's fields (every one but `sign` and `sign_type`) with Alipay's
+    /// public key, then `app_id` and `seller_id` against ours. The verified notification holds
+    /// the very fields the signature covered, and nothing else can build one.
+    pub fn verify_notification(&self, form: NotifyForm) -> Result<VerifiedNotification, Refused> {
+        let refuse = |form: NotifyForm, reason: String| Err(Refused { form: Some(form), reason });
+        let Some(signature) = form.field("sign") else { return refuse(form, "missing signature".into()) };
+        let content = signing_content(form.fields(), &["sign", "sign_type"]);
+        if !verify(&self.alipay_key, &content, signature) {
+            return refuse(form, "bad signature".into());
+        }
+        if form.field("app_id") != Some(self.app_id.as_str()) {
+            let reason =
+                format!("app_id {} is not ours", Untrusted(form.field("app_id").unwrap_or("(none)")));
+            return refuse(form, reason);
+        }
+        if form.field("seller_id") != Some(self.seller_id.as_str()) {
+            let reason =
+                format!("seller_id {} is not ours", Untrusted(form.field("seller_id").unwrap_or("(none)")));
+            return refuse(form, reason);
+        }
+        Ok(VerifiedNotification(form))
     }
 
     /// Calls an OpenAPI method and returns its verified inner object.
@@ -409,6 +473,41 @@ mod tests {
         let params = [("b", "2"), ("a", "1"), ("sign", "x"), ("sign_type", "RSA2"), ("c", "")];
         assert_eq!(signing_content(params, &["sign"]), "a=1&b=2&sign_type=RSA2");
         assert_eq!(signing_content(params, &["sign", "sign_type"]), "a=1&b=2");
+    }
+
+    #[test]
+    fn a_notification_form_with_a_repeated_key_is_refused() {
+        let refused = NotifyForm::parse("out_trade_no=1&total_amount=9.90&out_trade_no=2").unwrap_err();
+        assert_eq!(refused.reason, "field out_trade_no repeated");
+        assert!(refused.form.is_none());
+        let form = NotifyForm::parse("b=2&a=1&c=").unwrap();
+        assert_eq!((form.field("a"), form.field("c"), form.field("d")), (Some("1"), Some(""), None));
+    }
+
+    proptest::proptest! {
+        /// Whatever the form, the signature and the payment read the same fields: a form parses
+        /// to exactly its pairs when every key is unique, and is refused otherwise.
+        #[test]
+        fn a_form_parses_to_its_pairs_or_is_refused(pairs in proptest::collection::vec(("[a-z_]{1,3}", "\\PC{0,4}"), 0..8)) {
+            let body = serde_urlencoded::to_string(&pairs).unwrap();
+            let unique: BTreeMap<&str, &str> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            match NotifyForm::parse(&body) {
+                Ok(form) => {
+                    proptest::prop_assert_eq!(unique.len(), pairs.len());
+                    let parsed: BTreeMap<&str, &str> = form.fields().collect();
+                    proptest::prop_assert_eq!(parsed, unique);
+                }
+                Err(refused) => {
+                    proptest::prop_assert!(unique.len() < pairs.len());
+                    proptest::prop_assert!(refused.reason.ends_with(" repeated"));
+                }
+            }
+        }
+
+        #[test]
+        fn any_body_parses_or_is_refused_without_panic(body in "\\PC{0,64}") {
+            let _ = NotifyForm::parse(&body);
+        }
     }
 
     #[test]

@@ -51,12 +51,14 @@ impl Worker {
 
     /// Runs every task once. A failing task is logged and the others still run.
     pub fn tick(&self) {
-        let tasks: [(&str, Task); 5] = [
+        let tasks: [(&str, Task); 7] = [
             ("query dropped notifies", compensation::query_dropped),
             ("close unpaid orders", compensation::close_expired),
             ("deliver stranded payments", compensation::deliver_stranded),
+            ("refund orphan payments", refund_orphans),
             ("outbox", outbox::drain),
             ("purge expired", purge_expired),
+            ("retention", enforce_retention),
         ];
         for (name, task) in tasks {
             match task(self) {
@@ -73,6 +75,17 @@ fn purge_expired(worker: &Worker) -> Result<usize, AppError> {
     worker.limits.forget_idle();
     let mut conn = worker.conn()?;
     Ok(crate::models::session::purge_expired(&mut conn)? + crate::services::login::purge_expired(&mut conn)?)
+}
+
+/// Orphan payments of unknown orders older than `alipay.orphan_refund_after_hours`.
+fn refund_orphans(worker: &Worker) -> Result<usize, AppError> {
+    let after = chrono::Duration::hours(i64::from(worker.settings.alipay.orphan_refund_after_hours));
+    crate::services::orphan::refund_due(&mut *worker.conn()?, after)
+}
+
+/// Audit rows past their retention.
+fn enforce_retention(worker: &Worker) -> Result<usize, AppError> {
+    crate::services::retention::enforce(&mut *worker.conn()?, &worker.settings.retention)
 }
 
 /// A name for this process in lease columns: host, pid and a random part.

@@ -8,7 +8,7 @@ use super::Worker;
 use crate::error::AppError;
 use crate::models::now;
 use crate::models::outbox::OutboxEntry;
-use crate::services::{login, payment};
+use crate::services::{login, orphan, payment};
 
 /// After this many failed attempts an entry is `DEAD`.
 pub const MAX_ATTEMPTS: i32 = 10;
@@ -81,6 +81,7 @@ fn consume(worker: &Worker, entry: &OutboxEntry) -> Result<(), AppError> {
     match (entry.kind.as_str(), entry.order_id.as_deref()) {
         ("delivery", Some(order_id)) => payment::deliver(&mut *worker.conn()?, order_id),
         ("refund", Some(_)) => payment::refund(&mut *worker.conn()?, &worker.alipay, entry),
+        (orphan::REFUND_KIND, _) => orphan::refund(&worker.pool, &worker.alipay, entry),
         ("wx_template", _) => login::send_template(&worker.pool, &worker.weixin, &worker.owner, entry),
         ("wx_paid", _) => {
             payment::send_paid_message(&worker.pool, &worker.weixin, &worker.settings, &worker.owner, entry)

@@ -8,8 +8,10 @@
 pub mod admin;
 pub mod login;
 pub mod order;
+pub mod orphan;
 pub mod outbox;
 pub mod product;
+pub mod retention;
 pub mod session;
 pub mod user;
 

@@ -277,9 +277,10 @@ impl Order {
             .map(|n| n == 1)
     }
 
-    /// `PAY_WAIT -> PAY_SUCCESS` if the order waits for exactly `total_cents`, and only then,
-    /// in the same statement on PostgreSQL, the payment's rows (`with`); `false` and nothing
-    /// changed for an unknown order, another amount or an order not waiting.
+    /// `PAY_WAIT -> PAY_SUCCESS` if the order waits for exactly `total_cents` and no order holds
+    /// `trade_no` yet, and only then, in the same statement on PostgreSQL, the payment's rows
+    /// (`with`); `false` and nothing changed for an unknown order, another amount, an order not
+    /// waiting or a trade that paid another order.
     pub fn pay_waiting(
         conn: &mut DbConn,
         order_id: &str,
@@ -288,11 +289,17 @@ impl Order {
         paid_at: NaiveDateTime,
         with: &Inserts,
     ) -> QueryResult<bool> {
+        let holder = diesel::alias!(pay_order as trade_holder);
         let update = diesel::update(
             pay_order::table
                 .filter(pay_order::order_id.eq(order_id))
                 .filter(StatusIn(&[PAY_WAIT]))
-                .filter(pay_order::total_cents.eq(total_cents)),
+                .filter(pay_order::total_cents.eq(total_cents))
+                .filter(diesel::dsl::not(diesel::dsl::exists(
+                    holder
+                        .filter(holder.field(pay_order::trade_no).eq(trade_no))
+                        .select(holder.field(pay_order::id)),
+                ))),
         )
         .set((
             pay_order::status.eq(PAY_SUCCESS),
@@ -302,6 +309,15 @@ impl Order {
         ))
         .keep_prepared();
         with.run_if_changed(conn, update, Failure::Propagated)
+    }
+
+    /// The order that `trade_no` paid, if any.
+    pub fn paid_by_trade(conn: &mut DbConn, trade_no: &str) -> QueryResult<Option<String>> {
+        pay_order::table
+            .filter(pay_order::trade_no.eq(trade_no))
+            .select(pay_order::order_id)
+            .get_result(conn)
+            .optional()
     }
 
     pub fn set_trade_no(conn: &mut DbConn, order_id: &str, trade_no: &str) -> QueryResult<usize> {
@@ -434,6 +450,8 @@ pub struct NewNotify<'a> {
     pub out_trade_no: Option<&'a str>,
     pub trade_status: Option<&'a str>,
     pub raw: &'a str,
+    /// The whole body's SHA-256 when `raw` is only its prefix (an unverified notification).
+    pub raw_sha256: Option<String>,
     pub verified: bool,
     pub outcome: &'a str,
 }
@@ -446,12 +464,13 @@ pub fn store_notify(conn: &mut DbConn, notify: &NewNotify) -> QueryResult<()> {
 /// The row of [`store_notify`], as a statement to run with others ([`Inserts`]).
 pub fn notify_row(notify: &NewNotify) -> InsertRows {
     InsertRows::new(
-        "alipay_notify (notify_id, out_trade_no, trade_status, raw, verified, outcome, received_at)",
+        "alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at)",
         vec![vec![
             Value::OptionalText(notify.notify_id.map(str::to_owned)),
             Value::OptionalText(notify.out_trade_no.map(str::to_owned)),
             Value::OptionalText(notify.trade_status.map(str::to_owned)),
             Value::Text(notify.raw.to_owned()),
+            Value::OptionalText(notify.raw_sha256.clone()),
             Value::Bool(notify.verified),
             Value::Text(notify.outcome.to_owned()),
             Value::at(now()),

@@ -4,12 +4,13 @@
 use chrono::NaiveDateTime;
 
 use crate::config::Settings;
-
 use crate::db::{DbConn, DbPool, Inserts, write_transaction};
 use crate::error::{AppError, AppResult};
-use crate::gateways::alipay::{AlipayClient, parse_china_time};
+use crate::gateways::alipay::{AlipayClient, NotifyForm, Refused, VerifiedNotification, parse_china_time};
 use crate::gateways::weixin::WeixinClient;
+use crate::log_escape::Untrusted;
 use crate::models::order::{self, CLOSE, NewNotify, OPEN, Order, PAY_SUCCESS, PAY_WAIT, REFUND_WAIT};
+use crate::models::orphan::{self, NewOrphan, OrphanKind};
 use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
 use crate::models::{now, product};
 use crate::money::{format_yuan, parse_yuan};
@@ -38,80 +39,98 @@ pub struct PaymentEvidence<'a> {
     pub paid_at: NaiveDateTime,
 }
 
-/// A notification as Alipay sent it: its fields, the raw body that its audit row keeps, and
-/// whether it is signed by Alipay and meant for us (why not, in words).
+/// A notification as Alipay sent it: the raw body its audit row keeps, and either the fields
+/// Alipay signed for our app and seller, or why it is refused. It is judged once, as it arrives
+/// and before it waits for a database writer (the check needs no database); every later read
+/// goes through the verified fields.
 pub struct Notification {
-    pub params: Vec<(String, String)>,
-    pub raw: String,
-    signed: Result<(), String>,
+    raw: String,
+    verdict: Result<VerifiedNotification, Refused>,
 }
+
+/// An unverified body keeps this many bytes of itself (and the whole body's SHA-256).
+pub const UNVERIFIED_PREFIX_BYTES: usize = 512;
 
 impl Notification {
-    /// Checks the signature as it arrives, before it waits for a database writer: the check needs
-    /// no database, and inside SQLite's one writer thread it was a tenth of a notification's time
-    /// there, which everything queued behind it waited for too.
-    pub fn received(
-        alipay: &AlipayClient,
-        settings: &Settings,
-        params: Vec<(String, String)>,
-        raw: String,
-    ) -> Self {
-        let signed = check_signed(alipay, settings, &params);
-        Notification { params, raw, signed }
+    pub fn received(alipay: &AlipayClient, raw: String) -> Self {
+        let verdict = NotifyForm::parse(&raw).and_then(|form| alipay.verify_notification(form));
+        Notification { raw, verdict }
     }
 
-    fn field(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    /// Whether it is Alipay's, for us; rate limits count only the others.
+    pub fn is_verified(&self) -> bool {
+        self.verdict.is_ok()
+    }
+
+    /// For log lines: the notification's id and order as sent (escaped: they may be anyone's).
+    fn describe(&self) -> String {
+        let field = |name| match &self.verdict {
+            Ok(verified) => verified.field(name),
+            Err(refused) => refused.form.as_ref().and_then(|f| f.field(name)),
+        };
+        format!(
+            "{} for order {}",
+            Untrusted(field("notify_id").unwrap_or("-")),
+            Untrusted(field("out_trade_no").unwrap_or("-"))
+        )
     }
 }
 
-/// Handles one notification: verified (signature, app id, seller, order, exact amount), acted
-/// on, and stored raw with what came of it, all at once: the usual payment in one statement
-/// ([`pay_if_waiting`]), anything else in one transaction. Anything that fails verification
-/// changes nothing but its own audit row. If the work fails, it is undone and the caller keeps
-/// the notification with [`keep_unprocessed`], so none is ever lost.
+/// Handles one notification: a refused one leaves only its bounded audit row; a verified one is
+/// checked against the order (exact amount, trade not used by another order), acted on, and
+/// stored whole with what came of it, all at once: the usual payment in one statement
+/// ([`pay_if_waiting`]), anything else in one transaction. If the work fails, it is undone and
+/// the caller keeps the notification with [`keep_unprocessed`], so none is ever lost.
 pub fn handle_notify(conn: &mut DbConn, notification: &Notification) -> AppResult<NotifyAnswer> {
-    let (params, raw, signed) =
-        (notification.params.as_slice(), notification.raw.as_str(), &notification.signed);
+    let (answer, outcome) = match &notification.verdict {
+        Err(refused) => {
+            order::store_notify(conn, &unverified_record(refused, &notification.raw))?;
+            (NotifyAnswer::Fail, refused.reason.clone())
+        }
+        Ok(verified) => handle_verified(conn, verified, &notification.raw)?,
+    };
+    let described = notification.describe();
+    match answer {
+        NotifyAnswer::Success => log::info!("alipay notify {described}: {outcome}"),
+        NotifyAnswer::Fail => log::warn!("alipay notify {described} refused: {outcome}"),
+    }
+    Ok(answer)
+}
+
+fn handle_verified(
+    conn: &mut DbConn,
+    notification: &VerifiedNotification,
+    raw: &str,
+) -> AppResult<(NotifyAnswer, String)> {
     let cause = format!("notify {}", notification.field("notify_id").unwrap_or("-"));
     let evidence = PaymentEvidence {
         cause: &cause,
         trade_no: notification.field("trade_no").unwrap_or(""),
         paid_at: notification.field("gmt_payment").and_then(parse_china_time).unwrap_or_else(now),
     };
-    let (answer, outcome) = if signed.is_ok() && pay_if_waiting(conn, notification, &evidence)? {
-        (NotifyAnswer::Success, "paid".to_owned())
-    } else {
-        write_transaction(conn, |c| {
-            let mut inserts = Inserts::default();
-            let (answer, verified, outcome) = match signed {
-                Err(reason) => (NotifyAnswer::Fail, false, reason.clone()),
-                Ok(()) => decide(c, notification, &evidence, &mut inserts)?,
-            };
-            inserts.add(order::notify_row(&notify_record(params, raw, verified, &outcome)));
-            inserts.run(c)?;
-            Ok::<_, AppError>((answer, outcome))
-        })?
-    };
-    let notify_id = notification.field("notify_id").unwrap_or("-");
-    let order_id = notification.field("out_trade_no").unwrap_or("-");
-    match answer {
-        NotifyAnswer::Success => log::info!("alipay notify {notify_id} for order {order_id}: {outcome}"),
-        NotifyAnswer::Fail => log::warn!("alipay notify {notify_id} for order {order_id} refused: {outcome}"),
+    if pay_if_waiting(conn, notification, raw, &evidence)? {
+        return Ok((NotifyAnswer::Success, "paid".to_owned()));
     }
-    Ok(answer)
+    write_transaction(conn, |c| {
+        let mut inserts = Inserts::default();
+        let (answer, verified, outcome) = decide(c, notification, &evidence, &mut inserts)?;
+        inserts.add(order::notify_row(&verified_record(notification, raw, verified, &outcome)));
+        inserts.run(c)?;
+        Ok::<_, AppError>((answer, outcome))
+    })
 }
 
-/// The usual notification: a payment for an order waiting for exactly its amount. The order is
-/// paid, and its rows and the notification's are added, by one statement; `false` and nothing
-/// changed for anything else (unknown order, another amount, paid already, closed), which
-/// [`decide`] then looks at.
+/// The usual notification: a payment for an order waiting for exactly its amount, by a trade
+/// that paid no other order. The order is paid, and its rows and the notification's are added,
+/// by one statement; `false` and nothing changed for anything else, which [`decide`] then
+/// looks at.
 fn pay_if_waiting(
     conn: &mut DbConn,
-    notification: &Notification,
+    notification: &VerifiedNotification,
+    raw: &str,
     evidence: &PaymentEvidence,
 ) -> AppResult<bool> {
-    if !matches!(notification.field("trade_status"), Some("TRADE_SUCCESS" | "TRADE_FINISHED")) {
+    if !is_paid_status(notification) || evidence.trade_no.is_empty() {
         return Ok(false);
     }
     let (Some(order_id), Some(amount)) =
@@ -121,101 +140,140 @@ fn pay_if_waiting(
     };
     let mut inserts = Inserts::default();
     add_payment_rows(&mut inserts, order_id, PAY_WAIT, evidence, &format!("trade_no {}", evidence.trade_no));
-    inserts.add(order::notify_row(&notify_record(&notification.params, &notification.raw, true, "paid")));
+    inserts.add(order::notify_row(&verified_record(notification, raw, true, "paid")));
     Ok(Order::pay_waiting(conn, order_id, amount, evidence.trade_no, evidence.paid_at, &inserts)?)
 }
 
-/// A notification whose [`handle_notify`] failed, and was undone: stored raw with the reason, and
+fn is_paid_status(notification: &VerifiedNotification) -> bool {
+    matches!(notification.field("trade_status"), Some("TRADE_SUCCESS" | "TRADE_FINISHED"))
+}
+
+/// A notification whose [`handle_notify`] failed, and was undone: stored with the reason, and
 /// Alipay hears `fail` and resends.
 pub fn keep_unprocessed(
     conn: &mut DbConn,
     notification: &Notification,
     error: &AppError,
 ) -> AppResult<NotifyAnswer> {
-    let notify_id = notification.field("notify_id").unwrap_or("-");
-    let order_id = notification.field("out_trade_no").unwrap_or("-");
-    log::error!("alipay notify {notify_id} for order {order_id} not processed: {error}");
+    log::error!("alipay notify {} not processed: {error}", notification.describe());
     let outcome = format!("not processed: {}", error.detail());
-    order::store_notify(conn, &notify_record(&notification.params, &notification.raw, false, &outcome))?;
+    let record = match &notification.verdict {
+        Ok(verified) => verified_record(verified, &notification.raw, false, &outcome),
+        Err(refused) => unverified_record(refused, &notification.raw),
+    };
+    order::store_notify(conn, &record)?;
     Ok(NotifyAnswer::Fail)
 }
 
-/// The audit row of a notification as received, with what came of it.
-fn notify_record<'a>(
-    params: &'a [(String, String)],
+/// The audit row of a verified notification: the body whole, with what came of it.
+fn verified_record<'a>(
+    notification: &'a VerifiedNotification,
     raw: &'a str,
     verified: bool,
     outcome: &'a str,
 ) -> NewNotify<'a> {
-    let field = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     NewNotify {
-        notify_id: field("notify_id"),
-        out_trade_no: field("out_trade_no"),
-        trade_status: field("trade_status"),
+        notify_id: notification.field("notify_id"),
+        out_trade_no: notification.field("out_trade_no"),
+        trade_status: notification.field("trade_status"),
         raw,
+        raw_sha256: None,
         verified,
         outcome,
     }
 }
 
-/// What a signed notification that [`pay_if_waiting`] did not take means (answer, verified,
+/// The audit row of a refused notification, bounded whatever was sent: a prefix of the body and
+/// the whole body's SHA-256, the fields it names cut short.
+fn unverified_record<'a>(refused: &'a Refused, raw: &'a str) -> NewNotify<'a> {
+    const FIELD_CHARS: usize = 64;
+    let field = |name| refused.form.as_ref().and_then(|f| f.field(name)).map(|v| prefix(v, FIELD_CHARS));
+    NewNotify {
+        notify_id: field("notify_id"),
+        out_trade_no: field("out_trade_no"),
+        trade_status: field("trade_status"),
+        raw: prefix(raw, UNVERIFIED_PREFIX_BYTES),
+        raw_sha256: Some(crate::random::hex(&openssl::sha::sha256(raw.as_bytes()))),
+        verified: false,
+        outcome: &refused.reason,
+    }
+}
+
+/// At most `max_bytes` of `text`, cut at a character boundary.
+fn prefix(text: &str, max_bytes: usize) -> &str {
+    let mut end = text.len().min(max_bytes);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+/// What a verified notification that [`pay_if_waiting`] did not take means (answer, accepted,
 /// outcome) and its effect, inside the caller's transaction, with the rows it adds left in
-/// `inserts`.
+/// `inserts`. A payment that no order takes is never dropped: for an order the shop does not
+/// know it becomes an orphan payment to refund; for a trade that paid another order it is
+/// refused and held for the admin.
 fn decide(
     conn: &mut DbConn,
-    notification: &Notification,
+    notification: &VerifiedNotification,
     evidence: &PaymentEvidence,
     inserts: &mut Inserts,
 ) -> AppResult<(NotifyAnswer, bool, String)> {
-    let order = match check_order(conn, &notification.params) {
-        Ok(order) => order,
-        Err(reason) => return Ok((NotifyAnswer::Fail, false, reason)),
+    let refused = |reason: &str| Ok((NotifyAnswer::Fail, false, reason.to_owned()));
+    let Some(out_trade_no) = notification.field("out_trade_no") else { return refused("no out_trade_no") };
+    let Some(amount) = notification.field("total_amount").and_then(parse_yuan) else {
+        return refused("missing or malformed total_amount");
     };
-    Ok(match notification.field("trade_status").unwrap_or("") {
-        "TRADE_SUCCESS" | "TRADE_FINISHED" => {
-            (NotifyAnswer::Success, true, record_payment(conn, &order, evidence, inserts)?)
-        }
-        "TRADE_CLOSED" => (NotifyAnswer::Success, true, "trade closed at Alipay (recorded)".to_owned()),
-        "WAIT_BUYER_PAY" => (NotifyAnswer::Success, true, "waiting for the buyer (recorded)".to_owned()),
-        other => (NotifyAnswer::Fail, true, format!("unknown trade_status {other:?}")),
-    })
-}
-
-/// Verification of what the notification says about itself, in the order Alipay documents it;
-/// the error says why in words for the log and the audit row.
-fn check_signed(
-    alipay: &AlipayClient,
-    settings: &Settings,
-    params: &[(String, String)],
-) -> Result<(), String> {
-    let field = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    if !alipay.verify_notification(params) {
-        return Err("bad or missing signature".into());
+    let order = Order::find(conn, out_trade_no)?;
+    if !is_paid_status(notification) {
+        let Some(order) = order.filter(|o| o.total_cents == amount) else {
+            return refused("unknown order or another amount");
+        };
+        return Ok(match notification.field("trade_status").unwrap_or("") {
+            "TRADE_CLOSED" => (
+                NotifyAnswer::Success,
+                true,
+                format!("trade of {} closed at Alipay (recorded)", order.order_id),
+            ),
+            "WAIT_BUYER_PAY" => (NotifyAnswer::Success, true, "waiting for the buyer (recorded)".to_owned()),
+            other => (NotifyAnswer::Fail, true, format!("unknown trade_status {}", Untrusted(other))),
+        });
     }
-    if field("app_id") != Some(settings.alipay.app_id.as_str()) {
-        return Err(format!("app_id {:?} is not ours", field("app_id")));
+    if evidence.trade_no.is_empty() {
+        return refused("a payment without trade_no");
     }
-    if field("seller_id") != Some(settings.alipay.seller_id.as_str()) {
-        return Err(format!("seller_id {:?} is not ours", field("seller_id")));
-    }
-    Ok(())
-}
-
-/// The order a signed notification is about, if it is ours and asks exactly its amount.
-fn check_order(conn: &mut DbConn, params: &[(String, String)]) -> Result<Order, String> {
-    let field = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let out_trade_no = field("out_trade_no").ok_or("no out_trade_no")?;
-    let order =
-        Order::find(conn, out_trade_no).map_err(|e| format!("database: {e}"))?.ok_or("unknown order")?;
-    let amount = field("total_amount").and_then(parse_yuan).ok_or("missing or malformed total_amount")?;
+    let record_orphan = |c: &mut DbConn, kind, detail: &str| {
+        let new = NewOrphan {
+            kind,
+            out_trade_no,
+            trade_no: evidence.trade_no,
+            amount_cents: amount,
+            notify_id: notification.field("notify_id"),
+            detail,
+        };
+        orphan::insert(c, &new)
+    };
+    let Some(order) = order else {
+        let new = record_orphan(conn, OrphanKind::UnknownOrder, "paid for an order the shop does not know")?;
+        let outcome = if new {
+            "orphan payment: no such order, to be refunded"
+        } else {
+            "orphan payment, recorded already"
+        };
+        return Ok((NotifyAnswer::Success, true, outcome.to_owned()));
+    };
     if amount != order.total_cents {
-        return Err(format!(
+        return refused(&format!(
             "total_amount {} differs from the order's {}",
-            amount,
+            format_yuan(amount),
             format_yuan(order.total_cents)
         ));
     }
-    Ok(order)
+    if let Some(holder) = Order::paid_by_trade(conn, evidence.trade_no)?.filter(|id| *id != order.order_id) {
+        let detail = format!("trade_no {} already paid order {holder}", Untrusted(evidence.trade_no));
+        record_orphan(conn, OrphanKind::TradeNoReused, &detail)?;
+        return Ok((NotifyAnswer::Fail, true, format!("refused: {detail}; held for the admin")));
+    }
+    Ok((NotifyAnswer::Success, true, record_payment(conn, &order, evidence, inserts)?))
 }
 
 /// Records a payment that Alipay confirmed (by notify or by query) and returns what happened.

@@ -10,5 +10,6 @@ mod catalogue;
 mod compensation;
 mod crash;
 mod login;
+mod notify_attacks;
 mod operations;
 mod payment;

@@ -87,7 +87,7 @@ pub fn count(app: &TestApp, sql: &str) -> i64 {
     scalar(app, sql)
 }
 
-fn execute(app: &TestApp, sql: &str) {
+pub fn execute(app: &TestApp, sql: &str) {
     use diesel::RunQueryDsl;
     diesel::sql_query(sql).execute(&mut *app.db.connect()).expect(sql);
 }
@@ -97,7 +97,7 @@ fn stock(app: &TestApp, product_id: &str) -> i64 {
 }
 
 /// A notification signed with the sandbox's Alipay key, as Alipay would send it.
-fn signed_notify(
+pub fn signed_notify(
     app: &TestApp,
     overrides: &[(&str, &str)],
     sign_with_sign_type: bool,
@@ -133,7 +133,7 @@ fn signed_notify(
     params
 }
 
-fn post_notify(app: &TestApp, params: &[(String, String)]) -> String {
+pub fn post_notify(app: &TestApp, params: &[(String, String)]) -> String {
     let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let reply = app.browser().post_form("/api/v1/alipay/alipay_notify_url", &pairs);
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -277,7 +277,14 @@ fn bad_notifications_fail_and_change_nothing(backend: Backend) {
         ("wrong amount", signed_notify(&app, &[("out_trade_no", id), ("total_amount", "0.01")], false)),
         ("wrong app_id", signed_notify(&app, &[("out_trade_no", id), ("app_id", "2021999")], false)),
         ("wrong seller", signed_notify(&app, &[("out_trade_no", id), ("seller_id", "2088999")], false)),
-        ("unknown order", signed_notify(&app, &[("out_trade_no", "2611220000009999")], false)),
+        (
+            "unknown order, not a payment",
+            signed_notify(
+                &app,
+                &[("out_trade_no", "2611220000009999"), ("trade_status", "WAIT_BUYER_PAY")],
+                false,
+            ),
+        ),
         ("missing amount", signed_notify(&app, &[("out_trade_no", id), ("total_amount", "")], false)),
     ];
     let total = cases.len() as i64;
@@ -483,9 +490,16 @@ fn a_payment_for_a_closed_order_is_never_dropped(backend: Backend) {
             .expect("sell out");
     }
     // The buyers pay at the cashier anyway (their forms were still open in a tab).
-    let forms = [(honoured.as_str(), "1.68"), (refunded.as_str(), "89.00")];
-    for (order_id, amount) in forms {
-        let params = signed_notify(&app, &[("out_trade_no", order_id), ("total_amount", amount)], false);
+    let forms = [
+        (honoured.as_str(), "1.68", "2026112222001400000001"),
+        (refunded.as_str(), "89.00", "2026112222001400000002"),
+    ];
+    for (order_id, amount, trade_no) in forms {
+        let params = signed_notify(
+            &app,
+            &[("out_trade_no", order_id), ("total_amount", amount), ("trade_no", trade_no)],
+            false,
+        );
         assert_eq!(post_notify(&app, &params), "success");
     }
     assert_eq!(order_status(&mut shopper, &honoured), "PAY_SUCCESS");

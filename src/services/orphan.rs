@@ -1,0 +1,91 @@
+//! Orphan payments: money Alipay took, with a valid signature, that no order of the shop takes
+//! (recorded by [`crate::services::payment::handle_notify`]). A payment for an order the shop
+//! does not know is refunded, from the admin console or by the background thread once
+//! `alipay.orphan_refund_after_hours` have passed; a trade that already paid another order is
+//! held for the admin. Each refund is one outbox entry under a stable request number, so it is
+//! made once whoever asks and however often.
+
+use chrono::Duration;
+
+use crate::db::{DbConn, DbPool, write_transaction};
+use crate::error::{AppError, AppResult};
+use crate::gateways::alipay::AlipayClient;
+use crate::models::now;
+use crate::models::order;
+use crate::models::orphan::{self, OrphanPayment};
+use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
+
+/// The outbox kind of an orphan's refund; its payload names the orphan.
+pub const REFUND_KIND: &str = "orphan_refund";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RefundPayload {
+    orphan_id: i64,
+}
+
+/// `OPEN -> REFUND_WAIT` and the refund enqueued, in one transaction; `false` when the orphan
+/// is not open (being refunded or refunded already, or held because it is not refundable).
+pub fn request_refund(conn: &mut DbConn, orphan_id: i64, by: &str) -> AppResult<bool> {
+    write_transaction(conn, |c| {
+        if !orphan::start_refund(c, orphan_id, by)? {
+            return Ok(false);
+        }
+        let payload = serde_json::to_string(&RefundPayload { orphan_id }).map_err(AppError::internal)?;
+        OutboxEntry::enqueue(
+            c,
+            &NewOutboxEntry {
+                kind: REFUND_KIND,
+                dedupe_key: &format!("orphan-{orphan_id}"),
+                order_id: None,
+                payload: &payload,
+            },
+        )?;
+        log::info!("orphan payment {orphan_id}: refund requested by {by}");
+        Ok(true)
+    })
+}
+
+/// The background thread's part: refunds the orphans of unknown orders older than `after`.
+pub fn refund_due(conn: &mut DbConn, after: Duration) -> AppResult<usize> {
+    let due = orphan::due_for_refund(conn, now() - after, 100)?;
+    let mut requested = 0;
+    for orphan_id in due {
+        requested += usize::from(request_refund(conn, orphan_id, "background")?);
+    }
+    Ok(requested)
+}
+
+/// The newest orphans, for the admin console.
+pub fn latest(conn: &mut DbConn) -> AppResult<Vec<OrphanPayment>> {
+    Ok(orphan::latest(conn, 200)?)
+}
+
+/// Consumer of [`REFUND_KIND`]: asks Alipay (the same `out_request_no` on every try), then
+/// `REFUND_WAIT -> REFUNDED`. No pooled connection is held while Alipay answers.
+pub fn refund(pool: &DbPool, alipay: &AlipayClient, entry: &OutboxEntry) -> AppResult<()> {
+    let payload: RefundPayload = serde_json::from_str(&entry.payload).map_err(AppError::internal)?;
+    let found = orphan::find(&mut *pool.get()?, payload.orphan_id)?;
+    let payment =
+        found.ok_or_else(|| AppError::internal(format!("no orphan payment {}", payload.orphan_id)))?;
+    let row = &payment.row;
+    let request_no = format!("{}-R1", row.out_trade_no);
+    let answer =
+        alipay.trade_refund(&row.out_trade_no, row.amount_cents, &request_no, "订单不存在，原路退款", now());
+    let outcome = match &answer {
+        Ok(()) => format!("refunded ({request_no})"),
+        Err(e) => format!("error: {e}"),
+    };
+    let mut conn = pool.get()?;
+    order::record_gateway_call(
+        &mut conn,
+        &row.out_trade_no,
+        "alipay.trade.refund",
+        "orphan refund",
+        &outcome,
+    )?;
+    answer?;
+    if orphan::mark_refunded(&mut conn, row.id)? {
+        log::info!("orphan payment {} (order {}) refunded", row.id, row.out_trade_no);
+    }
+    Ok(())
+}
