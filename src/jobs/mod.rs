@@ -68,11 +68,14 @@ impl Worker {
     }
 }
 
-/// Expired sessions, login tickets and old push dedupe rows; idle rate-limit state.
+/// Expired sessions, login tickets, old push dedupe rows and portal nonces; idle rate-limit
+/// state.
 fn purge_expired(worker: &Worker) -> Result<usize, AppError> {
     worker.limits.forget_idle();
     let mut conn = worker.conn()?;
-    Ok(crate::models::session::purge_expired(&mut conn)? + crate::services::login::purge_expired(&mut conn)?)
+    Ok(crate::models::session::purge_expired(&mut conn)?
+        + crate::services::login::purge_expired(&mut conn)?
+        + crate::services::weixin_portal::purge_nonces(&mut conn)?)
 }
 
 /// A name for this process in lease columns: host, pid and a random part.

@@ -12,6 +12,7 @@ pub mod outbox;
 pub mod product;
 pub mod session;
 pub mod user;
+pub mod weixin_nonce;
 
 use chrono::NaiveDateTime;
 

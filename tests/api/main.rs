@@ -12,3 +12,4 @@ mod crash;
 mod login;
 mod operations;
 mod payment;
+mod portal;
