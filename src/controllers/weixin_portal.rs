@@ -91,6 +91,8 @@ async fn receive(
             return Ok(refuse(&state, client, Refusal::BadSignature));
         }
         Some(SafeMode::new(settings.weixin.encoding_aes_key.expose(), &settings.weixin.app_id)?)
+    } else if !settings.weixin.encoding_aes_key.is_empty() && !settings.weixin.accept_plain_messages {
+        return Ok(refuse(&state, client, Refusal::PlainMessage));
     } else {
         None
     };

@@ -37,6 +37,8 @@ pub enum Refusal {
     StaleTimestamp,
     /// The nonce was used with this timestamp before, on any instance.
     Replayed,
+    /// A plain message while safe mode is configured and plain messages are not accepted.
+    PlainMessage,
 }
 
 impl std::fmt::Display for Refusal {
@@ -45,6 +47,7 @@ impl std::fmt::Display for Refusal {
             Refusal::BadSignature => "bad or missing signature",
             Refusal::StaleTimestamp => "timestamp outside the window",
             Refusal::Replayed => "nonce used before",
+            Refusal::PlainMessage => "plain message while safe mode is configured",
         })
     }
 }

@@ -1,9 +1,16 @@
 //! The portal's guard against replays: a timestamp window, nonces remembered in the shared
-//! database, and a limit on requests that fail verification.
+//! database, safe mode refusing plain messages, and a limit on requests that fail verification.
+
+use paymall::config::Secret;
+use paymall::services::weixin_portal::{SafeMode, signature};
 
 use crate::both_backends;
 use crate::helpers::{Backend, Reply, TestApp};
-use crate::login::{check, event_xml, fresh_timestamp_and_nonce, push, scene_of, signed_path, ticket_for};
+use crate::login::{
+    check, event_xml, fresh_timestamp_and_nonce, push, scan, scene_of, signed_path, ticket_for,
+};
+
+const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 
 fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
@@ -11,6 +18,17 @@ fn now_secs() -> i64 {
 
 fn post(app: &TestApp, path: &str, xml: &str) -> Reply {
     app.browser().post_raw(path, "text/xml", xml.as_bytes())
+}
+
+/// A push in safe mode (`encrypt_type=aes`), signed and encrypted as WeChat does.
+fn safe_push(app: &TestApp, xml: &str) -> Reply {
+    let safe = SafeMode::new(AES_KEY, &app.settings.weixin.app_id).expect("key");
+    let encrypted = safe.encrypt(xml).expect("encrypt");
+    let (timestamp, nonce) = fresh_timestamp_and_nonce();
+    let msg_signature = signature(&[app.settings.weixin.token.expose(), &timestamp, &nonce, &encrypted]);
+    let path =
+        format!("{}&encrypt_type=aes&msg_signature={msg_signature}", signed_path(app, &timestamp, &nonce));
+    post(app, &path, &format!("<xml><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"))
 }
 
 fn nonces_remembered(app: &TestApp) -> i64 {
@@ -87,6 +105,37 @@ fn nonces_are_forgotten_once_their_window_is_over(backend: Backend) {
     assert_eq!(nonces_remembered(&app), 0);
 }
 
+fn safe_mode_refuses_plain_pushes_unless_compatible(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.weixin.encoding_aes_key = Secret::new(AES_KEY)) else {
+        return;
+    };
+    let mut browser = app.browser();
+    let ticket = ticket_for(&mut browser);
+    let scan_event = event_xml("o-plain", "SCAN", &scene_of(&app, &ticket), 1);
+    assert_eq!(push(&app, &scan_event).status, 401);
+    assert_eq!(check(&mut browser, &ticket)["code"], "0003", "nobody logged in");
+    let reply = safe_push(&app, &scan_event);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(check(&mut browser, &ticket)["code"], "0000");
+    // The sandbox's phone pushes in safe mode too, and shows the reply opened.
+    let mut phone_user = app.browser();
+    let phone_ticket = ticket_for(&mut phone_user);
+    let phone = scan(&app, &phone_ticket, "o-phone");
+    assert!(phone.contains("you are now logged in"), "{phone}");
+    assert_eq!(check(&mut phone_user, &phone_ticket)["code"], "0000");
+
+    let Some(compatible) = TestApp::spawn_with(backend, |s| {
+        s.weixin.encoding_aes_key = Secret::new(AES_KEY);
+        s.weixin.accept_plain_messages = true;
+    }) else {
+        return;
+    };
+    assert!(push(&compatible, &event_xml("o-plain", "subscribe", "", 1)).body.contains("Welcome"));
+    let reply = safe_push(&compatible, &event_xml("o-safe", "subscribe", "", 1));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.body.contains("<Encrypt>"), "{}", reply.body);
+}
+
 fn unverified_pushes_are_limited_and_verified_ones_never(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| s.limits.unverified_portal_pushes_per_minute = 3) else {
         return;
@@ -116,5 +165,6 @@ both_backends!(
     pushes_signed_too_long_ago_or_ahead_are_refused,
     a_signed_push_replayed_is_refused_on_any_instance,
     nonces_are_forgotten_once_their_window_is_over,
+    safe_mode_refuses_plain_pushes_unless_compatible,
     unverified_pushes_are_limited_and_verified_ones_never,
 );
