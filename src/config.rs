@@ -49,6 +49,9 @@ pub struct WeixinSettings {
     pub token: Secret,
     pub original_id: String,
     pub encoding_aes_key: Secret,
+    /// With `encoding_aes_key` set, whether plain (not `encrypt_type=aes`) messages are still
+    /// accepted: WeChat's compatible mode. Otherwise they are refused.
+    pub accept_plain_messages: bool,
     pub api_base_url: String,
     pub qrcode_show_url: String,
     pub login_template_id: String,

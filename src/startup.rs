@@ -189,8 +189,9 @@ impl Application {
 }
 
 /// Query values that are credentials (WeChat's `secret` and `access_token`, seen by the sandbox)
-/// never reach the access log.
-const SECRET_PARAMS: [&str; 2] = ["secret", "access_token"];
+/// or would let a reader of the log replay a portal request (its signatures, nonce and
+/// `echostr`) never reach the access log.
+const SECRET_PARAMS: [&str; 6] = ["secret", "access_token", "signature", "msg_signature", "nonce", "echostr"];
 
 /// `METHOD /path?query` with the values of [`SECRET_PARAMS`] replaced by `***`.
 pub fn redacted_request_line(method: &str, uri: &str) -> String {
@@ -260,5 +261,19 @@ mod tests {
         );
         assert_eq!(redacted_request_line("POST", "/x?access_token=abc&n=1"), "POST /x?access_token=***&n=1");
         assert_eq!(redacted_request_line("GET", "/products/1"), "GET /products/1");
+        assert_eq!(
+            redacted_request_line(
+                "POST",
+                "/api/v1/weixin/portal/receive?signature=5f1e&timestamp=1700000000&nonce=831&openid=o1&encrypt_type=aes&msg_signature=9ab2"
+            ),
+            "POST /api/v1/weixin/portal/receive?signature=***&timestamp=1700000000&nonce=***&openid=o1&encrypt_type=aes&msg_signature=***"
+        );
+        assert_eq!(
+            redacted_request_line(
+                "GET",
+                "/api/v1/weixin/portal/receive?signature=5f1e&timestamp=1&nonce=2&echostr=hi"
+            ),
+            "GET /api/v1/weixin/portal/receive?signature=***&timestamp=1&nonce=***&echostr=***"
+        );
     }
 }

@@ -1,10 +1,14 @@
 //! WeChat calls us: the server check (GET) and pushed messages (POST), plain or in safe mode.
+//! Every request must be signed over a recent timestamp and a nonce never used before; the ones
+//! that are not count against the client's limit of unverified pushes.
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
+use crate::controllers::client::ClientAddr;
 use crate::error::AppError;
-use crate::services::weixin_portal::{self, SafeMode, WxMessage};
+use crate::rate_limit;
+use crate::services::weixin_portal::{self, Outcome, Refusal, SafeMode, SignedRequest, WxMessage};
 use crate::state::AppState;
 
 pub fn api_routes(cfg: &mut web::ServiceConfig) {
@@ -22,36 +26,56 @@ struct PortalQuery {
     msg_signature: Option<String>,
 }
 
-fn signed_by_wechat(state: &AppState, query: &PortalQuery) -> bool {
-    let (Some(signature), Some(timestamp), Some(nonce)) = (&query.signature, &query.timestamp, &query.nonce)
-    else {
-        return false;
-    };
-    let expected = weixin_portal::signature(&[state.settings.weixin.token.expose(), timestamp, nonce]);
-    weixin_portal::signature_matches(&expected, signature)
+fn signed_by_wechat(state: &AppState, query: &PortalQuery) -> Result<SignedRequest, Refusal> {
+    weixin_portal::check_signed(
+        state.settings.weixin.token.expose(),
+        query.signature.as_deref(),
+        query.timestamp.as_deref(),
+        query.nonce.as_deref(),
+        chrono::Utc::now().timestamp(),
+    )
 }
 
-fn unauthorized() -> HttpResponse {
-    log::warn!("weixin portal: request with a bad or missing signature refused");
+/// The answer to a request that failed verification: 401, or 429 once the client has sent more
+/// such requests than its limit allows.
+fn refuse(state: &AppState, client: ClientAddr, refusal: Refusal) -> HttpResponse {
+    if !rate_limit::allow(&state.limits.unverified_portal_pushes, client.0) {
+        log::debug!("weixin portal: {client} is over its limit of unverified requests ({refusal})");
+        return HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", "60"))
+            .content_type("text/plain")
+            .body("too many unverified requests");
+    }
+    log::warn!("weixin portal: request from {client} refused: {refusal}");
     HttpResponse::Unauthorized().content_type("text/plain").body("invalid signature")
 }
 
 /// The URL check WeChat makes when the portal is configured: echo `echostr` verbatim.
-async fn verify_server(state: web::Data<AppState>, query: web::Query<PortalQuery>) -> HttpResponse {
-    if !signed_by_wechat(&state, &query) {
-        return unauthorized();
+async fn verify_server(
+    state: web::Data<AppState>,
+    client: ClientAddr,
+    query: web::Query<PortalQuery>,
+) -> Result<HttpResponse, AppError> {
+    let request = match signed_by_wechat(&state, &query) {
+        Ok(request) => request,
+        Err(refusal) => return Ok(refuse(&state, client, refusal)),
+    };
+    if !state.db(move |conn| weixin_portal::use_nonce(conn, &request)).await? {
+        return Ok(refuse(&state, client, Refusal::Replayed));
     }
-    HttpResponse::Ok().content_type("text/plain").body(query.echostr.clone().unwrap_or_default())
+    Ok(HttpResponse::Ok().content_type("text/plain").body(query.echostr.clone().unwrap_or_default()))
 }
 
 async fn receive(
     state: web::Data<AppState>,
+    client: ClientAddr,
     query: web::Query<PortalQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    if !signed_by_wechat(&state, &query) {
-        return Ok(unauthorized());
-    }
+    let request = match signed_by_wechat(&state, &query) {
+        Ok(request) => request,
+        Err(refusal) => return Ok(refuse(&state, client, refusal)),
+    };
     let xml = std::str::from_utf8(&body).map_err(|_| AppError::BadRequest("the body is not UTF-8".into()))?;
     let envelope = weixin_portal::parse(xml)?;
     let settings = &state.settings;
@@ -64,9 +88,11 @@ async fn receive(
         let expected =
             weixin_portal::signature(&[settings.weixin.token.expose(), timestamp, nonce, &envelope.encrypt]);
         if !weixin_portal::signature_matches(&expected, query.msg_signature.as_deref().unwrap_or("")) {
-            return Ok(unauthorized());
+            return Ok(refuse(&state, client, Refusal::BadSignature));
         }
         Some(SafeMode::new(settings.weixin.encoding_aes_key.expose(), &settings.weixin.app_id)?)
+    } else if !settings.weixin.encoding_aes_key.is_empty() && !settings.weixin.accept_plain_messages {
+        return Ok(refuse(&state, client, Refusal::PlainMessage));
     } else {
         None
     };
@@ -74,14 +100,16 @@ async fn receive(
         Some(safe) => weixin_portal::parse(&safe.decrypt(&envelope.encrypt)?)?,
         None => envelope,
     };
-    let (reply, message) = state
+    let (outcome, message) = state
         .db(move |conn| {
-            let reply = weixin_portal::handle(conn, &message)?;
-            Ok((reply, message))
+            let outcome = weixin_portal::receive(conn, &request, &message)?;
+            Ok((outcome, message))
         })
         .await?;
-    let Some(text) = reply else {
-        return Ok(HttpResponse::Ok().content_type("text/plain").body("success"));
+    let text = match outcome {
+        Outcome::Replayed => return Ok(refuse(&state, client, Refusal::Replayed)),
+        Outcome::Handled(None) => return Ok(HttpResponse::Ok().content_type("text/plain").body("success")),
+        Outcome::Handled(Some(text)) => text,
     };
     let reply_xml = weixin_portal::text_reply(&message, &text, chrono::Utc::now().timestamp());
     let body = match &safe_mode {

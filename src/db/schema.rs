@@ -203,6 +203,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    weixin_push_nonce (nonce, timestamp_secs) {
+        nonce -> Text,
+        timestamp_secs -> BigInt,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(user_session -> app_user (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -223,4 +231,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     gateway_call,
     admin_session,
     admin_login_failure,
+    weixin_push_nonce,
 );

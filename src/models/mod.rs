@@ -14,6 +14,7 @@ pub mod product;
 pub mod retention;
 pub mod session;
 pub mod user;
+pub mod weixin_nonce;
 
 use chrono::NaiveDateTime;
 

@@ -1,7 +1,7 @@
 //! WeChat's side: access tokens (short-lived on demand, and a switch that makes every issued
 //! token stale so the refresh path runs), scene QR tickets with a real QR image, template
 //! messages into an inbox, and a "phone" that scans a ticket and pushes the signed event XML to
-//! the shop's portal, as WeChat would.
+//! the shop's portal, as WeChat would (in safe mode when an EncodingAESKey is configured).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 use crate::gateways::http_agent;
-use crate::services::weixin_portal::{cdata, signature};
+use crate::services::weixin_portal::{SafeMode, cdata, parse, signature};
 
 const TOKEN_SECS: i64 = 7200;
 
@@ -33,6 +33,8 @@ pub struct WeixinSandbox {
     original_id: String,
     portal_url: String,
     phone_url: String,
+    /// Set when `weixin.encoding_aes_key` is: pushes go encrypted (`encrypt_type=aes`).
+    safe_mode: Option<SafeMode>,
     /// access token -> still good.
     tokens: Mutex<HashMap<String, bool>>,
     /// ticket -> scene.
@@ -62,6 +64,9 @@ impl WeixinSandbox {
             original_id: settings.weixin.original_id.clone(),
             portal_url: format!("{public}/api/v1/weixin/portal/receive"),
             phone_url: format!("{public}/sandbox/weixin/phone"),
+            safe_mode: Some(&settings.weixin.encoding_aes_key)
+                .filter(|key| !key.is_empty())
+                .and_then(|key| SafeMode::new(key.expose(), &settings.weixin.app_id).ok()),
             tokens: Mutex::new(HashMap::new()),
             tickets: Mutex::new(HashMap::new()),
             followers: Mutex::new(HashSet::new()),
@@ -242,22 +247,46 @@ async fn scan(
         cdata(&key),
         cdata(&ticket)
     );
+    // Each push is signed afresh: the current timestamp and a new nonce.
     let (timestamp, nonce) = (now.to_string(), crate::random::token_hex(8));
-    let url = format!(
+    let mut url = format!(
         "{}?signature={}&timestamp={timestamp}&nonce={nonce}&openid={}",
         sandbox.portal_url,
         signature(&[&sandbox.token, &timestamp, &nonce]),
         crate::controllers::url_encode(&openid)
     );
+    let body = match &sandbox.safe_mode {
+        Some(safe) => {
+            let encrypted = safe.encrypt(&xml)?;
+            let msg_signature = signature(&[&sandbox.token, &timestamp, &nonce, &encrypted]);
+            url.push_str(&format!("&encrypt_type=aes&msg_signature={msg_signature}"));
+            format!(
+                "<xml><ToUserName>{}</ToUserName><Encrypt>{}</Encrypt></xml>",
+                cdata(&sandbox.original_id),
+                cdata(&encrypted)
+            )
+        }
+        None => xml,
+    };
     // Our portal answers this post on the same server: never from a database thread it may need.
-    let reply = crate::state::on_own_thread(move || {
+    let answer = crate::state::on_own_thread(move || {
         let agent = http_agent(Duration::from_secs(5));
-        match agent.post(&url).content_type("text/xml").send(xml) {
-            Ok(mut r) => format!("{} {}", r.status(), r.body_mut().read_to_string().unwrap_or_default()),
-            Err(e) => format!("the portal did not answer: {e}"),
+        match agent.post(&url).content_type("text/xml").send(body) {
+            Ok(mut r) => Ok((r.status(), r.body_mut().read_to_string().unwrap_or_default())),
+            Err(e) => Err(format!("the portal did not answer: {e}")),
         }
     })
     .await?;
+    let reply = match answer {
+        // The phone shows an encrypted reply opened, as WeChat would.
+        Ok((status, text)) => match (&sandbox.safe_mode, parse(&text)) {
+            (Some(safe), Ok(sealed)) if !sealed.encrypt.is_empty() => {
+                format!("{status} {}", safe.decrypt(&sealed.encrypt)?)
+            }
+            _ => format!("{status} {text}"),
+        },
+        Err(failure) => failure,
+    };
     crate::controllers::render(&PhonePage { ticket, openid, reply: Some(reply) })
 }
 

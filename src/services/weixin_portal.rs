@@ -2,12 +2,15 @@
 //! what each one does, and the reply. Nothing here calls out over HTTP, so answers stay far
 //! inside WeChat's 5-second limit.
 
+use chrono::Duration;
 use openssl::symm::{Cipher, Crypter, Mode};
 use serde::Deserialize;
 
-use crate::db::DbConn;
+use crate::db::{DbConn, write_transaction};
 use crate::error::{AppError, AppResult};
+use crate::log_escape::Untrusted;
 use crate::models::login::first_sighting;
+use crate::models::{now, weixin_nonce};
 use crate::services::login;
 
 /// `sha1(sort(parts).join(""))` in lowercase hex: WeChat's signature of a push.
@@ -19,6 +22,104 @@ pub fn signature(parts: &[&str]) -> String {
 
 pub fn signature_matches(expected: &str, given: &str) -> bool {
     given.len() == expected.len() && openssl::memcmp::eq(given.as_bytes(), expected.as_bytes())
+}
+
+/// How far a request's timestamp may be from now, either way. WeChat signs each request as it
+/// sends it: one signed longer ago is a replay.
+pub const TIMESTAMP_WINDOW_SECS: i64 = 300;
+
+/// Why a portal request is refused before anything acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `signature` (or, in safe mode, `msg_signature`) is missing or wrong.
+    BadSignature,
+    /// The timestamp is not a number within [`TIMESTAMP_WINDOW_SECS`] of now.
+    StaleTimestamp,
+    /// The nonce was used with this timestamp before, on any instance.
+    Replayed,
+    /// A plain message while safe mode is configured and plain messages are not accepted.
+    PlainMessage,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::BadSignature => "bad or missing signature",
+            Refusal::StaleTimestamp => "timestamp outside the window",
+            Refusal::Replayed => "nonce used before",
+            Refusal::PlainMessage => "plain message while safe mode is configured",
+        })
+    }
+}
+
+/// A request signed by WeChat with a timestamp inside the window; whether its nonce is fresh
+/// is for [`use_nonce`] to say.
+#[derive(Debug)]
+pub struct SignedRequest {
+    nonce: String,
+    timestamp_secs: i64,
+    /// When the timestamp leaves the window: the nonce is remembered until then.
+    remember_until: chrono::NaiveDateTime,
+}
+
+/// Checks WeChat's `signature` of a portal request over (token, `timestamp`, `nonce`), then that
+/// `timestamp` is within [`TIMESTAMP_WINDOW_SECS`] of `now_secs`.
+pub fn check_signed(
+    token: &str,
+    signature: Option<&str>,
+    timestamp: Option<&str>,
+    nonce: Option<&str>,
+    now_secs: i64,
+) -> Result<SignedRequest, Refusal> {
+    let (Some(given), Some(timestamp), Some(nonce)) = (signature, timestamp, nonce) else {
+        return Err(Refusal::BadSignature);
+    };
+    if !signature_matches(&self::signature(&[token, timestamp, nonce]), given) {
+        return Err(Refusal::BadSignature);
+    }
+    let timestamp_secs = timestamp
+        .parse::<i64>()
+        .ok()
+        .filter(|secs| secs.abs_diff(now_secs) <= TIMESTAMP_WINDOW_SECS.unsigned_abs())
+        .ok_or(Refusal::StaleTimestamp)?;
+    let remember_until = chrono::DateTime::from_timestamp(timestamp_secs + TIMESTAMP_WINDOW_SECS, 0)
+        .ok_or(Refusal::StaleTimestamp)?
+        .naive_utc();
+    Ok(SignedRequest { nonce: nonce.to_owned(), timestamp_secs, remember_until })
+}
+
+/// Marks the request's nonce used, for every instance, until its timestamp leaves the window;
+/// false when it was used already (a replay).
+pub fn use_nonce(conn: &mut DbConn, request: &SignedRequest) -> AppResult<bool> {
+    Ok(write_transaction(conn, |c| {
+        weixin_nonce::remember(c, &request.nonce, request.timestamp_secs, request.remember_until)
+    })?)
+}
+
+/// Forgets the nonces whose timestamps left the window a window ago or more: the margin keeps
+/// instances whose clocks differ by less than that in agreement.
+pub fn purge_nonces(conn: &mut DbConn) -> AppResult<usize> {
+    Ok(weixin_nonce::purge_expired(conn, now() - Duration::seconds(TIMESTAMP_WINDOW_SECS))?)
+}
+
+/// What became of a signed push.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Its nonce was used before: nothing was done.
+    Replayed,
+    /// Acted on; the text to reply, if any.
+    Handled(Option<String>),
+}
+
+/// Acts on a signed push once per nonce. The nonce is remembered in the transaction of what the
+/// push does, so a push that fails here is not remembered and can be sent again.
+pub fn receive(conn: &mut DbConn, request: &SignedRequest, message: &WxMessage) -> AppResult<Outcome> {
+    write_transaction(conn, |c| {
+        if !use_nonce(c, request)? {
+            return Ok(Outcome::Replayed);
+        }
+        Ok(Outcome::Handled(handle(c, message)?))
+    })
 }
 
 /// A pushed message; WeChat adds fields over time, so unknown ones are ignored.
@@ -55,7 +156,7 @@ pub fn parse(xml: &str) -> AppResult<WxMessage> {
 }
 
 /// What the portal answers: a text reply or WeChat's "no reply" (`success`).
-pub fn handle(conn: &mut DbConn, message: &WxMessage) -> AppResult<Option<String>> {
+fn handle(conn: &mut DbConn, message: &WxMessage) -> AppResult<Option<String>> {
     if message.from_user.is_empty() || !KNOWN_TYPES.contains(&message.msg_type.as_str()) {
         return Err(AppError::BadRequest(format!("unsupported message type {:?}", message.msg_type)));
     }
@@ -67,7 +168,11 @@ pub fn handle(conn: &mut DbConn, message: &WxMessage) -> AppResult<Option<String
         format!("msg:{}", message.msg_id)
     };
     if !first_sighting(conn, &dedupe_key)? {
-        log::info!("weixin: duplicate push {dedupe_key} from openid {} ignored", message.from_user);
+        log::info!(
+            "weixin: duplicate push {} from openid {} ignored",
+            Untrusted(&dedupe_key),
+            Untrusted(&message.from_user)
+        );
         return Ok(None);
     }
     let openid = message.from_user.as_str();

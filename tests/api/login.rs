@@ -3,7 +3,7 @@ use paymall::services::weixin_portal::{SafeMode, signature};
 use crate::both_backends;
 use crate::helpers::{Backend, Browser, TestApp};
 
-fn ticket_for(browser: &mut Browser) -> String {
+pub fn ticket_for(browser: &mut Browser) -> String {
     let reply = browser.get("/api/v1/login/weixin_qrcode_ticket");
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["code"], "0000");
@@ -18,7 +18,7 @@ pub fn scan(app: &TestApp, ticket: &str, openid: &str) -> String {
     reply.body
 }
 
-fn check(browser: &mut Browser, ticket: &str) -> serde_json::Value {
+pub fn check(browser: &mut Browser, ticket: &str) -> serde_json::Value {
     let reply = browser
         .get(&format!("/api/v1/login/check_login?ticket={}", paymall::controllers::url_encode(ticket)));
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -38,18 +38,38 @@ fn inbox(app: &TestApp) -> Vec<serde_json::Value> {
     app.browser().get("/sandbox/weixin/inbox.json").json().as_array().cloned().unwrap_or_default()
 }
 
-/// A signed push to the portal, as WeChat sends it.
-fn push(app: &TestApp, xml: &str) -> crate::helpers::Reply {
-    let token = app.settings.weixin.token.expose();
-    let (timestamp, nonce) = ("1700000000", "nonce1");
-    let path = format!(
-        "/api/v1/weixin/portal/receive?signature={}&timestamp={timestamp}&nonce={nonce}&openid=o1",
-        signature(&[token, timestamp, nonce])
-    );
-    app.browser().post_raw(&path, "text/xml", xml.as_bytes())
+/// A fresh timestamp and nonce, as WeChat signs each request with.
+pub fn fresh_timestamp_and_nonce() -> (String, String) {
+    (chrono::Utc::now().timestamp().to_string(), paymall::random::token_hex(8))
 }
 
-fn event_xml(openid: &str, event: &str, key: &str, create_time: u64) -> String {
+/// The portal's path with WeChat's signature over `timestamp` and `nonce`.
+pub fn signed_path(app: &TestApp, timestamp: &str, nonce: &str) -> String {
+    let token = app.settings.weixin.token.expose();
+    format!(
+        "/api/v1/weixin/portal/receive?signature={}&timestamp={timestamp}&nonce={nonce}&openid=o1",
+        signature(&[token, timestamp, nonce])
+    )
+}
+
+/// A signed push to the portal, as WeChat sends it.
+pub fn push(app: &TestApp, xml: &str) -> crate::helpers::Reply {
+    let (timestamp, nonce) = fresh_timestamp_and_nonce();
+    app.browser().post_raw(&signed_path(app, &timestamp, &nonce), "text/xml", xml.as_bytes())
+}
+
+/// The scene of a ticket, as WeChat's scan event carries it.
+pub fn scene_of(app: &TestApp, ticket: &str) -> String {
+    use diesel::prelude::*;
+    use paymall::db::schema::login_ticket::dsl;
+    dsl::login_ticket
+        .filter(dsl::ticket.eq(ticket))
+        .select(dsl::scene)
+        .first::<String>(&mut *app.db.connect())
+        .expect("scene")
+}
+
+pub fn event_xml(openid: &str, event: &str, key: &str, create_time: u64) -> String {
     format!(
         "<xml><ToUserName><![CDATA[gh_sandbox000001]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>{create_time}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event><EventKey><![CDATA[{key}]]></EventKey></xml>"
     )
@@ -113,15 +133,7 @@ fn first_time_and_existing_followers_both_log_in(backend: Backend) {
     // The same two events sent directly.
     let mut browser = app.browser();
     let ticket = ticket_for(&mut browser);
-    let scene = {
-        use diesel::prelude::*;
-        use paymall::db::schema::login_ticket::dsl;
-        dsl::login_ticket
-            .filter(dsl::ticket.eq(&ticket))
-            .select(dsl::scene)
-            .first::<String>(&mut *app.db.connect())
-            .expect("scene")
-    };
+    let scene = scene_of(&app, &ticket);
     let reply = push(&app, &event_xml("o-new", "subscribe", &format!("qrscene_{scene}"), 1));
     assert!(reply.body.contains("<ToUserName><![CDATA[o-new]]></ToUserName>"), "{}", reply.body);
     assert!(reply.body.contains("<FromUserName><![CDATA[gh_sandbox000001]]></FromUserName>"));
@@ -138,18 +150,17 @@ fn bad_or_missing_signatures_are_refused(backend: Backend) {
     let Some(app) = TestApp::spawn(backend) else { return };
     let mut browser = app.browser();
     let ticket = ticket_for(&mut browser);
-    let token = app.settings.weixin.token.expose();
-    let good = signature(&[token, "1", "n"]);
-    let echo = browser.get(&format!(
-        "/api/v1/weixin/portal/receive?signature={good}&timestamp=1&nonce=n&echostr=hello%20there"
-    ));
+    let (timestamp, nonce) = fresh_timestamp_and_nonce();
+    let echo = browser.get(&format!("{}&echostr=hello%20there", signed_path(&app, &timestamp, &nonce)));
     assert_eq!((echo.status, echo.body.as_str()), (200, "hello there"));
-    let bad = browser.get("/api/v1/weixin/portal/receive?signature=abc&timestamp=1&nonce=n&echostr=hello");
+    let bad = browser.get(&format!(
+        "/api/v1/weixin/portal/receive?signature=abc&timestamp={timestamp}&nonce=n&echostr=hello"
+    ));
     assert_eq!(bad.status, 401);
     assert!(!bad.body.contains("hello"));
     let xml = event_xml("o-forger", "SCAN", "whatever", 5);
     let forged = browser.post_raw(
-        "/api/v1/weixin/portal/receive?signature=0000&timestamp=1&nonce=n",
+        &format!("/api/v1/weixin/portal/receive?signature=0000&timestamp={timestamp}&nonce=n"),
         "text/xml",
         xml.as_bytes(),
     );
@@ -220,7 +231,8 @@ fn safe_mode_messages_are_accepted_and_answered(backend: Backend) {
     let safe = SafeMode::new(key, &app.settings.weixin.app_id).expect("key");
     let token = app.settings.weixin.token.expose();
     let encrypted = safe.encrypt(&event_xml("o-safe", "subscribe", "", 9)).expect("encrypt");
-    let (timestamp, nonce) = ("1700000001", "n2");
+    let (timestamp, nonce) = fresh_timestamp_and_nonce();
+    let (timestamp, nonce) = (timestamp.as_str(), nonce.as_str());
     let msg_signature = signature(&[token, timestamp, nonce, &encrypted]);
     let body = format!(
         "<xml><ToUserName><![CDATA[gh_sandbox000001]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"

@@ -13,3 +13,4 @@ mod login;
 mod notify_attacks;
 mod operations;
 mod payment;
+mod portal;

@@ -1,0 +1,1 @@
+DROP TABLE weixin_push_nonce;
