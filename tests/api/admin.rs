@@ -180,6 +180,20 @@ fn sign_ins_over_the_limit_answer_429(backend: Backend) {
     );
 }
 
+fn signing_out_is_a_post_with_the_csrf_token(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut admin = admin(&app);
+    let csrf = csrf_of(&mut admin, "/admin");
+    assert_ne!(admin.get("/admin/logout").status, 303);
+    assert_eq!(admin.get("/admin").status, 200, "a GET (a link, an image) signs nobody out");
+    assert_eq!(admin.post_form("/admin/logout", &[]).status, 403);
+    assert_eq!(admin.post_form("/admin/logout", &[("csrf", "forged")]).status, 403);
+    assert_eq!(admin.get("/admin").status, 200);
+    let out = admin.post_form("/admin/logout", &[("csrf", &csrf)]);
+    assert_eq!((out.status, out.header("location")), (303, Some("/admin/login")));
+    assert_eq!(admin.get("/admin").status, 303);
+}
+
 fn a_phc_hash_works_as_the_password(backend: Backend) {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let salt = SaltString::encode_b64(b"paymall-test-salt").expect("salt");
@@ -384,6 +398,7 @@ both_backends!(
     a_forwarded_for_from_an_untrusted_peer_is_ignored,
     concurrent_wrong_passwords_are_all_counted,
     sign_ins_over_the_limit_answer_429,
+    signing_out_is_a_post_with_the_csrf_token,
     a_phc_hash_works_as_the_password,
     product_edits_need_the_csrf_token_and_valid_values,
     orders_filter_page_and_export,
