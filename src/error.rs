@@ -28,6 +28,9 @@ pub enum AppError {
     Conflict(String),
     #[error("the request body is too large")]
     PayloadTooLarge,
+    /// A client over its rate limit (answered with `Retry-After`).
+    #[error("too many requests, please try again in a minute")]
+    TooManyRequests,
     /// An outside platform (WeChat, Alipay) failed or could not be reached: a message for the
     /// client, and what exactly happened for the log and the operator.
     #[error("{message}")]
@@ -39,6 +42,10 @@ pub enum AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// How long a client over its rate limit is told to wait: a per-minute limit has recovered by
+/// then.
+const RETRY_AFTER_SECS: u64 = 60;
 
 impl AppError {
     pub fn internal(cause: impl std::fmt::Display) -> Self {
@@ -120,6 +127,7 @@ impl ResponseError for AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             AppError::Gateway { .. } => StatusCode::BAD_GATEWAY,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -142,7 +150,11 @@ impl ResponseError for AppError {
             message: self.to_string(),
         };
         let body = page.render().unwrap_or_else(|_| format!("<h1>{status}</h1>"));
-        HttpResponse::build(status).content_type(ContentType::html()).body(body)
+        let mut response = HttpResponse::build(status);
+        if let AppError::TooManyRequests = self {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, RETRY_AFTER_SECS));
+        }
+        response.content_type(ContentType::html()).body(body)
     }
 }
 
@@ -162,7 +174,7 @@ impl<T: serde::Serialize> Envelope<T> {
 }
 
 /// Middleware for the `/api` scope: turns any error response that carries an [`AppError`] (or
-/// any other actix error) into the envelope, keeping the HTTP status.
+/// any other actix error) into the envelope, keeping the HTTP status and `Retry-After`.
 pub async fn api_envelope(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
@@ -180,7 +192,11 @@ pub async fn api_envelope(
     Ok(match envelope {
         Some((code, info)) => {
             let body = Envelope::<()> { code: code.into(), info, data: None };
-            res.into_response(HttpResponse::build(status).json(body))
+            let mut answer = HttpResponse::build(status);
+            if let Some(retry_after) = res.headers().get(actix_web::http::header::RETRY_AFTER) {
+                answer.insert_header((actix_web::http::header::RETRY_AFTER, retry_after.clone()));
+            }
+            res.into_response(answer.json(body))
         }
         None => res.map_into_boxed_body(),
     })

@@ -11,6 +11,7 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, web};
 use askama::Template;
 use serde::Deserialize;
 
+use super::client::ClientAddr;
 use super::{csrf, filters, render, see_other, url_encode};
 use crate::error::AppError;
 use crate::models::order::{Order, OrderFilter};
@@ -130,19 +131,24 @@ struct LoginForm {
     next: Option<String>,
 }
 
+/// Signs in, at most `limits.admin_sign_ins_per_minute` attempts per client (429 beyond, before
+/// any check).
 async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
+    client: ClientAddr,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, AppError> {
+    if !crate::rate_limit::allow(&state.limits.admin_sign_ins, client.0) {
+        return Err(AppError::TooManyRequests);
+    }
     let form_token = req.cookie(FORM_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
     csrf::verify(&form_token, form.csrf.as_deref())?;
     let LoginForm { username, password, next, .. } = form.into_inner();
     let next = local_next(next.as_deref());
-    let client = req.connection_info().realip_remote_addr().unwrap_or("unknown").to_owned();
     let settings = state.settings.clone();
     let outcome =
-        state.db(move |conn| admin::sign_in(conn, &settings, &username, &password, &client)).await?;
+        state.db(move |conn| admin::sign_in(conn, &settings, &username, &password, client.0)).await?;
     let retry = |error: String, status: actix_web::http::StatusCode| -> Result<HttpResponse, AppError> {
         let page = LoginPage { csrf: csrf::token_for(&form_token), next: next.clone(), error: Some(error) };
         let mut response = render(&page)?;

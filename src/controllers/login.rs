@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
+use super::client::ClientAddr;
 use super::identity::{MaybeShopper, session_token};
 use super::{Nav, render};
 use crate::error::{AppError, Envelope};
@@ -71,7 +72,20 @@ fn nonce_cookie(nonce: &str, secure: bool) -> Cookie<'static> {
         .finish()
 }
 
-async fn issue_ticket(state: &web::Data<AppState>, nonce: String) -> Result<NewTicket, AppError> {
+/// The ticket the browser holds, else a new one: at most `limits.login_tickets_per_minute` new
+/// ones per client (429 beyond), each a row and a call to WeChat.
+async fn issue_ticket(
+    state: &web::Data<AppState>,
+    client: ClientAddr,
+    nonce: String,
+) -> Result<NewTicket, AppError> {
+    let held_nonce = nonce.clone();
+    if let Some(held) = state.db(move |conn| login::held_ticket(conn, &held_nonce)).await? {
+        return Ok(held);
+    }
+    if !crate::rate_limit::allow(&state.limits.login_tickets, client.0) {
+        return Err(AppError::TooManyRequests);
+    }
     let (weixin, owner) = (state.weixin.clone(), state.instance.clone());
     state.call_out(move |pool| login::new_ticket(pool, &weixin, &owner, &nonce)).await
 }
@@ -80,6 +94,7 @@ async fn login_page(
     req: HttpRequest,
     state: web::Data<AppState>,
     shopper: MaybeShopper,
+    client: ClientAddr,
     query: web::Query<LoginQuery>,
 ) -> Result<HttpResponse, AppError> {
     let next = safe_next(query.next.as_deref());
@@ -87,7 +102,7 @@ async fn login_page(
         return Ok(super::see_other(&next));
     }
     let (nonce, fresh) = browser_nonce(&req);
-    let issued = issue_ticket(&state, nonce.clone()).await?;
+    let issued = issue_ticket(&state, client, nonce.clone()).await?;
     let settings = &state.settings;
     let encoded = super::url_encode(&issued.ticket);
     let page = LoginPage {
@@ -105,9 +120,13 @@ async fn login_page(
     Ok(response)
 }
 
-async fn qrcode_ticket(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+async fn qrcode_ticket(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    client: ClientAddr,
+) -> Result<HttpResponse, AppError> {
     let (nonce, fresh) = browser_nonce(&req);
-    let issued = issue_ticket(&state, nonce.clone()).await?;
+    let issued = issue_ticket(&state, client, nonce.clone()).await?;
     let mut response = Envelope::ok(issued.ticket);
     if fresh {
         response.add_cookie(&nonce_cookie(&nonce, secure(&state))).map_err(AppError::internal)?;

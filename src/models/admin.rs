@@ -1,11 +1,13 @@
 //! Admin sessions and the failed-login counters that slow guessing down.
 
 use chrono::NaiveDateTime;
+use diesel::dsl::case_when;
 use diesel::prelude::*;
+use diesel::sql_types::{Integer, Nullable, Timestamp};
 
-use super::{is_unique_violation, now};
+use super::now;
 use crate::db::schema::{admin_login_failure, admin_session};
-use crate::db::{DbConn, KeepPreparedDsl};
+use crate::db::{DbConn, load_natively};
 
 pub fn insert_session(
     conn: &mut DbConn,
@@ -48,53 +50,30 @@ pub fn locked_until(conn: &mut DbConn, key: &str) -> QueryResult<Option<NaiveDat
     Ok(until.flatten().filter(|t| *t > now()))
 }
 
-/// Counts a failure for the key; returns the new count. `lock_after` failures lock it until
-/// `lock_until`.
+/// Counts a failure for the key in one statement (concurrent failures are all counted) and
+/// returns the count of its streak: a failure after `streak_since` (the previous failure being
+/// older) starts a new streak. The failure that brings the streak to `lock_after` (2 or more) or
+/// beyond locks the key until `lock_until`. A row whose streak and lock are over means the same
+/// as no row.
 pub fn record_failure(
     conn: &mut DbConn,
     key: &str,
+    streak_since: NaiveDateTime,
     lock_after: i32,
     lock_until: NaiveDateTime,
 ) -> QueryResult<i32> {
+    use admin_login_failure::{failures, last_failed_at, locked_until, throttle_key};
+    let streak = case_when(last_failed_at.lt(streak_since), 1.into_sql::<Integer>()).otherwise(failures + 1);
+    let lock = case_when(streak.ge(lock_after), lock_until.into_sql::<Nullable<Timestamp>>())
+        .otherwise(locked_until);
     let at = now();
-    let bump = |c: &mut DbConn| {
-        diesel::update(admin_login_failure::table.filter(admin_login_failure::throttle_key.eq(key)))
-            .set((
-                admin_login_failure::failures.eq(admin_login_failure::failures + 1),
-                admin_login_failure::last_failed_at.eq(at),
-            ))
-            .keep_prepared()
-            .execute(c)
-    };
-    if bump(conn)? == 0 {
-        let inserted = conn.transaction(|c| {
-            diesel::insert_into(admin_login_failure::table)
-                .values((
-                    admin_login_failure::throttle_key.eq(key),
-                    admin_login_failure::failures.eq(1),
-                    admin_login_failure::last_failed_at.eq(at),
-                ))
-                .execute(c)
-        });
-        match inserted {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                bump(conn)?;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    let failures: i32 = admin_login_failure::table
-        .filter(admin_login_failure::throttle_key.eq(key))
-        .select(admin_login_failure::failures)
-        .get_result(conn)?;
-    if failures >= lock_after {
-        diesel::update(admin_login_failure::table.filter(admin_login_failure::throttle_key.eq(key)))
-            .set((admin_login_failure::locked_until.eq(lock_until), admin_login_failure::failures.eq(0)))
-            .keep_prepared()
-            .execute(conn)?;
-    }
-    Ok(failures)
+    let counted = diesel::insert_into(admin_login_failure::table)
+        .values((throttle_key.eq(key), failures.eq(1), last_failed_at.eq(at)))
+        .on_conflict(throttle_key)
+        .do_update()
+        .set((failures.eq(streak), locked_until.eq(lock), last_failed_at.eq(at)))
+        .returning(failures);
+    load_natively(conn, counted)?.into_iter().next().ok_or(diesel::result::Error::NotFound)
 }
 
 pub fn clear_failures(conn: &mut DbConn, key: &str) -> QueryResult<usize> {

@@ -50,6 +50,22 @@ impl LoginTicket {
             .optional()
     }
 
+    /// The browser's newest unconsumed ticket still valid at `valid_at`.
+    pub fn held_by(
+        conn: &mut DbConn,
+        browser_hash: &str,
+        valid_at: NaiveDateTime,
+    ) -> QueryResult<Option<LoginTicket>> {
+        login_ticket::table
+            .filter(login_ticket::browser_hash.eq(browser_hash))
+            .filter(login_ticket::consumed.eq(false))
+            .filter(login_ticket::expires_at.gt(valid_at))
+            .order(login_ticket::expires_at.desc())
+            .select(LoginTicket::as_select())
+            .first(conn)
+            .optional()
+    }
+
     /// Records who scanned the scene, once, while the ticket is valid.
     pub fn record_scan(conn: &mut DbConn, scene: &str, openid: &str) -> QueryResult<bool> {
         let at = now();

@@ -2,6 +2,7 @@
 //! admin sessions, and the actions on orders, the outbox and products.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use chrono::{Duration, NaiveDateTime};
@@ -9,13 +10,15 @@ use chrono::{Duration, NaiveDateTime};
 use crate::config::Settings;
 use crate::db::{DbConn, write_transaction};
 use crate::error::{AppError, AppResult};
+use crate::log_escape::Untrusted;
 use crate::models::order::{self, DEAL_DONE, Order, OrderFilter, PAY_SUCCESS, REFUND_WAIT};
 use crate::models::{admin, now, outbox::OutboxEntry};
 use crate::services::{payment, session::token_hash};
 
 pub const ADMIN_COOKIE: &str = "paymall_admin";
 const SESSION_HOURS: i64 = 12;
-/// Failures before a lock-out, and how long it lasts.
+/// Failures in a row (each within `LOCK_SECS` of the one before) before a lock-out, and how long
+/// it lasts.
 pub const LOCK_AFTER: i32 = 5;
 const LOCK_SECS: i64 = 60;
 
@@ -41,41 +44,46 @@ pub enum Refusal {
     },
 }
 
-/// Checks the credentials under the throttle; on success opens an admin session and returns its
-/// token.
+/// Checks the credentials under the throttle of this username from this client (so a guesser
+/// locks out only itself); on success opens an admin session and returns its token.
 pub fn sign_in(
     conn: &mut DbConn,
     settings: &Settings,
     username: &str,
     password: &str,
-    client: &str,
+    client: IpAddr,
 ) -> AppResult<Result<String, Refusal>> {
-    let keys = [format!("user:{username}"), format!("ip:{client}")];
-    for key in &keys {
-        if let Some(until) = admin::locked_until(conn, key)? {
-            return Ok(Err(Refusal::Locked { seconds: (until - now()).num_seconds().max(1) }));
-        }
+    let key = throttle_key(username, client);
+    if let Some(until) = admin::locked_until(conn, &key)? {
+        return Ok(Err(Refusal::Locked { seconds: (until - now()).num_seconds().max(1) }));
     }
     let name_ok = openssl::memcmp::eq(
         &openssl::sha::sha256(username.as_bytes()),
         &openssl::sha::sha256(settings.admin.username.as_bytes()),
     );
     if name_ok && password_matches(settings.admin.password.expose(), password) {
-        for key in &keys {
-            admin::clear_failures(conn, key)?;
-        }
+        admin::clear_failures(conn, &key)?;
         let token = crate::random::token_hex(32);
         admin::insert_session(conn, &token_hash(&token), username, now() + Duration::hours(SESSION_HOURS))?;
-        log::info!("admin {username} signed in from {client}");
+        log::info!("admin {} signed in from {client}", Untrusted(username));
         return Ok(Ok(token));
     }
-    let lock_until = now() + Duration::seconds(LOCK_SECS);
-    let mut failures = 0;
-    for key in &keys {
-        failures = failures.max(admin::record_failure(conn, key, LOCK_AFTER, lock_until)?);
-    }
-    log::warn!("admin sign-in failed for {username:?} from {client} ({failures} in a row)");
+    let at = now();
+    let failures = admin::record_failure(
+        conn,
+        &key,
+        at - Duration::seconds(LOCK_SECS),
+        LOCK_AFTER,
+        at + Duration::seconds(LOCK_SECS),
+    )?;
+    log::warn!("admin sign-in failed for \"{}\" from {client} ({failures} in a row)", Untrusted(username));
     Ok(Err(Refusal::Wrong { failures }))
+}
+
+/// The throttle's key for a username tried from a client: the address and a digest of the name
+/// (any name, of any length, makes a key of the same size).
+fn throttle_key(username: &str, client: IpAddr) -> String {
+    format!("{client} {}", crate::random::hex(&openssl::sha::sha256(username.as_bytes())))
 }
 
 /// How long to wait before answering the `failures`-th failure: 50 ms, doubling, at most 1.6 s.

@@ -17,12 +17,28 @@ use crate::services::{session, weixin_token};
 /// How long a QR code is good for.
 pub const TICKET_SECS: i64 = 600;
 
+/// A held ticket with less time left than this is not shown again: the shopper gets a new one
+/// with time to scan it.
+const HELD_MIN_SECS: i64 = 60;
+
 /// The nonce cookie that binds a ticket to the browser that asked for it.
 pub const BROWSER_COOKIE: &str = "paymall_login";
 
 pub struct NewTicket {
     pub ticket: String,
     pub expires_in: i64,
+}
+
+/// The ticket this browser already holds, when it is unconsumed and has at least
+/// [`HELD_MIN_SECS`] left: shown again instead of a new one (no row, no call to WeChat).
+pub fn held_ticket(conn: &mut DbConn, browser_nonce: &str) -> AppResult<Option<NewTicket>> {
+    let at = now();
+    let held = LoginTicket::held_by(
+        conn,
+        &session::token_hash(browser_nonce),
+        at + Duration::seconds(HELD_MIN_SECS),
+    )?;
+    Ok(held.map(|t| NewTicket { expires_in: (t.expires_at - at).num_seconds(), ticket: t.ticket }))
 }
 
 /// Asks WeChat for a QR ticket with a fresh random scene and records it for this browser.

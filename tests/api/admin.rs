@@ -75,6 +75,125 @@ fn wrong_passwords_are_refused_slowed_and_locked_out(backend: Backend) {
     assert_eq!(forged.status, 403);
 }
 
+fn trusting_the_local_proxy(settings: &mut paymall::config::Settings) {
+    settings.server.trusted_proxies = vec![std::net::Ipv4Addr::LOCALHOST.into()];
+}
+
+/// A browser behind the local proxy, at `address` as the proxy says.
+fn client_at(app: &TestApp, forwarded_for: &str) -> Browser {
+    app.browser().with_header("X-Forwarded-For", forwarded_for)
+}
+
+fn a_guesser_locks_out_only_itself(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, trusting_the_local_proxy) else { return };
+    let password = app.settings.admin.password.expose();
+    for attempt in 0..paymall::services::admin::LOCK_AFTER {
+        // A hop the guesser writes itself, to the left of the one the proxy adds, changes nothing.
+        let mut guesser = client_at(&app, &format!("10.6.6.{attempt}, 203.0.113.9"));
+        assert_eq!(sign_in_attempt(&app, &mut guesser, "guess").status, 401);
+    }
+    let locked = sign_in_attempt(&app, &mut client_at(&app, "203.0.113.9"), password);
+    assert_eq!(locked.status, 429);
+    assert!(locked.body.contains("Too many failed attempts"), "{}", locked.body);
+    let mut admin = client_at(&app, "198.51.100.7");
+    let signed_in = sign_in_attempt(&app, &mut admin, password);
+    assert_eq!(signed_in.status, 303, "the admin elsewhere is not locked out: {}", signed_in.body);
+    assert_eq!(admin.get("/admin").status, 200);
+}
+
+fn a_forwarded_for_from_an_untrusted_peer_is_ignored(backend: Backend) {
+    let lock_after = paymall::services::admin::LOCK_AFTER;
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.limits.admin_sign_ins_per_minute = lock_after as u32 + 1;
+    }) else {
+        return;
+    };
+    let password = app.settings.admin.password.expose();
+    for attempt in 0..lock_after {
+        let mut guesser = client_at(&app, &format!("203.0.113.{attempt}"));
+        assert_eq!(sign_in_attempt(&app, &mut guesser, "guess").status, 401);
+    }
+    // The lock-out and the rate limit are on the connection's own address.
+    let locked = sign_in_attempt(&app, &mut client_at(&app, "198.51.100.7"), password);
+    assert_eq!(locked.status, 429);
+    assert!(locked.body.contains("Too many failed attempts"), "{}", locked.body);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM admin_login_failure"), 1);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) AS n FROM admin_login_failure WHERE throttle_key LIKE '127.0.0.1 %'"),
+        1
+    );
+    let limited = sign_in_attempt(&app, &mut client_at(&app, "198.51.100.8"), password);
+    assert_eq!(limited.status, 429);
+    assert!(limited.body.contains("too many requests"), "{}", limited.body);
+}
+
+fn concurrent_wrong_passwords_are_all_counted(backend: Backend) {
+    const TRIES: usize = 30;
+    let Some(app) = TestApp::spawn_with(backend, |s| s.limits.admin_sign_ins_per_minute = 1000) else {
+        return;
+    };
+    let mut guesser = app.browser();
+    let csrf = hidden(&guesser.get("/admin/login").body, "csrf").to_owned();
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let tries: Vec<_> = (0..TRIES)
+            .map(|_| {
+                let mut browser = app.browser();
+                browser.cookies = guesser.cookies.clone();
+                let (username, csrf) = (&app.settings.admin.username, &csrf);
+                scope.spawn(move || {
+                    let fields = [("username", username.as_str()), ("password", "guess"), ("csrf", csrf)];
+                    browser.post_form("/admin/login", &fields).status
+                })
+            })
+            .collect();
+        tries.into_iter().map(|t| t.join().expect("a try")).collect()
+    });
+    let wrong = statuses.iter().filter(|s| **s == 401).count() as i64;
+    assert!(statuses.iter().all(|s| [401, 429].contains(s)), "{statuses:?}");
+    assert!(wrong >= i64::from(paymall::services::admin::LOCK_AFTER), "{statuses:?}");
+    // Every password that was checked is counted.
+    assert_eq!(count(&app, "SELECT CAST(SUM(failures) AS BIGINT) AS n FROM admin_login_failure"), wrong);
+    let locked = sign_in_attempt(&app, &mut guesser, app.settings.admin.password.expose());
+    assert_eq!(locked.status, 429);
+}
+
+fn sign_ins_over_the_limit_answer_429(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        trusting_the_local_proxy(s);
+        s.limits.admin_sign_ins_per_minute = 3;
+    }) else {
+        return;
+    };
+    let mut eager = client_at(&app, "203.0.113.9");
+    for _ in 0..3 {
+        assert_eq!(sign_in_attempt(&app, &mut eager, "guess").status, 401);
+    }
+    let limited = sign_in_attempt(&app, &mut eager, app.settings.admin.password.expose());
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.header("retry-after"), Some("60"));
+    assert!(limited.body.contains("too many requests"), "{}", limited.body);
+    // Another client has a limit of its own.
+    assert_eq!(
+        sign_in_attempt(&app, &mut client_at(&app, "198.51.100.7"), app.settings.admin.password.expose())
+            .status,
+        303
+    );
+}
+
+fn signing_out_is_a_post_with_the_csrf_token(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut admin = admin(&app);
+    let csrf = csrf_of(&mut admin, "/admin");
+    assert_ne!(admin.get("/admin/logout").status, 303);
+    assert_eq!(admin.get("/admin").status, 200, "a GET (a link, an image) signs nobody out");
+    assert_eq!(admin.post_form("/admin/logout", &[]).status, 403);
+    assert_eq!(admin.post_form("/admin/logout", &[("csrf", "forged")]).status, 403);
+    assert_eq!(admin.get("/admin").status, 200);
+    let out = admin.post_form("/admin/logout", &[("csrf", &csrf)]);
+    assert_eq!((out.status, out.header("location")), (303, Some("/admin/login")));
+    assert_eq!(admin.get("/admin").status, 303);
+}
+
 fn a_phc_hash_works_as_the_password(backend: Backend) {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let salt = SaltString::encode_b64(b"paymall-test-salt").expect("salt");
@@ -275,6 +394,11 @@ fn the_outbox_page_shows_dead_entries_and_retries_them(backend: Backend) {
 both_backends!(
     everything_needs_a_signed_in_admin,
     wrong_passwords_are_refused_slowed_and_locked_out,
+    a_guesser_locks_out_only_itself,
+    a_forwarded_for_from_an_untrusted_peer_is_ignored,
+    concurrent_wrong_passwords_are_all_counted,
+    sign_ins_over_the_limit_answer_429,
+    signing_out_is_a_post_with_the_csrf_token,
     a_phc_hash_works_as_the_password,
     product_edits_need_the_csrf_token_and_valid_values,
     orders_filter_page_and_export,

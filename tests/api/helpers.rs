@@ -221,6 +221,8 @@ pub struct Browser {
     base: String,
     agent: ureq::Agent,
     pub cookies: HashMap<String, String>,
+    /// Sent with every request but the bearer one (see [`Browser::with_header`]).
+    headers: Vec<(String, String)>,
 }
 
 pub struct Reply {
@@ -247,7 +249,20 @@ impl Browser {
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .new_agent();
-        Browser { base: base.to_owned(), agent, cookies: HashMap::new() }
+        Browser { base: base.to_owned(), agent, cookies: HashMap::new(), headers: Vec::new() }
+    }
+
+    /// The same browser, each request of which carries `name: value` too (say, the
+    /// `X-Forwarded-For` a proxy would add).
+    pub fn with_header(mut self, name: &str, value: &str) -> Browser {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The request with this browser's cookies and headers.
+    fn dressed<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        let request = request.header("Cookie", self.cookie_header());
+        self.headers.iter().fold(request, |request, (name, value)| request.header(name, value))
     }
 
     fn full(&self, path: &str) -> String {
@@ -287,7 +302,7 @@ impl Browser {
     }
 
     pub fn get(&mut self, path: &str) -> Reply {
-        let result = self.agent.get(self.full(path)).header("Cookie", self.cookie_header()).call();
+        let result = self.dressed(self.agent.get(self.full(path))).call();
         self.finish(result)
     }
 
@@ -298,11 +313,7 @@ impl Browser {
     }
 
     pub fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
-        let result = self
-            .agent
-            .post(self.full(path))
-            .header("Cookie", self.cookie_header())
-            .send_form(fields.iter().copied());
+        let result = self.dressed(self.agent.post(self.full(path))).send_form(fields.iter().copied());
         self.finish(result)
     }
 
@@ -311,12 +322,8 @@ impl Browser {
     }
 
     pub fn post_raw(&mut self, path: &str, content_type: &str, body: &[u8]) -> Reply {
-        let result = self
-            .agent
-            .post(self.full(path))
-            .header("Cookie", self.cookie_header())
-            .header("Content-Type", content_type)
-            .send(body);
+        let result =
+            self.dressed(self.agent.post(self.full(path))).header("Content-Type", content_type).send(body);
         self.finish(result)
     }
 }

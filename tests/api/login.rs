@@ -221,6 +221,58 @@ fn expired_tickets_and_other_browsers_never_log_in(backend: Backend) {
     assert_eq!(check(&mut owner, &ticket)["code"], "0000", "the owner still can");
 }
 
+fn tickets(app: &TestApp) -> i64 {
+    use diesel::prelude::*;
+    use paymall::db::schema::login_ticket::dsl;
+    dsl::login_ticket.count().get_result::<i64>(&mut *app.db.connect()).expect("count")
+}
+
+fn a_browser_asking_again_gets_the_ticket_it_holds(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut browser = app.browser();
+    let ticket = ticket_for(&mut browser);
+    assert_eq!(ticket_for(&mut browser), ticket);
+    let page = browser.get("/login").body;
+    assert!(page.contains(&format!("data-ticket=\"{ticket}\"")), "{page}");
+    assert_eq!(tickets(&app), 1, "one row, one call to WeChat");
+    let other = ticket_for(&mut app.browser());
+    assert_ne!(other, ticket, "another browser gets its own");
+    assert_eq!(tickets(&app), 2);
+    // A ticket about to expire is not handed out again: there would be no time to scan it.
+    {
+        use diesel::prelude::*;
+        use paymall::db::schema::login_ticket::dsl;
+        diesel::update(dsl::login_ticket.filter(dsl::ticket.eq(&ticket)))
+            .set(dsl::expires_at.eq(chrono::Utc::now().naive_utc() + chrono::Duration::seconds(20)))
+            .execute(&mut *app.db.connect())
+            .expect("nearly expire");
+    }
+    let fresh = ticket_for(&mut browser);
+    assert_ne!(fresh, ticket);
+    // Once used to log in, a ticket is not handed out again either.
+    scan(&app, &fresh, "o-again");
+    assert_eq!(check(&mut browser, &fresh)["code"], "0000");
+    assert_ne!(ticket_for(&mut browser), fresh);
+    assert_eq!(tickets(&app), 4);
+}
+
+fn ticket_requests_over_the_limit_answer_429(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.limits.login_tickets_per_minute = 3) else { return };
+    let mut first = app.browser();
+    let held = ticket_for(&mut first);
+    for _ in 0..2 {
+        ticket_for(&mut app.browser());
+    }
+    let refused = app.browser().get("/api/v1/login/weixin_qrcode_ticket");
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(refused.header("retry-after"), Some("60"));
+    assert_eq!(refused.json()["code"], "0001");
+    assert_eq!(app.browser().get("/login").status, 429);
+    assert_eq!(tickets(&app), 3);
+    // Showing a held ticket again creates nothing and is not limited.
+    assert_eq!(ticket_for(&mut first), held);
+}
+
 fn safe_mode_messages_are_accepted_and_answered(backend: Backend) {
     let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
     let Some(app) =
@@ -263,16 +315,16 @@ fn safe_mode_messages_are_accepted_and_answered(backend: Backend) {
 
 fn a_stale_token_is_refreshed_and_the_call_retried(backend: Backend) {
     let Some(app) = TestApp::spawn(backend) else { return };
-    let mut browser = app.browser();
-    ticket_for(&mut browser);
+    // A new browser each time: a browser that asks again gets the ticket it holds, calling nobody.
+    ticket_for(&mut app.browser());
     let issued = |app: &TestApp| {
         app.browser().get("/sandbox/weixin/stats.json").json()["tokens_issued"].as_i64().unwrap_or(0)
     };
     assert_eq!(issued(&app), 1);
-    ticket_for(&mut browser);
+    ticket_for(&mut app.browser());
     assert_eq!(issued(&app), 1, "the stored token is reused");
     assert_eq!(app.browser().post_raw("/sandbox/weixin/expire_tokens", "text/plain", b"").status, 204);
-    ticket_for(&mut browser);
+    ticket_for(&mut app.browser());
     assert_eq!(issued(&app), 2, "40001 -> one refresh -> the retry succeeded");
 }
 
@@ -296,6 +348,8 @@ both_backends!(
     expired_tickets_and_other_browsers_never_log_in,
     safe_mode_messages_are_accepted_and_answered,
     a_stale_token_is_refreshed_and_the_call_retried,
+    a_browser_asking_again_gets_the_ticket_it_holds,
+    ticket_requests_over_the_limit_answer_429,
     the_login_message_reaches_the_inbox_once,
 );
 

@@ -1,0 +1,1 @@
+DROP INDEX login_ticket_browser_hash;
