@@ -8,6 +8,7 @@ use crate::config::Settings;
 use crate::db::{DbConn, DbPool, write_transaction};
 use crate::error::AppResult;
 use crate::gateways::weixin::WeixinClient;
+use crate::log_escape::Untrusted;
 use crate::models::login::LoginTicket;
 use crate::models::now;
 use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
@@ -68,9 +69,13 @@ pub fn new_ticket(
 pub fn record_scan(conn: &mut DbConn, scene: &str, openid: &str) -> AppResult<bool> {
     let recorded = LoginTicket::record_scan(conn, scene, openid)?;
     if recorded {
-        log::info!("login: openid {openid} scanned scene {scene}");
+        log::info!("login: openid {} scanned scene {}", Untrusted(openid), Untrusted(scene));
     } else {
-        log::info!("login: scan by openid {openid} for unknown, expired or used scene {scene}");
+        log::info!(
+            "login: scan by openid {} for unknown, expired or used scene {}",
+            Untrusted(openid),
+            Untrusted(scene)
+        );
     }
     Ok(recorded)
 }
@@ -112,7 +117,7 @@ pub fn check(
                 payload: &message.to_string(),
             },
         )?;
-        log::info!("login: openid {openid} logged in (user {})", user.user_id);
+        log::info!("login: openid {} logged in (user {})", Untrusted(&openid), user.user_id);
         Ok(Some((user, token)))
     })
 }
@@ -129,7 +134,5 @@ pub fn send_template(
 }
 
 pub fn purge_expired(conn: &mut DbConn) -> AppResult<usize> {
-    let before = now() - Duration::hours(1);
-    Ok(LoginTicket::purge_expired(conn, before)?
-        + crate::models::login::purge_seen(conn, before - Duration::days(1))?)
+    Ok(LoginTicket::purge_expired(conn, now() - Duration::hours(1))?)
 }

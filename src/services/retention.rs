@@ -40,6 +40,7 @@ pub fn enforce(conn: &mut DbConn, settings: &RetentionSettings) -> AppResult<usi
     })?;
     deleted += in_batches(|| retention::delete_gateway_calls(conn, days(settings.gateway_call_days), BATCH))?;
     deleted += retention::delete_admin_failures(conn, days(settings.admin_failure_days), at)?;
+    deleted += crate::models::login::purge_seen(conn, days(settings.weixin_event_days))?;
     Ok(deleted)
 }
 
