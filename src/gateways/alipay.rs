@@ -152,6 +152,11 @@ impl NotifyForm {
     fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
+
+    /// What Alipay signs of a notification: every field but `sign` and `sign_type`.
+    pub fn signing_content(&self) -> String {
+        signing_content(self.fields(), &["sign", "sign_type"])
+    }
 }
 
 /// A notification signed by Alipay for our app and seller: built only by
@@ -301,8 +306,7 @@ impl AlipayClient {
     pub fn verify_notification(&self, form: NotifyForm) -> Result<VerifiedNotification, Refused> {
         let refuse = |form: NotifyForm, reason: String| Err(Refused { form: Some(form), reason });
         let Some(signature) = form.field("sign") else { return refuse(form, "missing signature".into()) };
-        let content = signing_content(form.fields(), &["sign", "sign_type"]);
-        if !verify(&self.alipay_key, &content, signature) {
+        if !verify(&self.alipay_key, &form.signing_content(), signature) {
             return refuse(form, "bad signature".into());
         }
         if form.field("app_id") != Some(self.app_id.as_str()) {

@@ -335,4 +335,28 @@ mod tests {
         );
         assert!(parse("<xml><ToUserName>").is_err());
     }
+
+    proptest::proptest! {
+        /// Whatever WeChat or an attacker sends: the parser answers, it never panics.
+        #[test]
+        fn any_body_parses_or_is_refused(xml in "\\PC{0,80}") {
+            let _ = parse(&xml);
+        }
+
+        /// A reply carries any text, `]]>` included, back out unchanged.
+        #[test]
+        fn a_reply_reads_back_as_written(openid in "[a-zA-Z0-9_-]{1,28}", content in "\\PC{0,40}") {
+            let message = WxMessage { from_user: openid.clone(), to_user: "gh_1".into(), ..WxMessage::default() };
+            let reply = parse(&text_reply(&message, &content, 1)).unwrap();
+            proptest::prop_assert_eq!((reply.to_user, reply.content), (openid, content));
+        }
+
+        /// Safe mode opens what it sealed and refuses anything else without a panic.
+        #[test]
+        fn safe_mode_round_trips_and_refuses_junk(message in "\\PC{0,64}", junk in proptest::collection::vec(proptest::num::u8::ANY, 0..96)) {
+            let safe = SafeMode::new("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "wx123").unwrap();
+            proptest::prop_assert_eq!(safe.decrypt(&safe.encrypt(&message).unwrap()).unwrap(), message);
+            let _ = safe.decrypt(&openssl::base64::encode_block(&junk));
+        }
+    }
 }

@@ -1,0 +1,13 @@
+//! A WeChat push: the XML parses or is refused, never panics; a reply to a parsed message
+//! carries any text back unchanged.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use paymall::services::weixin_portal::{parse, text_reply};
+
+fuzz_target!(|xml: &str| {
+    if let Ok(message) = parse(xml) {
+        let reply = parse(&text_reply(&message, xml, 1)).expect("our own reply parses");
+        assert_eq!(reply.content, xml);
+    }
+});
