@@ -98,10 +98,8 @@ struct NextQuery {
 }
 
 fn local_next(next: Option<&str>) -> String {
-    match next {
-        Some(p) if p.starts_with("/admin") && !p.starts_with("//") => p.to_owned(),
-        _ => "/admin".to_owned(),
-    }
+    let next = super::next::safe_next(next);
+    if next.starts_with("/admin") { next } else { "/admin".to_owned() }
 }
 
 async fn login_form(req: HttpRequest, query: web::Query<NextQuery>) -> Result<HttpResponse, AppError> {

@@ -8,6 +8,7 @@ pub mod csrf;
 pub mod health;
 pub mod identity;
 pub mod login;
+pub mod next;
 pub mod order;
 pub mod product;
 pub mod weixin_portal;
@@ -55,7 +56,10 @@ pub fn render(page: &impl Template) -> Result<HttpResponse, AppError> {
 #[derive(Debug, Clone, Default)]
 pub struct Nav {
     pub openid: Option<String>,
+    /// The CSRF token of the shopper's forms (the Log out button); empty for a visitor.
+    pub csrf: String,
 }
+
 
 /// Filters the templates use.
 pub mod filters {

@@ -9,7 +9,7 @@ use crate::helpers::{Backend, Browser, TestApp};
 const GIFT: &str = "100010090091";
 
 /// Reads a value of an HTML attribute or hidden input out of a page.
-fn attribute<'a>(html: &'a str, before: &str) -> &'a str {
+pub fn attribute<'a>(html: &'a str, before: &str) -> &'a str {
     let start = html.find(before).unwrap_or_else(|| panic!("{before} not in {html}")) + before.len();
     let end = start + html[start..].find('"').expect("closing quote");
     &html[start..end]
