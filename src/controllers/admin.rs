@@ -262,7 +262,7 @@ async fn orders(
 ) -> Result<HttpResponse, AppError> {
     let query = query.into_inner();
     let filter = query.filter()?;
-    let page = query.page.unwrap_or(1).max(1);
+    let page = super::page_number(query.page)?;
     let (mut orders, totals) = state
         .db(move |conn| {
             let orders = filter.page(conn, (page - 1) * PER_PAGE, PER_PAGE + 1)?;

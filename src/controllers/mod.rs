@@ -60,6 +60,16 @@ pub struct Nav {
     pub csrf: String,
 }
 
+/// The highest page number a list accepts; beyond it the offset would overflow.
+pub const MAX_PAGE: i64 = 100_000;
+
+/// A list's `page` parameter: absent is the first page; outside 1 to [`MAX_PAGE`] a 400.
+pub fn page_number(page: Option<i64>) -> Result<i64, AppError> {
+    match page.unwrap_or(1) {
+        page @ 1..=MAX_PAGE => Ok(page),
+        _ => Err(AppError::BadRequest(format!("page must be a number from 1 to {MAX_PAGE}"))),
+    }
+}
 
 /// Filters the templates use.
 pub mod filters {
