@@ -125,6 +125,8 @@ fn prod_refuses_to_start_without_an_admin_password() {
         ("PAYMALL__ALIPAY__APP_ID", "2021"),
         ("PAYMALL__ALIPAY__SELLER_ID", "2088"),
         ("PAYMALL__SANDBOX__ENABLED", "true"),
+        // The sandbox stays on loopback (see `sandbox.allow_public`).
+        ("PAYMALL__SERVER__BIND", "127.0.0.1:8080"),
     ];
     let err =
         Settings::load_from(&config_dir(), Some("prod"), env(&prod_credentials)).expect_err("no password");
