@@ -32,6 +32,19 @@ pub struct ServerSettings {
     /// Peers (reverse proxies) whose `X-Forwarded-For` is believed; the client is then the
     /// last hop they did not add. Empty: the client is the socket's peer.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How long a client may take to send a request's head (line and headers).
+    pub head_timeout_secs: u64,
+    /// How long a client may take to send a request's body, counted from its head; a body
+    /// still arriving then is refused (408) and the connection closed.
+    pub body_timeout_secs: u64,
+    /// How long a request may take from its head to the answer; past it, 503.
+    pub request_timeout_secs: u64,
+    /// How long an idle kept-alive connection stays open.
+    pub keep_alive_secs: u64,
+    /// How long a closing connection waits for the client to go.
+    pub disconnect_timeout_secs: u64,
+    /// Connections each worker serves at once; more wait to be accepted.
+    pub max_connections_per_worker: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +91,8 @@ pub struct AlipaySettings {
 #[serde(deny_unknown_fields)]
 pub struct SandboxSettings {
     pub enabled: bool,
+    /// Whether the sandbox may run on an address other hosts reach (it pays any order).
+    pub allow_public: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -197,6 +212,9 @@ impl Settings {
                     .prefix_separator("__")
                     .separator("__")
                     .try_parsing(true)
+                    // Lists come comma-separated: PAYMALL__SERVER__TRUSTED_PROXIES=10.0.0.2,10.0.0.3
+                    .list_separator(",")
+                    .with_list_parse_key("server.trusted_proxies")
                     .source(env_vars),
             )
             .build()?
@@ -219,6 +237,16 @@ impl Settings {
         if !self.server.public_url.is_empty() && !is_http_url(&self.server.public_url) {
             return invalid("server.public_url", "expected an http:// or https:// URL, or empty");
         }
+        let timeouts = [
+            ("server.head_timeout_secs", self.server.head_timeout_secs),
+            ("server.body_timeout_secs", self.server.body_timeout_secs),
+            ("server.request_timeout_secs", self.server.request_timeout_secs),
+            ("server.max_connections_per_worker", self.server.max_connections_per_worker as u64),
+        ];
+        if let Some((key, _)) = timeouts.into_iter().find(|(_, value)| *value == 0) {
+            return invalid(key, "must be at least 1");
+        }
+        self.check_sandbox_exposure()?;
         if self.database.url.is_empty() {
             return invalid("database.url", "must not be empty");
         }
@@ -258,6 +286,43 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+impl Settings {
+    /// The sandbox pays any order and logs anyone in: it listens only on a loopback address
+    /// unless `sandbox.allow_public` says otherwise.
+    pub fn check_sandbox_exposure(&self) -> Result<(), ConfigError> {
+        let public_bind =
+            self.server.bind.parse::<std::net::SocketAddr>().is_ok_and(|address| !address.ip().is_loopback());
+        if self.sandbox.enabled && !self.sandbox.allow_public && public_bind {
+            return Err(ConfigError::Invalid {
+                key: "sandbox.allow_public",
+                reason: format!(
+                    "the sandbox is on and server.bind ({}) is not a loopback address; set it to true to allow that, or turn the sandbox off",
+                    self.server.bind
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The origin (`scheme://host[:port]`, lower case, without a default port) of an http(s) URL,
+/// as a browser writes it in an `Origin` header or a content security policy.
+pub fn url_origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host).to_ascii_lowercase();
+    if host.is_empty() {
+        return None;
+    }
+    Some(format!("{scheme}://{}", host.strip_suffix(default_port).unwrap_or(&host)))
 }
 
 fn is_http_url(value: &str) -> bool {
@@ -300,5 +365,26 @@ impl Settings {
 fn fill(value: &mut String, default: impl FnOnce() -> String) {
     if value.is_empty() {
         *value = default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_origin;
+
+    #[test]
+    fn an_origin_is_scheme_host_and_port_as_a_browser_writes_it() {
+        assert_eq!(
+            url_origin("http://127.0.0.1:8080/sandbox/x?y=1").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(url_origin("HTTPS://Shop.Example:443/").as_deref(), Some("https://shop.example"));
+        assert_eq!(
+            url_origin("https://openapi.alipay.com/gateway.do").as_deref(),
+            Some("https://openapi.alipay.com")
+        );
+        assert_eq!(url_origin("http://user:pw@host"), Some("http://host".to_owned()));
+        assert_eq!(url_origin("ftp://host"), None);
+        assert_eq!(url_origin("null"), None);
     }
 }

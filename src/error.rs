@@ -3,12 +3,20 @@
 //! - anything under `/api` gets the original project's envelope `{code, info, data: null}`
 //!   (`0002` bad argument, `0003` not logged in, `0001` everything else) via [`api_envelope`];
 //! - server-side failures (5xx) are logged once, here, with their cause; the client never sees
-//!   the cause.
+//!   the cause, nor a parser's account of what it did not like;
+//! - a 503 and a 429 carry `Retry-After`.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::ContentType;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::http::header::{self, ContentType};
+use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use askama::Template;
+
+use crate::log_escape::Untrusted;
+
+/// Seconds a 503 asks the client to wait before trying again.
+pub const RETRY_AFTER_SECS: u32 = 5;
+/// Seconds a client over its rate limit (429) is asked to wait: the limits are per minute.
+pub const RATE_LIMITED_RETRY_AFTER_SECS: u32 = 60;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -31,6 +39,9 @@ pub enum AppError {
     /// A client over its rate limit (answered with `Retry-After`).
     #[error("too many requests, please try again in a minute")]
     TooManyRequests,
+    /// The body was still arriving when `server.body_timeout_secs` ran out.
+    #[error("the request took too long to arrive")]
+    RequestTimeout,
     /// An outside platform (WeChat, Alipay) failed or could not be reached: a message for the
     /// client, and what exactly happened for the log and the operator.
     #[error("{message}")]
@@ -43,10 +54,6 @@ pub enum AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
-/// How long a client over its rate limit is told to wait: a per-minute limit has recovered by
-/// then.
-const RETRY_AFTER_SECS: u64 = 60;
-
 impl AppError {
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         AppError::Internal(cause.to_string())
@@ -55,7 +62,7 @@ impl AppError {
     /// The envelope code of the original API.
     pub fn api_code(&self) -> &'static str {
         match self {
-            AppError::BadRequest(_) | AppError::PayloadTooLarge => "0002",
+            AppError::BadRequest(_) | AppError::PayloadTooLarge | AppError::RequestTimeout => "0002",
             AppError::NotLoggedIn => "0003",
             _ => "0001",
         }
@@ -76,10 +83,20 @@ impl AppError {
     }
 }
 
+/// A lost connection, or a SQLite database another process keeps locked, is the database
+/// being unavailable (503); any other database failure is ours (500).
 impl From<diesel::result::Error> for AppError {
     fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
         match e {
-            diesel::result::Error::NotFound => AppError::NotFound("not found".into()),
+            Error::NotFound => AppError::NotFound("not found".into()),
+            Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ) => AppError::Unavailable(format!("database: {e}")),
+            Error::DatabaseError(_, ref info) if info.message().contains("database is locked") => {
+                AppError::Unavailable(format!("database: {e}"))
+            }
             other => AppError::Internal(format!("database: {other}")),
         }
     }
@@ -128,6 +145,7 @@ impl ResponseError for AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            AppError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             AppError::Gateway { .. } => StatusCode::BAD_GATEWAY,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -150,12 +168,33 @@ impl ResponseError for AppError {
             message: self.to_string(),
         };
         let body = page.render().unwrap_or_else(|_| format!("<h1>{status}</h1>"));
-        let mut response = HttpResponse::build(status);
-        if let AppError::TooManyRequests = self {
-            response.insert_header((actix_web::http::header::RETRY_AFTER, RETRY_AFTER_SECS));
-        }
-        response.content_type(ContentType::html()).body(body)
+        response_for(status).content_type(ContentType::html()).body(body)
     }
+}
+
+impl AppError {
+    /// The error as the API answers it: the envelope, with the status of the page.
+    pub fn api_response(&self) -> HttpResponse {
+        envelope_response(self.status_code(), self.api_code(), self.to_string())
+    }
+}
+
+/// A response of `status`, with `Retry-After` when it is a 503 or a 429.
+fn response_for(status: StatusCode) -> HttpResponseBuilder {
+    let mut builder = HttpResponse::build(status);
+    let retry_after = match status {
+        StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER_SECS),
+        StatusCode::TOO_MANY_REQUESTS => Some(RATE_LIMITED_RETRY_AFTER_SECS),
+        _ => None,
+    };
+    if let Some(secs) = retry_after {
+        builder.insert_header((header::RETRY_AFTER, secs.to_string()));
+    }
+    builder
+}
+
+fn envelope_response(status: StatusCode, code: &str, info: String) -> HttpResponse {
+    response_for(status).json(Envelope::<()> { code: code.into(), info, data: None })
 }
 
 /// The JSON envelope of the original API: `{"code":"0000","info":"调用成功","data":...}`.
@@ -174,7 +213,7 @@ impl<T: serde::Serialize> Envelope<T> {
 }
 
 /// Middleware for the `/api` scope: turns any error response that carries an [`AppError`] (or
-/// any other actix error) into the envelope, keeping the HTTP status and `Retry-After`.
+/// any other actix error) into the envelope, keeping the HTTP status.
 pub async fn api_envelope(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
@@ -184,20 +223,22 @@ pub async fn api_envelope(
     let envelope = match res.response().error() {
         Some(err) => match err.as_error::<AppError>() {
             Some(app) => Some((app.api_code(), app.to_string())),
-            None => Some((if status.is_client_error() { "0002" } else { "0001" }, err.to_string())),
+            None => {
+                // Another layer's error (an extractor, the router): its text stays in the log.
+                log::info!(
+                    "{status} for {}: {}",
+                    Untrusted(res.request().path()),
+                    Untrusted(&err.to_string())
+                );
+                let code = if status.is_client_error() { "0002" } else { "0001" };
+                Some((code, status.canonical_reason().unwrap_or("error").to_lowercase()))
+            }
         },
         None if status == StatusCode::NOT_FOUND => Some(("0001", "no such API".to_owned())),
         None => None,
     };
     Ok(match envelope {
-        Some((code, info)) => {
-            let body = Envelope::<()> { code: code.into(), info, data: None };
-            let mut answer = HttpResponse::build(status);
-            if let Some(retry_after) = res.headers().get(actix_web::http::header::RETRY_AFTER) {
-                answer.insert_header((actix_web::http::header::RETRY_AFTER, retry_after.clone()));
-            }
-            res.into_response(answer.json(body))
-        }
+        Some((code, info)) => res.into_response(envelope_response(status, code, info)),
         None => res.map_into_boxed_body(),
     })
 }

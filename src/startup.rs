@@ -1,17 +1,23 @@
 //! Builds the application: binds the listener first (so port 0 works), prepares the database,
 //! and registers the routes of each area.
 
+use std::cell::Cell;
 use std::net::TcpListener;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
-use actix_web::error::{JsonPayloadError, UrlencodedError};
-use actix_web::http::header;
-use actix_web::middleware::{Condition, DefaultHeaders, Logger, from_fn};
-use actix_web::{App, HttpRequest, HttpServer, web};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{self, Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::error::{JsonPayloadError, PayloadError, QueryPayloadError, UrlencodedError};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{Condition, DefaultHeaders, Logger, Next, from_fn};
+use actix_web::{App, HttpMessage, HttpRequest, HttpServer, web};
+use futures_util::Stream;
 
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings, url_origin};
 use crate::controllers;
 use crate::db::writer::Writer;
 use crate::db::{self, Checkpointer, DatabaseLocation};
@@ -19,6 +25,7 @@ use crate::error::{AppError, api_envelope};
 use crate::gateways::alipay::AlipayClient;
 use crate::gateways::weixin::WeixinClient;
 use crate::jobs::{Background, Worker};
+use crate::log_escape::Untrusted;
 use crate::rate_limit::RateLimits;
 use crate::sandbox::alipay::AlipaySandbox;
 use crate::sandbox::weixin::WeixinSandbox;
@@ -34,6 +41,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub enum StartupError {
     #[error("cannot listen on {bind}: {source}")]
     Bind { bind: String, source: std::io::Error },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Database(#[from] db::DbError),
     #[error("{0}")]
@@ -54,6 +63,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        settings.check_sandbox_exposure()?;
         let bind_error = |source| StartupError::Bind { bind: settings.server.bind.clone(), source };
         let listener = TcpListener::bind(&settings.server.bind).map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
@@ -114,16 +124,26 @@ impl Application {
         // The access log renders its line's parts for every request, whether or not the level
         // lets the line out; with `info` off it is left out of the chain.
         let access_log = log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
+        let limits = TimeLimits::from_settings(&settings);
+        let headers = security_headers(&settings);
+        let server_settings = &settings.server;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn({
+                    let headers = headers.clone();
+                    move |req: ServiceRequest, next: Next<_>| time_limits(req, next, limits, headers.clone())
+                }))
                 .wrap(Condition::new(
                     access_log,
                     Logger::new(r#"%a "%{request}xi" %s %b %Dms"#).custom_request_replace("request", |req| {
-                        redacted_request_line(req.method().as_str(), &req.uri().to_string())
+                        let line = redacted_request_line(req.method().as_str(), &req.uri().to_string());
+                        Untrusted(&line).to_string()
                     }),
                 ))
+                .wrap(headers.iter().cloned().fold(DefaultHeaders::new(), DefaultHeaders::add))
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::FormConfig::default().limit(MAX_BODY_BYTES).error_handler(form_error))
                 .app_data(web::JsonConfig::default().limit(MAX_BODY_BYTES).error_handler(json_error))
                 .service(web::scope("/api").wrap(from_fn(api_envelope)).configure(controllers::api_routes))
@@ -143,6 +163,10 @@ impl Application {
         })
         .workers(workers)
         .worker_max_blocking_threads(database_threads)
+        .max_connections(server_settings.max_connections_per_worker)
+        .client_request_timeout(Duration::from_secs(server_settings.head_timeout_secs))
+        .client_disconnect_timeout(Duration::from_secs(server_settings.disconnect_timeout_secs))
+        .keep_alive(Duration::from_secs(server_settings.keep_alive_secs))
         .listen(listener)
         .map_err(|source| StartupError::Bind { bind: address.to_string(), source })?
         .run();
@@ -228,27 +252,186 @@ fn print_quick_start(settings: &Settings, generated_password: bool) {
     }
 }
 
-fn form_error(e: UrlencodedError, _: &HttpRequest) -> actix_web::Error {
+/// Where the checkout form may go: the gateway, and, for Alipay's own gateway, the cashier hosts
+/// it redirects the submitted form to (browsers apply `form-action` to those redirects too).
+fn cashier_origins(gateway_url: &str) -> String {
+    match url_origin(gateway_url) {
+        Some(origin) if origin.starts_with("https://") && origin.ends_with(".alipay.com") => {
+            format!(" {origin} https://*.alipay.com")
+        }
+        Some(origin) => format!(" {origin}"),
+        None => String::new(),
+    }
+}
+
+/// The headers every answer carries: everything from our own origin only, scripts never inline;
+/// images also from the WeChat QR code's host, WebSockets to our origin, forms to us and the
+/// Alipay gateway; never in a frame; HSTS when the shop is served over https.
+fn security_headers(settings: &Settings) -> SecurityHeaders {
+    let origin = |url: &str| url_origin(url).map(|o| format!(" {o}")).unwrap_or_default();
+    let own = origin(&settings.server.public_url);
+    let websocket = own.replacen("http", "ws", 1);
+    let policy = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'{}; connect-src 'self'{websocket}; \
+         form-action 'self'{}; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        origin(&settings.weixin.qrcode_show_url),
+        cashier_origins(&settings.alipay.gateway_url),
+    );
+    let mut headers = vec![
+        (header::CONTENT_SECURITY_POLICY, policy),
+        (header::X_FRAME_OPTIONS, "DENY".to_owned()),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        (header::REFERRER_POLICY, "strict-origin-when-cross-origin".to_owned()),
+    ];
+    if settings.server.public_url.starts_with("https://") {
+        headers.push((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000".to_owned()));
+    }
+    let valid =
+        headers.into_iter().filter_map(|(name, value)| Some((name, HeaderValue::try_from(value).ok()?)));
+    Arc::new(valid.collect())
+}
+
+type SecurityHeaders = Arc<Vec<(header::HeaderName, HeaderValue)>>;
+
+#[derive(Debug, Clone, Copy)]
+struct TimeLimits {
+    body: Duration,
+    request: Duration,
+}
+
+impl TimeLimits {
+    fn from_settings(settings: &Settings) -> TimeLimits {
+        TimeLimits {
+            body: Duration::from_secs(settings.server.body_timeout_secs),
+            request: Duration::from_secs(settings.server.request_timeout_secs),
+        }
+    }
+}
+
+/// A body still arriving `limits.body` after the head fails its reader, and the answer is a 408
+/// (the body is unread, so actix closes the connection after it); a request not answered within
+/// `limits.request` gets a 503. A WebSocket's stream is not a body and has no deadline.
+async fn time_limits(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    limits: TimeLimits,
+    headers: SecurityHeaders,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let late = Rc::new(Cell::new(false));
+    let body = req.take_payload();
+    if matches!(body, dev::Payload::None) || req.head().upgrade() {
+        req.set_payload(body);
+    } else {
+        let timer = Box::pin(actix_web::rt::time::sleep(limits.body));
+        req.set_payload(dev::Payload::Stream {
+            payload: Box::pin(Deadline { body, timer, late: late.clone() }),
+        });
+    }
+    let api = req.path().starts_with("/api/");
+    let what = format!("{} {}", req.method(), Untrusted(req.path()));
+    match actix_web::rt::time::timeout(limits.request, next.call(req)).await {
+        Ok(_) if late.get() => Err(refusal(|| AppError::RequestTimeout, api, headers)),
+        Ok(answered) => answered.map(ServiceResponse::map_into_boxed_body),
+        Err(_) => {
+            let cause = format!("{what} took longer than server.request_timeout_secs");
+            Err(refusal(move || AppError::Unavailable(cause.clone()), api, headers))
+        }
+    }
+}
+
+/// An error answered without the request (the middlewares outside never see a response): the
+/// API's envelope or the error page, with the security headers.
+fn refusal(error: impl Fn() -> AppError + 'static, api: bool, headers: SecurityHeaders) -> actix_web::Error {
+    let mut refused = actix_web::Error::from(error());
+    refused.add_response_mapper(move |page| {
+        let mut response = if api { error().api_response() } else { page };
+        for (name, value) in headers.iter() {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+        response
+    });
+    refused
+}
+
+/// A request body with a deadline: past it, reading fails with `TimedOut` and `late` is set.
+struct Deadline {
+    body: dev::Payload,
+    timer: Pin<Box<actix_web::rt::time::Sleep>>,
+    late: Rc<Cell<bool>>,
+}
+
+impl Stream for Deadline {
+    type Item = Result<web::Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Poll::Ready(chunk) = Pin::new(&mut self.body).poll_next(cx) {
+            return Poll::Ready(chunk);
+        }
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.late.set(true);
+        let timed_out =
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "the request body arrived too slowly");
+        Poll::Ready(Some(Err(PayloadError::Io(timed_out))))
+    }
+}
+
+/// A refused request's parser detail goes to the log; the client gets `message` only.
+fn malformed(message: &str, detail: impl std::fmt::Display, req: &HttpRequest) -> AppError {
+    log::info!("{message} at {}: {}", Untrusted(req.path()), Untrusted(&detail.to_string()));
+    AppError::BadRequest(message.to_owned())
+}
+
+fn form_error(e: UrlencodedError, req: &HttpRequest) -> actix_web::Error {
     match e {
         UrlencodedError::Overflow { .. } => AppError::PayloadTooLarge,
-        other => AppError::BadRequest(format!("malformed form: {other}")),
+        other => malformed("malformed form", other, req),
     }
     .into()
 }
 
-fn json_error(e: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+fn json_error(e: JsonPayloadError, req: &HttpRequest) -> actix_web::Error {
     match e {
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
             AppError::PayloadTooLarge
         }
-        other => AppError::BadRequest(format!("malformed JSON: {other}")),
+        other => malformed("malformed JSON body", other, req),
     }
     .into()
 }
 
+fn query_error(e: QueryPayloadError, req: &HttpRequest) -> actix_web::Error {
+    malformed("malformed query string", e, req).into()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redacted_request_line;
+    use super::{redacted_request_line, security_headers};
+    use crate::config::Settings;
+
+    fn header<'a>(headers: &'a super::SecurityHeaders, name: &str) -> Option<&'a str> {
+        headers.iter().find(|(n, _)| n.as_str() == name).and_then(|(_, v)| v.to_str().ok())
+    }
+
+    #[test]
+    fn the_policy_names_the_configured_platforms_and_https_adds_hsts() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut settings = Settings::load_from(&dir, None, Some(Default::default())).expect("defaults");
+        settings.server.public_url = "https://shop.example".into();
+        settings.sandbox.enabled = false;
+        settings.weixin.qrcode_show_url = "https://mp.weixin.qq.com/cgi-bin/showqrcode".into();
+        settings.alipay.gateway_url = "https://openapi.alipay.com/gateway.do".into();
+        let headers = security_headers(&settings.resolve("127.0.0.1:8080".parse().expect("address")));
+        let policy = header(&headers, "content-security-policy").expect("CSP");
+        assert!(policy.contains("img-src 'self' https://mp.weixin.qq.com;"), "{policy}");
+        assert!(policy.contains("connect-src 'self' wss://shop.example;"), "{policy}");
+        assert!(
+            policy.contains("form-action 'self' https://openapi.alipay.com https://*.alipay.com;"),
+            "{policy}"
+        );
+        assert_eq!(header(&headers, "strict-transport-security"), Some("max-age=31536000"));
+    }
 
     #[test]
     fn credentials_in_the_query_are_not_logged() {

@@ -61,7 +61,12 @@ impl AppState {
     {
         match &self.writer {
             Some(writer) => {
-                writer.run(work).await.map_err(|_| AppError::internal("the database writer is gone"))?
+                // The writer drops the work when it cannot begin a transaction (the database is
+                // locked by another process past the busy wait).
+                writer
+                    .run(work)
+                    .await
+                    .map_err(|_| AppError::Unavailable("the database writer dropped the work".into()))?
             }
             None => self.db(work).await,
         }

@@ -3,7 +3,9 @@
   var card = document.querySelector(".login[data-ticket]");
   if (!card) return;
   var ticket = card.getAttribute("data-ticket");
+  // Only a path on this site, as the server would have it (the attribute is not trusted).
   var next = card.getAttribute("data-next") || "/";
+  if (!/^\/[\x21-\x7e]*$/.test(next) || next.indexOf("//") >= 0 || next.indexOf("\\") >= 0) next = "/";
   var left = parseInt(card.getAttribute("data-expires-in"), 10);
   var countdown = document.getElementById("countdown");
   var timer = setInterval(function () {

@@ -103,10 +103,8 @@ struct NextQuery {
 }
 
 fn local_next(next: Option<&str>) -> String {
-    match next {
-        Some(p) if p.starts_with("/admin") && !p.starts_with("//") => p.to_owned(),
-        _ => "/admin".to_owned(),
-    }
+    let next = super::next::safe_next(next);
+    if next.starts_with("/admin") { next } else { "/admin".to_owned() }
 }
 
 async fn login_form(req: HttpRequest, query: web::Query<NextQuery>) -> Result<HttpResponse, AppError> {
@@ -274,7 +272,7 @@ async fn orders(
 ) -> Result<HttpResponse, AppError> {
     let query = query.into_inner();
     let filter = query.filter()?;
-    let page = query.page.unwrap_or(1).max(1);
+    let page = super::page_number(query.page)?;
     let (mut orders, totals) = state
         .db(move |conn| {
             let orders = filter.page(conn, (page - 1) * PER_PAGE, PER_PAGE + 1)?;

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 
 use super::client::ClientAddr;
@@ -27,10 +26,7 @@ async fn notify(
         String::from_utf8(body.to_vec()).map_err(|_| AppError::BadRequest("the body is not UTF-8".into()))?;
     let notification = Arc::new(Notification::received(&state.alipay, raw));
     if !notification.is_verified() && !rate_limit::allow(&state.limits.unverified_notifications, client.0) {
-        return Ok(HttpResponse::TooManyRequests()
-            .insert_header((header::RETRY_AFTER, "60"))
-            .content_type("text/plain; charset=utf-8")
-            .body(NotifyAnswer::Fail.as_str()));
+        return Ok(super::too_many_requests(NotifyAnswer::Fail.as_str()));
     }
     let received = notification.clone();
     let handled = state.db_write(move |conn| payment::handle_notify(conn, &received)).await;

@@ -24,7 +24,10 @@ pub struct MaybeShopper(pub Option<Shopper>);
 
 impl MaybeShopper {
     pub fn nav(&self) -> super::Nav {
-        super::Nav { openid: self.0.as_ref().map(|s| s.user.openid.clone()) }
+        super::Nav {
+            openid: self.0.as_ref().map(|s| s.user.openid.clone()),
+            csrf: self.0.as_ref().map(|s| super::csrf::token_for(&s.token)).unwrap_or_default(),
+        }
     }
 }
 

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::client::ClientAddr;
 use super::identity::{MaybeShopper, session_token};
-use super::{Nav, render};
+use super::next::safe_next;
+use super::{Nav, csrf, render};
 use crate::error::{AppError, Envelope};
 use crate::services::login::{self, BROWSER_COOKIE, NewTicket};
 use crate::services::session::{self, SESSION_COOKIE, SESSION_DAYS};
@@ -16,7 +17,8 @@ use crate::state::AppState;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/login", web::get().to(login_page))
         .route("/login/done", web::get().to(scanned))
-        .route("/logout", web::get().to(logout));
+        .route("/logout", web::get().to(logout_page))
+        .route("/logout", web::post().to(logout));
 }
 
 pub fn api_routes(cfg: &mut web::ServiceConfig) {
@@ -38,16 +40,6 @@ struct LoginPage {
 #[derive(Deserialize)]
 struct LoginQuery {
     next: Option<String>,
-}
-
-/// Only a path on this site: never an open redirect.
-fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_owned()
-        }
-        _ => "/".to_owned(),
-    }
 }
 
 fn secure(state: &AppState) -> bool {
@@ -215,8 +207,34 @@ async fn scanned(
     }
 }
 
-async fn logout(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+#[derive(Template)]
+#[template(path = "logout.html")]
+struct LogoutPage {
+    nav: Nav,
+}
+
+/// An old "Log out" link: a page with the button, since logging out takes the form's token.
+async fn logout_page(shopper: MaybeShopper) -> Result<HttpResponse, AppError> {
+    if shopper.0.is_none() {
+        return Ok(super::see_other("/"));
+    }
+    render(&LogoutPage { nav: shopper.nav() })
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    csrf: Option<String>,
+}
+
+/// Ends the session; the form must carry the session's CSRF token, so another site cannot log
+/// a shopper out.
+async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<LogoutForm>,
+) -> Result<HttpResponse, AppError> {
     if let Some(token) = session_token(&req) {
+        csrf::verify(&token, form.csrf.as_deref())?;
         state.db(move |conn| session::end(conn, &token)).await?;
     }
     let mut response = super::see_other("/");
@@ -224,17 +242,4 @@ async fn logout(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
     expired.make_removal();
     response.add_cookie(&expired).map_err(AppError::internal)?;
     Ok(response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::safe_next;
-
-    #[test]
-    fn next_is_only_a_local_path() {
-        assert_eq!(safe_next(Some("/products/1")), "/products/1");
-        assert_eq!(safe_next(Some("//evil.example")), "/");
-        assert_eq!(safe_next(Some("https://evil.example")), "/");
-        assert_eq!(safe_next(None), "/");
-    }
 }

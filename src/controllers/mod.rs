@@ -8,6 +8,7 @@ pub mod csrf;
 pub mod health;
 pub mod identity;
 pub mod login;
+pub mod next;
 pub mod order;
 pub mod product;
 pub mod weixin_portal;
@@ -38,6 +39,17 @@ pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, location)).finish()
 }
 
+/// A plain-text 429 for the platforms' callbacks (WeChat and Alipay read text, not the envelope).
+pub fn too_many_requests(body: &'static str) -> HttpResponse {
+    HttpResponse::TooManyRequests()
+        .insert_header((
+            actix_web::http::header::RETRY_AFTER,
+            crate::error::RATE_LIMITED_RETRY_AFTER_SECS.to_string(),
+        ))
+        .content_type("text/plain; charset=utf-8")
+        .body(body)
+}
+
 pub fn url_encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
@@ -55,6 +67,19 @@ pub fn render(page: &impl Template) -> Result<HttpResponse, AppError> {
 #[derive(Debug, Clone, Default)]
 pub struct Nav {
     pub openid: Option<String>,
+    /// The CSRF token of the shopper's forms (the Log out button); empty for a visitor.
+    pub csrf: String,
+}
+
+/// The highest page number a list accepts; beyond it the offset would overflow.
+pub const MAX_PAGE: i64 = 100_000;
+
+/// A list's `page` parameter: absent is the first page; outside 1 to [`MAX_PAGE`] a 400.
+pub fn page_number(page: Option<i64>) -> Result<i64, AppError> {
+    match page.unwrap_or(1) {
+        page @ 1..=MAX_PAGE => Ok(page),
+        _ => Err(AppError::BadRequest(format!("page must be a number from 1 to {MAX_PAGE}"))),
+    }
 }
 
 /// Filters the templates use.

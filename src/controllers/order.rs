@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use futures_util::StreamExt;
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::{MaybeShopper, Shopper, session_token};
 use super::{Nav, csrf, filters, render};
+use crate::config::url_origin;
 use crate::error::{AppError, Envelope};
 use crate::models::order::{Order, OrderAtCheckout};
 use crate::models::user::AppUser;
@@ -181,7 +183,7 @@ async fn my_orders(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
     let Some(current) = shopper.0.clone() else { return Ok(super::see_other("/login?next=/orders")) };
-    let page = query.page.unwrap_or(1).max(1);
+    let page = super::page_number(query.page)?;
     let user = current.user.clone();
     let mut orders = state.db(move |conn| orders::page_of_shopper(conn, &user, page, PER_PAGE + 1)).await?;
     let has_more = orders.len() as i64 > PER_PAGE;
@@ -230,7 +232,9 @@ async fn returned(query: web::Query<ReturnQuery>) -> HttpResponse {
 }
 
 /// Pushes the order's status over a WebSocket whenever it changes. It reads the database, so a
-/// payment handled by any instance shows up.
+/// payment handled by any instance shows up. Only the shop's own pages may open it: a missing
+/// `Origin`, or one other than `server.public_url`'s, is refused (403), since the browser sends
+/// the session cookie whichever site opens the socket.
 async fn live_status(
     req: HttpRequest,
     stream: web::Payload,
@@ -238,6 +242,10 @@ async fn live_status(
     shopper: Shopper,
     path: web::Path<String>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).and_then(url_origin);
+    if origin.is_none() || origin != url_origin(&state.settings.server.public_url) {
+        return Err(AppError::Forbidden("The live status is only for the shop's own pages.".into()).into());
+    }
     let order = shoppers_order(&state, &shopper, path.into_inner()).await?;
     let (response, mut session, mut messages) = actix_ws::handle(&req, stream)?;
     actix_web::rt::spawn(async move {
@@ -278,7 +286,7 @@ async fn api_my_orders(
     shopper: Shopper,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let page = query.page.unwrap_or(1).max(1);
+    let page = super::page_number(query.page)?;
     let user = shopper.user.clone();
     let orders = state.db(move |conn| orders::page_of_shopper(conn, &user, page, PER_PAGE)).await?;
     Ok(Envelope::ok(orders.iter().map(OrderView::from).collect::<Vec<_>>()))

@@ -41,10 +41,7 @@ fn signed_by_wechat(state: &AppState, query: &PortalQuery) -> Result<SignedReque
 fn refuse(state: &AppState, client: ClientAddr, refusal: Refusal) -> HttpResponse {
     if !rate_limit::allow(&state.limits.unverified_portal_pushes, client.0) {
         log::debug!("weixin portal: {client} is over its limit of unverified requests ({refusal})");
-        return HttpResponse::TooManyRequests()
-            .insert_header(("Retry-After", "60"))
-            .content_type("text/plain")
-            .body("too many unverified requests");
+        return super::too_many_requests("too many unverified requests");
     }
     log::warn!("weixin portal: request from {client} refused: {refusal}");
     HttpResponse::Unauthorized().content_type("text/plain").body("invalid signature")

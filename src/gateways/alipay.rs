@@ -275,7 +275,8 @@ impl AlipayClient {
         params
     }
 
-    /// The HTML form the browser submits to the cashier (what Alipay's SDK returns).
+    /// The HTML form the browser submits to the cashier (what Alipay's SDK returns, without its
+    /// inline script: `public/js/checkout.js` submits the form named `punchout_form`).
     pub fn page_pay_form(&self, order: &PagePay, now: NaiveDateTime) -> String {
         let biz = serde_json::json!({
             "out_trade_no": order.out_trade_no,
@@ -294,7 +295,7 @@ impl AlipayClient {
         let biz_content =
             params.iter().find(|(k, _)| *k == "biz_content").map(|(_, v)| v.as_str()).unwrap_or("");
         format!(
-            "<form name=\"punchout_form\" method=\"post\" action=\"{}\">\n<input type=\"hidden\" name=\"biz_content\" value=\"{}\">\n<button type=\"submit\" class=\"button primary\">Continue to Alipay</button>\n</form>\n<script>document.forms.punchout_form.submit();</script>",
+            "<form name=\"punchout_form\" method=\"post\" action=\"{}\">\n<input type=\"hidden\" name=\"biz_content\" value=\"{}\">\n<button type=\"submit\" class=\"button primary\">Continue to Alipay</button>\n</form>",
             html_escape(&action),
             html_escape(biz_content)
         )

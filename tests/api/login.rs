@@ -119,8 +119,10 @@ fn full_login_through_the_sandbox(backend: Backend) {
     assert!(no_js.get("/orders").body.contains("o-no-js"));
     // A ticket logs in once.
     assert_eq!(check(&mut browser, &ticket)["code"], "0003");
-    // Logging out ends the session.
-    assert_eq!(browser.get("/logout").status, 303);
+    // Logging out (the top bar's form, with the session's token) ends the session.
+    let home = browser.get("/").body;
+    let csrf = crate::payment::attribute(&home, "name=\"csrf\" value=\"").to_owned();
+    assert_eq!(browser.post_form("/logout", &[("csrf", &csrf)]).status, 303);
     assert!(!browser.get("/").body.contains("o-first-timer"));
     assert_eq!(api_client.get_with_bearer("/api/v1/orders", &token).json()["code"], "0003");
 }

@@ -9,6 +9,7 @@ mod admin;
 mod catalogue;
 mod compensation;
 mod crash;
+mod hardening;
 mod login;
 mod notify_attacks;
 mod operations;

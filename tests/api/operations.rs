@@ -76,6 +76,12 @@ fn environment_variables_override_the_files() {
             .expect("defaults with an override");
     assert_eq!(settings.server.bind, "127.0.0.1:9999");
     assert!(settings.sandbox.enabled);
+    assert!(settings.server.trusted_proxies.is_empty());
+
+    let proxies = env(&[("PAYMALL__SERVER__TRUSTED_PROXIES", "172.30.0.10,::1")]);
+    let settings = Settings::load_from(&config_dir(), None, proxies).expect("a list from the environment");
+    let expected: Vec<std::net::IpAddr> = vec!["172.30.0.10".parse().unwrap(), "::1".parse().unwrap()];
+    assert_eq!(settings.server.trusted_proxies, expected);
 }
 
 fn run_binary(extra_env: &[(&str, &str)]) -> (bool, String) {
@@ -125,6 +131,8 @@ fn prod_refuses_to_start_without_an_admin_password() {
         ("PAYMALL__ALIPAY__APP_ID", "2021"),
         ("PAYMALL__ALIPAY__SELLER_ID", "2088"),
         ("PAYMALL__SANDBOX__ENABLED", "true"),
+        // The sandbox stays on loopback (see `sandbox.allow_public`).
+        ("PAYMALL__SERVER__BIND", "127.0.0.1:8080"),
     ];
     let err =
         Settings::load_from(&config_dir(), Some("prod"), env(&prod_credentials)).expect_err("no password");

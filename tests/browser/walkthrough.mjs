@@ -45,6 +45,11 @@ const browser = await chromium.launch({
 let failed = false;
 try {
   const context = await browser.newContext({ viewport: { width: 420, height: 860 } });
+  // Whatever the content security policy refuses, Chromium reports on the page's console.
+  const refusals = [];
+  context.on("console", (message) => {
+    if (message.text().includes("Content Security Policy")) refusals.push(message.text());
+  });
   const shop = await context.newPage();
   let orderId = "";
 
@@ -118,6 +123,10 @@ try {
     expectText(await admin.textContent("#admin-status"), "DEAL_DONE", "admin status");
     expectText(await admin.textContent("main"), "payment form issued", "timeline");
     await shot(admin, "admin-order");
+  });
+
+  await check("no page broke the content security policy", async () => {
+    if (refusals.length > 0) throw new Error(refusals.join("\n"));
   });
 } catch (error) {
   failed = true;
