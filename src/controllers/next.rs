@@ -76,4 +76,19 @@ mod tests {
         assert_eq!(safe_next(Some("/订单 1")), "/%E8%AE%A2%E5%8D%95%201");
         assert_eq!(safe_next(Some("/\"><script>")), "/%22%3E%3Cscript%3E");
     }
+
+    proptest::proptest! {
+        /// Whatever the link says, the answer is a same-site path in visible ASCII that stays one
+        /// after another round of decoding, and sanitising it again changes nothing.
+        #[test]
+        fn the_answer_never_leaves_the_site(next in "(/|%2F|%5C|\\\\|\\PC){0,12}") {
+            let answer = safe_next(Some(&next));
+            proptest::prop_assert!(answer.starts_with('/'));
+            proptest::prop_assert!(answer.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{answer:?}");
+            proptest::prop_assert!(!answer.contains("//") && !answer.contains('\\'));
+            let decoded = percent_encoding::percent_decode_str(&answer).decode_utf8_lossy().into_owned();
+            proptest::prop_assert!(!decoded.contains("//") && !decoded.contains('\\'), "{decoded:?}");
+            proptest::prop_assert_eq!(safe_next(Some(&answer)), answer);
+        }
+    }
 }
