@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::client::ClientAddr;
 use super::{csrf, filters, render, see_other, url_encode};
 use crate::error::AppError;
-use crate::models::order::{Order, OrderFilter};
+use crate::models::order::{Order, OrderFilter, OrderStatus};
 use crate::models::orphan::OrphanPayment;
 use crate::models::outbox::OutboxEntry;
 use crate::models::product::Product;
@@ -219,7 +219,12 @@ impl OrdersQuery {
                 .ok_or_else(|| AppError::BadRequest(format!("{name} must be a date like 2026-11-22"))),
         };
         Ok(OrderFilter {
-            status: text(&self.status),
+            status: match text(&self.status) {
+                None => None,
+                Some(status) => {
+                    Some(status.parse().map_err(|_| AppError::BadRequest("unknown status".into()))?)
+                }
+            },
             placed_from: day(&self.from, "from")?,
             placed_before: day(&self.to, "to")?.map(|d| d + chrono::Duration::days(1)),
             openid: text(&self.openid),
@@ -259,11 +264,8 @@ struct OrdersPage {
     keep: String,
     page: i64,
     has_more: bool,
-    statuses: [&'static str; 7],
+    statuses: [OrderStatus; 7],
 }
-
-const STATUSES: [&str; 7] =
-    ["CREATE", "PAY_WAIT", "PAY_SUCCESS", "DEAL_DONE", "CLOSE", "REFUND_WAIT", "REFUNDED"];
 
 async fn orders(
     state: web::Data<AppState>,
@@ -292,7 +294,7 @@ async fn orders(
         keep,
         page,
         has_more,
-        statuses: STATUSES,
+        statuses: OrderStatus::ALL,
     })
 }
 
@@ -310,7 +312,7 @@ async fn orders_csv(
     for o in &orders {
         let fields = [
             o.order_id.clone(),
-            o.status.clone(),
+            o.status.to_string(),
             o.openid.clone(),
             o.product_id.clone(),
             o.product_name.clone(),

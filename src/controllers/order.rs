@@ -13,7 +13,7 @@ use super::identity::{MaybeShopper, Shopper, session_token};
 use super::{Nav, csrf, filters, render};
 use crate::config::url_origin;
 use crate::error::{AppError, Envelope};
-use crate::models::order::{Order, OrderAtCheckout};
+use crate::models::order::{Order, OrderAtCheckout, OrderStatus};
 use crate::models::user::AppUser;
 use crate::services::order::{self as orders, OrderToPay};
 use crate::services::session;
@@ -43,7 +43,7 @@ pub struct OrderView {
     pub product_id: String,
     pub product_name: String,
     pub total_amount: String,
-    pub status: String,
+    pub status: OrderStatus,
     pub order_time: String,
     pub pay_time: Option<String>,
     pub trade_no: Option<String>,
@@ -56,7 +56,7 @@ impl From<&Order> for OrderView {
             product_id: o.product_id.clone(),
             product_name: o.product_name.clone(),
             total_amount: crate::money::format_yuan(o.total_cents),
-            status: o.status.clone(),
+            status: o.status,
             order_time: filters::china(o.order_time),
             pay_time: o.pay_time.map(filters::china),
             trade_no: o.trade_no.clone(),
@@ -249,7 +249,7 @@ async fn live_status(
     let order = shoppers_order(&state, &shopper, path.into_inner()).await?;
     let (response, mut session, mut messages) = actix_ws::handle(&req, stream)?;
     actix_web::rt::spawn(async move {
-        let mut last_status = String::new();
+        let mut last_status = None;
         let mut tick = actix_web::rt::time::interval(Duration::from_secs(1));
         let mut idle_ticks = 0u32;
         loop {
@@ -262,8 +262,8 @@ async fn live_status(
                 _ = tick.tick() => {
                     let (order_id, user) = (order.order_id.clone(), shopper.user.clone());
                     let Ok(current) = state.db(move |conn| orders::of_shopper(conn, &user, &order_id)).await else { break };
-                    if current.status != last_status {
-                        last_status = current.status.clone();
+                    if Some(current.status) != last_status {
+                        last_status = Some(current.status);
                         idle_ticks = 0;
                         let view = serde_json::to_string(&OrderView::from(&current)).unwrap_or_default();
                         if session.text(view).await.is_err() { return; }

@@ -342,7 +342,7 @@ mod tests {
     use crate::db::schema::{order_event, outbox, product};
     use crate::db::{DatabaseLocation, DbConn, KeepPreparedDsl, prepare};
     use crate::models::order;
-    use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
+    use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
 
     /// A fresh database of the backend `url` names, with the migrations applied; a PostgreSQL one
     /// is dropped when the test ends.
@@ -401,8 +401,19 @@ mod tests {
             _ => {}
         });
         let mut inserts = Inserts::default();
-        inserts.add(order::event("0000000000000001", Some("A"), "B", "test", "restocked"));
-        let entry = NewOutboxEntry { kind: "delivery", dedupe_key: "restock", order_id: None, payload: "{}" };
+        inserts.add(order::event(
+            "0000000000000001",
+            Some(order::OrderStatus::Close),
+            order::OrderStatus::PayWait,
+            "test",
+            "restocked",
+        ));
+        let entry = NewOutboxEntry {
+            kind: OutboxKind::Delivery,
+            dedupe_key: "restock",
+            order_id: None,
+            payload: "{}",
+        };
         inserts.add(OutboxEntry::insert(&[entry]));
         let update = diesel::update(product::table.filter(product::product_id.eq(product_id)))
             .set(product::stock.eq(product::stock + 1))

@@ -415,7 +415,7 @@ mod tests {
     use diesel::connection::{Connection, InstrumentationEvent};
 
     use super::{DatabaseLocation, Inserts, prepare};
-    use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
+    use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
     use crate::models::product;
 
     #[test]
@@ -434,8 +434,12 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(product::release_one(&mut conn, "100010090091").unwrap(), 1);
             let mut inserts = Inserts::default();
-            let entry =
-                NewOutboxEntry { kind: "delivery", dedupe_key: "once", order_id: None, payload: "{}" };
+            let entry = NewOutboxEntry {
+                kind: OutboxKind::Delivery,
+                dedupe_key: "once",
+                order_id: None,
+                payload: "{}",
+            };
             inserts.add(OutboxEntry::insert(&[entry]));
             inserts.run(&mut conn).unwrap();
         }

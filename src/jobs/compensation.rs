@@ -12,8 +12,8 @@ use chrono::Duration;
 use super::Worker;
 use crate::error::AppError;
 use crate::models::now;
-use crate::models::order::{Order, PAY_WAIT};
-use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
+use crate::models::order::{Order, OrderStatus};
+use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
 use crate::services::reconcile::{self, LookAt, Reconciler};
 
 const BATCH: i64 = 50;
@@ -25,14 +25,15 @@ pub fn query_dropped(worker: &Worker) -> Result<usize, AppError> {
     let query_after = Duration::seconds(compensation.query_after_secs as i64);
     let close_after = Duration::minutes(compensation.close_after_minutes as i64);
     let at = now();
-    let due = Order::due(&mut *worker.conn()?, &[PAY_WAIT], at - close_after, at - query_after, BATCH)?;
+    let due =
+        Order::due(&mut *worker.conn()?, &[OrderStatus::PayWait], at - close_after, at - query_after, BATCH)?;
     look_at_each(worker, &due, "query", reconcile::query)
 }
 
 pub fn close_expired(worker: &Worker) -> Result<usize, AppError> {
     let close_after = Duration::minutes(worker.settings.compensation.close_after_minutes as i64);
     let (at, ever) = (now(), chrono::DateTime::UNIX_EPOCH.naive_utc());
-    let due = Order::due(&mut *worker.conn()?, &[PAY_WAIT], ever, at - close_after, BATCH)?;
+    let due = Order::due(&mut *worker.conn()?, &[OrderStatus::PayWait], ever, at - close_after, BATCH)?;
     look_at_each(worker, &due, "timeout", reconcile::close)
 }
 
@@ -42,7 +43,8 @@ pub fn deliver_stranded(worker: &Worker) -> Result<usize, AppError> {
     let stranded = Order::paid_without_delivery(&mut conn, BATCH)?;
     for order_id in &stranded {
         let id = order_id.as_str();
-        let entry = NewOutboxEntry { kind: "delivery", dedupe_key: id, order_id: Some(id), payload: "{}" };
+        let entry =
+            NewOutboxEntry { kind: OutboxKind::Delivery, dedupe_key: id, order_id: Some(id), payload: "{}" };
         if OutboxEntry::enqueue(&mut conn, &entry)? {
             log::warn!("order {id} was paid without a delivery enqueued; enqueued it");
         }

@@ -7,7 +7,7 @@ use chrono::Duration;
 use super::Worker;
 use crate::error::AppError;
 use crate::models::now;
-use crate::models::outbox::OutboxEntry;
+use crate::models::outbox::{OutboxEntry, OutboxKind};
 use crate::services::{login, orphan, payment};
 
 /// After this many failed attempts an entry is `DEAD`.
@@ -78,15 +78,20 @@ fn handle(worker: &Worker, outbox_id: i64) -> Result<bool, AppError> {
 
 /// Hands an entry to the consumer of its kind.
 fn consume(worker: &Worker, entry: &OutboxEntry) -> Result<(), AppError> {
-    match (entry.kind.as_str(), entry.order_id.as_deref()) {
-        ("delivery", Some(order_id)) => payment::deliver(&mut *worker.conn()?, order_id),
-        ("refund", Some(_)) => payment::refund(&mut *worker.conn()?, &worker.alipay, entry),
-        (orphan::REFUND_KIND, _) => orphan::refund(&worker.pool, &worker.alipay, entry),
-        ("wx_template", _) => login::send_template(&worker.pool, &worker.weixin, &worker.owner, entry),
-        ("wx_paid", _) => {
+    let kind = entry.kind().map_err(|e| AppError::internal(format!("no consumer: {e}")))?;
+    match (kind, entry.order_id.as_deref()) {
+        (OutboxKind::Delivery, Some(order_id)) => payment::deliver(&mut *worker.conn()?, order_id),
+        (OutboxKind::Refund, Some(_)) => payment::refund(&mut *worker.conn()?, &worker.alipay, entry),
+        (OutboxKind::OrphanRefund, _) => orphan::refund(&worker.pool, &worker.alipay, entry),
+        (OutboxKind::WxTemplate, _) => {
+            login::send_template(&worker.pool, &worker.weixin, &worker.owner, entry)
+        }
+        (OutboxKind::WxPaid, _) => {
             payment::send_paid_message(&worker.pool, &worker.weixin, &worker.settings, &worker.owner, entry)
         }
-        (kind, _) => Err(AppError::internal(format!("no consumer for outbox kind {kind}"))),
+        (kind @ (OutboxKind::Delivery | OutboxKind::Refund), None) => {
+            Err(AppError::internal(format!("outbox {kind} entry without an order")))
+        }
     }
 }
 

@@ -19,15 +19,87 @@ use crate::db::{DbConn, Failure, InsertOrSkip, InsertRows, Inserts, KeepPrepared
 use crate::models::product::Product;
 use crate::models::user::AppUser;
 
-pub const CREATE: &str = "CREATE";
-pub const PAY_WAIT: &str = "PAY_WAIT";
-pub const PAY_SUCCESS: &str = "PAY_SUCCESS";
-pub const DEAL_DONE: &str = "DEAL_DONE";
-pub const CLOSE: &str = "CLOSE";
-pub const REFUND_WAIT: &str = "REFUND_WAIT";
-pub const REFUNDED: &str = "REFUNDED";
+/// Where an order stands, stored as its upper-case name in `pay_order.status` (the original
+/// project's names). `CREATE -> PAY_WAIT -> PAY_SUCCESS -> DEAL_DONE`, `CREATE|PAY_WAIT -> CLOSE`,
+/// `PAY_SUCCESS|DEAL_DONE -> REFUND_WAIT -> REFUNDED`, and a payment after a close
+/// `CLOSE -> PAY_SUCCESS | REFUND_WAIT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    Create,
+    PayWait,
+    PaySuccess,
+    DealDone,
+    Close,
+    RefundWait,
+    Refunded,
+}
 
-pub const OPEN: [&str; 2] = [CREATE, PAY_WAIT];
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 7] = [
+        OrderStatus::Create,
+        OrderStatus::PayWait,
+        OrderStatus::PaySuccess,
+        OrderStatus::DealDone,
+        OrderStatus::Close,
+        OrderStatus::RefundWait,
+        OrderStatus::Refunded,
+    ];
+    /// Not paid yet and not closed: one per shopper and product at most.
+    pub const OPEN: [OrderStatus; 2] = [OrderStatus::Create, OrderStatus::PayWait];
+    /// Paid and not refunded: what a refund may start from.
+    pub const REFUNDABLE: [OrderStatus; 2] = [OrderStatus::PaySuccess, OrderStatus::DealDone];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Create => "CREATE",
+            OrderStatus::PayWait => "PAY_WAIT",
+            OrderStatus::PaySuccess => "PAY_SUCCESS",
+            OrderStatus::DealDone => "DEAL_DONE",
+            OrderStatus::Close => "CLOSE",
+            OrderStatus::RefundWait => "REFUND_WAIT",
+            OrderStatus::Refunded => "REFUNDED",
+        }
+    }
+
+    pub fn is_open(self) -> bool {
+        OrderStatus::OPEN.contains(&self)
+    }
+
+    pub fn is_refundable(self) -> bool {
+        OrderStatus::REFUNDABLE.contains(&self)
+    }
+}
+
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status text that names no [`OrderStatus`].
+#[derive(Debug, thiserror::Error)]
+#[error("unknown order status {0:?}")]
+pub struct UnknownStatus(String);
+
+impl std::str::FromStr for OrderStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(text: &str) -> Result<Self, UnknownStatus> {
+        OrderStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| UnknownStatus(text.to_owned()))
+    }
+}
+
+impl TryFrom<String> for OrderStatus {
+    type Error = UnknownStatus;
+
+    fn try_from(text: String) -> Result<Self, UnknownStatus> {
+        text.parse()
+    }
+}
 
 /// How many order numbers an instance takes from the sequence at a time (unused ones of a block
 /// are skipped when it stops: order numbers have gaps, as a sequence's do).
@@ -38,7 +110,7 @@ pub const NUMBER_BLOCK: i64 = 100;
 /// `pay_order_one_open` and plan the statement again on every run, and diesel does not cache a
 /// bound IN list at all. The statuses are this module's constants, never input.
 #[derive(Debug, Clone, Copy)]
-pub struct StatusIn(pub &'static [&'static str]);
+pub struct StatusIn(pub &'static [OrderStatus]);
 
 impl Expression for StatusIn {
     type SqlType = Bool;
@@ -46,11 +118,10 @@ impl Expression for StatusIn {
 
 impl<DB: Backend> QueryFragment<DB> for StatusIn {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        debug_assert!(self.0.iter().all(|s| s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')));
         out.push_sql("pay_order.status IN (");
         for (i, status) in self.0.iter().enumerate() {
             out.push_sql(if i == 0 { "'" } else { ", '" });
-            out.push_sql(status);
+            out.push_sql(status.as_str());
             out.push_sql("'");
         }
         out.push_sql(")");
@@ -79,7 +150,8 @@ pub struct Order {
     pub product_id: String,
     pub product_name: String,
     pub total_cents: i64,
-    pub status: String,
+    #[diesel(deserialize_as = String)]
+    pub status: OrderStatus,
     pub trade_no: Option<String>,
     pub order_time: NaiveDateTime,
     pub expire_at: NaiveDateTime,
@@ -177,7 +249,7 @@ impl Order {
                 Value::Text(order.product_id.to_owned()),
                 Value::Text(order.product_name.to_owned()),
                 Value::BigInt(order.total_cents),
-                Value::Text(PAY_WAIT.to_owned()),
+                Value::Text(OrderStatus::PayWait.as_str().to_owned()),
                 Value::at(order.order_time),
                 Value::at(order.expire_at),
                 Value::at(order.next_query_at),
@@ -211,7 +283,7 @@ impl Order {
                 pay_order::table.on(pay_order::user_id
                     .eq(app_user::user_id)
                     .and(pay_order::product_id.eq(product_id.to_owned()))
-                    .and(StatusIn(&OPEN))),
+                    .and(StatusIn(&OrderStatus::OPEN))),
             )
             .left_join(pay_form::table.on(pay_form::order_id.eq(pay_order::order_id)))
             .left_join(product::table.on(product::product_id.eq(product_id.to_owned())))
@@ -247,11 +319,11 @@ impl Order {
     pub fn transition(
         conn: &mut DbConn,
         order_id: &str,
-        from: &'static [&'static str],
-        to: &str,
+        from: &'static [OrderStatus],
+        to: OrderStatus,
     ) -> QueryResult<bool> {
         diesel::update(pay_order::table.filter(pay_order::order_id.eq(order_id)).filter(StatusIn(from)))
-            .set((pay_order::status.eq(to), pay_order::updated_at.eq(now())))
+            .set((pay_order::status.eq(to.as_str()), pay_order::updated_at.eq(now())))
             .keep_prepared()
             .execute(conn)
             .map(|n| n == 1)
@@ -261,13 +333,13 @@ impl Order {
     pub fn mark_paid(
         conn: &mut DbConn,
         order_id: &str,
-        from: &'static [&'static str],
+        from: &'static [OrderStatus],
         trade_no: &str,
         paid_at: NaiveDateTime,
     ) -> QueryResult<bool> {
         diesel::update(pay_order::table.filter(pay_order::order_id.eq(order_id)).filter(StatusIn(from)))
             .set((
-                pay_order::status.eq(PAY_SUCCESS),
+                pay_order::status.eq(OrderStatus::PaySuccess.as_str()),
                 pay_order::trade_no.eq(trade_no),
                 pay_order::pay_time.eq(Stamp(paid_at)),
                 pay_order::updated_at.eq(Stamp(now())),
@@ -293,7 +365,7 @@ impl Order {
         let update = diesel::update(
             pay_order::table
                 .filter(pay_order::order_id.eq(order_id))
-                .filter(StatusIn(&[PAY_WAIT]))
+                .filter(StatusIn(&[OrderStatus::PayWait]))
                 .filter(pay_order::total_cents.eq(total_cents))
                 .filter(diesel::dsl::not(diesel::dsl::exists(
                     holder
@@ -302,7 +374,7 @@ impl Order {
                 ))),
         )
         .set((
-            pay_order::status.eq(PAY_SUCCESS),
+            pay_order::status.eq(OrderStatus::PaySuccess.as_str()),
             pay_order::trade_no.eq(trade_no),
             pay_order::pay_time.eq(Stamp(paid_at)),
             pay_order::updated_at.eq(Stamp(now())),
@@ -347,7 +419,7 @@ impl Order {
     /// by the background thread and not leased by another instance.
     pub fn due(
         conn: &mut DbConn,
-        statuses: &'static [&'static str],
+        statuses: &'static [OrderStatus],
         placed_after: NaiveDateTime,
         placed_before: NaiveDateTime,
         limit: i64,
@@ -406,10 +478,10 @@ impl Order {
     pub fn paid_without_delivery(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<String>> {
         use crate::db::schema::outbox;
         pay_order::table
-            .filter(pay_order::status.eq(PAY_SUCCESS))
+            .filter(pay_order::status.eq(OrderStatus::PaySuccess.as_str()))
             .filter(diesel::dsl::not(diesel::dsl::exists(
                 outbox::table
-                    .filter(outbox::kind.eq("delivery"))
+                    .filter(outbox::kind.eq(crate::models::outbox::OutboxKind::Delivery.as_str()))
                     .filter(outbox::order_id.eq(pay_order::order_id.nullable())),
             )))
             .limit(limit)
@@ -421,8 +493,8 @@ impl Order {
 pub fn record_event(
     conn: &mut DbConn,
     order_id: &str,
-    from: Option<&str>,
-    to: &str,
+    from: Option<OrderStatus>,
+    to: OrderStatus,
     cause: &str,
     detail: &str,
 ) -> QueryResult<()> {
@@ -430,13 +502,19 @@ pub fn record_event(
 }
 
 /// The timeline row of a transition, as a statement to run with others ([`Inserts`]).
-pub fn event(order_id: &str, from: Option<&str>, to: &str, cause: &str, detail: &str) -> InsertRows {
+pub fn event(
+    order_id: &str,
+    from: Option<OrderStatus>,
+    to: OrderStatus,
+    cause: &str,
+    detail: &str,
+) -> InsertRows {
     InsertRows::new(
         "order_event (order_id, from_status, to_status, cause, detail, created_at)",
         vec![vec![
             Value::Text(order_id.to_owned()),
-            Value::OptionalText(from.map(str::to_owned)),
-            Value::Text(to.to_owned()),
+            Value::OptionalText(from.map(|s| s.as_str().to_owned())),
+            Value::Text(to.as_str().to_owned()),
             Value::Text(cause.to_owned()),
             Value::Text(detail.to_owned()),
             Value::at(now()),
@@ -534,7 +612,7 @@ pub fn gateway_calls(conn: &mut DbConn, order_id: &str) -> QueryResult<Vec<Gatew
 /// What the admin's orders page narrows down to. Empty fields do not filter.
 #[derive(Debug, Default, Clone)]
 pub struct OrderFilter {
-    pub status: Option<String>,
+    pub status: Option<OrderStatus>,
     pub placed_from: Option<NaiveDateTime>,
     pub placed_before: Option<NaiveDateTime>,
     pub openid: Option<String>,
@@ -545,8 +623,8 @@ pub struct OrderFilter {
 impl OrderFilter {
     fn query(&self) -> pay_order::BoxedQuery<'_, crate::db::MultiBackend> {
         let mut query = pay_order::table.into_boxed();
-        if let Some(status) = &self.status {
-            query = query.filter(pay_order::status.eq(status));
+        if let Some(status) = self.status {
+            query = query.filter(pay_order::status.eq(status.as_str()));
         }
         if let Some(from) = self.placed_from {
             query = query.filter(pay_order::order_time.ge(from));

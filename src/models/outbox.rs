@@ -8,6 +8,61 @@ use super::now;
 use crate::db::schema::outbox;
 use crate::db::{DbConn, InsertRows, KeepPreparedDsl, Value};
 
+/// What an outbox entry asks for; each kind has one consumer (`jobs::outbox`). Stored as its
+/// snake-case name in `outbox.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxKind {
+    /// Ship a paid order (once: a unique shipment row), then `PAY_SUCCESS -> DEAL_DONE`.
+    Delivery,
+    /// A WeChat template message prepared when enqueued (the payload is its body).
+    WxTemplate,
+    /// The "paid" WeChat template message, written from the order when it is sent.
+    WxPaid,
+    /// Refund an order at Alipay, then `REFUND_WAIT -> REFUNDED`.
+    Refund,
+    /// Refund an orphan payment at Alipay.
+    OrphanRefund,
+}
+
+impl OutboxKind {
+    pub const ALL: [OutboxKind; 5] = [
+        OutboxKind::Delivery,
+        OutboxKind::WxTemplate,
+        OutboxKind::WxPaid,
+        OutboxKind::Refund,
+        OutboxKind::OrphanRefund,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxKind::Delivery => "delivery",
+            OutboxKind::WxTemplate => "wx_template",
+            OutboxKind::WxPaid => "wx_paid",
+            OutboxKind::Refund => "refund",
+            OutboxKind::OrphanRefund => "orphan_refund",
+        }
+    }
+}
+
+impl std::fmt::Display for OutboxKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A kind text that names no [`OutboxKind`].
+#[derive(Debug, thiserror::Error)]
+#[error("unknown outbox kind {0:?}")]
+pub struct UnknownKind(String);
+
+impl std::str::FromStr for OutboxKind {
+    type Err = UnknownKind;
+
+    fn from_str(text: &str) -> Result<Self, UnknownKind> {
+        OutboxKind::ALL.into_iter().find(|k| k.as_str() == text).ok_or_else(|| UnknownKind(text.to_owned()))
+    }
+}
+
 pub const PENDING: &str = "PENDING";
 pub const DONE: &str = "DONE";
 pub const DEAD: &str = "DEAD";
@@ -16,6 +71,8 @@ pub const DEAD: &str = "DEAD";
 #[diesel(table_name = outbox)]
 pub struct OutboxEntry {
     pub outbox_id: i64,
+    /// As stored: an entry of a kind this build does not know (one a newer instance enqueued)
+    /// fails and is retried, it never stops the others. [`OutboxEntry::kind`] reads it.
     pub kind: String,
     pub dedupe_key: String,
     pub order_id: Option<String>,
@@ -32,13 +89,17 @@ pub struct OutboxEntry {
 
 /// Work to enqueue: `kind` says which consumer runs it, `dedupe_key` makes it enqueue once.
 pub struct NewOutboxEntry<'a> {
-    pub kind: &'a str,
+    pub kind: OutboxKind,
     pub dedupe_key: &'a str,
     pub order_id: Option<&'a str>,
     pub payload: &'a str,
 }
 
 impl OutboxEntry {
+    pub fn kind(&self) -> Result<OutboxKind, UnknownKind> {
+        self.kind.parse()
+    }
+
     /// Enqueues the entry unless one with the same kind and dedupe key exists; returns whether
     /// it was new. A duplicate leaves the caller's transaction intact.
     pub fn enqueue(conn: &mut DbConn, entry: &NewOutboxEntry) -> QueryResult<bool> {
@@ -63,7 +124,7 @@ impl OutboxEntry {
             .iter()
             .map(|e| {
                 vec![
-                    Value::Text(e.kind.to_owned()),
+                    Value::Text(e.kind.as_str().to_owned()),
                     Value::Text(e.dedupe_key.to_owned()),
                     Value::OptionalText(e.order_id.map(str::to_owned)),
                     Value::Text(e.payload.to_owned()),
@@ -169,9 +230,9 @@ impl OutboxEntry {
             .load(conn)
     }
 
-    pub fn of_kind(conn: &mut DbConn, kind: &str) -> QueryResult<Vec<OutboxEntry>> {
+    pub fn of_kind(conn: &mut DbConn, kind: OutboxKind) -> QueryResult<Vec<OutboxEntry>> {
         outbox::table
-            .filter(outbox::kind.eq(kind))
+            .filter(outbox::kind.eq(kind.as_str()))
             .order(outbox::outbox_id.asc())
             .select(OutboxEntry::as_select())
             .load(conn)

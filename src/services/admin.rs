@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::db::{DbConn, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::log_escape::Untrusted;
-use crate::models::order::{self, DEAL_DONE, Order, OrderFilter, PAY_SUCCESS, REFUND_WAIT};
+use crate::models::order::{self, Order, OrderFilter, OrderStatus};
 use crate::models::{admin, now, outbox::OutboxEntry};
 use crate::services::{payment, session::token_hash};
 
@@ -139,14 +139,14 @@ pub fn refund(conn: &mut DbConn, order_id: &str, admin_name: &str) -> AppResult<
     write_transaction(conn, |c| {
         let order = Order::find(c, order_id)?
             .ok_or_else(|| AppError::NotFound(format!("There is no order {order_id}.")))?;
-        if !Order::transition(c, order_id, &[PAY_SUCCESS, DEAL_DONE], REFUND_WAIT)? {
+        if !Order::transition(c, order_id, &OrderStatus::REFUNDABLE, OrderStatus::RefundWait)? {
             return Ok(format!("not refundable: the order is {}", order.status));
         }
         order::record_event(
             c,
             order_id,
-            Some(&order.status),
-            REFUND_WAIT,
+            Some(order.status),
+            OrderStatus::RefundWait,
             &format!("admin {admin_name}"),
             "refund requested",
         )?;

@@ -11,7 +11,7 @@ use crate::gateways::weixin::WeixinClient;
 use crate::log_escape::Untrusted;
 use crate::models::login::LoginTicket;
 use crate::models::now;
-use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
+use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
 use crate::models::user::AppUser;
 use crate::services::{session, weixin_token};
 
@@ -111,7 +111,7 @@ pub fn check(
         OutboxEntry::enqueue(
             c,
             &NewOutboxEntry {
-                kind: "wx_template",
+                kind: OutboxKind::WxTemplate,
                 dedupe_key: &format!("login-{}", found.ticket),
                 order_id: None,
                 payload: &message.to_string(),

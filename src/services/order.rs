@@ -12,7 +12,7 @@ use crate::config::Settings;
 use crate::db::{DbConn, Inserts, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, PagePay};
-use crate::models::order::{self, CLOSE, CheckoutStart, NewOrder, OPEN, Order, OrderAtCheckout, PAY_WAIT};
+use crate::models::order::{self, CheckoutStart, NewOrder, Order, OrderAtCheckout, OrderStatus};
 use crate::models::product;
 use crate::models::user::AppUser;
 use crate::models::{is_unique_violation, now};
@@ -181,7 +181,7 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Option<OrderT
     rows.add(order::event(
         order_id,
         None,
-        PAY_WAIT,
+        OrderStatus::PayWait,
         "shopper",
         "order placed, stock reserved, payment form issued",
     ));
@@ -208,11 +208,11 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Option<OrderT
 pub fn close(conn: &mut DbConn, order_id: &str, cause: &str, detail: &str) -> AppResult<bool> {
     write_transaction(conn, |c| {
         let Some(order) = Order::find(c, order_id)? else { return Ok(false) };
-        if !Order::transition(c, order_id, &OPEN, CLOSE)? {
+        if !Order::transition(c, order_id, &OrderStatus::OPEN, OrderStatus::Close)? {
             return Ok(false);
         }
         product::release_one(c, &order.product_id)?;
-        order::record_event(c, order_id, Some(&order.status), CLOSE, cause, detail)?;
+        order::record_event(c, order_id, Some(order.status), OrderStatus::Close, cause, detail)?;
         log::info!("order {order_id} closed by {cause}: {detail}");
         Ok(true)
     })

@@ -13,10 +13,7 @@ use crate::gateways::alipay::AlipayClient;
 use crate::models::now;
 use crate::models::order;
 use crate::models::orphan::{self, OrphanPayment};
-use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
-
-/// The outbox kind of an orphan's refund; its payload names the orphan.
-pub const REFUND_KIND: &str = "orphan_refund";
+use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct RefundPayload {
@@ -34,7 +31,7 @@ pub fn request_refund(conn: &mut DbConn, orphan_id: i64, by: &str) -> AppResult<
         OutboxEntry::enqueue(
             c,
             &NewOutboxEntry {
-                kind: REFUND_KIND,
+                kind: OutboxKind::OrphanRefund,
                 dedupe_key: &format!("orphan-{orphan_id}"),
                 order_id: None,
                 payload: &payload,
@@ -60,7 +57,7 @@ pub fn latest(conn: &mut DbConn) -> AppResult<Vec<OrphanPayment>> {
     Ok(orphan::latest(conn, 200)?)
 }
 
-/// Consumer of [`REFUND_KIND`]: asks Alipay (the same `out_request_no` on every try), then
+/// Consumer of [`OutboxKind::OrphanRefund`], whose payload names the orphan: asks Alipay (the same `out_request_no` on every try), then
 /// `REFUND_WAIT -> REFUNDED`. No pooled connection is held while Alipay answers.
 pub fn refund(pool: &DbPool, alipay: &AlipayClient, entry: &OutboxEntry) -> AppResult<()> {
     let payload: RefundPayload = serde_json::from_str(&entry.payload).map_err(AppError::internal)?;

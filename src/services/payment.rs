@@ -9,9 +9,9 @@ use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, NotifyForm, Refused, VerifiedNotification, parse_china_time};
 use crate::gateways::weixin::WeixinClient;
 use crate::log_escape::Untrusted;
-use crate::models::order::{self, CLOSE, NewNotify, OPEN, Order, PAY_SUCCESS, PAY_WAIT, REFUND_WAIT};
+use crate::models::order::{self, NewNotify, Order, OrderStatus};
 use crate::models::orphan::{self, NewOrphan, OrphanKind};
-use crate::models::outbox::{NewOutboxEntry, OutboxEntry};
+use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
 use crate::models::{now, product};
 use crate::money::{format_yuan, parse_yuan};
 use crate::services::weixin_token;
@@ -139,7 +139,13 @@ fn pay_if_waiting(
         return Ok(false);
     };
     let mut inserts = Inserts::default();
-    add_payment_rows(&mut inserts, order_id, PAY_WAIT, evidence, &format!("trade_no {}", evidence.trade_no));
+    add_payment_rows(
+        &mut inserts,
+        order_id,
+        OrderStatus::PayWait,
+        evidence,
+        &format!("trade_no {}", evidence.trade_no),
+    );
     inserts.add(order::notify_row(&verified_record(notification, raw, true, "paid")));
     Ok(Order::pay_waiting(conn, order_id, amount, evidence.trade_no, evidence.paid_at, &inserts)?)
 }
@@ -297,26 +303,32 @@ fn record_payment(
     inserts: &mut Inserts,
 ) -> AppResult<String> {
     let id = order.order_id.as_str();
-    if Order::mark_paid(conn, id, &OPEN, evidence.trade_no, evidence.paid_at)? {
+    if Order::mark_paid(conn, id, &OrderStatus::OPEN, evidence.trade_no, evidence.paid_at)? {
         let detail = format!("trade_no {}", evidence.trade_no);
-        add_payment_rows(inserts, id, &order.status, evidence, &detail);
+        add_payment_rows(inserts, id, order.status, evidence, &detail);
         return Ok("paid".to_owned());
     }
     let current = Order::find(conn, id)?.ok_or_else(|| AppError::internal("order vanished"))?;
-    if current.status != CLOSE {
+    if current.status != OrderStatus::Close {
         return Ok(format!("duplicate: already {}", current.status));
     }
     if product::reserve_one(conn, &current.product_id)?.is_some()
-        && Order::mark_paid(conn, id, &[CLOSE], evidence.trade_no, evidence.paid_at)?
+        && Order::mark_paid(conn, id, &[OrderStatus::Close], evidence.trade_no, evidence.paid_at)?
     {
         let detail = "paid after the shop closed it; stock allowed, honoured";
-        add_payment_rows(inserts, id, CLOSE, evidence, detail);
+        add_payment_rows(inserts, id, OrderStatus::Close, evidence, detail);
         return Ok("paid after close: honoured".to_owned());
     }
-    if Order::transition(conn, id, &[CLOSE], REFUND_WAIT)? {
+    if Order::transition(conn, id, &[OrderStatus::Close], OrderStatus::RefundWait)? {
         Order::set_trade_no(conn, id, evidence.trade_no)?;
         let detail = "paid after the shop closed it; sold out, refunding";
-        inserts.add(order::event(id, Some(CLOSE), REFUND_WAIT, evidence.cause, detail));
+        inserts.add(order::event(
+            id,
+            Some(OrderStatus::Close),
+            OrderStatus::RefundWait,
+            evidence.cause,
+            detail,
+        ));
         enqueue_refund(conn, order, "sold out after the order closed", false)?;
         return Ok("paid after close: sold out, refund enqueued".to_owned());
     }
@@ -329,15 +341,20 @@ fn record_payment(
 fn add_payment_rows(
     inserts: &mut Inserts,
     order_id: &str,
-    from: &str,
+    from: OrderStatus,
     evidence: &PaymentEvidence,
     detail: &str,
 ) {
-    inserts.add(order::event(order_id, Some(from), PAY_SUCCESS, evidence.cause, detail));
+    inserts.add(order::event(order_id, Some(from), OrderStatus::PaySuccess, evidence.cause, detail));
     inserts.add(OutboxEntry::insert(&[
-        NewOutboxEntry { kind: "delivery", dedupe_key: order_id, order_id: Some(order_id), payload: "{}" },
         NewOutboxEntry {
-            kind: "wx_paid",
+            kind: OutboxKind::Delivery,
+            dedupe_key: order_id,
+            order_id: Some(order_id),
+            payload: "{}",
+        },
+        NewOutboxEntry {
+            kind: OutboxKind::WxPaid,
             dedupe_key: &format!("paid-{order_id}"),
             order_id: Some(order_id),
             payload: "{}",
@@ -378,7 +395,7 @@ pub fn enqueue_refund(conn: &mut DbConn, order: &Order, reason: &str, restock: b
     Ok(OutboxEntry::enqueue(
         conn,
         &NewOutboxEntry {
-            kind: "refund",
+            kind: OutboxKind::Refund,
             dedupe_key: &out_request_no,
             order_id: Some(&order.order_id),
             payload: &payload,
@@ -395,8 +412,15 @@ pub fn deliver(conn: &mut DbConn, order_id: &str) -> AppResult<()> {
         };
         let shipped =
             order::insert_shipment(c, order_id, &format!("{} x1 to {}", order.product_name, order.openid))?;
-        if Order::transition(c, order_id, &[PAY_SUCCESS], order::DEAL_DONE)? {
-            order::record_event(c, order_id, Some(PAY_SUCCESS), order::DEAL_DONE, "delivery", "delivered")?;
+        if Order::transition(c, order_id, &[OrderStatus::PaySuccess], OrderStatus::DealDone)? {
+            order::record_event(
+                c,
+                order_id,
+                Some(OrderStatus::PaySuccess),
+                OrderStatus::DealDone,
+                "delivery",
+                "delivered",
+            )?;
             log::info!("order {order_id} delivered to openid {}", order.openid);
         } else if shipped {
             log::warn!("order {order_id} shipped while {}", order.status);
@@ -426,15 +450,15 @@ pub fn refund(conn: &mut DbConn, alipay: &AlipayClient, entry: &OutboxEntry) -> 
     order::record_gateway_call(conn, order_id, "alipay.trade.refund", "refund", &outcome)?;
     answer?;
     write_transaction(conn, |c| {
-        if Order::transition(c, order_id, &[REFUND_WAIT], order::REFUNDED)? {
+        if Order::transition(c, order_id, &[OrderStatus::RefundWait], OrderStatus::Refunded)? {
             if payload.restock {
                 product::release_one(c, &order.product_id)?;
             }
             order::record_event(
                 c,
                 order_id,
-                Some(REFUND_WAIT),
-                order::REFUNDED,
+                Some(OrderStatus::RefundWait),
+                OrderStatus::Refunded,
                 "refund",
                 &format!("Alipay refunded ({})", payload.reason),
             )?;

@@ -10,7 +10,7 @@ use crate::error::{AppError, AppResult};
 use crate::gateways::GatewayError;
 use crate::gateways::alipay::{AlipayClient, CloseOutcome, TradeState};
 use crate::models::now;
-use crate::models::order::{self, OPEN, Order};
+use crate::models::order::{self, Order};
 use crate::money::parse_yuan;
 use crate::services::{order as orders, payment};
 
@@ -65,7 +65,7 @@ impl Reconciler<'_> {
         let found = Order::find(conn, order_id)?;
         let attempt = found.as_ref().map_or(1, |o| o.query_attempts + 1);
         let look = match &found {
-            Some(order) if OPEN.contains(&order.status.as_str()) => {
+            Some(order) if order.status.is_open() => {
                 look_at(self, conn, order, cause).unwrap_or_else(|e| Look::Later(e.detail()))
             }
             Some(order) => Look::Settled(format!("already {}", order.status)),

@@ -358,12 +358,13 @@ fn sync_close_and_refund_move_orders_through_the_sandbox(backend: Backend) {
 
 fn the_outbox_page_shows_dead_entries_and_retries_them(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600) else { return };
-    {
-        use paymall::models::outbox::{NewOutboxEntry, OutboxEntry};
-        let mut conn = app.db.connect();
-        let entry = NewOutboxEntry { kind: "no_such_kind", dedupe_key: "k1", order_id: None, payload: "{}" };
-        assert!(OutboxEntry::enqueue(&mut conn, &entry).expect("enqueue"));
-    }
+    // An entry of a kind this build has no consumer for (as a newer instance might enqueue).
+    crate::payment::execute(
+        &app,
+        "INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, \
+         created_at, updated_at) VALUES ('no_such_kind', 'k1', NULL, '{}', 'PENDING', 0, \
+         '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+    );
     // Tick until the entry has used up its attempts (the background thread's first tick at
     // start-up may take one of them).
     for _ in 0..3 * paymall::jobs::MAX_OUTBOX_ATTEMPTS {

@@ -42,7 +42,8 @@ fn pushes_signed_too_long_ago_or_ahead_are_refused(backend: Backend) {
     let mut browser = app.browser();
     let ticket = ticket_for(&mut browser);
     let scan_event = event_xml("o-late", "SCAN", &scene_of(&app, &ticket), 1);
-    for timestamp in [now_secs() - 301, now_secs() + 301, now_secs() - 3600] {
+    // A few seconds past the window each way: the shop reads its clock a moment after the test.
+    for timestamp in [now_secs() - 305, now_secs() + 305, now_secs() - 3600] {
         let path = signed_path(&app, &timestamp.to_string(), &paymall::random::token_hex(8));
         assert_eq!(post(&app, &path, &scan_event).status, 401, "timestamp {timestamp}");
         let url_check = app.browser().get(&format!("{path}&echostr=hi"));
