@@ -3,6 +3,7 @@
 pub mod config;
 pub mod controllers;
 pub mod db;
+pub mod engine;
 pub mod error;
 pub mod gateways;
 pub mod jobs;
@@ -13,6 +14,5 @@ pub mod random;
 pub mod rate_limit;
 pub mod sandbox;
 pub mod services;
-pub mod signing;
 pub mod startup;
 pub mod state;

@@ -19,8 +19,8 @@ use futures_util::Stream;
 
 use crate::config::{ConfigError, Settings, url_origin};
 use crate::controllers;
-use crate::db::writer::Writer;
 use crate::db::{self, Checkpointer, DatabaseLocation};
+use crate::engine::{Engine, EngineError};
 use crate::error::{AppError, api_envelope};
 use crate::gateways::alipay::AlipayClient;
 use crate::gateways::weixin::WeixinClient;
@@ -31,7 +31,6 @@ use crate::sandbox::alipay::AlipaySandbox;
 use crate::sandbox::weixin::WeixinSandbox;
 use crate::services::catalogue::ShopWindow;
 use crate::services::order::OrderNumbers;
-use crate::signing::SigningThreads;
 use crate::state::AppState;
 
 /// Bodies larger than this are refused before any handler sees them.
@@ -47,8 +46,10 @@ pub enum StartupError {
     Database(#[from] db::DbError),
     #[error("{0}")]
     Keys(String),
-    #[error("cannot start the {0}: {1}")]
-    Thread(&'static str, std::io::Error),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot start the {0}")]
+    Thread(&'static str, #[source] std::io::Error),
 }
 
 pub struct Application {
@@ -83,7 +84,6 @@ impl Application {
         let applied = db::prepare(&location)?;
         let pool = db::build_pool(&location, settings.database.pool_size)?;
         let checkpointer = Checkpointer::start(&location)?;
-        let writer = Writer::start(&location)?;
         log::info!(
             "paymall listening on http://{address} (public URL {}), database {} at {} ({applied} migrations applied), sandbox {}",
             settings.server.public_url,
@@ -105,21 +105,18 @@ impl Application {
         let shop_window = ShopWindow::new(Duration::from_millis(settings.catalogue.list_max_age_ms));
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let state = web::Data::new(AppState {
-            pool,
+            engine: Engine::start(&location, pool, workers)?,
             settings: settings.clone(),
             alipay,
             weixin,
             instance,
-            writer,
             shop_window,
             order_numbers: OrderNumbers::default(),
-            signing: SigningThreads::start(workers)
-                .map_err(|e| StartupError::Thread("signing threads", e))?,
             limits,
         });
         // Database work runs on actix's blocking threads (`web::block`); there are as many as pooled
         // connections, so under load work queues instead of parking threads on the pool and waking
-        // them one by one (gateway calls run on threads of their own: `AppState::call_out`).
+        // them one by one (gateway calls run on threads of their own: `Engine::call_out`).
         let database_threads = (settings.database.pool_size as usize).div_ceil(workers);
         // The access log renders its line's parts for every request, whether or not the level
         // lets the line out; with `info` off it is left out of the chain.

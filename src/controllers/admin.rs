@@ -81,7 +81,7 @@ impl FromRequest for Admin {
                 .ok_or_else(|| AppError::internal("no app state"))?
                 .clone();
             let lookup = token.clone();
-            match state.db(move |conn| admin::session_admin(conn, &lookup)).await? {
+            match state.engine.run(move |conn| admin::session_admin(conn, &lookup)).await? {
                 Some(username) => Ok(Admin { username, token }),
                 None => Err(login_required),
             }
@@ -146,7 +146,7 @@ async fn login(
     let next = local_next(next.as_deref());
     let settings = state.settings.clone();
     let outcome =
-        state.db(move |conn| admin::sign_in(conn, &settings, &username, &password, client.0)).await?;
+        state.engine.run(move |conn| admin::sign_in(conn, &settings, &username, &password, client.0)).await?;
     let retry = |error: String, status: actix_web::http::StatusCode| -> Result<HttpResponse, AppError> {
         let page = LoginPage { csrf: csrf::token_for(&form_token), next: next.clone(), error: Some(error) };
         let mut response = render(&page)?;
@@ -189,7 +189,7 @@ async fn logout(
 ) -> Result<HttpResponse, AppError> {
     admin_user.check(form.csrf.as_deref())?;
     let token = admin_user.token.clone();
-    state.db(move |conn| admin::sign_out(conn, &token)).await?;
+    state.engine.run(move |conn| admin::sign_out(conn, &token)).await?;
     let mut response = see_other("/admin/login");
     let mut expired = Cookie::build(ADMIN_COOKIE, "").path("/admin").finish();
     expired.make_removal();
@@ -276,7 +276,8 @@ async fn orders(
     let filter = query.filter()?;
     let page = super::page_number(query.page)?;
     let (mut orders, totals) = state
-        .db(move |conn| {
+        .engine
+        .run(move |conn| {
             let orders = filter.page(conn, (page - 1) * PER_PAGE, PER_PAGE + 1)?;
             Ok((orders, admin::totals(conn, &filter)?))
         })
@@ -305,7 +306,7 @@ async fn orders_csv(
     query: web::Query<OrdersQuery>,
 ) -> Result<HttpResponse, AppError> {
     let filter = query.filter()?;
-    let orders = state.db(move |conn| Ok(filter.page(conn, 0, i64::MAX)?)).await?;
+    let orders = state.engine.run(move |conn| Ok(filter.page(conn, 0, i64::MAX)?)).await?;
     let mut csv = String::from(
         "order_id,status,openid,product_id,product_name,total_amount,order_time,pay_time,trade_no\n",
     );
@@ -357,7 +358,7 @@ async fn order_detail(
     query: web::Query<MessageQuery>,
 ) -> Result<HttpResponse, AppError> {
     let order_id = path.into_inner();
-    let story = state.db(move |conn| admin::story(conn, &order_id)).await?;
+    let story = state.engine.run(move |conn| admin::story(conn, &order_id)).await?;
     render(&OrderDetailPage {
         csrf: admin_user.csrf(),
         admin: admin_user.username,
@@ -382,13 +383,15 @@ async fn order_action(
         "sync" => reconcile::query,
         "close" => reconcile::close,
         "refund" => {
-            let outcome = state.db(move |conn| admin::refund(conn, &id, &admin_user.username)).await?;
+            let outcome =
+                state.engine.run(move |conn| admin::refund(conn, &id, &admin_user.username)).await?;
             return Ok(see_other(&format!("/admin/orders/{order_id}?done={}", url_encode(&outcome))));
         }
         other => return Err(AppError::NotFound(format!("There is no action {other}."))),
     };
     // Sync and Close ask Alipay while holding the order's lease (and one pooled connection).
     let outcome = state
+        .engine
         .call_out(move |pool| {
             let reconciler = Reconciler { alipay: &alipay, settings: &settings, owner: &owner };
             reconcile::by_admin(&reconciler, &mut *pool.get()?, &id, &cause, look_at)
@@ -406,7 +409,7 @@ struct OutboxPage {
 }
 
 async fn outbox(state: web::Data<AppState>, admin_user: Admin) -> Result<HttpResponse, AppError> {
-    let entries = state.db(|conn| Ok(OutboxEntry::troubled(conn, 200)?)).await?;
+    let entries = state.engine.run(|conn| Ok(OutboxEntry::troubled(conn, 200)?)).await?;
     render(&OutboxPage { csrf: admin_user.csrf(), admin: admin_user.username, entries })
 }
 
@@ -418,7 +421,7 @@ async fn retry_outbox(
 ) -> Result<HttpResponse, AppError> {
     admin_user.check(form.csrf.as_deref())?;
     let outbox_id = path.into_inner();
-    state.db(move |conn| admin::retry_outbox(conn, outbox_id, &admin_user.username)).await?;
+    state.engine.run(move |conn| admin::retry_outbox(conn, outbox_id, &admin_user.username)).await?;
     Ok(see_other("/admin/outbox"))
 }
 
@@ -432,7 +435,7 @@ struct OrphansPage {
 }
 
 async fn orphans(state: web::Data<AppState>, admin_user: Admin) -> Result<HttpResponse, AppError> {
-    let orphans = state.db(orphan::latest).await?;
+    let orphans = state.engine.run(orphan::latest).await?;
     render(&OrphansPage {
         csrf: admin_user.csrf(),
         admin: admin_user.username,
@@ -450,7 +453,7 @@ async fn refund_orphan(
     admin_user.check(form.csrf.as_deref())?;
     let orphan_id = path.into_inner();
     let by = format!("admin {}", admin_user.username);
-    state.db(move |conn| orphan::request_refund(conn, orphan_id, &by)).await?;
+    state.engine.run(move |conn| orphan::request_refund(conn, orphan_id, &by)).await?;
     Ok(see_other("/admin/orphans"))
 }
 
@@ -464,7 +467,7 @@ struct ProductsPage {
 }
 
 async fn products(state: web::Data<AppState>, admin_user: Admin) -> Result<HttpResponse, AppError> {
-    let products = state.db(|conn| Ok(Product::all(conn)?)).await?;
+    let products = state.engine.run(|conn| Ok(Product::all(conn)?)).await?;
     render(&ProductsPage { csrf: admin_user.csrf(), admin: admin_user.username, products, error: None })
 }
 
@@ -516,11 +519,11 @@ async fn edit_product(
     match form.edit() {
         Ok(edit) => {
             let name = admin_user.username.clone();
-            state.db(move |conn| admin::edit_product(conn, &product_id, &edit, &name)).await?;
+            state.engine.run(move |conn| admin::edit_product(conn, &product_id, &edit, &name)).await?;
             Ok(see_other("/admin/products"))
         }
         Err(error) => {
-            let products = state.db(|conn| Ok(Product::all(conn)?)).await?;
+            let products = state.engine.run(|conn| Ok(Product::all(conn)?)).await?;
             let mut response = render(&ProductsPage {
                 csrf: admin_user.csrf(),
                 admin: admin_user.username,

@@ -29,10 +29,10 @@ async fn notify(
         return Ok(super::too_many_requests(NotifyAnswer::Fail.as_str()));
     }
     let received = notification.clone();
-    let handled = state.db_write(move |conn| payment::handle_notify(conn, &received)).await;
+    let handled = state.engine.write(move |conn| payment::handle_notify(conn, &received)).await;
     let answer = match handled {
         Ok(answer) => answer,
-        Err(e) => state.db_write(move |conn| payment::keep_unprocessed(conn, &notification, &e)).await?,
+        Err(e) => state.engine.write(move |conn| payment::keep_unprocessed(conn, &notification, &e)).await?,
     };
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(answer.as_str()))
 }

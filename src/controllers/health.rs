@@ -14,7 +14,7 @@ async fn healthz() -> HttpResponse {
 
 /// The database answers: a load balancer may send traffic here.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let answered = state.db(|conn| Ok(diesel::sql_query("SELECT 1").execute(conn)?)).await;
+    let answered = state.engine.run(|conn| Ok(diesel::sql_query("SELECT 1").execute(conn)?)).await;
     match answered {
         Ok(_) => HttpResponse::Ok().content_type("text/plain").body("ready"),
         Err(e) => {

@@ -46,7 +46,7 @@ async fn lookup(req: HttpRequest) -> Result<Option<Shopper>, AppError> {
     let state =
         req.app_data::<web::Data<AppState>>().ok_or_else(|| AppError::internal("no app state"))?.clone();
     let lookup_token = token.clone();
-    let user = state.db(move |conn| session::user_for_token(conn, &lookup_token)).await?;
+    let user = state.engine.run(move |conn| session::user_for_token(conn, &lookup_token)).await?;
     Ok(user.map(|user| Shopper { user, token }))
 }
 

@@ -72,14 +72,14 @@ async fn issue_ticket(
     nonce: String,
 ) -> Result<NewTicket, AppError> {
     let held_nonce = nonce.clone();
-    if let Some(held) = state.db(move |conn| login::held_ticket(conn, &held_nonce)).await? {
+    if let Some(held) = state.engine.run(move |conn| login::held_ticket(conn, &held_nonce)).await? {
         return Ok(held);
     }
     if !crate::rate_limit::allow(&state.limits.login_tickets, client.0) {
         return Err(AppError::TooManyRequests);
     }
     let (weixin, owner) = (state.weixin.clone(), state.instance.clone());
-    state.call_out(move |pool| login::new_ticket(pool, &weixin, &owner, &nonce)).await
+    state.engine.call_out(move |pool| login::new_ticket(pool, &weixin, &owner, &nonce)).await
 }
 
 async fn login_page(
@@ -154,7 +154,7 @@ async fn check_login(
         return Ok(HttpResponse::Ok().json(Waiting { code: "0003", info: "未登录", data: None }));
     };
     let settings = state.settings.clone();
-    let logged_in = state.db(move |conn| login::check(conn, &settings, &ticket, &nonce)).await?;
+    let logged_in = state.engine.run(move |conn| login::check(conn, &settings, &ticket, &nonce)).await?;
     match logged_in {
         Some((_, token)) => {
             let mut response = Envelope::ok(token.clone());
@@ -193,7 +193,7 @@ async fn scanned(
     let logged_in = match nonce {
         Some(nonce) if !ticket.is_empty() => {
             let settings = state.settings.clone();
-            state.db(move |conn| login::check(conn, &settings, &ticket, &nonce)).await?
+            state.engine.run(move |conn| login::check(conn, &settings, &ticket, &nonce)).await?
         }
         _ => None,
     };
@@ -235,7 +235,7 @@ async fn logout(
 ) -> Result<HttpResponse, AppError> {
     if let Some(token) = session_token(&req) {
         csrf::verify(&token, form.csrf.as_deref())?;
-        state.db(move |conn| session::end(conn, &token)).await?;
+        state.engine.run(move |conn| session::end(conn, &token)).await?;
     }
     let mut response = super::see_other("/");
     let mut expired = Cookie::build(SESSION_COOKIE, "").path("/").finish();

@@ -93,35 +93,13 @@ struct BuyForm {
     csrf: Option<String>,
 }
 
-/// The shopper behind `token` and their order for the product, found or made: the session and
-/// the open order looked up in one database job (on SQLite in the writer, though it only reads:
-/// the writer's page cache is the one every commit leaves warm), a number from this instance's
-/// block, the form signed on one of the signing threads, outside any transaction, and the order
-/// placed in a second job.
 async fn checkout(
-    state: &web::Data<AppState>,
+    state: &AppState,
     token: String,
     product_id: String,
 ) -> Result<(AppUser, OrderToPay), AppError> {
-    // Each round ends with an order, or another request of the shopper made one first (or the
-    // stock or price moved): the next round finds it, or says why there is none.
-    for _ in 0..3 {
-        let (lookup, wanted, settings) = (token.clone(), product_id.clone(), state.settings.clone());
-        let (user, next) =
-            state.db_write(move |conn| orders::begin_checkout(conn, &settings, &lookup, &wanted)).await?;
-        let draft = match next {
-            orders::Checkout::Open(to_pay) => return Ok((user, to_pay)),
-            orders::Checkout::New(draft) => draft,
-        };
-        let number = state.order_numbers.next(|| state.db_write(orders::take_numbers)).await?;
-        let alipay = state.alipay.clone();
-        let sign = move || draft.sign(number, &alipay);
-        if let Some(to_pay) = state.sign_then_write(sign, |conn, signed| orders::place(conn, &signed)).await?
-        {
-            return Ok((user, to_pay));
-        }
-    }
-    Err(AppError::Conflict("The order is being changed by another request; please try again.".into()))
+    orders::checkout(&state.engine, &state.settings, &state.alipay, &state.order_numbers, token, product_id)
+        .await
 }
 
 /// The product page's Buy button: a logged-in shopper with a valid CSRF token gets the checkout
@@ -140,7 +118,7 @@ async fn buy(
     if let Err(refused) = csrf::verify(&token, form.csrf.as_deref()) {
         // A page rendered for a visitor has no token: a stale cookie means "log in", not "forged".
         let lookup = token.clone();
-        let user = state.db(move |conn| session::user_for_token(conn, &lookup)).await?;
+        let user = state.engine.run(move |conn| session::user_for_token(conn, &lookup)).await?;
         return if user.is_none() { Ok(login()) } else { Err(refused) };
     }
     let (user, OrderToPay { order, pay_form }) =
@@ -185,7 +163,8 @@ async fn my_orders(
     let Some(current) = shopper.0.clone() else { return Ok(super::see_other("/login?next=/orders")) };
     let page = super::page_number(query.page)?;
     let user = current.user.clone();
-    let mut orders = state.db(move |conn| orders::page_of_shopper(conn, &user, page, PER_PAGE + 1)).await?;
+    let mut orders =
+        state.engine.run(move |conn| orders::page_of_shopper(conn, &user, page, PER_PAGE + 1)).await?;
     let has_more = orders.len() as i64 > PER_PAGE;
     orders.truncate(PER_PAGE as usize);
     render(&OrdersPage { nav: shopper.nav(), orders, page, has_more })
@@ -197,7 +176,7 @@ async fn shoppers_order(
     order_id: String,
 ) -> Result<Order, AppError> {
     let user = shopper.user.clone();
-    state.db(move |conn| orders::of_shopper(conn, &user, &order_id)).await
+    state.engine.run(move |conn| orders::of_shopper(conn, &user, &order_id)).await
 }
 
 async fn order_page(
@@ -261,7 +240,7 @@ async fn live_status(
                 },
                 _ = tick.tick() => {
                     let (order_id, user) = (order.order_id.clone(), shopper.user.clone());
-                    let Ok(current) = state.db(move |conn| orders::of_shopper(conn, &user, &order_id)).await else { break };
+                    let Ok(current) = state.engine.run(move |conn| orders::of_shopper(conn, &user, &order_id)).await else { break };
                     if Some(current.status) != last_status {
                         last_status = Some(current.status);
                         idle_ticks = 0;
@@ -288,7 +267,7 @@ async fn api_my_orders(
 ) -> Result<HttpResponse, AppError> {
     let page = super::page_number(query.page)?;
     let user = shopper.user.clone();
-    let orders = state.db(move |conn| orders::page_of_shopper(conn, &user, page, PER_PAGE)).await?;
+    let orders = state.engine.run(move |conn| orders::page_of_shopper(conn, &user, page, PER_PAGE)).await?;
     Ok(Envelope::ok(orders.iter().map(OrderView::from).collect::<Vec<_>>()))
 }
 

@@ -31,7 +31,7 @@ struct ProductPage {
 }
 
 async fn list(state: web::Data<AppState>, shopper: MaybeShopper) -> Result<HttpResponse, AppError> {
-    let products = state.shop_window.products(|| state.db(catalogue::products_on_sale)).await?;
+    let products = state.shop_window.products(|| state.engine.run(catalogue::products_on_sale)).await?;
     render(&ProductsPage { nav: shopper.nav(), products })
 }
 
@@ -41,7 +41,7 @@ async fn detail(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let product_id = path.into_inner();
-    let product = state.db(move |conn| catalogue::product(conn, &product_id)).await?;
+    let product = state.engine.run(move |conn| catalogue::product(conn, &product_id)).await?;
     let csrf = shopper.0.as_ref().map(|s| super::csrf::token_for(&s.token));
     render(&ProductPage { nav: shopper.nav(), product, csrf })
 }

@@ -57,7 +57,7 @@ async fn verify_server(
         Ok(request) => request,
         Err(refusal) => return Ok(refuse(&state, client, refusal)),
     };
-    if !state.db(move |conn| weixin_portal::use_nonce(conn, &request)).await? {
+    if !state.engine.run(move |conn| weixin_portal::use_nonce(conn, &request)).await? {
         return Ok(refuse(&state, client, Refusal::Replayed));
     }
     Ok(HttpResponse::Ok().content_type("text/plain").body(query.echostr.clone().unwrap_or_default()))
@@ -98,7 +98,8 @@ async fn receive(
         None => envelope,
     };
     let (outcome, message) = state
-        .db(move |conn| {
+        .engine
+        .run(move |conn| {
             let outcome = weixin_portal::receive(conn, &request, &message)?;
             Ok((outcome, message))
         })

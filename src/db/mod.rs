@@ -4,7 +4,6 @@
 mod checkpointer;
 mod inserts;
 pub mod schema;
-pub mod writer;
 
 pub use checkpointer::Checkpointer;
 pub use inserts::{Failure, InsertRows, Inserts, Stamp, Value};
@@ -37,13 +36,13 @@ const MIGRATION_LOCK_KEY: i64 = 0x7061_796d_616c;
 /// notification's cost). Every commit is synced (`FULL`) before anyone hears of it: an order
 /// or a payment that was answered survives a power loss (the writer's group commit makes that
 /// one sync per batch).
-const SQLITE_CONNECTION_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+pub(crate) const SQLITE_CONNECTION_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
      PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;";
 
 /// SQLite has one writer at a time. The writers of this process queue on this lock, so each is
 /// woken the moment the previous one commits; SQLite's busy handler (which writers of other
 /// processes still meet) sleeps and polls instead, 1 ms, 2 ms, 5 ms, 10 ms ...
-static SQLITE_WRITER: Mutex<()> = Mutex::new(());
+pub(crate) static SQLITE_WRITER: Mutex<()> = Mutex::new(());
 
 #[derive(diesel::MultiConnection)]
 pub enum DbConn {
@@ -112,7 +111,7 @@ impl DatabaseLocation {
         }
     }
 
-    fn establish(&self) -> Result<DbConn, DbError> {
+    pub(crate) fn establish(&self) -> Result<DbConn, DbError> {
         let connected = match self.backend {
             Backend::Postgres => PgConnection::establish(&self.target).map(DbConn::Pg),
             Backend::Sqlite => {
@@ -273,7 +272,7 @@ where
 }
 
 /// Begins a transaction that writes: `IMMEDIATE` on SQLite (see [`write_transaction`]).
-fn begin_write(conn: &mut DbConn) -> QueryResult<()> {
+pub(crate) fn begin_write(conn: &mut DbConn) -> QueryResult<()> {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     match conn {
         DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
@@ -282,7 +281,7 @@ fn begin_write(conn: &mut DbConn) -> QueryResult<()> {
 }
 
 /// A write whose failure the caller handles and then carries on: its changes are undone alone.
-/// Inside a transaction (a batch of the [`writer::Writer`]) that takes a savepoint; otherwise it
+/// Inside a transaction (a batch of the [`crate::engine::writer::Writer`]) that takes a savepoint; otherwise it
 /// is a [`write_transaction`] of its own and costs nothing more.
 pub fn isolated_write_transaction<T, E>(
     conn: &mut DbConn,
@@ -295,7 +294,7 @@ where
 }
 
 /// Whether `conn` is inside a transaction: a caller's, or a batch of the writer.
-fn in_transaction(conn: &mut DbConn) -> QueryResult<bool> {
+pub(crate) fn in_transaction(conn: &mut DbConn) -> QueryResult<bool> {
     use diesel::connection::TransactionManager;
     let status = <DbConn as Connection>::TransactionManager::transaction_manager_status_mut(conn);
     Ok(status.transaction_depth()?.is_some())

@@ -4,12 +4,13 @@
 
 use std::future::Future;
 use std::ops::Range;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{Duration, NaiveDateTime};
 
 use crate::config::Settings;
 use crate::db::{DbConn, Inserts, write_transaction};
+use crate::engine::Engine;
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, PagePay};
 use crate::models::order::{self, CheckoutStart, NewOrder, Order, OrderAtCheckout, OrderStatus};
@@ -57,6 +58,39 @@ pub struct SignedOrder {
     order_id: String,
     draft: OrderDraft,
     pay_form: String,
+}
+
+/// A checkout: the shopper behind the session `token` and their order for the product, found or
+/// made. The session and the open order are looked up in one write job (on SQLite in the writer,
+/// though it only reads: the writer's page cache is the one every commit leaves warm); a new order
+/// takes a number from this instance's block, has its form signed on a signing thread, outside any
+/// transaction, and is placed in a second job. [`AppError::NotLoggedIn`] without a live session.
+pub async fn checkout(
+    engine: &Engine,
+    settings: &Arc<Settings>,
+    alipay: &Arc<AlipayClient>,
+    numbers: &OrderNumbers,
+    token: String,
+    product_id: String,
+) -> AppResult<(AppUser, OrderToPay)> {
+    // Each round ends with an order, or another request of the shopper made one first (or the
+    // stock or price moved): the next round finds it, or says why there is none.
+    for _ in 0..3 {
+        let (lookup, wanted, settings) = (token.clone(), product_id.clone(), settings.clone());
+        let (user, next) =
+            engine.write(move |conn| begin_checkout(conn, &settings, &lookup, &wanted)).await?;
+        let draft = match next {
+            Checkout::Open(to_pay) => return Ok((user, to_pay)),
+            Checkout::New(draft) => draft,
+        };
+        let number = numbers.next(|| engine.write(take_numbers)).await?;
+        let alipay = alipay.clone();
+        let sign = move || draft.sign(number, &alipay);
+        if let Some(to_pay) = engine.sign_then_write(sign, |conn, signed| place(conn, &signed)).await? {
+            return Ok((user, to_pay));
+        }
+    }
+    Err(AppError::Conflict("The order is being changed by another request; please try again.".into()))
 }
 
 /// The shopper behind the session `token` and where their checkout of the product starts, all

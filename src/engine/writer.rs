@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use diesel::Connection;
 use diesel::connection::TransactionManager;
 
-use super::{
-    DatabaseLocation, DbConn, DbError, SQLITE_CONNECTION_PRAGMAS, SQLITE_WRITER, begin_write, in_transaction,
+use crate::db::{
+    Backend, DatabaseLocation, DbConn, DbError, SQLITE_CONNECTION_PRAGMAS, SQLITE_WRITER, begin_write,
+    in_transaction,
 };
 
 /// At most this many jobs commit together, so the first of a batch never waits long.
@@ -58,7 +59,7 @@ impl Writer {
     /// Opens the writer's own connection and starts its thread; `None` for PostgreSQL, whose
     /// requests write through the pool (it commits concurrently by itself).
     pub fn start(location: &DatabaseLocation) -> Result<Option<Writer>, DbError> {
-        if location.backend != super::Backend::Sqlite {
+        if location.backend != Backend::Sqlite {
             return Ok(None);
         }
         let writer_error = |reason: String| DbError::Prepare { location: location.redacted(), reason };

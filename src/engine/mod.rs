@@ -1,0 +1,143 @@
+//! The engine room: where the shop's blocking work runs, behind one surface. Controllers and
+//! services hand it closures; it decides the thread and the connection:
+//!
+//! - [`Engine::run`]: database work on a pooled connection, on actix's blocking threads (as many
+//!   as pooled connections, so work queues instead of parking threads on the pool). Reads, and
+//!   writes off the hot paths.
+//! - [`Engine::write`]: the hot paths' writes (orders, payments): on SQLite the next batch of the
+//!   group-committing [`writer::Writer`], on PostgreSQL like `run`.
+//! - [`Engine::sign_then_write`]: a payment form signed on the [`signing::SigningThreads`], then
+//!   its order written; for the checkout only.
+//! - [`Engine::call_out`]: work that calls a gateway over HTTP, on a thread of its own.
+//!
+//! The rule for gateways: work never holds a pooled connection while a gateway answers; it takes
+//! one for each database step. Why each mechanism exists and what it buys: docs/PERFORMANCE.md.
+
+pub mod signing;
+pub mod writer;
+
+use actix_web::web;
+
+use crate::db::{DatabaseLocation, DbConn, DbError, DbPool};
+use crate::error::AppError;
+use signing::SigningThreads;
+use writer::Writer;
+
+pub struct Engine {
+    pool: DbPool,
+    /// SQLite only: the group-committing writer of the hot paths.
+    writer: Option<Writer>,
+    signing: SigningThreads,
+}
+
+/// The engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("cannot start the signing threads")]
+    Signing(#[source] std::io::Error),
+}
+
+impl Engine {
+    /// Starts the writer (SQLite) and one signing thread per core.
+    pub fn start(location: &DatabaseLocation, pool: DbPool, cores: usize) -> Result<Engine, EngineError> {
+        Ok(Engine {
+            pool,
+            writer: Writer::start(location)?,
+            signing: SigningThreads::start(cores).map_err(EngineError::Signing)?,
+        })
+    }
+
+    /// The pool, for the background thread, which runs its own work where it is.
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+
+    /// Runs database work on a pooled connection, on actix's blocking threads.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, AppError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        web::block(move || {
+            let mut conn = pool.get()?;
+            work(&mut conn)
+        })
+        .await?
+    }
+
+    /// Runs a hot path's write: on SQLite in the writer's next batch, on PostgreSQL like
+    /// [`Engine::run`]. The work must not call out over the network: every write of the shop
+    /// waits for it.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, AppError> + Send + 'static,
+    {
+        match &self.writer {
+            // The writer drops the work when it cannot begin a transaction (the database is
+            // locked by another process past the busy wait).
+            Some(writer) => writer
+                .run(work)
+                .await
+                .map_err(|_| AppError::Unavailable("the database writer dropped the work".into()))?,
+            None => self.run(work).await,
+        }
+    }
+
+    /// Runs `sign` on a signing thread, then `write` with what it signed. On PostgreSQL the
+    /// signing thread writes too, on a pooled connection (two wake-ups fewer); on SQLite the
+    /// write goes to the writer's next batch, as [`Engine::write`]
+    /// (docs/PERFORMANCE.md, "Signing threads").
+    pub async fn sign_then_write<S, T, F>(
+        &self,
+        sign: impl FnOnce() -> S + Send + 'static,
+        write: F,
+    ) -> Result<T, AppError>
+    where
+        S: Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn, S) -> Result<T, AppError> + Send + 'static,
+    {
+        if self.writer.is_some() {
+            let signed = self.signing.run(sign).await?;
+            return self.write(move |conn| write(conn, signed)).await;
+        }
+        let pool = self.pool.clone();
+        self.signing
+            .run(move || {
+                let signed = sign();
+                let mut conn = pool.get()?;
+                write(&mut conn, signed)
+            })
+            .await?
+    }
+
+    /// Runs work that calls a gateway over HTTP on a thread of its own: it may wait as long as
+    /// the gateway's timeout and must not occupy a thread that serves database work. It takes
+    /// pooled connections itself, only while it needs them.
+    pub async fn call_out<T, F>(&self, work: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&DbPool) -> Result<T, AppError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        on_own_thread(move || work(&pool)).await?
+    }
+}
+
+/// Runs blocking work on a new thread and waits for it without blocking the async worker.
+pub async fn on_own_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AppError> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("paymall-call-out".into())
+        .spawn(move || {
+            let _ = done.send(work());
+        })
+        .map_err(|e| AppError::internal(format!("cannot start a thread: {e}")))?;
+    result.await.map_err(|_| AppError::internal("the thread calling out panicked"))
+}
