@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::client::ClientAddr;
 use super::{csrf, filters, render, see_other, url_encode};
+use crate::china_time;
 use crate::error::AppError;
 use crate::models::order::{Order, OrderFilter};
 use crate::models::orphan::OrphanPayment;
@@ -315,8 +316,8 @@ async fn orders_csv(
             o.product_id.clone(),
             o.product_name.clone(),
             crate::money::format_yuan(o.total_cents),
-            filters::china(o.order_time),
-            o.pay_time.map(filters::china).unwrap_or_default(),
+            china_time::format(o.order_time),
+            o.pay_time.map(china_time::format).unwrap_or_default(),
             o.trade_no.clone().unwrap_or_default(),
         ];
         csv.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::NaiveDateTime;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private, Public};
 use openssl::rsa::{Padding, Rsa};
@@ -14,6 +14,7 @@ use openssl::sign::Signer;
 use serde::Deserialize;
 
 use super::{GatewayError, http_agent};
+use crate::china_time;
 use crate::config::Settings;
 use crate::log_escape::Untrusted;
 use crate::money::format_yuan;
@@ -89,18 +90,6 @@ pub fn signed_object<'a>(body: &'a str, root_key: &str) -> Option<&'a str> {
         }
     }
     None
-}
-
-/// Alipay's timestamps are China time (UTC+8) whatever the server's zone.
-pub fn china_time(utc: NaiveDateTime) -> String {
-    let china = FixedOffset::east_opt(8 * 3600).expect("UTC+8");
-    Utc.from_utc_datetime(&utc).with_timezone(&china).format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-/// Parses Alipay's China-time text back to UTC.
-pub fn parse_china_time(text: &str) -> Option<NaiveDateTime> {
-    let local = NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
-    Some(local - chrono::Duration::hours(8))
 }
 
 pub fn load_private_key(path: &Path) -> Result<PKey<Private>, String> {
@@ -261,7 +250,7 @@ impl AlipayClient {
             ("format", "JSON".to_owned()),
             ("charset", "utf-8".to_owned()),
             ("sign_type", "RSA2".to_owned()),
-            ("timestamp", china_time(now)),
+            ("timestamp", china_time::format(now)),
             ("version", "1.0".to_owned()),
             ("notify_url", self.notify_url.clone()),
             ("biz_content", biz_content),
@@ -283,7 +272,7 @@ impl AlipayClient {
             "total_amount": format_yuan(order.total_cents),
             "subject": order.subject,
             "product_code": "FAST_INSTANT_TRADE_PAY",
-            "time_expire": china_time(order.time_expire),
+            "time_expire": china_time::format(order.time_expire),
         });
         let mut params = self.common_params("alipay.trade.page.pay", biz.to_string(), now);
         params.push(("return_url", self.return_url.clone()));
@@ -374,7 +363,7 @@ impl AlipayClient {
                 "TRADE_SUCCESS" | "TRADE_FINISHED" => Ok(TradeState::Paid {
                     trade_no: answer.trade_no,
                     total_amount: answer.total_amount,
-                    paid_at: parse_china_time(&answer.send_pay_date),
+                    paid_at: china_time::parse(&answer.send_pay_date),
                 }),
                 "WAIT_BUYER_PAY" => Ok(TradeState::Waiting),
                 "TRADE_CLOSED" => Ok(TradeState::Closed),
@@ -513,12 +502,5 @@ mod tests {
         fn any_body_parses_or_is_refused_without_panic(body in "\\PC{0,64}") {
             let _ = NotifyForm::parse(&body);
         }
-    }
-
-    #[test]
-    fn china_time_is_utc_plus_eight() {
-        let utc = NaiveDateTime::parse_from_str("2026-11-22 20:30:00", "%Y-%m-%d %H:%M:%S").unwrap();
-        assert_eq!(china_time(utc), "2026-11-23 04:30:00");
-        assert_eq!(parse_china_time("2026-11-23 04:30:00"), Some(utc));
     }
 }

@@ -13,8 +13,9 @@ use openssl::pkey::{PKey, Private, Public};
 use openssl::rsa::Rsa;
 use serde::{Deserialize, Serialize};
 
+use crate::china_time;
 use crate::config::Settings;
-use crate::gateways::alipay::{china_time, load_private_key, load_public_key, sign, signing_content, verify};
+use crate::gateways::alipay::{load_private_key, load_public_key, sign, signing_content, verify};
 use crate::gateways::http_agent;
 use crate::models::now;
 
@@ -133,7 +134,7 @@ impl AlipaySandbox {
 
     /// The notification Alipay posts for a trade, signed.
     fn notification(&self, trade: &Trade) -> Vec<(String, String)> {
-        let now_text = china_time(now());
+        let now_text = china_time::format(now());
         let mut params: Vec<(String, String)> = [
             ("notify_time", now_text.clone()),
             ("notify_type", "trade_status_sync".into()),
@@ -321,7 +322,7 @@ async fn pay(path: web::Path<String>, sandbox: web::Data<Arc<AlipaySandbox>>) ->
         };
         if trade.status == "WAIT_BUYER_PAY" {
             trade.status = "TRADE_SUCCESS".into();
-            trade.paid_at = Some(china_time(now()));
+            trade.paid_at = Some(china_time::format(now()));
         } else if trade.status != "TRADE_SUCCESS" {
             return HttpResponse::Conflict().body(format!("this trade is {}", trade.status));
         }
@@ -334,7 +335,7 @@ async fn pay(path: web::Path<String>, sandbox: web::Data<Arc<AlipaySandbox>>) ->
         ("method".to_owned(), "alipay.trade.page.pay.return".to_owned()),
         ("charset".to_owned(), "utf-8".to_owned()),
         ("version".to_owned(), "1.0".to_owned()),
-        ("timestamp".to_owned(), china_time(now())),
+        ("timestamp".to_owned(), china_time::format(now())),
         ("out_trade_no".to_owned(), trade.out_trade_no.clone()),
         ("trade_no".to_owned(), trade.trade_no.clone()),
         ("total_amount".to_owned(), trade.total_amount.clone()),
