@@ -3,10 +3,11 @@
 //! verified over the raw text of their `*_response` object. Facts: shared/PROTOCOLS.md.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
+use openssl::error::ErrorStack;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private, Public};
 use openssl::rsa::{Padding, Rsa};
@@ -34,6 +35,42 @@ pub fn signing_content<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>,
         content.extend([k, "=", v]);
     }
     content
+}
+
+/// What the signature of a notification or a return redirect leaves out.
+const NOTIFY_UNSIGNED: [&str; 2] = ["sign", "sign_type"];
+
+/// Appends `sign`: the signature of every pair in `params` but `exclude` (see
+/// [`signing_content`]). A merchant's request is signed with nothing excluded.
+pub fn append_sign<K>(key: &PKey<Private>, params: &mut Vec<(K, String)>, exclude: &[&str])
+where
+    K: AsRef<str> + From<&'static str>,
+{
+    let content = signing_content(params.iter().map(|(k, v)| (k.as_ref(), v.as_str())), exclude);
+    params.push(("sign".into(), sign(key, &content)));
+}
+
+/// Signs `params` as Alipay signs a notification or a return redirect: appends `sign`, over
+/// every pair already there, and `sign_type`.
+pub fn sign_notification<K>(key: &PKey<Private>, params: &mut Vec<(K, String)>)
+where
+    K: AsRef<str> + From<&'static str>,
+{
+    append_sign(key, params, &NOTIFY_UNSIGNED);
+    params.push(("sign_type".into(), "RSA2".to_owned()));
+}
+
+/// Whether `params` carry in `sign` the signature by `key` of every other pair: a merchant's
+/// request as Alipay checks it.
+pub fn verify_request(key: &Rsa<Public>, params: &[(String, String)]) -> bool {
+    let signature = params.iter().find(|(k, _)| k == "sign").map_or("", |(_, v)| v.as_str());
+    verify(key, &signing_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &["sign"]), signature)
+}
+
+/// The key of an OpenAPI answer's object: `alipay.trade.query` answers under
+/// `alipay_trade_query_response`.
+pub fn response_key(method: &str) -> String {
+    format!("{}_response", method.replace('.', "_"))
 }
 
 /// SHA256withRSA, standard Base64.
@@ -92,18 +129,41 @@ pub fn signed_object<'a>(body: &'a str, root_key: &str) -> Option<&'a str> {
     None
 }
 
-pub fn load_private_key(path: &Path) -> Result<PKey<Private>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    PKey::private_key_from_pem(&pem)
-        .or_else(|_| Rsa::private_key_from_pem(&pem).and_then(PKey::from_rsa))
-        .map_err(|e| format!("{} is not an RSA private key in PEM: {e}", path.display()))
+/// Why a key file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    #[error("{} is not an RSA {kind} key in PEM: {source}", .path.display())]
+    NotPem { path: PathBuf, kind: &'static str, source: ErrorStack },
 }
 
-pub fn load_public_key(path: &Path) -> Result<Rsa<Public>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+/// A key file that an `alipay.*` setting names and that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("alipay.{setting}: {source}")]
+pub struct SettingKeyError {
+    pub setting: &'static str,
+    pub source: KeyError,
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, KeyError> {
+    std::fs::read(path).map_err(|source| KeyError::Unreadable { path: path.to_owned(), source })
+}
+
+/// A private key in PKCS#8 or PKCS#1 PEM.
+pub fn load_private_key(path: &Path) -> Result<PKey<Private>, KeyError> {
+    let pem = read_pem(path)?;
+    PKey::private_key_from_pem(&pem)
+        .or_else(|_| Rsa::private_key_from_pem(&pem).and_then(PKey::from_rsa))
+        .map_err(|source| KeyError::NotPem { path: path.to_owned(), kind: "private", source })
+}
+
+/// A public key in SubjectPublicKeyInfo or PKCS#1 PEM.
+pub fn load_public_key(path: &Path) -> Result<Rsa<Public>, KeyError> {
+    let pem = read_pem(path)?;
     Rsa::public_key_from_pem(&pem)
         .or_else(|_| Rsa::public_key_from_pem_pkcs1(&pem))
-        .map_err(|e| format!("{} is not an RSA public key in PEM: {e}", path.display()))
+        .map_err(|source| KeyError::NotPem { path: path.to_owned(), kind: "public", source })
 }
 
 /// An asynchronous notification's form with every key once. A key sent twice is refused
@@ -144,7 +204,7 @@ impl NotifyForm {
 
     /// What Alipay signs of a notification: every field but `sign` and `sign_type`.
     pub fn signing_content(&self) -> String {
-        signing_content(self.fields(), &["sign", "sign_type"])
+        signing_content(self.fields(), &NOTIFY_UNSIGNED)
     }
 }
 
@@ -222,7 +282,7 @@ pub struct AlipayClient {
 }
 
 impl AlipayClient {
-    pub fn from_settings(settings: &Settings) -> Result<AlipayClient, String> {
+    pub fn from_settings(settings: &Settings) -> Result<AlipayClient, SettingKeyError> {
         let alipay = &settings.alipay;
         Ok(AlipayClient {
             app_id: alipay.app_id.clone(),
@@ -231,9 +291,9 @@ impl AlipayClient {
             notify_url: alipay.notify_url.clone(),
             return_url: alipay.return_url.clone(),
             merchant_key: load_private_key(&alipay.merchant_private_key_path)
-                .map_err(|e| format!("alipay.merchant_private_key_path: {e}"))?,
+                .map_err(|source| SettingKeyError { setting: "merchant_private_key_path", source })?,
             alipay_key: load_public_key(&alipay.alipay_public_key_path)
-                .map_err(|e| format!("alipay.alipay_public_key_path: {e}"))?,
+                .map_err(|source| SettingKeyError { setting: "alipay_public_key_path", source })?,
             agent: http_agent(Duration::from_secs(10)),
         })
     }
@@ -258,9 +318,7 @@ impl AlipayClient {
     }
 
     fn signed(&self, mut params: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
-        let signature =
-            sign(&self.merchant_key, &signing_content(params.iter().map(|(k, v)| (*k, v.as_str())), &[]));
-        params.push(("sign", signature));
+        append_sign(&self.merchant_key, &mut params, &[]);
         params
     }
 
@@ -335,7 +393,7 @@ impl AlipayClient {
         if status != 200 {
             return Err(bad(format!("HTTP {status} from {method}")));
         }
-        let root = format!("{}_response", method.replace('.', "_"));
+        let root = response_key(method);
         let inner = signed_object(&body, &root)
             .or_else(|| signed_object(&body, "error_response"))
             .ok_or_else(|| bad(format!("no {root} in the answer")))?;
@@ -467,6 +525,26 @@ mod tests {
         let params = [("b", "2"), ("a", "1"), ("sign", "x"), ("sign_type", "RSA2"), ("c", "")];
         assert_eq!(signing_content(params, &["sign"]), "a=1&b=2&sign_type=RSA2");
         assert_eq!(signing_content(params, &["sign", "sign_type"]), "a=1&b=2");
+    }
+
+    #[test]
+    fn requests_sign_every_pair_and_notifications_all_but_sign_type() {
+        let private = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let public = Rsa::public_key_from_pem(&private.public_key_to_pem().unwrap()).unwrap();
+        let pairs =
+            || vec![("app_id".to_owned(), "2021".to_owned()), ("out_trade_no".to_owned(), "1".to_owned())];
+        let mut request = pairs();
+        request.push(("sign_type".to_owned(), "RSA2".to_owned()));
+        append_sign(&private, &mut request, &[]);
+        assert!(verify_request(&public, &request));
+        request[0].1 = "2022".to_owned();
+        assert!(!verify_request(&public, &request), "a changed pair");
+
+        let mut notification = pairs();
+        sign_notification(&private, &mut notification);
+        let form = NotifyForm::parse(&serde_urlencoded::to_string(&notification).unwrap()).unwrap();
+        assert_eq!(form.field("sign_type"), Some("RSA2"));
+        assert!(verify(&public, &form.signing_content(), form.field("sign").unwrap()));
     }
 
     #[test]
