@@ -1,5 +1,6 @@
 //! paymall: a web shop with WeChat QR login and Alipay page payment.
 
+pub mod china_time;
 pub mod config;
 pub mod controllers;
 pub mod db;

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     let settings = match Settings::load() {
         Ok(settings) => settings,
         Err(e) => {
-            log::error!("{e}");
+            log::error!("{}", with_causes(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e}");
+            log::error!("{}", with_causes(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -44,4 +44,19 @@ fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         log::info!("paymall stopped");
         Ok(())
     })
+}
+
+/// The error and every cause in its source chain that its message does not already say, logged
+/// once, here.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -22,12 +22,12 @@ use crate::controllers;
 use crate::db::{self, Checkpointer, DatabaseLocation};
 use crate::engine::{Engine, EngineError};
 use crate::error::{AppError, api_envelope};
-use crate::gateways::alipay::AlipayClient;
+use crate::gateways::alipay::{AlipayClient, SettingKeyError};
 use crate::gateways::weixin::WeixinClient;
 use crate::jobs::{Background, Worker};
 use crate::log_escape::Untrusted;
 use crate::rate_limit::RateLimits;
-use crate::sandbox::alipay::AlipaySandbox;
+use crate::sandbox::alipay::{AlipaySandbox, SandboxKeyError};
 use crate::sandbox::weixin::WeixinSandbox;
 use crate::services::catalogue::ShopWindow;
 use crate::services::order::OrderNumbers;
@@ -44,8 +44,10 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Database(#[from] db::DbError),
-    #[error("{0}")]
-    Keys(String),
+    #[error(transparent)]
+    AlipayKey(#[from] SettingKeyError),
+    #[error(transparent)]
+    SandboxKeys(#[from] SandboxKeyError),
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("cannot start the {0}")]
@@ -72,13 +74,14 @@ impl Application {
         let settings = Arc::new(settings.resolve(address));
 
         let sandbox = if settings.sandbox.enabled {
-            crate::sandbox::alipay::ensure_keys(&settings).map_err(StartupError::Keys)?;
-            let alipay = web::Data::new(Arc::new(AlipaySandbox::new(&settings).map_err(StartupError::Keys)?));
+            crate::sandbox::alipay::ensure_keys(&settings)?;
+            let alipay =
+                web::Data::new(Arc::new(AlipaySandbox::new(&settings).map_err(SandboxKeyError::from)?));
             Some((alipay, web::Data::new(WeixinSandbox::new(&settings))))
         } else {
             None
         };
-        let alipay = Arc::new(AlipayClient::from_settings(&settings).map_err(StartupError::Keys)?);
+        let alipay = Arc::new(AlipayClient::from_settings(&settings)?);
 
         let location = DatabaseLocation::parse(settings.database.url.expose());
         let applied = db::prepare(&location)?;

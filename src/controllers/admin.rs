@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::client::ClientAddr;
 use super::{csrf, filters, render, see_other, url_encode};
+use crate::china_time;
 use crate::error::AppError;
 use crate::models::order::{Order, OrderFilter, OrderStatus};
 use crate::models::orphan::OrphanPayment;
@@ -318,8 +319,8 @@ async fn orders_csv(
             o.product_id.clone(),
             o.product_name.clone(),
             crate::money::format_yuan(o.total_cents),
-            filters::china(o.order_time),
-            o.pay_time.map(filters::china).unwrap_or_default(),
+            china_time::format(o.order_time),
+            o.pay_time.map(china_time::format).unwrap_or_default(),
             o.trade_no.clone().unwrap_or_default(),
         ];
         csv.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
@@ -482,20 +483,31 @@ struct ProductForm {
     on_sale: Option<String>,
 }
 
+/// Why a product form is refused: the message the products page shows.
+#[derive(Debug, thiserror::Error)]
+enum InvalidProduct {
+    #[error("The price {0:?} is not an amount like 12.50.")]
+    Price(String),
+    #[error("The stock {0:?} is not a whole number of 0 or more.")]
+    Stock(String),
+    #[error("The name must not be empty.")]
+    EmptyName,
+}
+
 impl ProductForm {
-    fn edit(&self) -> Result<ProductEdit, String> {
+    fn edit(&self) -> Result<ProductEdit, InvalidProduct> {
         let price_cents = crate::money::parse_yuan(&self.price)
             .filter(|c| *c > 0)
-            .ok_or_else(|| format!("The price {:?} is not an amount like 12.50.", self.price))?;
+            .ok_or_else(|| InvalidProduct::Price(self.price.clone()))?;
         let stock: i64 = self
             .stock
             .trim()
             .parse()
             .ok()
             .filter(|s| *s >= 0)
-            .ok_or_else(|| format!("The stock {:?} is not a whole number of 0 or more.", self.stock))?;
+            .ok_or_else(|| InvalidProduct::Stock(self.stock.clone()))?;
         if self.name.trim().is_empty() {
-            return Err("The name must not be empty.".into());
+            return Err(InvalidProduct::EmptyName);
         }
         Ok(ProductEdit {
             name: self.name.clone(),
@@ -528,7 +540,7 @@ async fn edit_product(
                 csrf: admin_user.csrf(),
                 admin: admin_user.username,
                 products,
-                error: Some(error),
+                error: Some(error.to_string()),
             })?;
             *response.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
             Ok(response)

@@ -93,10 +93,6 @@ pub mod filters {
     /// A UTC timestamp as China time, the shop's display zone: `{{ order.order_time|china_time }}`.
     #[askama::filter_fn]
     pub fn china_time(at: &chrono::NaiveDateTime, _: &dyn askama::Values) -> askama::Result<String> {
-        Ok(china(*at))
-    }
-
-    pub fn china(at: chrono::NaiveDateTime) -> String {
-        crate::gateways::alipay::china_time(at)
+        Ok(crate::china_time::format(*at))
     }
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::{MaybeShopper, Shopper, session_token};
 use super::{Nav, csrf, filters, render};
+use crate::china_time;
 use crate::config::url_origin;
 use crate::error::{AppError, Envelope};
 use crate::models::order::{Order, OrderAtCheckout, OrderStatus};
@@ -57,8 +58,8 @@ impl From<&Order> for OrderView {
             product_name: o.product_name.clone(),
             total_amount: crate::money::format_yuan(o.total_cents),
             status: o.status,
-            order_time: filters::china(o.order_time),
-            pay_time: o.pay_time.map(filters::china),
+            order_time: china_time::format(o.order_time),
+            pay_time: o.pay_time.map(china_time::format),
             trade_no: o.trade_no.clone(),
         }
     }

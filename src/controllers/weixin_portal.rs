@@ -7,8 +7,10 @@ use serde::Deserialize;
 
 use crate::controllers::client::ClientAddr;
 use crate::error::AppError;
+use crate::gateways::weixin::portal::{self, WxMessage};
+use crate::gateways::weixin::safe_mode::SafeMode;
 use crate::rate_limit;
-use crate::services::weixin_portal::{self, Outcome, Refusal, SafeMode, SignedRequest, WxMessage};
+use crate::services::weixin_portal::{self, Outcome, Refusal, SignedRequest};
 use crate::state::AppState;
 
 pub fn api_routes(cfg: &mut web::ServiceConfig) {
@@ -74,7 +76,7 @@ async fn receive(
         Err(refusal) => return Ok(refuse(&state, client, refusal)),
     };
     let xml = std::str::from_utf8(&body).map_err(|_| AppError::BadRequest("the body is not UTF-8".into()))?;
-    let envelope = weixin_portal::parse(xml)?;
+    let envelope = portal::parse(xml)?;
     let settings = &state.settings;
     let safe_mode = if query.encrypt_type.as_deref() == Some("aes") {
         if settings.weixin.encoding_aes_key.is_empty() {
@@ -83,8 +85,8 @@ async fn receive(
         let (timestamp, nonce) =
             (query.timestamp.as_deref().unwrap_or(""), query.nonce.as_deref().unwrap_or(""));
         let expected =
-            weixin_portal::signature(&[settings.weixin.token.expose(), timestamp, nonce, &envelope.encrypt]);
-        if !weixin_portal::signature_matches(&expected, query.msg_signature.as_deref().unwrap_or("")) {
+            portal::signature(&[settings.weixin.token.expose(), timestamp, nonce, &envelope.encrypt]);
+        if !portal::signature_matches(&expected, query.msg_signature.as_deref().unwrap_or("")) {
             return Ok(refuse(&state, client, Refusal::BadSignature));
         }
         Some(SafeMode::new(settings.weixin.encoding_aes_key.expose(), &settings.weixin.app_id)?)
@@ -94,7 +96,7 @@ async fn receive(
         None
     };
     let message: WxMessage = match &safe_mode {
-        Some(safe) => weixin_portal::parse(&safe.decrypt(&envelope.encrypt)?)?,
+        Some(safe) => portal::parse(&safe.decrypt(&envelope.encrypt)?)?,
         None => envelope,
     };
     let (outcome, message) = state
@@ -109,7 +111,7 @@ async fn receive(
         Outcome::Handled(None) => return Ok(HttpResponse::Ok().content_type("text/plain").body("success")),
         Outcome::Handled(Some(text)) => text,
     };
-    let reply_xml = weixin_portal::text_reply(&message, &text, chrono::Utc::now().timestamp());
+    let reply_xml = portal::text_reply(&message, &text, chrono::Utc::now().timestamp());
     let body = match &safe_mode {
         Some(safe) => safe.wrap_reply(
             settings.weixin.token.expose(),

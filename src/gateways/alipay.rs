@@ -3,10 +3,11 @@
 //! verified over the raw text of their `*_response` object. Facts: shared/PROTOCOLS.md.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::NaiveDateTime;
+use openssl::error::ErrorStack;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private, Public};
 use openssl::rsa::{Padding, Rsa};
@@ -14,6 +15,7 @@ use openssl::sign::Signer;
 use serde::Deserialize;
 
 use super::{GatewayError, http_agent};
+use crate::china_time;
 use crate::config::Settings;
 use crate::log_escape::Untrusted;
 use crate::money::format_yuan;
@@ -33,6 +35,42 @@ pub fn signing_content<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>,
         content.extend([k, "=", v]);
     }
     content
+}
+
+/// What the signature of a notification or a return redirect leaves out.
+const NOTIFY_UNSIGNED: [&str; 2] = ["sign", "sign_type"];
+
+/// Appends `sign`: the signature of every pair in `params` but `exclude` (see
+/// [`signing_content`]). A merchant's request is signed with nothing excluded.
+pub fn append_sign<K>(key: &PKey<Private>, params: &mut Vec<(K, String)>, exclude: &[&str])
+where
+    K: AsRef<str> + From<&'static str>,
+{
+    let content = signing_content(params.iter().map(|(k, v)| (k.as_ref(), v.as_str())), exclude);
+    params.push(("sign".into(), sign(key, &content)));
+}
+
+/// Signs `params` as Alipay signs a notification or a return redirect: appends `sign`, over
+/// every pair already there, and `sign_type`.
+pub fn sign_notification<K>(key: &PKey<Private>, params: &mut Vec<(K, String)>)
+where
+    K: AsRef<str> + From<&'static str>,
+{
+    append_sign(key, params, &NOTIFY_UNSIGNED);
+    params.push(("sign_type".into(), "RSA2".to_owned()));
+}
+
+/// Whether `params` carry in `sign` the signature by `key` of every other pair: a merchant's
+/// request as Alipay checks it.
+pub fn verify_request(key: &Rsa<Public>, params: &[(String, String)]) -> bool {
+    let signature = params.iter().find(|(k, _)| k == "sign").map_or("", |(_, v)| v.as_str());
+    verify(key, &signing_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &["sign"]), signature)
+}
+
+/// The key of an OpenAPI answer's object: `alipay.trade.query` answers under
+/// `alipay_trade_query_response`.
+pub fn response_key(method: &str) -> String {
+    format!("{}_response", method.replace('.', "_"))
 }
 
 /// SHA256withRSA, standard Base64.
@@ -91,30 +129,41 @@ pub fn signed_object<'a>(body: &'a str, root_key: &str) -> Option<&'a str> {
     None
 }
 
-/// Alipay's timestamps are China time (UTC+8) whatever the server's zone.
-pub fn china_time(utc: NaiveDateTime) -> String {
-    let china = FixedOffset::east_opt(8 * 3600).expect("UTC+8");
-    Utc.from_utc_datetime(&utc).with_timezone(&china).format("%Y-%m-%d %H:%M:%S").to_string()
+/// Why a key file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    #[error("{} is not an RSA {kind} key in PEM: {source}", .path.display())]
+    NotPem { path: PathBuf, kind: &'static str, source: ErrorStack },
 }
 
-/// Parses Alipay's China-time text back to UTC.
-pub fn parse_china_time(text: &str) -> Option<NaiveDateTime> {
-    let local = NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
-    Some(local - chrono::Duration::hours(8))
+/// A key file that an `alipay.*` setting names and that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("alipay.{setting}: {source}")]
+pub struct SettingKeyError {
+    pub setting: &'static str,
+    pub source: KeyError,
 }
 
-pub fn load_private_key(path: &Path) -> Result<PKey<Private>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+fn read_pem(path: &Path) -> Result<Vec<u8>, KeyError> {
+    std::fs::read(path).map_err(|source| KeyError::Unreadable { path: path.to_owned(), source })
+}
+
+/// A private key in PKCS#8 or PKCS#1 PEM.
+pub fn load_private_key(path: &Path) -> Result<PKey<Private>, KeyError> {
+    let pem = read_pem(path)?;
     PKey::private_key_from_pem(&pem)
         .or_else(|_| Rsa::private_key_from_pem(&pem).and_then(PKey::from_rsa))
-        .map_err(|e| format!("{} is not an RSA private key in PEM: {e}", path.display()))
+        .map_err(|source| KeyError::NotPem { path: path.to_owned(), kind: "private", source })
 }
 
-pub fn load_public_key(path: &Path) -> Result<Rsa<Public>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+/// A public key in SubjectPublicKeyInfo or PKCS#1 PEM.
+pub fn load_public_key(path: &Path) -> Result<Rsa<Public>, KeyError> {
+    let pem = read_pem(path)?;
     Rsa::public_key_from_pem(&pem)
         .or_else(|_| Rsa::public_key_from_pem_pkcs1(&pem))
-        .map_err(|e| format!("{} is not an RSA public key in PEM: {e}", path.display()))
+        .map_err(|source| KeyError::NotPem { path: path.to_owned(), kind: "public", source })
 }
 
 /// An asynchronous notification's form with every key once. A key sent twice is refused
@@ -155,7 +204,7 @@ impl NotifyForm {
 
     /// What Alipay signs of a notification: every field but `sign` and `sign_type`.
     pub fn signing_content(&self) -> String {
-        signing_content(self.fields(), &["sign", "sign_type"])
+        signing_content(self.fields(), &NOTIFY_UNSIGNED)
     }
 }
 
@@ -233,7 +282,7 @@ pub struct AlipayClient {
 }
 
 impl AlipayClient {
-    pub fn from_settings(settings: &Settings) -> Result<AlipayClient, String> {
+    pub fn from_settings(settings: &Settings) -> Result<AlipayClient, SettingKeyError> {
         let alipay = &settings.alipay;
         Ok(AlipayClient {
             app_id: alipay.app_id.clone(),
@@ -242,9 +291,9 @@ impl AlipayClient {
             notify_url: alipay.notify_url.clone(),
             return_url: alipay.return_url.clone(),
             merchant_key: load_private_key(&alipay.merchant_private_key_path)
-                .map_err(|e| format!("alipay.merchant_private_key_path: {e}"))?,
+                .map_err(|source| SettingKeyError { setting: "merchant_private_key_path", source })?,
             alipay_key: load_public_key(&alipay.alipay_public_key_path)
-                .map_err(|e| format!("alipay.alipay_public_key_path: {e}"))?,
+                .map_err(|source| SettingKeyError { setting: "alipay_public_key_path", source })?,
             agent: http_agent(Duration::from_secs(10)),
         })
     }
@@ -261,7 +310,7 @@ impl AlipayClient {
             ("format", "JSON".to_owned()),
             ("charset", "utf-8".to_owned()),
             ("sign_type", "RSA2".to_owned()),
-            ("timestamp", china_time(now)),
+            ("timestamp", china_time::format(now)),
             ("version", "1.0".to_owned()),
             ("notify_url", self.notify_url.clone()),
             ("biz_content", biz_content),
@@ -269,9 +318,7 @@ impl AlipayClient {
     }
 
     fn signed(&self, mut params: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
-        let signature =
-            sign(&self.merchant_key, &signing_content(params.iter().map(|(k, v)| (*k, v.as_str())), &[]));
-        params.push(("sign", signature));
+        append_sign(&self.merchant_key, &mut params, &[]);
         params
     }
 
@@ -283,7 +330,7 @@ impl AlipayClient {
             "total_amount": format_yuan(order.total_cents),
             "subject": order.subject,
             "product_code": "FAST_INSTANT_TRADE_PAY",
-            "time_expire": china_time(order.time_expire),
+            "time_expire": china_time::format(order.time_expire),
         });
         let mut params = self.common_params("alipay.trade.page.pay", biz.to_string(), now);
         params.push(("return_url", self.return_url.clone()));
@@ -346,7 +393,7 @@ impl AlipayClient {
         if status != 200 {
             return Err(bad(format!("HTTP {status} from {method}")));
         }
-        let root = format!("{}_response", method.replace('.', "_"));
+        let root = response_key(method);
         let inner = signed_object(&body, &root)
             .or_else(|| signed_object(&body, "error_response"))
             .ok_or_else(|| bad(format!("no {root} in the answer")))?;
@@ -374,7 +421,7 @@ impl AlipayClient {
                 "TRADE_SUCCESS" | "TRADE_FINISHED" => Ok(TradeState::Paid {
                     trade_no: answer.trade_no,
                     total_amount: answer.total_amount,
-                    paid_at: parse_china_time(&answer.send_pay_date),
+                    paid_at: china_time::parse(&answer.send_pay_date),
                 }),
                 "WAIT_BUYER_PAY" => Ok(TradeState::Waiting),
                 "TRADE_CLOSED" => Ok(TradeState::Closed),
@@ -481,6 +528,26 @@ mod tests {
     }
 
     #[test]
+    fn requests_sign_every_pair_and_notifications_all_but_sign_type() {
+        let private = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let public = Rsa::public_key_from_pem(&private.public_key_to_pem().unwrap()).unwrap();
+        let pairs =
+            || vec![("app_id".to_owned(), "2021".to_owned()), ("out_trade_no".to_owned(), "1".to_owned())];
+        let mut request = pairs();
+        request.push(("sign_type".to_owned(), "RSA2".to_owned()));
+        append_sign(&private, &mut request, &[]);
+        assert!(verify_request(&public, &request));
+        request[0].1 = "2022".to_owned();
+        assert!(!verify_request(&public, &request), "a changed pair");
+
+        let mut notification = pairs();
+        sign_notification(&private, &mut notification);
+        let form = NotifyForm::parse(&serde_urlencoded::to_string(&notification).unwrap()).unwrap();
+        assert_eq!(form.field("sign_type"), Some("RSA2"));
+        assert!(verify(&public, &form.signing_content(), form.field("sign").unwrap()));
+    }
+
+    #[test]
     fn a_notification_form_with_a_repeated_key_is_refused() {
         let refused = NotifyForm::parse("out_trade_no=1&total_amount=9.90&out_trade_no=2").unwrap_err();
         assert_eq!(refused.reason, "field out_trade_no repeated");
@@ -513,12 +580,5 @@ mod tests {
         fn any_body_parses_or_is_refused_without_panic(body in "\\PC{0,64}") {
             let _ = NotifyForm::parse(&body);
         }
-    }
-
-    #[test]
-    fn china_time_is_utc_plus_eight() {
-        let utc = NaiveDateTime::parse_from_str("2026-11-22 20:30:00", "%Y-%m-%d %H:%M:%S").unwrap();
-        assert_eq!(china_time(utc), "2026-11-23 04:30:00");
-        assert_eq!(parse_china_time("2026-11-23 04:30:00"), Some(utc));
     }
 }

@@ -1,6 +1,6 @@
-//! The outside world over HTTP (WeChat, Alipay). Gateways are blocking (ureq): call them from
-//! `web::block` or the background thread, never on an async worker. They never touch the
-//! database.
+//! The outside world (WeChat, Alipay): their protocols, and clients for their HTTP APIs. The
+//! clients are blocking (ureq): call them from `web::block` or the background thread, never on
+//! an async worker. Nothing here touches the database.
 
 pub mod alipay;
 pub mod weixin;

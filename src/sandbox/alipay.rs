@@ -3,18 +3,22 @@
 //! signed `return_url` redirect, a ledger of trades, and fault switches for tests.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
+use openssl::error::ErrorStack;
 use openssl::pkey::{PKey, Private, Public};
 use openssl::rsa::Rsa;
 use serde::{Deserialize, Serialize};
 
+use crate::china_time;
 use crate::config::Settings;
-use crate::gateways::alipay::{china_time, load_private_key, load_public_key, sign, signing_content, verify};
+use crate::gateways::alipay::{
+    KeyError, load_private_key, load_public_key, response_key, sign, sign_notification, verify_request,
+};
 use crate::gateways::http_agent;
 use crate::models::now;
 
@@ -30,9 +34,20 @@ pub fn sandbox_key_paths(settings: &Settings) -> (PathBuf, PathBuf) {
     )
 }
 
+/// Why the sandbox's key pairs cannot be made or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxKeyError {
+    #[error(transparent)]
+    Load(#[from] KeyError),
+    #[error("cannot make a key pair: {0}")]
+    Make(#[source] ErrorStack),
+    #[error("{}: {source}", .path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
 /// Generates the merchant and "Alipay" key pairs on first start (never committed: they live in
 /// the data folder).
-pub fn ensure_keys(settings: &Settings) -> Result<(), String> {
+pub fn ensure_keys(settings: &Settings) -> Result<(), SandboxKeyError> {
     let (merchant_public, alipay_private) = sandbox_key_paths(settings);
     let pairs = [
         (&settings.alipay.merchant_private_key_path, merchant_public),
@@ -47,22 +62,22 @@ pub fn ensure_keys(settings: &Settings) -> Result<(), String> {
         let key = if private_path.exists() {
             load_private_key(private_path)?
         } else {
-            let key =
-                PKey::from_rsa(Rsa::generate(2048).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-            write_pem(private_path, &key.private_key_to_pem_pkcs8().map_err(|e| e.to_string())?)?;
+            let key = Rsa::generate(2048).and_then(PKey::from_rsa).map_err(SandboxKeyError::Make)?;
+            write_pem(private_path, &key.private_key_to_pem_pkcs8().map_err(SandboxKeyError::Make)?)?;
             log::info!("sandbox: generated the key pair {}", private_path.display());
             key
         };
-        write_pem(&public_path, &key.public_key_to_pem().map_err(|e| e.to_string())?)?;
+        write_pem(&public_path, &key.public_key_to_pem().map_err(SandboxKeyError::Make)?)?;
     }
     Ok(())
 }
 
-fn write_pem(path: &std::path::Path, pem: &[u8]) -> Result<(), String> {
+fn write_pem(path: &Path, pem: &[u8]) -> Result<(), SandboxKeyError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| SandboxKeyError::Write { path: dir.to_owned(), source })?;
     }
-    std::fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(path, pem).map_err(|source| SandboxKeyError::Write { path: path.to_owned(), source })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -99,7 +114,7 @@ pub struct AlipaySandbox {
 }
 
 impl AlipaySandbox {
-    pub fn new(settings: &Settings) -> Result<AlipaySandbox, String> {
+    pub fn new(settings: &Settings) -> Result<AlipaySandbox, KeyError> {
         let (merchant_public, alipay_private) = sandbox_key_paths(settings);
         Ok(AlipaySandbox {
             app_id: settings.alipay.app_id.clone(),
@@ -122,7 +137,7 @@ impl AlipaySandbox {
     fn answer(&self, method: &str, inner: serde_json::Value) -> HttpResponse {
         let inner_text = inner.to_string();
         let signature = sign(&self.alipay_key, &inner_text);
-        let root = format!("{}_response", method.replace('.', "_"));
+        let root = response_key(method);
         let body = format!("{{\"{root}\":{inner_text},\"sign\":\"{signature}\"}}");
         HttpResponse::Ok().content_type("application/json; charset=utf-8").body(body)
     }
@@ -133,7 +148,7 @@ impl AlipaySandbox {
 
     /// The notification Alipay posts for a trade, signed.
     fn notification(&self, trade: &Trade) -> Vec<(String, String)> {
-        let now_text = china_time(now());
+        let now_text = china_time::format(now());
         let mut params: Vec<(String, String)> = [
             ("notify_time", now_text.clone()),
             ("notify_type", "trade_status_sync".into()),
@@ -155,9 +170,7 @@ impl AlipaySandbox {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let content = signing_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &[]);
-        params.push(("sign".into(), sign(&self.alipay_key, &content)));
-        params.push(("sign_type".into(), "RSA2".into()));
+        sign_notification(&self.alipay_key, &mut params);
         params
     }
 
@@ -227,8 +240,7 @@ async fn gateway(req: HttpRequest, body: web::Bytes, sandbox: web::Data<Arc<Alip
     let field =
         |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
     let method = field("method");
-    let content = signing_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &["sign"]);
-    if field("app_id") != sandbox.app_id || !verify(&sandbox.merchant_key, &content, &field("sign")) {
+    if field("app_id") != sandbox.app_id || !verify_request(&sandbox.merchant_key, &params) {
         return sandbox.answer(
             &method,
             serde_json::json!({"code": "40002", "msg": "Invalid Arguments", "sub_code": "isv.invalid-signature", "sub_msg": "验签出错"}),
@@ -321,7 +333,7 @@ async fn pay(path: web::Path<String>, sandbox: web::Data<Arc<AlipaySandbox>>) ->
         };
         if trade.status == "WAIT_BUYER_PAY" {
             trade.status = "TRADE_SUCCESS".into();
-            trade.paid_at = Some(china_time(now()));
+            trade.paid_at = Some(china_time::format(now()));
         } else if trade.status != "TRADE_SUCCESS" {
             return HttpResponse::Conflict().body(format!("this trade is {}", trade.status));
         }
@@ -334,15 +346,13 @@ async fn pay(path: web::Path<String>, sandbox: web::Data<Arc<AlipaySandbox>>) ->
         ("method".to_owned(), "alipay.trade.page.pay.return".to_owned()),
         ("charset".to_owned(), "utf-8".to_owned()),
         ("version".to_owned(), "1.0".to_owned()),
-        ("timestamp".to_owned(), china_time(now())),
+        ("timestamp".to_owned(), china_time::format(now())),
         ("out_trade_no".to_owned(), trade.out_trade_no.clone()),
         ("trade_no".to_owned(), trade.trade_no.clone()),
         ("total_amount".to_owned(), trade.total_amount.clone()),
         ("seller_id".to_owned(), sandbox.seller_id.clone()),
     ];
-    let content = signing_content(back.iter().map(|(k, v)| (k.as_str(), v.as_str())), &[]);
-    back.push(("sign".to_owned(), sign(&sandbox.alipay_key, &content)));
-    back.push(("sign_type".to_owned(), "RSA2".to_owned()));
+    sign_notification(&sandbox.alipay_key, &mut back);
     let location = format!("{}?{}", trade.return_url, serde_urlencoded::to_string(&back).unwrap_or_default());
     HttpResponse::SeeOther().insert_header(("Location", location)).finish()
 }

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 use crate::gateways::http_agent;
-use crate::services::weixin_portal::{SafeMode, cdata, parse, signature};
+use crate::gateways::weixin::portal::{cdata, parse, signature};
+use crate::gateways::weixin::safe_mode::SafeMode;
 
 const TOKEN_SECS: i64 = 7200;
 

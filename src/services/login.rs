@@ -4,6 +4,7 @@
 
 use chrono::Duration;
 
+use crate::china_time;
 use crate::config::Settings;
 use crate::db::{DbConn, DbPool, write_transaction};
 use crate::error::AppResult;
@@ -106,7 +107,7 @@ pub fn check(
             "touser": openid,
             "template_id": settings.weixin.login_template_id,
             "url": settings.server.public_url,
-            "data": { "time": { "value": crate::gateways::alipay::china_time(now()) } },
+            "data": { "time": { "value": china_time::format(now()) } },
         });
         OutboxEntry::enqueue(
             c,

@@ -3,10 +3,11 @@
 
 use chrono::NaiveDateTime;
 
+use crate::china_time;
 use crate::config::Settings;
 use crate::db::{DbConn, DbPool, Inserts, write_transaction};
 use crate::error::{AppError, AppResult};
-use crate::gateways::alipay::{AlipayClient, NotifyForm, Refused, VerifiedNotification, parse_china_time};
+use crate::gateways::alipay::{AlipayClient, NotifyForm, Refused, VerifiedNotification};
 use crate::gateways::weixin::WeixinClient;
 use crate::log_escape::Untrusted;
 use crate::models::order::{self, NewNotify, Order, OrderStatus};
@@ -106,7 +107,7 @@ fn handle_verified(
     let evidence = PaymentEvidence {
         cause: &cause,
         trade_no: notification.field("trade_no").unwrap_or(""),
-        paid_at: notification.field("gmt_payment").and_then(parse_china_time).unwrap_or_else(now),
+        paid_at: notification.field("gmt_payment").and_then(china_time::parse).unwrap_or_else(now),
     };
     if pay_if_waiting(conn, notification, raw, &evidence)? {
         return Ok((NotifyAnswer::Success, "paid".to_owned()));

@@ -1,4 +1,5 @@
-use paymall::services::weixin_portal::{SafeMode, signature};
+use paymall::gateways::weixin::portal::{parse, signature};
+use paymall::gateways::weixin::safe_mode::SafeMode;
 
 use crate::both_backends;
 use crate::helpers::{Backend, Browser, TestApp};
@@ -297,7 +298,7 @@ fn safe_mode_messages_are_accepted_and_answered(backend: Backend) {
     );
     let reply = app.browser().post_raw(&path, "text/xml", body.as_bytes());
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let sealed = paymall::services::weixin_portal::parse(&reply.body).expect("reply XML").encrypt;
+    let sealed = parse(&reply.body).expect("reply XML").encrypt;
     let opened = safe.decrypt(&sealed).expect("decrypt the reply");
     assert!(opened.contains("Welcome") && opened.contains("o-safe"), "{opened}");
     let tampered = path.replace(&msg_signature, "0123");

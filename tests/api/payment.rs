@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use paymall::gateways::alipay::{load_private_key, sign, signing_content};
+use paymall::gateways::alipay::{append_sign, load_private_key, sign_notification};
 use paymall::sandbox::alipay::sandbox_key_paths;
 
 use crate::both_backends;
@@ -114,7 +114,6 @@ pub fn signed_notify(
         ("trade_status", "TRADE_SUCCESS"),
         ("total_amount", "1.68"),
         ("gmt_payment", "2026-11-22 19:59:30"),
-        ("sign_type", "RSA2"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -127,9 +126,12 @@ pub fn signed_notify(
     }
     let (_, alipay_private) = sandbox_key_paths(&app.settings);
     let key = load_private_key(&alipay_private).expect("sandbox key");
-    let excluded: &[&str] = if sign_with_sign_type { &[] } else { &["sign_type"] };
-    let content = signing_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), excluded);
-    params.push(("sign".to_owned(), sign(&key, &content)));
+    if sign_with_sign_type {
+        params.push(("sign_type".to_owned(), "RSA2".to_owned()));
+        append_sign(&key, &mut params, &[]);
+    } else {
+        sign_notification(&key, &mut params);
+    }
     params
 }
 

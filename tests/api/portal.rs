@@ -2,7 +2,8 @@
 //! database, safe mode refusing plain messages, and a limit on requests that fail verification.
 
 use paymall::config::Secret;
-use paymall::services::weixin_portal::{SafeMode, signature};
+use paymall::gateways::weixin::portal::signature;
+use paymall::gateways::weixin::safe_mode::SafeMode;
 
 use crate::both_backends;
 use crate::helpers::{Backend, Reply, TestApp};

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use paymall::services::weixin_portal::SafeMode;
+use paymall::gateways::weixin::safe_mode::SafeMode;
 
 fuzz_target!(|data: &[u8]| {
     let safe = SafeMode::new("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "wx123").expect("key");

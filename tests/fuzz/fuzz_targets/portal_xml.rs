@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use paymall::services::weixin_portal::{parse, text_reply};
+use paymall::gateways::weixin::portal::{parse, text_reply};
 
 fuzz_target!(|xml: &str| {
     if let Ok(message) = parse(xml) {

@@ -1,5 +1,9 @@
-//! WeChat Official Account API: access tokens, scene QR tickets, template messages.
+//! WeChat Official Account: the API we call (access tokens, scene QR tickets, template
+//! messages), and in [`portal`] and [`safe_mode`] the protocol of the pushes WeChat sends us.
 //! Facts: shared/PROTOCOLS.md.
+
+pub mod portal;
+pub mod safe_mode;
 
 use std::time::Duration;
 
