@@ -310,7 +310,8 @@ impl TimeLimits {
 
 /// A body still arriving `limits.body` after the head fails its reader, and the answer is a 408
 /// (the body is unread, so actix closes the connection after it); a request not answered within
-/// `limits.request` gets a 503. A WebSocket's stream is not a body and has no deadline.
+/// `limits.request` gets a 503. A WebSocket's stream (after a GET's upgrade) is not a body and has
+/// no deadline; an upgrade asked for on any other method does not lift it.
 async fn time_limits(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -319,7 +320,9 @@ async fn time_limits(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let late = Rc::new(Cell::new(false));
     let body = req.take_payload();
-    if matches!(body, dev::Payload::None) || req.head().upgrade() {
+    if matches!(body, dev::Payload::None)
+        || (req.method() == actix_web::http::Method::GET && req.head().upgrade())
+    {
         req.set_payload(body);
     } else {
         let timer = Box::pin(actix_web::rt::time::sleep(limits.body));

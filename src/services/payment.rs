@@ -259,6 +259,11 @@ fn decide(
         };
         orphan::insert(c, &new)
     };
+    if let Some(holder) = Order::paid_by_trade(conn, evidence.trade_no)?.filter(|id| id != out_trade_no) {
+        let detail = format!("trade_no {} already paid order {holder}", Untrusted(evidence.trade_no));
+        record_orphan(conn, OrphanKind::TradeNoReused, &detail)?;
+        return Ok((NotifyAnswer::Fail, true, format!("refused: {detail}; held for the admin")));
+    }
     let Some(order) = order else {
         let new = record_orphan(conn, OrphanKind::UnknownOrder, "paid for an order the shop does not know")?;
         let outcome = if new {
@@ -274,11 +279,6 @@ fn decide(
             format_yuan(amount),
             format_yuan(order.total_cents)
         ));
-    }
-    if let Some(holder) = Order::paid_by_trade(conn, evidence.trade_no)?.filter(|id| *id != order.order_id) {
-        let detail = format!("trade_no {} already paid order {holder}", Untrusted(evidence.trade_no));
-        record_orphan(conn, OrphanKind::TradeNoReused, &detail)?;
-        return Ok((NotifyAnswer::Fail, true, format!("refused: {detail}; held for the admin")));
     }
     Ok((NotifyAnswer::Success, true, record_payment(conn, &order, evidence, inserts)?))
 }

@@ -117,7 +117,8 @@ const KNOWN_TYPES: [&str; 9] =
 /// What the portal answers: a text reply or WeChat's "no reply" (`success`).
 fn handle(conn: &mut DbConn, message: &WxMessage) -> AppResult<Option<String>> {
     if message.from_user.is_empty() || !KNOWN_TYPES.contains(&message.msg_type.as_str()) {
-        return Err(AppError::BadRequest(format!("unsupported message type {:?}", message.msg_type)));
+        log::info!("weixin portal: unsupported message type {}", Untrusted(&message.msg_type));
+        return Err(AppError::BadRequest("unsupported message type".into()));
     }
     // A retry repeats the whole event; the event and its key keep two different scans made in
     // the same second apart.

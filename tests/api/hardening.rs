@@ -70,47 +70,52 @@ fn port_of(app: &TestApp) -> String {
 
 fn slow_bodies_are_cut_off_while_the_shop_answers(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| s.server.body_timeout_secs = 2) else { return };
-    let mut slow = TcpStream::connect(port_of(&app)).expect("connect");
-    slow.write_all(
-        b"POST /api/v1/alipay/create_pay_order HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
-    )
-    .expect("head");
-    let started = Instant::now();
-    let mut trickle = slow.try_clone().expect("clone");
-    let sender = std::thread::spawn(move || {
-        for _ in 0..15 {
-            std::thread::sleep(Duration::from_secs(1));
-            if trickle.write_all(b" ").is_err() {
-                return;
+    // Asking for an upgrade on a POST does not lift the body's deadline either.
+    for upgrade in ["", "Connection: Upgrade\r\nUpgrade: websocket\r\n"] {
+        let mut slow = TcpStream::connect(port_of(&app)).expect("connect");
+        let head = format!(
+            "POST /api/v1/alipay/create_pay_order HTTP/1.1\r\nHost: shop\r\n{upgrade}Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+        );
+        slow.write_all(head.as_bytes()).expect("head");
+        let started = Instant::now();
+        let mut trickle = slow.try_clone().expect("clone");
+        let sender = std::thread::spawn(move || {
+            for _ in 0..15 {
+                std::thread::sleep(Duration::from_secs(1));
+                if trickle.write_all(b" ").is_err() {
+                    return;
+                }
             }
+        });
+        // Meanwhile the shop answers others.
+        let mut other = app.browser();
+        for _ in 0..3 {
+            assert_eq!(other.get("/").status, 200);
+            std::thread::sleep(Duration::from_millis(300));
         }
-    });
-    // Meanwhile the shop answers others.
-    let mut other = app.browser();
-    for _ in 0..3 {
+        slow.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let closed = loop {
+            match slow.read(&mut chunk) {
+                Ok(0) => break true,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                {
+                    break false;
+                }
+                Err(_) => break true,
+            }
+        };
+        let elapsed = started.elapsed();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{upgrade:?}: {answer}");
+        assert!(closed, "the connection is closed after the 408");
+        assert!(elapsed < Duration::from_secs(6), "{upgrade:?}: cut off after {elapsed:?}");
+        let _ = sender.join();
         assert_eq!(other.get("/").status, 200);
-        std::thread::sleep(Duration::from_millis(300));
     }
-    slow.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let mut answer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let closed = loop {
-        match slow.read(&mut chunk) {
-            Ok(0) => break true,
-            Ok(n) => answer.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                break false;
-            }
-            Err(_) => break true,
-        }
-    };
-    let elapsed = started.elapsed();
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(closed, "the connection is closed after the 408");
-    assert!(elapsed < Duration::from_secs(6), "cut off after {elapsed:?}");
-    let _ = sender.join();
-    assert_eq!(other.get("/").status, 200);
 }
 
 fn security_headers_are_on_every_answer(backend: Backend) {

@@ -187,11 +187,13 @@ fn replayed_events_act_once_and_bad_bodies_are_refused(backend: Backend) {
     assert!(text.body.contains("scan its QR code"), "{}", text.body);
     let malformed = push(&app, "<xml><ToUserName>gh</ToUser");
     assert_eq!(malformed.status, 400);
+    assert_eq!(malformed.json()["info"], "malformed XML", "no parser detail: {}", malformed.body);
     let unknown = push(
         &app,
         "<xml><FromUserName>o</FromUserName><CreateTime>1</CreateTime><MsgType>hologram</MsgType></xml>",
     );
     assert_eq!(unknown.status, 400);
+    assert!(!unknown.body.contains("hologram"), "the sender's text is not echoed: {}", unknown.body);
     let huge = format!("<xml><FromUserName>o</FromUserName><Content>{}</Content></xml>", "x".repeat(70_000));
     assert_eq!(push(&app, &huge).status, 413);
 }

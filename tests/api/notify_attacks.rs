@@ -123,11 +123,44 @@ fn a_trade_pays_one_order_only(backend: Backend) {
         ),
         1
     );
+    // Nor does an order the shop does not know: no orphan to refund out of another order's money.
+    let unknown = signed_notify(
+        &app,
+        &[("out_trade_no", "2612049999999999"), trade[0], ("total_amount", "1.68"), ("notify_id", "n3")],
+        false,
+    );
+    assert_eq!(post_notify(&app, &unknown), "fail");
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM orphan_payment WHERE kind = 'UNKNOWN_ORDER'"), 0);
     let page = admin(&app).get("/admin/orphans").body;
     assert!(page.contains(&claiming) && page.contains("TRADE_NO_REUSED"), "{page}");
     assert!(!page.contains("/refund\""), "a reused trade is never offered for refund: {page}");
     app.worker.tick();
     assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM outbox WHERE kind = 'orphan_refund'"), 0);
+}
+
+/// Alipay signs `k=v&...` unescaped, so a signed notification's text can be split into other
+/// fields: `out_trade_no` swallowing the field after it (`receipt_amount`) keeps the signature.
+/// Such a value is refused before anything reads it.
+fn a_signed_text_split_another_way_pays_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend) else { return };
+    let mut shopper = app.browser_logged_in_as("o-split");
+    let paid = order_id_of(&create_order(&mut shopper, GIFT));
+    let amount = amount_of(&app, &paid);
+    let signed = signed_notify(
+        &app,
+        &[("out_trade_no", &paid), ("total_amount", &amount), ("receipt_amount", &amount)],
+        false,
+    );
+    assert_eq!(post_notify(&app, &signed), "success");
+    let mut split: Vec<(String, String)> =
+        signed.into_iter().filter(|(k, _)| k != "out_trade_no" && k != "receipt_amount").collect();
+    split.push(("out_trade_no".into(), format!("{paid}&receipt_amount={amount}")));
+    assert_eq!(post_notify(&app, &split), "fail");
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM orphan_payment"), 0);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) AS n FROM alipay_notify WHERE outcome LIKE 'field out_trade_no holds%'"),
+        1
+    );
 }
 
 /// Unsigned junk keeps a bounded prefix and a hash: 200 bodies of 60 KB store a few hundred KB.
@@ -286,6 +319,7 @@ fn retention_drops_old_junk_and_keeps_payment_evidence(backend: Backend) {
 }
 
 both_backends!(
+    a_signed_text_split_another_way_pays_nothing,
     retention_drops_old_junk_and_keeps_payment_evidence,
     repeated_fields_pay_nothing,
     a_trade_pays_one_order_only,

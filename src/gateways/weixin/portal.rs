@@ -48,10 +48,11 @@ pub struct WxMessage {
 #[error("malformed XML")]
 pub struct MalformedXml(#[from] quick_xml::DeError);
 
-/// A malformed push is the sender's fault (400), with the parser's account.
+/// A malformed push is the sender's fault (400); the parser's account goes to the log only.
 impl From<MalformedXml> for AppError {
     fn from(e: MalformedXml) -> Self {
-        AppError::BadRequest(format!("{e}: {}", e.0))
+        log::info!("weixin portal: {e}: {}", crate::log_escape::Untrusted(&e.0.to_string()));
+        AppError::BadRequest(e.to_string())
     }
 }
 

@@ -18,11 +18,14 @@ pub enum SafeModeError {
     Seal(#[source] ErrorStack),
 }
 
-/// A refused message is the sender's fault (400); the rest are ours (500).
+/// A refused message is the sender's fault (400, why in the log only); the rest are ours (500).
 impl From<SafeModeError> for AppError {
     fn from(e: SafeModeError) -> Self {
         match e {
-            SafeModeError::Refused(_) => AppError::BadRequest(e.to_string()),
+            SafeModeError::Refused(_) => {
+                log::info!("weixin portal: {e}");
+                AppError::BadRequest("safe-mode message refused".into())
+            }
             SafeModeError::BadKey => AppError::internal(e),
             SafeModeError::Seal(ref source) => AppError::Internal(format!("{e}: {source}")),
         }
