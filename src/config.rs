@@ -125,6 +125,8 @@ pub struct AdminSettings {
 #[serde(deny_unknown_fields)]
 pub struct LimitSettings {
     pub login_tickets_per_minute: u32,
+    /// New login tickets of all clients together (each a call against WeChat's daily quota).
+    pub all_login_tickets_per_minute: u32,
     pub admin_sign_ins_per_minute: u32,
     pub unverified_notifications_per_minute: u32,
     pub unverified_portal_pushes_per_minute: u32,
@@ -261,6 +263,7 @@ impl Settings {
         }
         let limits = [
             ("limits.login_tickets_per_minute", self.limits.login_tickets_per_minute),
+            ("limits.all_login_tickets_per_minute", self.limits.all_login_tickets_per_minute),
             ("limits.admin_sign_ins_per_minute", self.limits.admin_sign_ins_per_minute),
             ("limits.unverified_notifications_per_minute", self.limits.unverified_notifications_per_minute),
             ("limits.unverified_portal_pushes_per_minute", self.limits.unverified_portal_pushes_per_minute),

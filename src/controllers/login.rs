@@ -65,7 +65,8 @@ fn nonce_cookie(nonce: &str, secure: bool) -> Cookie<'static> {
 }
 
 /// The ticket the browser holds, else a new one: at most `limits.login_tickets_per_minute` new
-/// ones per client (429 beyond), each a row and a call to WeChat.
+/// ones per client and `limits.all_login_tickets_per_minute` for all (429 beyond), each a row and
+/// a call to WeChat.
 async fn issue_ticket(
     state: &web::Data<AppState>,
     client: ClientAddr,
@@ -75,7 +76,9 @@ async fn issue_ticket(
     if let Some(held) = state.engine.run(move |conn| login::held_ticket(conn, &held_nonce)).await? {
         return Ok(held);
     }
-    if !crate::rate_limit::allow(&state.limits.login_tickets, client.0) {
+    if !crate::rate_limit::allow(&state.limits.login_tickets, client.0)
+        || state.limits.all_login_tickets.check().is_err()
+    {
         return Err(AppError::TooManyRequests);
     }
     let (weixin, owner) = (state.weixin.clone(), state.instance.clone());

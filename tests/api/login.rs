@@ -278,6 +278,22 @@ fn ticket_requests_over_the_limit_answer_429(backend: Backend) {
     assert_eq!(ticket_for(&mut first), held);
 }
 
+/// However many addresses ask, new tickets (each a call against WeChat's daily quota) stay within
+/// `limits.all_login_tickets_per_minute`.
+fn new_tickets_of_all_clients_together_are_limited(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.server.trusted_proxies = vec!["127.0.0.1".parse().expect("address")];
+        s.limits.all_login_tickets_per_minute = 2;
+    }) else {
+        return;
+    };
+    let from = |address: &str| app.browser().with_header("X-Forwarded-For", address);
+    assert_eq!(from("198.51.100.1").get("/api/v1/login/weixin_qrcode_ticket").status, 200);
+    assert_eq!(from("198.51.100.2").get("/api/v1/login/weixin_qrcode_ticket").status, 200);
+    assert_eq!(from("198.51.100.3").get("/api/v1/login/weixin_qrcode_ticket").status, 429);
+    assert_eq!(tickets(&app), 2);
+}
+
 fn safe_mode_messages_are_accepted_and_answered(backend: Backend) {
     let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
     let Some(app) =
@@ -355,6 +371,7 @@ both_backends!(
     a_stale_token_is_refreshed_and_the_call_retried,
     a_browser_asking_again_gets_the_ticket_it_holds,
     ticket_requests_over_the_limit_answer_429,
+    new_tickets_of_all_clients_together_are_limited,
     the_login_message_reaches_the_inbox_once,
 );
 
