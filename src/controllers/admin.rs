@@ -390,12 +390,12 @@ async fn order_action(
         }
         other => return Err(AppError::NotFound(format!("There is no action {other}."))),
     };
-    // Sync and Close ask Alipay while holding the order's lease (and one pooled connection).
+    // Sync and Close ask Alipay while holding the order's lease (and no pooled connection).
     let outcome = state
         .engine
         .call_out(move |pool| {
             let reconciler = Reconciler { alipay: &alipay, settings: &settings, owner: &owner };
-            reconcile::by_admin(&reconciler, &mut *pool.get()?, &id, &cause, look_at)
+            reconcile::by_admin(&reconciler, pool, &id, &cause, look_at)
         })
         .await?;
     Ok(see_other(&format!("/admin/orders/{order_id}?done={}", url_encode(&outcome))))

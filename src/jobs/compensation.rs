@@ -58,11 +58,10 @@ fn look_at_each(
     cause: &str,
     look_at: LookAt,
 ) -> Result<usize, AppError> {
-    let mut conn = worker.conn()?;
     let reconciler = Reconciler { alipay: &worker.alipay, settings: &worker.settings, owner: &worker.owner };
     let mut handled = 0;
     for order_id in order_ids {
-        if reconciler.under_lease(&mut conn, order_id, cause, look_at)?.is_some() {
+        if reconciler.under_lease(&worker.pool, order_id, cause, look_at)?.is_some() {
             handled += 1;
         }
     }

@@ -81,7 +81,7 @@ fn consume(worker: &Worker, entry: &OutboxEntry) -> Result<(), AppError> {
     let kind = entry.kind().map_err(|e| AppError::internal(format!("no consumer: {e}")))?;
     match (kind, entry.order_id.as_deref()) {
         (OutboxKind::Delivery, Some(order_id)) => payment::deliver(&mut *worker.conn()?, order_id),
-        (OutboxKind::Refund, Some(_)) => payment::refund(&mut *worker.conn()?, &worker.alipay, entry),
+        (OutboxKind::Refund, Some(_)) => payment::refund(&worker.pool, &worker.alipay, entry),
         (OutboxKind::OrphanRefund, _) => orphan::refund(&worker.pool, &worker.alipay, entry),
         (OutboxKind::WxTemplate, _) => {
             login::send_template(&worker.pool, &worker.weixin, &worker.owner, entry)

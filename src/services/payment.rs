@@ -437,17 +437,18 @@ struct RefundPayload {
 }
 
 /// Consumer of `refund`: asks Alipay (same `out_request_no` on every try), then
-/// `REFUND_WAIT -> REFUNDED`.
-pub fn refund(conn: &mut DbConn, alipay: &AlipayClient, entry: &OutboxEntry) -> AppResult<()> {
+/// `REFUND_WAIT -> REFUNDED`. No pooled connection is held while Alipay answers.
+pub fn refund(pool: &DbPool, alipay: &AlipayClient, entry: &OutboxEntry) -> AppResult<()> {
     let order_id = entry.order_id.as_deref().ok_or_else(|| AppError::internal("refund without order"))?;
     let payload: RefundPayload = serde_json::from_str(&entry.payload).map_err(AppError::internal)?;
-    let order = Order::find(conn, order_id)?
+    let order = Order::find(&mut *pool.get()?, order_id)?
         .ok_or_else(|| AppError::internal(format!("refund for unknown order {order_id}")))?;
     let answer = alipay.trade_refund(order_id, order.total_cents, &entry.dedupe_key, &payload.reason, now());
     let outcome = match &answer {
         Ok(()) => format!("refunded ({})", entry.dedupe_key),
         Err(e) => format!("error: {e}"),
     };
+    let conn = &mut *pool.get()?;
     order::record_gateway_call(conn, order_id, "alipay.trade.refund", "refund", &outcome)?;
     answer?;
     write_transaction(conn, |c| {

@@ -1,11 +1,12 @@
 //! Reconciling one order with Alipay: ask (`alipay.trade.query`) or close (`alipay.trade.close`,
 //! then locally). Used by the background compensation and by the admin's "Sync" and "Close";
-//! both work under the order's lease, so they never act on an order at the same time.
+//! both work under the order's lease, so they never act on an order at the same time. A look
+//! takes a pooled connection for each database step and holds none while Alipay answers.
 
 use chrono::Duration;
 
 use crate::config::Settings;
-use crate::db::DbConn;
+use crate::db::{DbConn, DbPool};
 use crate::error::{AppError, AppResult};
 use crate::gateways::GatewayError;
 use crate::gateways::alipay::{AlipayClient, CloseOutcome, TradeState};
@@ -47,32 +48,35 @@ pub struct Reconciler<'a> {
     pub owner: &'a str,
 }
 
-pub type LookAt = fn(&Reconciler, &mut DbConn, &Order, &str) -> AppResult<Look>;
+pub type LookAt = fn(&Reconciler, &DbPool, &Order, &str) -> AppResult<Look>;
 
 impl Reconciler<'_> {
     /// Leases the order, lets `look_at` decide (errors count as "later"), and schedules the next
     /// look. `None` when another instance holds the lease.
     pub fn under_lease(
         &self,
-        conn: &mut DbConn,
+        pool: &DbPool,
         order_id: &str,
         cause: &str,
         look_at: LookAt,
     ) -> AppResult<Option<Look>> {
-        if !Order::lease(conn, order_id, self.owner, now() + Duration::seconds(LEASE_SECS))? {
-            return Ok(None);
-        }
-        let found = Order::find(conn, order_id)?;
+        let found = {
+            let conn = &mut *pool.get()?;
+            if !Order::lease(conn, order_id, self.owner, now() + Duration::seconds(LEASE_SECS))? {
+                return Ok(None);
+            }
+            Order::find(conn, order_id)?
+        };
         let attempt = found.as_ref().map_or(1, |o| o.query_attempts + 1);
         let look = match &found {
             Some(order) if order.status.is_open() => {
-                look_at(self, conn, order, cause).unwrap_or_else(|e| Look::Later(e.detail()))
+                look_at(self, pool, order, cause).unwrap_or_else(|e| Look::Later(e.detail()))
             }
             Some(order) => Look::Settled(format!("already {}", order.status)),
             None => Look::Settled("no such order".into()),
         };
         let next = now() + Duration::seconds(backoff_secs(attempt));
-        Order::release(conn, order_id, self.owner, next, attempt)?;
+        Order::release(&mut *pool.get()?, order_id, self.owner, next, attempt)?;
         log::info!("reconcile ({cause}): order {order_id}: {}", look.describe());
         Ok(Some(look))
     }
@@ -94,8 +98,9 @@ fn record_call<T: std::fmt::Debug>(
 }
 
 /// Asks Alipay; a confirmed payment of the right amount is settled exactly like a notify.
-pub fn query(r: &Reconciler, conn: &mut DbConn, order: &Order, cause: &str) -> AppResult<Look> {
+pub fn query(r: &Reconciler, pool: &DbPool, order: &Order, cause: &str) -> AppResult<Look> {
     let answer = r.alipay.trade_query(&order.order_id, now());
+    let conn = &mut *pool.get()?;
     record_call(conn, &order.order_id, "alipay.trade.query", cause, &answer)?;
     match answer? {
         TradeState::Paid { trade_no, total_amount, paid_at } => {
@@ -119,27 +124,28 @@ pub fn query(r: &Reconciler, conn: &mut DbConn, order: &Order, cause: &str) -> A
 
 /// Closes at Alipay first, so the buyer can no longer pay, then locally; if Alipay says the
 /// trade is no longer waiting, asks whether it was paid.
-pub fn close(r: &Reconciler, conn: &mut DbConn, order: &Order, cause: &str) -> AppResult<Look> {
+pub fn close(r: &Reconciler, pool: &DbPool, order: &Order, cause: &str) -> AppResult<Look> {
     let answer = r.alipay.trade_close(&order.order_id, now());
-    record_call(conn, &order.order_id, "alipay.trade.close", cause, &answer)?;
+    record_call(&mut *pool.get()?, &order.order_id, "alipay.trade.close", cause, &answer)?;
     match answer? {
         CloseOutcome::Closed | CloseOutcome::NotExist => {
+            let conn = &mut *pool.get()?;
             let closed = orders::close(conn, &order.order_id, cause, "closed at Alipay, stock released")?;
             Ok(Look::Settled(if closed { "closed".into() } else { "changed meanwhile".into() }))
         }
-        CloseOutcome::NotWaiting => query(r, conn, order, cause),
+        CloseOutcome::NotWaiting => query(r, pool, order, cause),
     }
 }
 
 /// An admin asked for this order to be looked at now; says what came of it.
 pub fn by_admin(
     reconciler: &Reconciler,
-    conn: &mut DbConn,
+    pool: &DbPool,
     order_id: &str,
     cause: &str,
     look_at: LookAt,
 ) -> AppResult<String> {
-    match reconciler.under_lease(conn, order_id, cause, look_at)? {
+    match reconciler.under_lease(pool, order_id, cause, look_at)? {
         Some(look) => Ok(look.describe().to_owned()),
         None => Err(AppError::Conflict(
             "The background task is working on this order right now; try again in a minute.".into(),
