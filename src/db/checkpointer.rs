@@ -27,7 +27,7 @@ use super::{DatabaseLocation, DbConn, DbError, SQLITE_CONNECTION_PRAGMAS, SQLITE
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// How often the open orders are read again ([`read_open_orders`]): well within the minute after
-/// which this benchmark machine's proactive reclaim drops file pages nobody read.
+/// which a host with proactive reclaim drops file pages nobody read.
 const READ_OPEN_ORDERS_EVERY: Duration = Duration::from_secs(20);
 
 /// A WAL longer than this after a passive checkpoint is restarted. A restart holds the writers
@@ -138,11 +138,11 @@ struct Count {
 
 /// Reads the pages a payment writes, for every order waiting for one: its row, and its entries in
 /// `pay_order_by_status` and the order id's index. A shopper pays minutes after ordering, and the
-/// kernel may have dropped those pages by then (under memory pressure, or by proactive reclaim,
-/// which on this benchmark machine drops file pages not read for a minute). The payment then
-/// waited for the disk inside the writer, 5 to 12 ms, and every write of its batch with it: that
-/// was SQLite's p99 for a notification. Read here, off the writer's path, they stay cached. The
-/// other index a payment changes, `pay_order_one_open`, is small and every order reads it.
+/// kernel may have dropped those pages by then (under memory pressure, or by proactive reclaim
+/// of pages not read for a minute), and the payment would wait for the disk inside the writer,
+/// with every write of its batch. Read here, off the writer's path, they stay cached
+/// (docs/PERFORMANCE.md, "The open orders read ahead of their payment"). The other index a
+/// payment changes, `pay_order_one_open`, is small and every order reads it.
 /// Returns how many orders it read.
 fn read_open_orders(conn: &mut SqliteConnection) -> QueryResult<i64> {
     let read: Count = diesel::sql_query(READ_OPEN_ORDERS).get_result(conn)?;

@@ -40,8 +40,9 @@ impl Value {
 }
 
 /// A timestamp bound as diesel binds one (on SQLite the text `%F %T%.f`), written there without
-/// chrono's format string, which is parsed again for every value: nine a notification, 5% of
-/// its instructions. Also an expression, for the timestamps that a payment's UPDATE sets.
+/// chrono's format string, which is parsed again for every value (docs/PERFORMANCE.md,
+/// "Timestamps without a format string"). Also an expression, for the timestamps that a
+/// payment's UPDATE sets.
 #[derive(Debug, AsExpression)]
 #[diesel(sql_type = Timestamp)]
 pub struct Stamp(pub NaiveDateTime);

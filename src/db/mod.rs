@@ -32,8 +32,8 @@ const MIGRATION_LOCK_KEY: i64 = 0x7061_796d_616c;
 /// Per-connection SQLite settings; WAL is set once on the file before the pool exists. The
 /// [`Checkpointer`] checkpoints, so no connection does it automatically after a commit. Savepoints
 /// and statements that may have to undo themselves keep the pages they change in a journal of
-/// their own: in memory, not in a temporary file (one `pwrite` per page, a sixth of a batched
-/// notification's cost). Every commit is synced (`FULL`) before anyone hears of it: an order
+/// their own: in memory, not in a temporary file (docs/PERFORMANCE.md, "SQLite's settings"). Every
+/// commit is synced (`FULL`) before anyone hears of it: an order
 /// or a payment that was answered survives a power loss (the writer's group commit makes that
 /// one sync per batch).
 pub(crate) const SQLITE_CONNECTION_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
@@ -205,8 +205,7 @@ pub fn prepare(location: &DatabaseLocation) -> Result<usize, DbError> {
             lock.lock().map_err(|e| prepare_error(format!("migration lock: {e}")))?;
             // 1 KiB pages for a new file (an existing one keeps its own): a commit writes each page
             // it changed to the WAL whole, and a payment changes a row or an index entry in a dozen
-            // b-trees. With 4 KiB pages that was 37 KB of WAL a notification at half the
-            // benchmark's rate, and its syncs and restarts made the writer wait.
+            // b-trees (docs/PERFORMANCE.md, "1 KiB pages").
             c.batch_execute(
                 "PRAGMA busy_timeout = 10000; PRAGMA page_size = 1024; PRAGMA journal_mode = WAL;",
             )
@@ -341,9 +340,8 @@ where
 /// Keeps a statement prepared that diesel would prepare again on every run: any UPDATE, since a
 /// changeset of `Option`s can change its SQL while its type stays the same. Kept under its SQL
 /// text and bind types (it has no static query id), so another text is another entry; for the
-/// statements of this shop, whose texts come in a few fixed shapes. A notification's UPDATE was
-/// an eighth of the writer's time, parsed and planned anew each time. It runs on the backend's
-/// own connection, like [`Inserts`].
+/// statements of this shop, whose texts come in a few fixed shapes (docs/PERFORMANCE.md,
+/// "Statements kept prepared"). It runs on the backend's own connection, like [`Inserts`].
 #[derive(Debug, Clone, Copy)]
 pub struct KeepPrepared<Q>(Q);
 

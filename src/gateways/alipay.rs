@@ -84,8 +84,8 @@ pub fn verify(key: &Rsa<Public>, content: &str, signature_b64: &str) -> bool {
     let Ok(signature) = openssl::base64::decode_block(signature_b64.trim()) else { return false };
     // RFC 8017, 8.2.2: the signature, of the key's length, opens (PKCS#1 v1.5 padding checked by
     // OpenSSL) to exactly the DigestInfo of the content's SHA-256. Written out rather than through
-    // `Verifier`, whose set-up per call (EVP's algorithm fetch, a context) was a sixth of the
-    // check, about 6 us a notification.
+    // `Verifier`, whose per-call set-up costs more than the rest of the check
+    // (docs/PERFORMANCE.md, "RSA verification without EVP's set-up").
     if signature.len() != key.size() as usize {
         return false;
     }

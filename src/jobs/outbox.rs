@@ -15,8 +15,8 @@ pub const MAX_ATTEMPTS: i32 = 10;
 const BATCH: i64 = 50;
 const LEASE_SECS: i64 = 60;
 /// A tick drains batch after batch until nothing is due or this much time has gone, so a burst
-/// of payments is delivered within a tick or two (it was 50 entries a tick, 10 a second), while
-/// the other tasks of the tick still run on time.
+/// of payments is delivered within a tick or two, while the other tasks of the tick still run on
+/// time.
 const DRAIN_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Seconds before retry `attempt` (1-based): 5 s, 10 s, 20 s, ... capped at one hour.
