@@ -2,7 +2,7 @@
 //! and registers the routes of each area.
 
 use std::cell::Cell;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use futures_util::Stream;
 
 use crate::config::{ConfigError, Settings, url_origin};
 use crate::controllers;
-use crate::db::{self, Checkpointer, DatabaseLocation};
+use crate::db::{self, Checkpointer, DatabaseLocation, DbPool};
 use crate::engine::{Engine, EngineError};
 use crate::error::{AppError, api_envelope};
 use crate::gateways::alipay::{AlipayClient, SettingKeyError};
@@ -65,112 +65,25 @@ pub struct Application {
 }
 
 impl Application {
+    /// Binds the listener first (port 0 picks a free one), then: the sandbox, the database, the
+    /// shared state, the HTTP server, the background thread.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         settings.check_sandbox_exposure()?;
-        let bind_error = |source| StartupError::Bind { bind: settings.server.bind.clone(), source };
-        let listener = TcpListener::bind(&settings.server.bind).map_err(bind_error)?;
-        let address = listener.local_addr().map_err(bind_error)?;
+        let (listener, address) = bind(&settings.server.bind)?;
         let generated_password = settings.admin.password.is_empty();
         let settings = Arc::new(settings.resolve(address));
-
-        let sandbox = if settings.sandbox.enabled {
-            crate::sandbox::alipay::ensure_keys(&settings)?;
-            let alipay =
-                web::Data::new(Arc::new(AlipaySandbox::new(&settings).map_err(SandboxKeyError::from)?));
-            Some((alipay, web::Data::new(WeixinSandbox::new(&settings))))
-        } else {
-            None
-        };
-        let alipay = Arc::new(AlipayClient::from_settings(&settings)?);
-
-        let location = DatabaseLocation::parse(settings.database.url.expose());
-        let applied = db::prepare(&location)?;
-        let pool = db::build_pool(&location, settings.database.pool_size)?;
-        let checkpointer = Checkpointer::start(&location)?;
+        let sandbox = Sandbox::start(&settings)?;
+        let database = Database::open(&settings)?;
         log::info!(
-            "paymall listening on http://{address} (public URL {}), database {} at {} ({applied} migrations applied), sandbox {}",
+            "paymall listening on http://{address} (public URL {}), database {} at {} ({} migrations applied), sandbox {}",
             settings.server.public_url,
-            location.backend,
-            location.redacted(),
+            database.location.backend,
+            database.location.redacted(),
+            database.applied,
             if settings.sandbox.enabled { "on" } else { "off" },
         );
-
-        let weixin = Arc::new(WeixinClient::from_settings(&settings));
-        let limits = Arc::new(RateLimits::new(&settings.limits));
-        let worker = Arc::new(Worker::new(
-            pool.clone(),
-            settings.clone(),
-            alipay.clone(),
-            weixin.clone(),
-            limits.clone(),
-        ));
-        let instance = worker.owner.clone();
-        let shop_window = ShopWindow::new(Duration::from_millis(settings.catalogue.list_max_age_ms));
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let state = web::Data::new(AppState {
-            engine: Engine::start(&location, pool, workers)?,
-            settings: settings.clone(),
-            alipay,
-            weixin,
-            instance,
-            shop_window,
-            order_numbers: OrderNumbers::default(),
-            limits,
-        });
-        // Database work runs on actix's blocking threads (`web::block`); there are as many as pooled
-        // connections, so under load work queues instead of parking threads on the pool and waking
-        // them one by one (gateway calls run on threads of their own: `Engine::call_out`).
-        let database_threads = (settings.database.pool_size as usize).div_ceil(workers);
-        // The access log renders its line's parts for every request, whether or not the level
-        // lets the line out; with `info` off it is left out of the chain.
-        let access_log = log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
-        let limits = TimeLimits::from_settings(&settings);
-        let headers = security_headers(&settings);
-        let server_settings = &settings.server;
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(from_fn({
-                    let headers = headers.clone();
-                    move |req: ServiceRequest, next: Next<_>| time_limits(req, next, limits, headers.clone())
-                }))
-                .wrap(Condition::new(
-                    access_log,
-                    Logger::new(r#"%a "%{request}xi" %s %b %Dms"#).custom_request_replace("request", |req| {
-                        let line = redacted_request_line(req.method().as_str(), &req.uri().to_string());
-                        Untrusted(&line).to_string()
-                    }),
-                ))
-                .wrap(headers.iter().cloned().fold(DefaultHeaders::new(), DefaultHeaders::add))
-                .app_data(state.clone())
-                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-                .app_data(web::QueryConfig::default().error_handler(query_error))
-                .app_data(web::FormConfig::default().limit(MAX_BODY_BYTES).error_handler(form_error))
-                .app_data(web::JsonConfig::default().limit(MAX_BODY_BYTES).error_handler(json_error))
-                .service(web::scope("/api").wrap(from_fn(api_envelope)).configure(controllers::api_routes))
-                .service(
-                    web::scope("/public")
-                        .wrap(DefaultHeaders::new().add((header::CACHE_CONTROL, "public, max-age=3600")))
-                        .service(actix_files::Files::new("", "public")),
-                )
-                .configure(controllers::page_routes)
-                .configure(|cfg| {
-                    if let Some((alipay, weixin)) = &sandbox {
-                        cfg.app_data(alipay.clone()).app_data(weixin.clone());
-                        cfg.service(web::scope("/sandbox").configure(crate::sandbox::routes));
-                    }
-                })
-                .default_service(web::to(controllers::not_found))
-        })
-        .workers(workers)
-        .worker_max_blocking_threads(database_threads)
-        .max_connections(server_settings.max_connections_per_worker)
-        .client_request_timeout(Duration::from_secs(server_settings.head_timeout_secs))
-        .client_disconnect_timeout(Duration::from_secs(server_settings.disconnect_timeout_secs))
-        .keep_alive(Duration::from_secs(server_settings.keep_alive_secs))
-        .listen(listener)
-        .map_err(|source| StartupError::Bind { bind: address.to_string(), source })?
-        .run();
-
+        let (state, worker) = share(&settings, &database)?;
+        let server = serve(listener, state, sandbox, &settings)?;
         print_quick_start(&settings, generated_password);
         let interval = Duration::from_secs(settings.compensation.interval_secs);
         let background = Background::start(worker.clone(), interval)
@@ -181,7 +94,7 @@ impl Application {
             server,
             worker,
             background,
-            _checkpointer: checkpointer,
+            _checkpointer: database.checkpointer,
         })
     }
 
@@ -210,6 +123,146 @@ impl Application {
         self.background.stop();
         served
     }
+}
+
+fn bind(bind: &str) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let bind_error = |source| StartupError::Bind { bind: bind.to_owned(), source };
+    let listener = TcpListener::bind(bind).map_err(bind_error)?;
+    let address = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, address))
+}
+
+/// The WeChat and Alipay simulators, when `sandbox.enabled`: their keys made on first start.
+#[derive(Clone)]
+struct Sandbox {
+    alipay: web::Data<Arc<AlipaySandbox>>,
+    weixin: web::Data<WeixinSandbox>,
+}
+
+impl Sandbox {
+    fn start(settings: &Settings) -> Result<Option<Sandbox>, StartupError> {
+        if !settings.sandbox.enabled {
+            return Ok(None);
+        }
+        crate::sandbox::alipay::ensure_keys(settings)?;
+        let alipay = AlipaySandbox::new(settings).map_err(SandboxKeyError::from)?;
+        Ok(Some(Sandbox {
+            alipay: web::Data::new(Arc::new(alipay)),
+            weixin: web::Data::new(WeixinSandbox::new(settings)),
+        }))
+    }
+}
+
+/// The database migrated, its pool, and on SQLite its checkpointer (stopped when dropped).
+struct Database {
+    location: DatabaseLocation,
+    applied: usize,
+    pool: DbPool,
+    checkpointer: Option<Checkpointer>,
+}
+
+impl Database {
+    fn open(settings: &Settings) -> Result<Database, StartupError> {
+        let location = DatabaseLocation::parse(settings.database.url.expose());
+        let applied = db::prepare(&location)?;
+        let pool = db::build_pool(&location, settings.database.pool_size)?;
+        let checkpointer = Checkpointer::start(&location)?;
+        Ok(Database { location, applied, pool, checkpointer })
+    }
+}
+
+/// The cores the HTTP workers and the signing threads are sized to.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// What the handlers share, and the background tasks, which share the pool and the limits.
+fn share(
+    settings: &Arc<Settings>,
+    database: &Database,
+) -> Result<(web::Data<AppState>, Arc<Worker>), StartupError> {
+    let alipay = Arc::new(AlipayClient::from_settings(settings)?);
+    let weixin = Arc::new(WeixinClient::from_settings(settings));
+    let limits = Arc::new(RateLimits::new(&settings.limits));
+    let pool = database.pool.clone();
+    let worker =
+        Arc::new(Worker::new(pool.clone(), settings.clone(), alipay.clone(), weixin.clone(), limits.clone()));
+    let state = web::Data::new(AppState {
+        engine: Engine::start(&database.location, pool, cores())?,
+        settings: settings.clone(),
+        alipay,
+        weixin,
+        instance: worker.owner.clone(),
+        shop_window: ShopWindow::new(Duration::from_millis(settings.catalogue.list_max_age_ms)),
+        order_numbers: OrderNumbers::default(),
+        limits,
+    });
+    Ok((state, worker))
+}
+
+/// The HTTP server on `listener`: the middlewares, the routes of each area, the sandbox's.
+fn serve(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    sandbox: Option<Sandbox>,
+    settings: &Settings,
+) -> Result<Server, StartupError> {
+    let workers = cores();
+    // Database work runs on actix's blocking threads (`web::block`); there are as many as pooled
+    // connections, so under load work queues instead of parking threads on the pool and waking
+    // them one by one (gateway calls run on threads of their own: `Engine::call_out`).
+    let database_threads = (settings.database.pool_size as usize).div_ceil(workers);
+    // The access log renders its line's parts for every request, whether or not the level
+    // lets the line out; with `info` off it is left out of the chain.
+    let access_log = log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
+    let limits = TimeLimits::from_settings(settings);
+    let headers = security_headers(settings);
+    let server_settings = &settings.server;
+    let address = listener.local_addr().map_or_else(|_| server_settings.bind.clone(), |a| a.to_string());
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn({
+                let headers = headers.clone();
+                move |req: ServiceRequest, next: Next<_>| time_limits(req, next, limits, headers.clone())
+            }))
+            .wrap(Condition::new(
+                access_log,
+                Logger::new(r#"%a "%{request}xi" %s %b %Dms"#).custom_request_replace("request", |req| {
+                    let line = redacted_request_line(req.method().as_str(), &req.uri().to_string());
+                    Untrusted(&line).to_string()
+                }),
+            ))
+            .wrap(headers.iter().cloned().fold(DefaultHeaders::new(), DefaultHeaders::add))
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .app_data(web::FormConfig::default().limit(MAX_BODY_BYTES).error_handler(form_error))
+            .app_data(web::JsonConfig::default().limit(MAX_BODY_BYTES).error_handler(json_error))
+            .service(web::scope("/api").wrap(from_fn(api_envelope)).configure(controllers::api_routes))
+            .service(
+                web::scope("/public")
+                    .wrap(DefaultHeaders::new().add((header::CACHE_CONTROL, "public, max-age=3600")))
+                    .service(actix_files::Files::new("", "public")),
+            )
+            .configure(controllers::page_routes)
+            .configure(|cfg| {
+                if let Some(sandbox) = &sandbox {
+                    cfg.app_data(sandbox.alipay.clone()).app_data(sandbox.weixin.clone());
+                    cfg.service(web::scope("/sandbox").configure(crate::sandbox::routes));
+                }
+            })
+            .default_service(web::to(controllers::not_found))
+    })
+    .workers(workers)
+    .worker_max_blocking_threads(database_threads)
+    .max_connections(server_settings.max_connections_per_worker)
+    .client_request_timeout(Duration::from_secs(server_settings.head_timeout_secs))
+    .client_disconnect_timeout(Duration::from_secs(server_settings.disconnect_timeout_secs))
+    .keep_alive(Duration::from_secs(server_settings.keep_alive_secs))
+    .listen(listener)
+    .map_err(|source| StartupError::Bind { bind: address, source })?
+    .run();
+    Ok(server)
 }
 
 /// Query values that are credentials (WeChat's `secret` and `access_token`, seen by the sandbox)
