@@ -342,8 +342,8 @@ mod tests {
     use super::{Failure, Inserts, sqlite_text};
     use crate::db::schema::{order_event, outbox, product};
     use crate::db::{DatabaseLocation, DbConn, KeepPreparedDsl, prepare};
-    use crate::models::order;
     use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
+    use crate::models::{order, order_event as timeline};
 
     /// A fresh database of the backend `url` names, with the migrations applied; a PostgreSQL one
     /// is dropped when the test ends.
@@ -402,7 +402,7 @@ mod tests {
             _ => {}
         });
         let mut inserts = Inserts::default();
-        inserts.add(order::event(
+        inserts.add(timeline::row(
             "0000000000000001",
             Some(order::OrderStatus::Close),
             order::OrderStatus::PayWait,

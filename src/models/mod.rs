@@ -6,13 +6,17 @@
 //! would never profit from the prepared-statement cache.
 
 pub mod admin;
+pub mod alipay_notify;
+pub mod gateway_call;
 pub mod login;
 pub mod order;
+pub mod order_event;
 pub mod orphan;
 pub mod outbox;
 pub mod product;
 pub mod retention;
 pub mod session;
+pub mod shipment;
 pub mod user;
 pub mod weixin_nonce;
 

@@ -11,11 +11,8 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::Bool;
 
 use super::now;
-use crate::db::schema::{
-    alipay_notify, app_user, gateway_call, order_event, order_number, pay_form, pay_order, product, shipment,
-    user_session,
-};
-use crate::db::{DbConn, Failure, InsertOrSkip, InsertRows, Inserts, KeepPreparedDsl, Stamp, Value};
+use crate::db::schema::{app_user, order_number, pay_form, pay_order, product, user_session};
+use crate::db::{DbConn, Failure, InsertRows, Inserts, KeepPreparedDsl, Stamp, Value};
 use crate::models::product::Product;
 use crate::models::user::AppUser;
 
@@ -161,31 +158,6 @@ pub struct Order {
     pub lease_owner: Option<String>,
     pub lease_until: Option<NaiveDateTime>,
     pub updated_at: NaiveDateTime,
-}
-
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = order_event)]
-pub struct OrderEvent {
-    pub id: i64,
-    pub order_id: String,
-    pub from_status: Option<String>,
-    pub to_status: String,
-    pub cause: String,
-    pub detail: String,
-    pub created_at: NaiveDateTime,
-}
-
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = alipay_notify)]
-pub struct AlipayNotify {
-    pub id: i64,
-    pub notify_id: Option<String>,
-    pub out_trade_no: Option<String>,
-    pub trade_status: Option<String>,
-    pub raw: String,
-    pub verified: bool,
-    pub outcome: String,
-    pub received_at: NaiveDateTime,
 }
 
 /// What [`Order::checkout_start`] finds: the shopper, their open order for the product with its
@@ -399,22 +371,6 @@ impl Order {
             .execute(conn)
     }
 
-    pub fn events(conn: &mut DbConn, order_id: &str) -> QueryResult<Vec<OrderEvent>> {
-        order_event::table
-            .filter(order_event::order_id.eq(order_id))
-            .order(order_event::id.asc())
-            .select(OrderEvent::as_select())
-            .load(conn)
-    }
-
-    pub fn notifies(conn: &mut DbConn, order_id: &str) -> QueryResult<Vec<AlipayNotify>> {
-        alipay_notify::table
-            .filter(alipay_notify::out_trade_no.eq(order_id))
-            .order(alipay_notify::id.asc())
-            .select(AlipayNotify::as_select())
-            .load(conn)
-    }
-
     /// Orders in `statuses` placed between `placed_after` and `placed_before`, due for a look
     /// by the background thread and not leased by another instance.
     pub fn due(
@@ -488,125 +444,6 @@ impl Order {
             .select(pay_order::order_id)
             .load(conn)
     }
-}
-
-pub fn record_event(
-    conn: &mut DbConn,
-    order_id: &str,
-    from: Option<OrderStatus>,
-    to: OrderStatus,
-    cause: &str,
-    detail: &str,
-) -> QueryResult<()> {
-    event(order_id, from, to, cause, detail).execute(conn).map(drop)
-}
-
-/// The timeline row of a transition, as a statement to run with others ([`Inserts`]).
-pub fn event(
-    order_id: &str,
-    from: Option<OrderStatus>,
-    to: OrderStatus,
-    cause: &str,
-    detail: &str,
-) -> InsertRows {
-    InsertRows::new(
-        "order_event (order_id, from_status, to_status, cause, detail, created_at)",
-        vec![vec![
-            Value::Text(order_id.to_owned()),
-            Value::OptionalText(from.map(|s| s.as_str().to_owned())),
-            Value::Text(to.as_str().to_owned()),
-            Value::Text(cause.to_owned()),
-            Value::Text(detail.to_owned()),
-            Value::at(now()),
-        ]],
-    )
-}
-
-/// A notification as received (`raw`), and what came of it.
-pub struct NewNotify<'a> {
-    pub notify_id: Option<&'a str>,
-    pub out_trade_no: Option<&'a str>,
-    pub trade_status: Option<&'a str>,
-    pub raw: &'a str,
-    /// The whole body's SHA-256 when `raw` is only its prefix (an unverified notification).
-    pub raw_sha256: Option<String>,
-    pub verified: bool,
-    pub outcome: &'a str,
-}
-
-/// Stores a notification as received, with what came of it.
-pub fn store_notify(conn: &mut DbConn, notify: &NewNotify) -> QueryResult<()> {
-    notify_row(notify).execute(conn).map(drop)
-}
-
-/// The row of [`store_notify`], as a statement to run with others ([`Inserts`]).
-pub fn notify_row(notify: &NewNotify) -> InsertRows {
-    InsertRows::new(
-        "alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at)",
-        vec![vec![
-            Value::OptionalText(notify.notify_id.map(str::to_owned)),
-            Value::OptionalText(notify.out_trade_no.map(str::to_owned)),
-            Value::OptionalText(notify.trade_status.map(str::to_owned)),
-            Value::Text(notify.raw.to_owned()),
-            Value::OptionalText(notify.raw_sha256.clone()),
-            Value::Bool(notify.verified),
-            Value::Text(notify.outcome.to_owned()),
-            Value::at(now()),
-        ]],
-    )
-}
-
-/// Records the shipment; false when the order was shipped already.
-pub fn insert_shipment(conn: &mut DbConn, order_id: &str, detail: &str) -> QueryResult<bool> {
-    InsertOrSkip(diesel::insert_into(shipment::table).values((
-        shipment::order_id.eq(order_id),
-        shipment::detail.eq(detail),
-        shipment::shipped_at.eq(now()),
-    )))
-    .execute(conn)
-    .map(|n| n == 1)
-}
-
-pub fn shipments_of(conn: &mut DbConn, order_id: &str) -> QueryResult<i64> {
-    shipment::table.filter(shipment::order_id.eq(order_id)).count().get_result(conn)
-}
-
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = gateway_call)]
-pub struct GatewayCall {
-    pub id: i64,
-    pub order_id: String,
-    pub call: String,
-    pub caller: String,
-    pub outcome: String,
-    pub created_at: NaiveDateTime,
-}
-
-pub fn record_gateway_call(
-    conn: &mut DbConn,
-    order_id: &str,
-    call: &str,
-    caller: &str,
-    outcome: &str,
-) -> QueryResult<()> {
-    diesel::insert_into(gateway_call::table)
-        .values((
-            gateway_call::order_id.eq(order_id),
-            gateway_call::call.eq(call),
-            gateway_call::caller.eq(caller),
-            gateway_call::outcome.eq(outcome),
-            gateway_call::created_at.eq(now()),
-        ))
-        .execute(conn)
-        .map(|_| ())
-}
-
-pub fn gateway_calls(conn: &mut DbConn, order_id: &str) -> QueryResult<Vec<GatewayCall>> {
-    gateway_call::table
-        .filter(gateway_call::order_id.eq(order_id))
-        .order(gateway_call::id.asc())
-        .select(GatewayCall::as_select())
-        .load(conn)
 }
 
 /// What the admin's orders page narrows down to. Empty fields do not filter.

@@ -11,8 +11,9 @@ use crate::config::Settings;
 use crate::db::{DbConn, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::log_escape::Untrusted;
-use crate::models::order::{self, Order, OrderFilter, OrderStatus};
+use crate::models::order::{Order, OrderFilter, OrderStatus};
 use crate::models::{admin, now, outbox::OutboxEntry};
+use crate::models::{alipay_notify, gateway_call, order_event};
 use crate::services::{payment, session::token_hash};
 
 pub const ADMIN_COOKIE: &str = "paymall_admin";
@@ -114,20 +115,20 @@ pub fn totals(conn: &mut DbConn, filter: &OrderFilter) -> AppResult<BTreeMap<Str
 /// Everything the order page shows.
 pub struct OrderStory {
     pub order: Order,
-    pub events: Vec<order::OrderEvent>,
-    pub notifies: Vec<order::AlipayNotify>,
+    pub events: Vec<order_event::OrderEvent>,
+    pub notifies: Vec<alipay_notify::AlipayNotify>,
     pub outbox: Vec<OutboxEntry>,
-    pub calls: Vec<order::GatewayCall>,
+    pub calls: Vec<gateway_call::GatewayCall>,
 }
 
 pub fn story(conn: &mut DbConn, order_id: &str) -> AppResult<OrderStory> {
     let order = Order::find(conn, order_id)?
         .ok_or_else(|| AppError::NotFound(format!("There is no order {order_id}.")))?;
     Ok(OrderStory {
-        events: Order::events(conn, order_id)?,
-        notifies: Order::notifies(conn, order_id)?,
+        events: order_event::of_order(conn, order_id)?,
+        notifies: alipay_notify::of_order(conn, order_id)?,
         outbox: OutboxEntry::for_order(conn, order_id)?,
-        calls: order::gateway_calls(conn, order_id)?,
+        calls: gateway_call::of_order(conn, order_id)?,
         order,
     })
 }
@@ -142,7 +143,7 @@ pub fn refund(conn: &mut DbConn, order_id: &str, admin_name: &str) -> AppResult<
         if !Order::transition(c, order_id, &OrderStatus::REFUNDABLE, OrderStatus::RefundWait)? {
             return Ok(format!("not refundable: the order is {}", order.status));
         }
-        order::record_event(
+        order_event::record(
             c,
             order_id,
             Some(order.status),

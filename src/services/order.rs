@@ -13,7 +13,8 @@ use crate::db::{DbConn, Inserts, write_transaction};
 use crate::engine::Engine;
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, PagePay};
-use crate::models::order::{self, CheckoutStart, NewOrder, Order, OrderAtCheckout, OrderStatus};
+use crate::models::order::{CheckoutStart, NewOrder, Order, OrderAtCheckout, OrderStatus};
+use crate::models::order_event;
 use crate::models::product;
 use crate::models::user::AppUser;
 use crate::models::{is_unique_violation, now};
@@ -212,7 +213,7 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Option<OrderT
     });
     rows.add(order_row);
     rows.add(form_row);
-    rows.add(order::event(
+    rows.add(order_event::row(
         order_id,
         None,
         OrderStatus::PayWait,
@@ -246,7 +247,7 @@ pub fn close(conn: &mut DbConn, order_id: &str, cause: &str, detail: &str) -> Ap
             return Ok(false);
         }
         product::release_one(c, &order.product_id)?;
-        order::record_event(c, order_id, Some(order.status), OrderStatus::Close, cause, detail)?;
+        order_event::record(c, order_id, Some(order.status), OrderStatus::Close, cause, detail)?;
         log::info!("order {order_id} closed by {cause}: {detail}");
         Ok(true)
     })

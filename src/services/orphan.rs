@@ -10,8 +10,8 @@ use chrono::Duration;
 use crate::db::{DbConn, DbPool, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::AlipayClient;
+use crate::models::gateway_call;
 use crate::models::now;
-use crate::models::order;
 use crate::models::orphan::{self, OrphanPayment};
 use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
 
@@ -73,13 +73,7 @@ pub fn refund(pool: &DbPool, alipay: &AlipayClient, entry: &OutboxEntry) -> AppR
         Err(e) => format!("error: {e}"),
     };
     let mut conn = pool.get()?;
-    order::record_gateway_call(
-        &mut conn,
-        &row.out_trade_no,
-        "alipay.trade.refund",
-        "orphan refund",
-        &outcome,
-    )?;
+    gateway_call::record(&mut conn, &row.out_trade_no, "alipay.trade.refund", "orphan refund", &outcome)?;
     answer?;
     if orphan::mark_refunded(&mut conn, row.id)? {
         log::info!("orphan payment {} (order {}) refunded", row.id, row.out_trade_no);

@@ -10,9 +10,11 @@ use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, NotifyForm, Refused, VerifiedNotification};
 use crate::gateways::weixin::WeixinClient;
 use crate::log_escape::Untrusted;
-use crate::models::order::{self, NewNotify, Order, OrderStatus};
+use crate::models::alipay_notify::{self, NewNotify};
+use crate::models::order::{Order, OrderStatus};
 use crate::models::orphan::{self, NewOrphan, OrphanKind};
 use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
+use crate::models::{gateway_call, order_event, shipment};
 use crate::models::{now, product};
 use crate::money::{format_yuan, parse_yuan};
 use crate::services::weixin_token;
@@ -85,7 +87,7 @@ impl Notification {
 pub fn handle_notify(conn: &mut DbConn, notification: &Notification) -> AppResult<NotifyAnswer> {
     let (answer, outcome) = match &notification.verdict {
         Err(refused) => {
-            order::store_notify(conn, &unverified_record(refused, &notification.raw))?;
+            alipay_notify::store(conn, &unverified_record(refused, &notification.raw))?;
             (NotifyAnswer::Fail, refused.reason.clone())
         }
         Ok(verified) => handle_verified(conn, verified, &notification.raw)?,
@@ -115,7 +117,7 @@ fn handle_verified(
     write_transaction(conn, |c| {
         let mut inserts = Inserts::default();
         let (answer, verified, outcome) = decide(c, notification, &evidence, &mut inserts)?;
-        inserts.add(order::notify_row(&verified_record(notification, raw, verified, &outcome)));
+        inserts.add(alipay_notify::row(&verified_record(notification, raw, verified, &outcome)));
         inserts.run(c)?;
         Ok::<_, AppError>((answer, outcome))
     })
@@ -147,7 +149,7 @@ fn pay_if_waiting(
         evidence,
         &format!("trade_no {}", evidence.trade_no),
     );
-    inserts.add(order::notify_row(&verified_record(notification, raw, true, "paid")));
+    inserts.add(alipay_notify::row(&verified_record(notification, raw, true, "paid")));
     Ok(Order::pay_waiting(conn, order_id, amount, evidence.trade_no, evidence.paid_at, &inserts)?)
 }
 
@@ -168,7 +170,7 @@ pub fn keep_unprocessed(
         Ok(verified) => verified_record(verified, &notification.raw, false, &outcome),
         Err(refused) => unverified_record(refused, &notification.raw),
     };
-    order::store_notify(conn, &record)?;
+    alipay_notify::store(conn, &record)?;
     Ok(NotifyAnswer::Fail)
 }
 
@@ -323,7 +325,7 @@ fn record_payment(
     if Order::transition(conn, id, &[OrderStatus::Close], OrderStatus::RefundWait)? {
         Order::set_trade_no(conn, id, evidence.trade_no)?;
         let detail = "paid after the shop closed it; sold out, refunding";
-        inserts.add(order::event(
+        inserts.add(order_event::row(
             id,
             Some(OrderStatus::Close),
             OrderStatus::RefundWait,
@@ -346,7 +348,7 @@ fn add_payment_rows(
     evidence: &PaymentEvidence,
     detail: &str,
 ) {
-    inserts.add(order::event(order_id, Some(from), OrderStatus::PaySuccess, evidence.cause, detail));
+    inserts.add(order_event::row(order_id, Some(from), OrderStatus::PaySuccess, evidence.cause, detail));
     inserts.add(OutboxEntry::insert(&[
         NewOutboxEntry {
             kind: OutboxKind::Delivery,
@@ -412,9 +414,9 @@ pub fn deliver(conn: &mut DbConn, order_id: &str) -> AppResult<()> {
             return Err(AppError::internal(format!("delivery for unknown order {order_id}")));
         };
         let shipped =
-            order::insert_shipment(c, order_id, &format!("{} x1 to {}", order.product_name, order.openid))?;
+            shipment::insert(c, order_id, &format!("{} x1 to {}", order.product_name, order.openid))?;
         if Order::transition(c, order_id, &[OrderStatus::PaySuccess], OrderStatus::DealDone)? {
-            order::record_event(
+            order_event::record(
                 c,
                 order_id,
                 Some(OrderStatus::PaySuccess),
@@ -449,14 +451,14 @@ pub fn refund(pool: &DbPool, alipay: &AlipayClient, entry: &OutboxEntry) -> AppR
         Err(e) => format!("error: {e}"),
     };
     let conn = &mut *pool.get()?;
-    order::record_gateway_call(conn, order_id, "alipay.trade.refund", "refund", &outcome)?;
+    gateway_call::record(conn, order_id, "alipay.trade.refund", "refund", &outcome)?;
     answer?;
     write_transaction(conn, |c| {
         if Order::transition(c, order_id, &[OrderStatus::RefundWait], OrderStatus::Refunded)? {
             if payload.restock {
                 product::release_one(c, &order.product_id)?;
             }
-            order::record_event(
+            order_event::record(
                 c,
                 order_id,
                 Some(OrderStatus::RefundWait),

@@ -10,8 +10,9 @@ use crate::db::{DbConn, DbPool};
 use crate::error::{AppError, AppResult};
 use crate::gateways::GatewayError;
 use crate::gateways::alipay::{AlipayClient, CloseOutcome, TradeState};
+use crate::models::gateway_call;
 use crate::models::now;
-use crate::models::order::{self, Order};
+use crate::models::order::Order;
 use crate::money::parse_yuan;
 use crate::services::{order as orders, payment};
 
@@ -94,7 +95,7 @@ fn record_call<T: std::fmt::Debug>(
         Ok(state) => format!("{state:?}"),
         Err(e) => format!("error: {e}"),
     };
-    Ok(order::record_gateway_call(conn, order_id, call, cause, &outcome)?)
+    Ok(gateway_call::record(conn, order_id, call, cause, &outcome)?)
 }
 
 /// Asks Alipay; a confirmed payment of the right amount is settled exactly like a notify.
