@@ -52,6 +52,12 @@ pub struct ServerSettings {
 pub struct DatabaseSettings {
     pub url: Secret,
     pub pool_size: u32,
+    /// SQLite: the checkpointer readies the WAL's next stretch for the writer (allocated and
+    /// mapped ahead), for hosts whose file system stalls appends.
+    pub sqlite_wal_ahead: bool,
+    /// SQLite: the checkpointer reads the pages a payment will write every this many seconds,
+    /// for hosts that reclaim file pages nobody read for a while; 0 never.
+    pub sqlite_read_open_orders_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -166,7 +166,7 @@ impl Database {
         let location = DatabaseLocation::parse(settings.database.url.expose());
         let applied = db::prepare(&location)?;
         let pool = db::build_pool(&location, settings.database.pool_size)?;
-        let checkpointer = Checkpointer::start(&location)?;
+        let checkpointer = Checkpointer::start(&location, &settings.database)?;
         Ok(Database { location, applied, pool, checkpointer })
     }
 }

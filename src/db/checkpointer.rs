@@ -7,10 +7,11 @@
 //! benchmark. So when a passive checkpoint leaves a long WAL behind, the thread briefly holds the
 //! writers of this process back and restarts it ([`RESTART_AFTER_BYTES`]).
 //!
-//! After each checkpoint it also readies the next stretch of the WAL for the writer
-//! ([`WalAhead`]): without that, the writer waited 10 to 60 ms in `pwrite`, several times a
-//! second under load. And now and then it reads what a payment will need
-//! ([`read_open_orders`]), so the writer does not wait for the disk then.
+//! Two kinds of tuning for particular hosts, off unless set: after each checkpoint it readies the
+//! next stretch of the WAL for the writer ([`WalAhead`], `database.sqlite_wal_ahead`), for file
+//! systems that stall appends; and every `database.sqlite_read_open_orders_secs` it reads what a
+//! payment will need ([`Order::read_open_orders`]), for hosts that reclaim unread file pages, so
+//! the writer does not wait for the disk then (docs/PERFORMANCE.md).
 
 use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
@@ -22,13 +23,11 @@ use diesel::connection::SimpleConnection;
 use diesel::{QueryResult, RunQueryDsl, SqliteConnection};
 
 use super::{DatabaseLocation, DbConn, DbError, SQLITE_CONNECTION_PRAGMAS, SQLITE_WRITER};
+use crate::config::DatabaseSettings;
+use crate::models::order::Order;
 
 /// How often the checkpointer copies the WAL back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
-
-/// How often the open orders are read again ([`read_open_orders`]): well within the minute after
-/// which a host with proactive reclaim drops file pages nobody read.
-const READ_OPEN_ORDERS_EVERY: Duration = Duration::from_secs(20);
 
 /// A WAL longer than this after a passive checkpoint is restarted. A restart holds the writers
 /// back while it syncs the WAL and the database file: 2 to 30 ms when the disk is quiet, 25 to
@@ -69,7 +68,10 @@ struct PageSize {
 
 impl Checkpointer {
     /// Starts the thread for a SQLite database; `None` for PostgreSQL.
-    pub fn start(location: &DatabaseLocation) -> Result<Option<Checkpointer>, DbError> {
+    pub fn start(
+        location: &DatabaseLocation,
+        settings: &DatabaseSettings,
+    ) -> Result<Option<Checkpointer>, DbError> {
         let DbConn::Sqlite(mut conn) = location.establish()? else { return Ok(None) };
         let checkpoint_error = |reason: String| DbError::Prepare { location: location.redacted(), reason };
         // No busy timeout: a restart that meets a reader gives up at once and comes back later,
@@ -85,11 +87,14 @@ impl Checkpointer {
         let restart_after_frames = i32::try_from(RESTART_AFTER_BYTES / frame_bytes).unwrap_or(i32::MAX);
         let wal = PathBuf::from(format!("{}-wal", location.target));
         let (stop, stopped) = mpsc::channel::<()>();
+        let enabled = settings.sqlite_wal_ahead;
+        let read_every = (settings.sqlite_read_open_orders_secs > 0)
+            .then(|| Duration::from_secs(settings.sqlite_read_open_orders_secs));
         let thread = std::thread::Builder::new()
             .name("paymall-checkpoint".into())
             .spawn(move || {
-                let ahead = WalAhead::new(wal, frame_bytes);
-                checkpoint_until_stopped(&mut conn, restart_after_frames, ahead, &stopped)
+                let ahead = WalAhead::new(wal, frame_bytes, enabled);
+                checkpoint_until_stopped(&mut conn, restart_after_frames, ahead, read_every, &stopped)
             })
             .map_err(|e| checkpoint_error(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(Some(Checkpointer { stop: Some(stop), thread: Some(thread) }))
@@ -109,6 +114,7 @@ fn checkpoint_until_stopped(
     conn: &mut SqliteConnection,
     restart_after_frames: i32,
     mut ahead: WalAhead,
+    read_every: Option<Duration>,
     stopped: &Receiver<()>,
 ) {
     let mut read_at = Instant::now();
@@ -117,36 +123,13 @@ fn checkpoint_until_stopped(
             Ok(frames) => ahead.ready_after(frames),
             Err(e) => log::warn!("SQLite checkpoint failed: {e}"),
         }
-        if read_at.elapsed() >= READ_OPEN_ORDERS_EVERY {
+        if read_every.is_some_and(|every| read_at.elapsed() >= every) {
             read_at = Instant::now();
-            if let Err(e) = read_open_orders(conn) {
+            if let Err(e) = Order::read_open_orders(conn) {
                 log::warn!("SQLite: reading the open orders failed: {e}");
             }
         }
     }
-}
-
-/// The open orders' rows through `pay_order_by_status`, each order id looked up in its index.
-const READ_OPEN_ORDERS: &str = "SELECT count(*) AS count FROM pay_order AS open \
-    JOIN pay_order AS same ON same.order_id = open.order_id WHERE open.status = 'PAY_WAIT'";
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    count: i64,
-}
-
-/// Reads the pages a payment writes, for every order waiting for one: its row, and its entries in
-/// `pay_order_by_status` and the order id's index. A shopper pays minutes after ordering, and the
-/// kernel may have dropped those pages by then (under memory pressure, or by proactive reclaim
-/// of pages not read for a minute), and the payment would wait for the disk inside the writer,
-/// with every write of its batch. Read here, off the writer's path, they stay cached
-/// (docs/PERFORMANCE.md, "The open orders read ahead of their payment"). The other index a
-/// payment changes, `pay_order_one_open`, is small and every order reads it.
-/// Returns how many orders it read.
-fn read_open_orders(conn: &mut SqliteConnection) -> QueryResult<i64> {
-    let read: Count = diesel::sql_query(READ_OPEN_ORDERS).get_result(conn)?;
-    Ok(read.count)
 }
 
 /// One passive checkpoint, and a restart when it leaves a long WAL behind. Returns how many frames
@@ -198,8 +181,8 @@ struct WalAhead {
 }
 
 impl WalAhead {
-    fn new(wal: PathBuf, frame_bytes: u64) -> Self {
-        WalAhead { wal, frame_bytes, end: 0, mapped: None, enabled: true }
+    fn new(wal: PathBuf, frame_bytes: u64, enabled: bool) -> Self {
+        WalAhead { wal, frame_bytes, end: 0, mapped: None, enabled }
     }
 
     fn ready_after(&mut self, frames: u64) {
@@ -289,7 +272,7 @@ impl Drop for Mapping {
 mod tests {
     use std::os::unix::fs::MetadataExt;
 
-    use super::{READ_OPEN_ORDERS, WAL_AHEAD, WalAhead, read_open_orders, ready};
+    use super::{WAL_AHEAD, WalAhead, ready};
 
     #[test]
     fn readying_the_wal_allocates_and_maps_ahead_without_changing_it() {
@@ -309,49 +292,11 @@ mod tests {
         assert_eq!(std::fs::read(&wal).unwrap(), content, "the content is untouched");
         drop(mapped);
 
-        let mut ahead = WalAhead::new(wal, 4120);
+        let mut ahead = WalAhead::new(wal, 4120, true);
         ahead.ready_after(10);
         assert!(ahead.mapped.is_some(), "the WAL moved: its next stretch is mapped");
         ahead.ready_after(10);
         assert!(ahead.mapped.is_none(), "idle: the mapping is let go");
         assert!(ahead.enabled);
-    }
-
-    #[test]
-    fn the_open_orders_are_read_through_the_indexes_a_payment_changes() {
-        use diesel::RunQueryDsl;
-        use diesel::connection::SimpleConnection;
-
-        use crate::db::{DatabaseLocation, DbConn, prepare};
-
-        #[derive(diesel::QueryableByName)]
-        struct Step {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            detail: String,
-        }
-        let dir = tempfile::tempdir().unwrap();
-        // Through the shop's own set-up: SQLite is configured before its first connection.
-        let location = DatabaseLocation::parse(&format!("sqlite://{}/open.db", dir.path().display()));
-        prepare(&location).unwrap();
-        let DbConn::Sqlite(mut conn) = location.establish().unwrap() else { panic!("a SQLite location") };
-        conn.batch_execute(
-            "INSERT INTO app_user (openid) VALUES ('o1');
-             INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, total_cents, status,
-                 order_time, expire_at, next_query_at, updated_at)
-             VALUES ('A', 1, 'o1', 'p', 'Tea', 100, 'PAY_WAIT', 't', 't', 't', 't'),
-                    ('B', 1, 'o1', 'q', 'Cake', 200, 'PAY_SUCCESS', 't', 't', 't', 't'),
-                    ('C', 1, 'o1', 'r', 'Jam', 300, 'PAY_WAIT', 't', 't', 't', 't');",
-        )
-        .unwrap();
-        assert_eq!(read_open_orders(&mut conn).unwrap(), 2, "the orders waiting for a payment");
-
-        let plan: Vec<String> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {READ_OPEN_ORDERS}"))
-            .load::<Step>(&mut conn)
-            .unwrap()
-            .into_iter()
-            .map(|step| step.detail)
-            .collect();
-        assert!(plan[0].contains("USING INDEX pay_order_by_status (status=?)"), "{plan:?}");
-        assert!(plan[1].contains("USING COVERING INDEX sqlite_autoindex_pay_order"), "{plan:?}");
     }
 }

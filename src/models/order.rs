@@ -446,6 +446,28 @@ impl Order {
     }
 }
 
+/// The open orders' rows through `pay_order_by_status`, each order id looked up in its index.
+const READ_OPEN_ORDERS: &str = "SELECT count(*) AS count FROM pay_order AS open \
+    JOIN pay_order AS same ON same.order_id = open.order_id WHERE open.status = 'PAY_WAIT'";
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    count: i64,
+}
+
+impl Order {
+    /// SQLite: reads the pages a payment writes, for every order waiting for one: its row, and
+    /// its entries in `pay_order_by_status` and the order id's index, so that they are cached when
+    /// the payment comes (`database.sqlite_read_open_orders_secs`, docs/PERFORMANCE.md). The
+    /// other index a payment changes, `pay_order_one_open`, is small and every order reads it.
+    /// Returns how many orders it read.
+    pub fn read_open_orders(conn: &mut diesel::SqliteConnection) -> QueryResult<i64> {
+        let read: Count = diesel::sql_query(READ_OPEN_ORDERS).get_result(conn)?;
+        Ok(read.count)
+    }
+}
+
 /// What the admin's orders page narrows down to. Empty fields do not filter.
 #[derive(Debug, Default, Clone)]
 pub struct OrderFilter {
@@ -494,5 +516,48 @@ impl OrderFilter {
     /// (status, total cents) of every matching order, for the counts and sums per status.
     pub fn amounts(&self, conn: &mut DbConn) -> QueryResult<Vec<(String, i64)>> {
         self.query().select((pay_order::status, pay_order::total_cents)).load(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Order, READ_OPEN_ORDERS};
+
+    #[test]
+    fn the_open_orders_are_read_through_the_indexes_a_payment_changes() {
+        use diesel::RunQueryDsl;
+        use diesel::connection::SimpleConnection;
+
+        use crate::db::{DatabaseLocation, DbConn, prepare};
+
+        #[derive(diesel::QueryableByName)]
+        struct Step {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            detail: String,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // Through the shop's own set-up: SQLite is configured before its first connection.
+        let location = DatabaseLocation::parse(&format!("sqlite://{}/open.db", dir.path().display()));
+        prepare(&location).unwrap();
+        let DbConn::Sqlite(mut conn) = location.establish().unwrap() else { panic!("a SQLite location") };
+        conn.batch_execute(
+            "INSERT INTO app_user (openid) VALUES ('o1');
+             INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, total_cents, status,
+                 order_time, expire_at, next_query_at, updated_at)
+             VALUES ('A', 1, 'o1', 'p', 'Tea', 100, 'PAY_WAIT', 't', 't', 't', 't'),
+                    ('B', 1, 'o1', 'q', 'Cake', 200, 'PAY_SUCCESS', 't', 't', 't', 't'),
+                    ('C', 1, 'o1', 'r', 'Jam', 300, 'PAY_WAIT', 't', 't', 't', 't');",
+        )
+        .unwrap();
+        assert_eq!(Order::read_open_orders(&mut conn).unwrap(), 2, "the orders waiting for a payment");
+
+        let plan: Vec<String> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {READ_OPEN_ORDERS}"))
+            .load::<Step>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|step| step.detail)
+            .collect();
+        assert!(plan[0].contains("USING INDEX pay_order_by_status (status=?)"), "{plan:?}");
+        assert!(plan[1].contains("USING COVERING INDEX sqlite_autoindex_pay_order"), "{plan:?}");
     }
 }
