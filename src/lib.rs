@@ -16,3 +16,5 @@ pub mod services;
 pub mod signing;
 pub mod startup;
 pub mod state;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;

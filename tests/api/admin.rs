@@ -1,7 +1,6 @@
 use std::time::Instant;
 
-use crate::both_backends;
-use crate::helpers::{Backend, Browser, TestApp};
+use crate::helpers::{Backend, Browser, TestApp, both_backends};
 use crate::payment::{count, create_order, order_id_of, order_status, pay_at_cashier, wait_for_status};
 
 fn hidden<'a>(html: &'a str, name: &str) -> &'a str {
@@ -39,7 +38,7 @@ fn csrf_of(browser: &mut Browser, page: &str) -> String {
 }
 
 fn everything_needs_a_signed_in_admin(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut visitor = app.browser();
     for path in ["/admin", "/admin/orders/1", "/admin/outbox", "/admin/products", "/admin/orders.csv"] {
         let reply = visitor.get(path);
@@ -55,7 +54,7 @@ fn everything_needs_a_signed_in_admin(backend: Backend) {
 }
 
 fn wrong_passwords_are_refused_slowed_and_locked_out(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut guesser = app.browser();
     let mut took = Vec::new();
     for _ in 0..paymall::services::admin::LOCK_AFTER {
@@ -85,7 +84,7 @@ fn client_at(app: &TestApp, forwarded_for: &str) -> Browser {
 }
 
 fn a_guesser_locks_out_only_itself(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, trusting_the_local_proxy) else { return };
+    let app = TestApp::spawn_with(backend, trusting_the_local_proxy);
     let password = app.settings.admin.password.expose();
     for attempt in 0..paymall::services::admin::LOCK_AFTER {
         // A hop the guesser writes itself, to the left of the one the proxy adds, changes nothing.
@@ -103,11 +102,9 @@ fn a_guesser_locks_out_only_itself(backend: Backend) {
 
 fn a_forwarded_for_from_an_untrusted_peer_is_ignored(backend: Backend) {
     let lock_after = paymall::services::admin::LOCK_AFTER;
-    let Some(app) = TestApp::spawn_with(backend, |s| {
+    let app = TestApp::spawn_with(backend, |s| {
         s.limits.admin_sign_ins_per_minute = lock_after as u32 + 1;
-    }) else {
-        return;
-    };
+    });
     let password = app.settings.admin.password.expose();
     for attempt in 0..lock_after {
         let mut guesser = client_at(&app, &format!("203.0.113.{attempt}"));
@@ -129,9 +126,7 @@ fn a_forwarded_for_from_an_untrusted_peer_is_ignored(backend: Backend) {
 
 fn concurrent_wrong_passwords_are_all_counted(backend: Backend) {
     const TRIES: usize = 30;
-    let Some(app) = TestApp::spawn_with(backend, |s| s.limits.admin_sign_ins_per_minute = 1000) else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, |s| s.limits.admin_sign_ins_per_minute = 1000);
     let mut guesser = app.browser();
     let csrf = hidden(&guesser.get("/admin/login").body, "csrf").to_owned();
     let statuses: Vec<u16> = std::thread::scope(|scope| {
@@ -158,12 +153,10 @@ fn concurrent_wrong_passwords_are_all_counted(backend: Backend) {
 }
 
 fn sign_ins_over_the_limit_answer_429(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| {
+    let app = TestApp::spawn_with(backend, |s| {
         trusting_the_local_proxy(s);
         s.limits.admin_sign_ins_per_minute = 3;
-    }) else {
-        return;
-    };
+    });
     let mut eager = client_at(&app, "203.0.113.9");
     for _ in 0..3 {
         assert_eq!(sign_in_attempt(&app, &mut eager, "guess").status, 401);
@@ -181,7 +174,7 @@ fn sign_ins_over_the_limit_answer_429(backend: Backend) {
 }
 
 fn signing_out_is_a_post_with_the_csrf_token(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut admin = admin(&app);
     let csrf = csrf_of(&mut admin, "/admin");
     assert_ne!(admin.get("/admin/logout").status, 303);
@@ -198,17 +191,14 @@ fn a_phc_hash_works_as_the_password(backend: Backend) {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let salt = SaltString::encode_b64(b"paymall-test-salt").expect("salt");
     let hash = argon2::Argon2::default().hash_password(b"correct horse", &salt).expect("hash").to_string();
-    let Some(app) = TestApp::spawn_with(backend, |s| s.admin.password = paymall::config::Secret::new(hash))
-    else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, |s| s.admin.password = paymall::config::Secret::new(hash));
     let mut browser = app.browser();
     assert_eq!(sign_in_attempt(&app, &mut browser, "correct horse").status, 303);
     assert_eq!(browser.get("/admin").status, 200);
 }
 
 fn product_edits_need_the_csrf_token_and_valid_values(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut admin = admin(&app);
     let csrf = csrf_of(&mut admin, "/admin/products");
     let fields = |csrf: &str, price: &str| {
@@ -252,7 +242,7 @@ fn product_edits_need_the_csrf_token_and_valid_values(backend: Backend) {
 }
 
 fn orders_filter_page_and_export(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     for i in 0..3 {
         let mut shopper = app.browser_logged_in_as(&format!("o-list-{i}"));
         create_order(&mut shopper, "100010090091");
@@ -283,7 +273,7 @@ fn orders_filter_page_and_export(backend: Backend) {
 }
 
 fn orders_are_paged_newest_first(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut newest = String::new();
     for i in 0..52 {
         let mut shopper = app.browser_logged_in_as(&format!("o-page-{i}"));
@@ -300,7 +290,7 @@ fn orders_are_paged_newest_first(backend: Backend) {
 }
 
 fn sync_close_and_refund_move_orders_through_the_sandbox(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600) else { return };
+    let app = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600);
     app.browser().post_json("/sandbox/alipay/faults", &serde_json::json!({ "drop_notify": true }));
     let mut shopper = app.browser_logged_in_as("o-admin-actions");
     let paid_form = create_order(&mut shopper, "100010090091");
@@ -357,7 +347,7 @@ fn sync_close_and_refund_move_orders_through_the_sandbox(backend: Backend) {
 }
 
 fn the_outbox_page_shows_dead_entries_and_retries_them(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600) else { return };
+    let app = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600);
     // An entry of a kind this build has no consumer for (as a newer instance might enqueue).
     crate::payment::execute(
         &app,

@@ -2,8 +2,7 @@ use std::collections::HashMap;
 
 use diesel::RunQueryDsl;
 
-use crate::both_backends;
-use crate::helpers::{Backend, Browser, TestApp};
+use crate::helpers::{Backend, Browser, TestApp, both_backends};
 use crate::payment::{count, create_order, order_id_of, order_status, pay_at_cashier};
 
 const GIFT: &str = "100010090091";
@@ -54,7 +53,7 @@ fn ledger(app: &TestApp) -> HashMap<String, String> {
 }
 
 fn a_dropped_notify_is_recovered_by_query(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.compensation.query_after_secs = 0) else { return };
+    let app = TestApp::spawn_with(backend, |s| s.compensation.query_after_secs = 0);
     faults(&app, serde_json::json!({ "drop_notify": true }));
     let mut shopper = app.browser_logged_in_as("o-dropped");
     let form = create_order(&mut shopper, GIFT);
@@ -75,12 +74,10 @@ fn a_dropped_notify_is_recovered_by_query(backend: Backend) {
 /// The background thread never needs two connections at once, so a pool of one serves the shop
 /// and it (it used to wait out the pool timeout, twice per tick).
 fn a_pool_of_one_connection_is_enough(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| {
+    let app = TestApp::spawn_with(backend, |s| {
         s.database.pool_size = 1;
         s.compensation.query_after_secs = 0;
-    }) else {
-        return;
-    };
+    });
     faults(&app, serde_json::json!({ "drop_notify": true }));
     let mut shopper = app.browser_logged_in_as("o-one-connection");
     let form = create_order(&mut shopper, GIFT);
@@ -94,12 +91,10 @@ fn a_pool_of_one_connection_is_enough(backend: Backend) {
 }
 
 fn an_unpaid_order_closes_at_alipay_and_locally(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| {
+    let app = TestApp::spawn_with(backend, |s| {
         s.compensation.close_after_minutes = 0;
         s.compensation.query_after_secs = 3600;
-    }) else {
-        return;
-    };
+    });
     let (gift_stock, mug_stock) = (stock(&app, GIFT), stock(&app, MUG));
     let mut shopper = app.browser_logged_in_as("o-never-pays");
     let opened_form = create_order(&mut shopper, GIFT);
@@ -118,12 +113,10 @@ fn an_unpaid_order_closes_at_alipay_and_locally(backend: Backend) {
 }
 
 fn a_close_racing_a_payment_ends_paid(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| {
+    let app = TestApp::spawn_with(backend, |s| {
         s.compensation.close_after_minutes = 0;
         s.compensation.query_after_secs = 3600;
-    }) else {
-        return;
-    };
+    });
     faults(&app, serde_json::json!({ "drop_notify": true }));
     let mut shopper = app.browser_logged_in_as("o-just-in-time");
     let form = create_order(&mut shopper, GIFT);
@@ -143,7 +136,7 @@ fn a_close_racing_a_payment_ends_paid(backend: Backend) {
 }
 
 fn gateway_errors_leave_orders_as_they_were(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.compensation.query_after_secs = 0) else { return };
+    let app = TestApp::spawn_with(backend, |s| s.compensation.query_after_secs = 0);
     faults(&app, serde_json::json!({ "drop_notify": true, "query_system_error": true }));
     let mut shopper = app.browser_logged_in_as("o-system-error");
     let form = create_order(&mut shopper, GIFT);
@@ -173,13 +166,11 @@ fn gateway_errors_leave_orders_as_they_were(backend: Backend) {
     assert_eq!(order_status(&mut shopper, &order_id), "DEAL_DONE", "queried, paid, delivered");
 
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr");
-    let Some(offline) = TestApp::spawn_with(backend, |s| {
+    let offline = TestApp::spawn_with(backend, |s| {
         s.alipay.gateway_url = format!("http://{dead}/gateway.do");
         s.compensation.close_after_minutes = 0;
         s.compensation.query_after_secs = 0;
-    }) else {
-        return;
-    };
+    });
     let before = stock(&offline, GIFT);
     let mut buyer = offline.browser_logged_in_as("o-offline");
     let stranded = order_id_of(&create_order(&mut buyer, GIFT));
@@ -189,13 +180,11 @@ fn gateway_errors_leave_orders_as_they_were(backend: Backend) {
 }
 
 fn two_instances_settle_every_order_once(backend: Backend) {
-    let Some(a) = TestApp::spawn_with(backend, |s| {
+    let a = TestApp::spawn_with(backend, |s| {
         s.compensation.query_after_secs = 0;
         s.compensation.close_after_minutes = 0;
         s.compensation.interval_secs = 3600;
-    }) else {
-        return;
-    };
+    });
     let b = a.spawn_sibling();
     diesel::sql_query("UPDATE product SET stock = 100000").execute(&mut *a.db.connect()).expect("stock");
     faults(&a, serde_json::json!({ "drop_notify": true }));

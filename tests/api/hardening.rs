@@ -12,8 +12,7 @@ use diesel::connection::SimpleConnection;
 use paymall::config::Settings;
 use paymall::startup::Application;
 
-use crate::both_backends;
-use crate::helpers::{Backend, TestApp, config_dir, default_settings};
+use crate::helpers::{Backend, TestApp, both_backends, config_dir, default_settings};
 use crate::login::scan;
 use crate::payment::{attribute, create_order, order_id_of};
 
@@ -33,12 +32,12 @@ const FOREIGN_NEXTS: [&str; 12] = [
     "/%E2%80%AE/evil.example",
 ];
 
-fn spawn(backend: Backend) -> Option<TestApp> {
+fn spawn(backend: Backend) -> TestApp {
     TestApp::spawn_with(backend, |s| s.limits.login_tickets_per_minute = 1000)
 }
 
 fn next_never_leaves_the_site(backend: Backend) {
-    let Some(app) = spawn(backend) else { return };
+    let app = spawn(backend);
     let mut shopper = app.browser_logged_in_as("o-next");
     for next in FOREIGN_NEXTS {
         let mut visitor = app.browser();
@@ -69,7 +68,7 @@ fn port_of(app: &TestApp) -> String {
 }
 
 fn slow_bodies_are_cut_off_while_the_shop_answers(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.server.body_timeout_secs = 2) else { return };
+    let app = TestApp::spawn_with(backend, |s| s.server.body_timeout_secs = 2);
     let mut slow = TcpStream::connect(port_of(&app)).expect("connect");
     slow.write_all(
         b"POST /api/v1/alipay/create_pay_order HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
@@ -114,7 +113,7 @@ fn slow_bodies_are_cut_off_while_the_shop_answers(backend: Backend) {
 }
 
 fn security_headers_are_on_every_answer(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut browser = app.browser();
     let pages = ["/", "/login", "/api/v1/orders", "/public/css/app.css", "/no-such-page", "/products/nope"];
     for path in pages {
@@ -147,7 +146,7 @@ fn security_headers_are_on_every_answer(backend: Backend) {
 }
 
 fn bad_arguments_get_a_400_without_parser_detail(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut shopper = app.browser_logged_in_as("o-pages");
     let huge = "9223372036854775807";
     let api = shopper.get(&format!("/api/v1/orders?page={huge}"));
@@ -167,7 +166,7 @@ fn bad_arguments_get_a_400_without_parser_detail(backend: Backend) {
 }
 
 fn an_unreachable_database_answers_503_with_retry_after(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut shopper = app.browser_logged_in_as("o-db-down");
     let mut outage = app.db.connect();
     match backend {
@@ -195,7 +194,7 @@ fn an_unreachable_database_answers_503_with_retry_after(backend: Backend) {
 }
 
 fn logout_takes_a_post_with_the_token(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut shopper = app.browser_logged_in_as("o-logout");
     let token = shopper.cookies[paymall::services::session::SESSION_COOKIE].clone();
     let logged_in = |shopper: &mut crate::helpers::Browser| {
@@ -231,7 +230,7 @@ fn websocket_handshake(app: &TestApp, order_id: &str, session: &str, origin: Opt
 }
 
 fn the_live_status_refuses_a_foreign_origin(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut shopper = app.browser_logged_in_as("o-live");
     let order_id = order_id_of(&create_order(&mut shopper, "100010090091"));
     let session = shopper.cookies[paymall::services::session::SESSION_COOKIE].clone();

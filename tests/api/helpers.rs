@@ -7,32 +7,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
+pub use paymall::both_backends;
 use paymall::config::{Secret, Settings};
-use paymall::db::{DatabaseLocation, PooledConn};
+pub use paymall::db::Backend;
 use paymall::jobs::Worker;
 use paymall::startup::Application;
-
-/// Declares each listed test function `fn name(backend: Backend)` once per backend:
-/// `sqlite::name` and `postgres::name`.
-#[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[test] fn $name() { super::$name($crate::helpers::Backend::Sqlite) } )*
-        }
-        mod postgres {
-            $( #[test] fn $name() { super::$name($crate::helpers::Backend::Postgres) } )*
-        }
-    };
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use paymall::test_support::TestDatabase;
 
 pub fn config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
@@ -41,85 +21,6 @@ pub fn config_dir() -> PathBuf {
 /// The shipped defaults, untouched by the environment of the test process.
 pub fn default_settings() -> Settings {
     Settings::load_from(&config_dir(), None, Some(HashMap::new())).expect("config/default.toml loads")
-}
-
-/// A fresh, empty database of the given backend, or `None` when PostgreSQL is not configured
-/// (and not required).
-pub struct TestDatabase {
-    pub url: String,
-    pg_cleanup: Option<(String, String)>,
-    _dir: tempfile::TempDir,
-}
-
-impl TestDatabase {
-    pub fn new(backend: Backend) -> Option<TestDatabase> {
-        let dir = tempfile::tempdir().expect("temp dir");
-        match backend {
-            Backend::Sqlite => {
-                let url = format!("sqlite://{}", dir.path().join("paymall.db").display());
-                Some(TestDatabase { url, pg_cleanup: None, _dir: dir })
-            }
-            Backend::Postgres => {
-                let admin_url = match std::env::var("PAYMALL_TEST_DATABASE_URL") {
-                    Ok(url) if !url.is_empty() => url,
-                    _ if std::env::var("PAYMALL_REQUIRE_PG").as_deref() == Ok("1") => {
-                        panic!("PAYMALL_REQUIRE_PG=1 but PAYMALL_TEST_DATABASE_URL is not set")
-                    }
-                    _ => {
-                        eprintln!("skipped: PAYMALL_TEST_DATABASE_URL is not set");
-                        return None;
-                    }
-                };
-                let name = format!("paymall_test_{}", paymall::random::token_hex(8));
-                let mut admin =
-                    PgConnection::establish(&admin_url).expect("connect to PAYMALL_TEST_DATABASE_URL");
-                admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
-                let url = replace_database_name(&admin_url, &name);
-                Some(TestDatabase { url, pg_cleanup: Some((admin_url, name)), _dir: dir })
-            }
-        }
-    }
-
-    /// Another handle on the same database (no clean-up of its own), for a second instance.
-    pub fn shared(&self) -> TestDatabase {
-        TestDatabase { url: self.url.clone(), pg_cleanup: None, _dir: tempfile::tempdir().expect("temp dir") }
-    }
-
-    pub fn dir(&self) -> &Path {
-        self._dir.path()
-    }
-
-    /// A direct connection, for looking behind the application's back.
-    pub fn connect(&self) -> PooledConn {
-        let location = DatabaseLocation::parse(&self.url);
-        paymall::db::build_pool(&location, 1).expect("pool").get().expect("connection")
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if let Some((admin_url, name)) = self.pg_cleanup.take()
-            && let Ok(mut admin) = PgConnection::establish(&admin_url)
-        {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        }
-    }
-}
-
-fn replace_database_name(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host_part}/{name}?{q}"),
-        None => format!("{host_part}/{name}"),
-    }
 }
 
 /// The application running on its own thread and runtime, on port 0, with a fresh database.
@@ -134,14 +35,14 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub fn spawn(backend: Backend) -> Option<TestApp> {
+    pub fn spawn(backend: Backend) -> TestApp {
         TestApp::spawn_with(backend, |_| {})
     }
 
     /// Spawns with the test defaults, after `customize` has had its say.
-    pub fn spawn_with(backend: Backend, customize: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+    pub fn spawn_with(backend: Backend, customize: impl FnOnce(&mut Settings)) -> TestApp {
         let _ = env_logger::builder().is_test(true).try_init();
-        let db = TestDatabase::new(backend)?;
+        let db = TestDatabase::new(backend);
         let mut settings = default_settings();
         settings.server.bind = "127.0.0.1:0".into();
         settings.database.url = Secret::new(db.url.clone());
@@ -152,7 +53,7 @@ impl TestApp {
         settings.alipay.merchant_private_key_path = db.dir().join("keys/merchant_private_key.pem");
         settings.alipay.alipay_public_key_path = db.dir().join("keys/alipay_public_key.pem");
         customize(&mut settings);
-        Some(TestApp::start(settings, db))
+        TestApp::start(settings, db)
     }
 
     /// A second instance on the same database, with the sandbox off and this instance's

@@ -1,7 +1,6 @@
 use paymall::services::weixin_portal::{SafeMode, signature};
 
-use crate::both_backends;
-use crate::helpers::{Backend, Browser, TestApp};
+use crate::helpers::{Backend, Browser, TestApp, both_backends};
 
 pub fn ticket_for(browser: &mut Browser) -> String {
     let reply = browser.get("/api/v1/login/weixin_qrcode_ticket");
@@ -76,7 +75,7 @@ pub fn event_xml(openid: &str, event: &str, key: &str, create_time: u64) -> Stri
 }
 
 fn full_login_through_the_sandbox(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut browser = app.browser();
     let page = browser.get("/login?next=/products/100010090091");
     assert_eq!(page.status, 200);
@@ -128,7 +127,7 @@ fn full_login_through_the_sandbox(backend: Backend) {
 }
 
 fn first_time_and_existing_followers_both_log_in(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     // The sandbox sends `subscribe` + `qrscene_` the first time, `SCAN` after.
     log_in(&app, "o-follower");
     log_in(&app, "o-follower");
@@ -149,7 +148,7 @@ fn first_time_and_existing_followers_both_log_in(backend: Backend) {
 }
 
 fn bad_or_missing_signatures_are_refused(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut browser = app.browser();
     let ticket = ticket_for(&mut browser);
     let (timestamp, nonce) = fresh_timestamp_and_nonce();
@@ -173,7 +172,7 @@ fn bad_or_missing_signatures_are_refused(backend: Backend) {
 }
 
 fn replayed_events_act_once_and_bad_bodies_are_refused(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let xml = event_xml("o-replay", "subscribe", "", 42);
     let first = push(&app, &xml);
     assert!(first.body.contains("Welcome"), "{}", first.body);
@@ -196,7 +195,7 @@ fn replayed_events_act_once_and_bad_bodies_are_refused(backend: Backend) {
 }
 
 fn expired_tickets_and_other_browsers_never_log_in(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut owner = app.browser();
     let ticket = ticket_for(&mut owner);
     scan(&app, &ticket, "o-victim");
@@ -230,7 +229,7 @@ fn tickets(app: &TestApp) -> i64 {
 }
 
 fn a_browser_asking_again_gets_the_ticket_it_holds(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut browser = app.browser();
     let ticket = ticket_for(&mut browser);
     assert_eq!(ticket_for(&mut browser), ticket);
@@ -259,7 +258,7 @@ fn a_browser_asking_again_gets_the_ticket_it_holds(backend: Backend) {
 }
 
 fn ticket_requests_over_the_limit_answer_429(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.limits.login_tickets_per_minute = 3) else { return };
+    let app = TestApp::spawn_with(backend, |s| s.limits.login_tickets_per_minute = 3);
     let mut first = app.browser();
     let held = ticket_for(&mut first);
     for _ in 0..2 {
@@ -277,11 +276,7 @@ fn ticket_requests_over_the_limit_answer_429(backend: Backend) {
 
 fn safe_mode_messages_are_accepted_and_answered(backend: Backend) {
     let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
-    let Some(app) =
-        TestApp::spawn_with(backend, |s| s.weixin.encoding_aes_key = paymall::config::Secret::new(key))
-    else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, |s| s.weixin.encoding_aes_key = paymall::config::Secret::new(key));
     let safe = SafeMode::new(key, &app.settings.weixin.app_id).expect("key");
     let token = app.settings.weixin.token.expose();
     let encrypted = safe.encrypt(&event_xml("o-safe", "subscribe", "", 9)).expect("encrypt");
@@ -316,7 +311,7 @@ fn safe_mode_messages_are_accepted_and_answered(backend: Backend) {
 }
 
 fn a_stale_token_is_refreshed_and_the_call_retried(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     // A new browser each time: a browser that asks again gets the ticket it holds, calling nobody.
     ticket_for(&mut app.browser());
     let issued = |app: &TestApp| {
@@ -331,7 +326,7 @@ fn a_stale_token_is_refreshed_and_the_call_retried(backend: Backend) {
 }
 
 fn the_login_message_reaches_the_inbox_once(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     log_in(&app, "o-inbox");
     for _ in 0..3 {
         app.worker.tick();
@@ -358,7 +353,7 @@ both_backends!(
 /// The in-process sandbox keeps the latest 1,000 template messages, not every one since start:
 /// a benchmark sends tens of thousands.
 fn the_sandbox_inbox_keeps_the_latest_messages(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut wechat = app.browser();
     let weixin = &app.settings.weixin;
     let token = wechat

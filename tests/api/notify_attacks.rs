@@ -4,8 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::admin::admin;
-use crate::both_backends;
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, both_backends};
 use crate::payment::{
     count, create_order, execute, order_id_of, order_status, pay_at_cashier, post_notify, signed_notify,
 };
@@ -33,7 +32,7 @@ fn amount_of(app: &TestApp, order_id: &str) -> String {
 /// trade still waiting, for another merchant) with the victim's fields put before it. The
 /// signature covered one reading of the form and the payment acted on another.
 fn repeated_fields_pay_nothing(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut victim = app.browser_logged_in_as("o-victim");
     let target = order_id_of(&create_order(&mut victim, GIFT));
     let mut other = app.browser_logged_in_as("o-other");
@@ -86,7 +85,7 @@ fn repeated_fields_pay_nothing(backend: Backend) {
 /// One Alipay trade pays one order: a second order naming a trade that paid another is refused,
 /// changes nothing and is held for the admin, however often it comes.
 fn a_trade_pays_one_order_only(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut first = app.browser_logged_in_as("o-first");
     let paid = order_id_of(&create_order(&mut first, GIFT));
     let mut second = app.browser_logged_in_as("o-second");
@@ -132,10 +131,7 @@ fn a_trade_pays_one_order_only(backend: Backend) {
 
 /// Unsigned junk keeps a bounded prefix and a hash: 200 bodies of 60 KB store a few hundred KB.
 fn junk_notifications_are_stored_bounded(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.limits.unverified_notifications_per_minute = 1000)
-    else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, |s| s.limits.unverified_notifications_per_minute = 1000);
     let junk =
         format!("notify_id=junk&out_trade_no={}&sign=Zm9yZ2Vk&pad={}", "9".repeat(5000), "a".repeat(55_000));
     for _ in 0..200 {
@@ -154,9 +150,7 @@ fn junk_notifications_are_stored_bounded(backend: Backend) {
 /// A client whose notifications fail verification is slowed down; a verified notification from
 /// the same address is never refused for it.
 fn failing_notifications_are_rate_limited_and_verified_ones_never(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.limits.unverified_notifications_per_minute = 5) else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, |s| s.limits.unverified_notifications_per_minute = 5);
     let mut shopper = app.browser_logged_in_as("o-limited");
     let order_id = order_id_of(&create_order(&mut shopper, GIFT));
     for _ in 0..5 {
@@ -223,7 +217,7 @@ fn orphan_status(app: &TestApp, order_id: &str, status: &str) -> i64 {
 }
 
 fn an_orphan_payment_is_refunded_once_from_the_console(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let order_id = lose_an_order_then_pay_it(&app, "o-orphan");
     assert_eq!(orphan_status(&app, &order_id, "OPEN"), 1);
     app.worker.tick();
@@ -247,7 +241,7 @@ fn an_orphan_payment_is_refunded_once_from_the_console(backend: Backend) {
 }
 
 fn an_orphan_payment_is_refunded_once_when_due(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.alipay.orphan_refund_after_hours = 0) else { return };
+    let app = TestApp::spawn_with(backend, |s| s.alipay.orphan_refund_after_hours = 0);
     let order_id = lose_an_order_then_pay_it(&app, "o-orphan-due");
     for _ in 0..3 {
         app.worker.tick();
@@ -259,7 +253,7 @@ fn an_orphan_payment_is_refunded_once_when_due(backend: Backend) {
 /// The background thread deletes junk after `retention.unverified_notification_days` and keeps
 /// the evidence of payments for `retention.verified_notification_days`.
 fn retention_drops_old_junk_and_keeps_payment_evidence(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut shopper = app.browser_logged_in_as("o-retention");
     let order_id = order_id_of(&create_order(&mut shopper, GIFT));
     let pays = signed_notify(

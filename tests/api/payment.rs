@@ -3,8 +3,7 @@ use std::time::{Duration, Instant};
 use paymall::gateways::alipay::{load_private_key, sign, signing_content};
 use paymall::sandbox::alipay::sandbox_key_paths;
 
-use crate::both_backends;
-use crate::helpers::{Backend, Browser, TestApp};
+use crate::helpers::{Backend, Browser, TestApp, both_backends};
 
 const GIFT: &str = "100010090091";
 
@@ -141,7 +140,7 @@ pub fn post_notify(app: &TestApp, params: &[(String, String)]) -> String {
 }
 
 fn login_buy_pay_deliver(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut shopper = crate::login::log_in(&app, "o-buyer-1");
     let page = shopper.get(&format!("/products/{GIFT}"));
     let csrf = attribute(&page.body, "name=\"csrf\" value=\"").to_owned();
@@ -193,7 +192,7 @@ fn login_buy_pay_deliver(backend: Backend) {
 }
 
 fn buy_needs_login_and_a_csrf_token(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut visitor = app.browser();
     let api = visitor.post_json("/api/v1/alipay/create_pay_order", &serde_json::json!({ "productId": GIFT }));
     assert_eq!(api.json()["code"], "0003");
@@ -212,7 +211,7 @@ fn buy_needs_login_and_a_csrf_token(backend: Backend) {
 }
 
 fn asking_again_returns_the_same_open_order(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut shopper = app.browser_logged_in_as("o-again");
     let first = create_order(&mut shopper, GIFT);
     let second = create_order(&mut shopper, GIFT);
@@ -228,7 +227,7 @@ fn asking_again_returns_the_same_open_order(backend: Backend) {
 }
 
 fn an_open_order_whose_form_expired_or_is_gone_is_closed_and_replaced(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut shopper = app.browser_logged_in_as("o-expired");
     let before = stock(&app, GIFT);
     let first = order_id_of(&create_order(&mut shopper, GIFT));
@@ -248,7 +247,7 @@ fn an_open_order_whose_form_expired_or_is_gone_is_closed_and_replaced(backend: B
 }
 
 fn order_numbers_come_in_blocks_that_instances_never_share(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let sibling = app.spawn_sibling();
     let number = |form: &str| order_id_of(form)[6..].parse::<i64>().expect("order number");
     let (mut here, mut there) = (Vec::new(), Vec::new());
@@ -263,7 +262,7 @@ fn order_numbers_come_in_blocks_that_instances_never_share(backend: Backend) {
 }
 
 fn bad_notifications_fail_and_change_nothing(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut shopper = app.browser_logged_in_as("o-bad-notify");
     let order_id = order_id_of(&create_order(&mut shopper, GIFT));
     let id = order_id.as_str();
@@ -315,7 +314,7 @@ fn bad_notifications_fail_and_change_nothing(backend: Backend) {
 /// Alipay's resend pays the order once the database takes it.
 fn a_notify_that_cannot_be_processed_is_kept_and_answered_fail(backend: Backend) {
     use diesel::RunQueryDsl;
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut shopper = app.browser_logged_in_as("o-unprocessed");
     let order_id = order_id_of(&create_order(&mut shopper, GIFT));
     let refuse = match backend {
@@ -364,7 +363,7 @@ fn a_notify_that_cannot_be_processed_is_kept_and_answered_fail(backend: Backend)
 }
 
 fn fifty_concurrent_copies_of_one_notify_pay_once(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut shopper = app.browser_logged_in_as("o-fifty");
     let order_id = order_id_of(&create_order(&mut shopper, GIFT));
     let params = signed_notify(&app, &[("out_trade_no", &order_id)], false);
@@ -390,7 +389,7 @@ fn fifty_concurrent_copies_of_one_notify_pay_once(backend: Backend) {
 }
 
 fn twenty_concurrent_buys_make_one_order(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let token = app.browser_logged_in_as("o-twenty").cookies.clone();
     let before = stock(&app, GIFT);
     let ids: Vec<String> = std::thread::scope(|s| {
@@ -413,7 +412,7 @@ fn twenty_concurrent_buys_make_one_order(backend: Backend) {
 }
 
 fn stock_k_and_three_k_buyers_sell_exactly_k(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     const K: i64 = 5;
     execute(&app, &format!("UPDATE product SET stock = {K} WHERE product_id = '{GIFT}'"));
     let buyers: Vec<Browser> = (0..3 * K).map(|i| app.browser_logged_in_as(&format!("o-rush-{i}"))).collect();
@@ -443,11 +442,7 @@ fn stock_k_and_three_k_buyers_sell_exactly_k(backend: Backend) {
 
 fn checkout_needs_no_gateway_and_loses_no_stock(backend: Backend) {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr");
-    let Some(app) =
-        TestApp::spawn_with(backend, |s| s.alipay.gateway_url = format!("http://{dead}/gateway.do"))
-    else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, |s| s.alipay.gateway_url = format!("http://{dead}/gateway.do"));
     let before = stock(&app, GIFT);
     let mut shopper = app.browser_logged_in_as("o-dead-gateway");
     // The page-pay form is signed locally: the shopper gets it even while Alipay is down.
@@ -460,7 +455,7 @@ fn checkout_needs_no_gateway_and_loses_no_stock(backend: Backend) {
 }
 
 fn someone_elses_order_is_not_found(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut owner = app.browser_logged_in_as("o-owner");
     let order_id = order_id_of(&create_order(&mut owner, GIFT));
     let mut other = app.browser_logged_in_as("o-other");
@@ -472,7 +467,7 @@ fn someone_elses_order_is_not_found(backend: Backend) {
 }
 
 fn a_payment_for_a_closed_order_is_never_dropped(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut shopper = app.browser_logged_in_as("o-late");
     let honoured = order_id_of(&create_order(&mut shopper, GIFT));
     let refunded = order_id_of(&create_order(&mut shopper, "100010090095"));
@@ -524,7 +519,7 @@ fn a_payment_for_a_closed_order_is_never_dropped(backend: Backend) {
 /// More payments at once than the outbox handles in one batch (50 entries): one tick still
 /// delivers them all.
 fn a_burst_of_payments_is_delivered_in_one_tick(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut shopper = app.browser_logged_in_as("o-burst");
     let orders: Vec<String> = (0..30)
         .map(|n| {

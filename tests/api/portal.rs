@@ -4,8 +4,7 @@
 use paymall::config::Secret;
 use paymall::services::weixin_portal::{SafeMode, signature};
 
-use crate::both_backends;
-use crate::helpers::{Backend, Reply, TestApp};
+use crate::helpers::{Backend, Reply, TestApp, both_backends};
 use crate::login::{
     check, event_xml, fresh_timestamp_and_nonce, push, scan, scene_of, signed_path, ticket_for,
 };
@@ -38,7 +37,7 @@ fn nonces_remembered(app: &TestApp) -> i64 {
 }
 
 fn pushes_signed_too_long_ago_or_ahead_are_refused(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut browser = app.browser();
     let ticket = ticket_for(&mut browser);
     let scan_event = event_xml("o-late", "SCAN", &scene_of(&app, &ticket), 1);
@@ -60,7 +59,7 @@ fn pushes_signed_too_long_ago_or_ahead_are_refused(backend: Backend) {
 }
 
 fn a_signed_push_replayed_is_refused_on_any_instance(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let sibling = app.spawn_sibling();
     let (timestamp, nonce) = fresh_timestamp_and_nonce();
     let path = signed_path(&app, &timestamp, &nonce);
@@ -88,7 +87,7 @@ fn a_signed_push_replayed_is_refused_on_any_instance(backend: Backend) {
 }
 
 fn nonces_are_forgotten_once_their_window_is_over(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     assert!(push(&app, &event_xml("o-1", "subscribe", "", 1)).body.contains("Welcome"));
     assert_eq!(nonces_remembered(&app), 1);
     app.worker.tick();
@@ -107,9 +106,7 @@ fn nonces_are_forgotten_once_their_window_is_over(backend: Backend) {
 }
 
 fn safe_mode_refuses_plain_pushes_unless_compatible(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.weixin.encoding_aes_key = Secret::new(AES_KEY)) else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, |s| s.weixin.encoding_aes_key = Secret::new(AES_KEY));
     let mut browser = app.browser();
     let ticket = ticket_for(&mut browser);
     let scan_event = event_xml("o-plain", "SCAN", &scene_of(&app, &ticket), 1);
@@ -125,12 +122,10 @@ fn safe_mode_refuses_plain_pushes_unless_compatible(backend: Backend) {
     assert!(phone.contains("you are now logged in"), "{phone}");
     assert_eq!(check(&mut phone_user, &phone_ticket)["code"], "0000");
 
-    let Some(compatible) = TestApp::spawn_with(backend, |s| {
+    let compatible = TestApp::spawn_with(backend, |s| {
         s.weixin.encoding_aes_key = Secret::new(AES_KEY);
         s.weixin.accept_plain_messages = true;
-    }) else {
-        return;
-    };
+    });
     assert!(push(&compatible, &event_xml("o-plain", "subscribe", "", 1)).body.contains("Welcome"));
     let reply = safe_push(&compatible, &event_xml("o-safe", "subscribe", "", 1));
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -138,9 +133,7 @@ fn safe_mode_refuses_plain_pushes_unless_compatible(backend: Backend) {
 }
 
 fn unverified_pushes_are_limited_and_verified_ones_never(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.limits.unverified_portal_pushes_per_minute = 3) else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, |s| s.limits.unverified_portal_pushes_per_minute = 3);
     let xml = event_xml("o-limited", "subscribe", "", 1);
     let (timestamp, nonce) = fresh_timestamp_and_nonce();
     let bad = format!("/api/v1/weixin/portal/receive?signature=00&timestamp={timestamp}&nonce={nonce}");
