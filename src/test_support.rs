@@ -28,7 +28,7 @@ macro_rules! both_backends {
         mod postgres {
             $(
                 #[test]
-                #[ignore = "needs PostgreSQL: scripts/test runs it, or PAYMALL_TEST_DATABASE_URL with --include-ignored"]
+                #[ignore = "needs PostgreSQL (PAYMALL_TEST_DATABASE_URL): scripts/test runs it"]
                 fn $name() { super::$name($crate::db::Backend::Postgres) }
             )*
         }

@@ -1,4 +1,4 @@
-use crate::helpers::{Backend, TestApp, both_backends};
+use crate::helpers::{Backend, MUG, TestApp, both_backends};
 
 fn product_list_shows_the_seeded_catalogue(backend: Backend) {
     let app = TestApp::spawn(backend);
@@ -12,10 +12,7 @@ fn product_list_shows_the_seeded_catalogue(backend: Backend) {
 }
 
 fn sell_out(app: &TestApp, product_id: &str) {
-    use diesel::RunQueryDsl;
-    diesel::sql_query(format!("UPDATE product SET stock = 0 WHERE product_id = '{product_id}'"))
-        .execute(&mut *app.db.connect())
-        .expect("sell out");
+    app.execute(&format!("UPDATE product SET stock = 0 WHERE product_id = '{product_id}'"));
 }
 
 fn sold_out_labels(app: &TestApp) -> usize {
@@ -25,7 +22,7 @@ fn sold_out_labels(app: &TestApp) -> usize {
 fn product_list_is_a_snapshot_that_follows_the_catalogue_within_its_max_age(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.catalogue.list_max_age_ms = 1500);
     let before = sold_out_labels(&app);
-    sell_out(&app, "100010090093");
+    sell_out(&app, MUG);
     let taken = std::time::Instant::now();
     assert_eq!(sold_out_labels(&app), before, "the list is served from its snapshot");
     assert!(
@@ -42,7 +39,7 @@ fn product_list_is_a_snapshot_that_follows_the_catalogue_within_its_max_age(back
 fn with_no_max_age_the_product_list_reads_every_page(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.catalogue.list_max_age_ms = 0);
     let before = sold_out_labels(&app);
-    sell_out(&app, "100010090093");
+    sell_out(&app, MUG);
     assert_eq!(sold_out_labels(&app), before + 1);
 }
 
