@@ -2,7 +2,7 @@
 //! `tests/api`. Compiled for `cfg(test)` and with the `test-support` feature (which the
 //! package's own dev-dependency turns on); the shop never uses it.
 //!
-//! A PostgreSQL test needs a server: `PAYMALL_TEST_DATABASE_URL` names it. [`both_backends!`]
+//! A PostgreSQL test needs a server: `PAYMALL_TEST_DATABASE_URL` names it. [`crate::both_backends!`]
 //! marks the PostgreSQL variants `#[ignore]`, so a plain `cargo test` lists each as ignored with
 //! the reason; `scripts/test` starts a server and runs them with `--include-ignored`.
 
