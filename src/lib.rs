@@ -17,3 +17,5 @@ pub mod sandbox;
 pub mod services;
 pub mod startup;
 pub mod state;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;

@@ -336,60 +336,15 @@ impl RunQueryDsl<PgConnection> for Chain<'_> {}
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use diesel::connection::{Connection, InstrumentationEvent, SimpleConnection};
+    use diesel::connection::{Connection, InstrumentationEvent};
     use diesel::prelude::*;
 
     use super::{Failure, Inserts, sqlite_text};
     use crate::db::schema::{order_event, outbox, product};
-    use crate::db::{DatabaseLocation, DbConn, KeepPreparedDsl, prepare};
+    use crate::db::{Backend, DbConn, KeepPreparedDsl};
     use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
     use crate::models::{order, order_event as timeline};
-
-    /// A fresh database of the backend `url` names, with the migrations applied; a PostgreSQL one
-    /// is dropped when the test ends.
-    struct Fresh {
-        conn: DbConn,
-        drop_from: Option<(String, String)>,
-    }
-
-    impl Fresh {
-        fn sqlite(dir: &std::path::Path) -> Fresh {
-            let location = DatabaseLocation::parse(&format!("sqlite://{}/inserts.db", dir.display()));
-            prepare(&location).unwrap();
-            Fresh { conn: location.establish().unwrap(), drop_from: None }
-        }
-
-        /// PostgreSQL when `PAYMALL_TEST_DATABASE_URL` names a server (`scripts/test` starts one).
-        fn postgres() -> Option<Fresh> {
-            let Ok(server) = std::env::var("PAYMALL_TEST_DATABASE_URL") else {
-                assert_ne!(
-                    std::env::var("PAYMALL_REQUIRE_PG").as_deref(),
-                    Ok("1"),
-                    "no PostgreSQL to test on"
-                );
-                return None;
-            };
-            let name = format!("paymall_unit_{}", crate::random::token_hex(8));
-            diesel::PgConnection::establish(&server)
-                .unwrap()
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .unwrap();
-            let (base, _) = server.rsplit_once('/').unwrap();
-            let location = DatabaseLocation::parse(&format!("{base}/{name}"));
-            prepare(&location).unwrap();
-            Some(Fresh { conn: location.establish().unwrap(), drop_from: Some((server, name)) })
-        }
-    }
-
-    impl Drop for Fresh {
-        fn drop(&mut self) {
-            if let Some((server, name)) = self.drop_from.take()
-                && let Ok(mut admin) = diesel::PgConnection::establish(&server)
-            {
-                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-            }
-        }
-    }
+    use crate::test_support::TestDatabase;
 
     /// `run_if_changed` with an UPDATE of the product `product_id`: whether it changed a row, and
     /// the statements it sent.
@@ -431,31 +386,28 @@ mod tests {
         (events, entries)
     }
 
-    #[test]
-    fn rows_are_added_only_with_a_change_and_on_postgresql_in_its_statement() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut databases = vec![Fresh::sqlite(dir.path())];
-        databases.extend(Fresh::postgres());
-        for Fresh { conn, drop_from } in &mut databases {
-            let postgres = drop_from.is_some();
-            let (changed, _) = restock_with_rows(conn, "no such product");
-            assert!(!changed);
-            assert_eq!(rows(conn), (0, 0), "nothing added without a change");
+    fn rows_are_added_only_with_a_change_and_on_postgresql_in_its_statement(backend: Backend) {
+        let database = TestDatabase::migrated(backend);
+        let conn = &mut database.location().establish().unwrap();
+        let (changed, _) = restock_with_rows(conn, "no such product");
+        assert!(!changed);
+        assert_eq!(rows(conn), (0, 0), "nothing added without a change");
 
-            let (changed, sent) = restock_with_rows(conn, "100010090091");
-            assert!(changed);
-            assert_eq!(rows(conn), (1, 1));
-            if postgres {
-                assert_eq!(sent.len(), 1, "the UPDATE and its rows in one statement: {sent:?}");
-                assert!(sent[0].starts_with("WITH changed AS (UPDATE"), "{sent:?}");
-            }
-
-            // A conflicting outbox row is left out; the rest of the change still happens.
-            let (changed, _) = restock_with_rows(conn, "100010090091");
-            assert!(changed);
-            assert_eq!(rows(conn), (2, 1));
+        let (changed, sent) = restock_with_rows(conn, "100010090091");
+        assert!(changed);
+        assert_eq!(rows(conn), (1, 1));
+        if backend == Backend::Postgres {
+            assert_eq!(sent.len(), 1, "the UPDATE and its rows in one statement: {sent:?}");
+            assert!(sent[0].starts_with("WITH changed AS (UPDATE"), "{sent:?}");
         }
+
+        // A conflicting outbox row is left out; the rest of the change still happens.
+        let (changed, _) = restock_with_rows(conn, "100010090091");
+        assert!(changed);
+        assert_eq!(rows(conn), (2, 1));
     }
+
+    crate::both_backends!(rows_are_added_only_with_a_change_and_on_postgresql_in_its_statement);
 
     #[test]
     fn sqlite_timestamps_are_written_as_diesel_writes_them() {

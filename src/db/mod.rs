@@ -411,15 +411,15 @@ mod tests {
 
     use diesel::connection::{Connection, InstrumentationEvent};
 
-    use super::{DatabaseLocation, Inserts, prepare};
+    use super::{Backend, Inserts};
     use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
     use crate::models::product;
+    use crate::test_support::TestDatabase;
 
     #[test]
     fn updates_and_inserts_are_prepared_once_per_connection() {
-        let dir = tempfile::tempdir().unwrap();
-        let location = DatabaseLocation::parse(&format!("sqlite://{}/prepared.db", dir.path().display()));
-        prepare(&location).unwrap();
+        let database = TestDatabase::migrated(Backend::Sqlite);
+        let location = database.location();
         let mut conn = location.establish().unwrap();
         let prepared = Arc::new(Mutex::new(Vec::new()));
         let seen = prepared.clone();
@@ -451,9 +451,7 @@ mod tests {
 
     #[test]
     fn sqlite_is_configured_before_its_first_connection() {
-        let dir = tempfile::tempdir().unwrap();
-        let location = DatabaseLocation::parse(&format!("sqlite://{}/configured.db", dir.path().display()));
-        prepare(&location).unwrap();
+        let _database = TestDatabase::migrated(Backend::Sqlite);
         let (mut used, mut peak) = (0, 0);
         // SAFETY: both pointers are valid for the call; the status counters are global.
         let status = unsafe {
@@ -478,9 +476,8 @@ mod tests {
             #[diesel(sql_type = diesel::sql_types::Text)]
             value: String,
         }
-        let dir = tempfile::tempdir().unwrap();
-        let location = DatabaseLocation::parse(&format!("sqlite://{}/pages.db", dir.path().display()));
-        prepare(&location).unwrap();
+        let database = TestDatabase::migrated(Backend::Sqlite);
+        let location = database.location();
         let mut conn = location.establish().unwrap();
         let setting = |conn: &mut super::DbConn, pragma: &str| {
             diesel::sql_query(format!("SELECT CAST({pragma} AS TEXT) AS value FROM pragma_{pragma}"))
@@ -519,9 +516,8 @@ mod tests {
         // Configured first, as the shop does: a connection before it would keep SQLite's defaults
         // and fail `sqlite_is_configured_before_its_first_connection`, which runs alongside.
         super::configure_sqlite();
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn =
-            diesel::SqliteConnection::establish(&format!("{}/rebuild.db", dir.path().display())).unwrap();
+        let database = TestDatabase::new(Backend::Sqlite);
+        let mut conn = diesel::SqliteConnection::establish(&database.url).unwrap();
         conn.batch_execute("PRAGMA foreign_keys = ON").unwrap();
         let before_rebuild = "20261122000030";
         while !conn.applied_migrations().unwrap().iter().any(|v| v.to_string() == before_rebuild) {

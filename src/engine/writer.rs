@@ -202,7 +202,8 @@ mod tests {
 
     use super::Writer;
     use crate::db::schema::order_number;
-    use crate::db::{DatabaseLocation, DbConn, isolated_write_transaction, prepare};
+    use crate::db::{Backend, DatabaseLocation, DbConn, isolated_write_transaction};
+    use crate::test_support::TestDatabase;
 
     fn insert_number(conn: &mut DbConn) -> QueryResult<usize> {
         diesel::insert_into(order_number::table)
@@ -217,9 +218,8 @@ mod tests {
 
     #[actix_web::test]
     async fn jobs_commit_together_and_a_failing_or_panicking_one_undoes_only_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let location = DatabaseLocation::parse(&format!("sqlite://{}/writer.db", dir.path().display()));
-        prepare(&location).unwrap();
+        let database = TestDatabase::migrated(Backend::Sqlite);
+        let location = database.location();
         let writer = Writer::start(&location).unwrap().expect("SQLite has a writer");
 
         // The first job holds the writer while the others queue, so they share one batch.

@@ -528,18 +528,19 @@ mod tests {
         use diesel::RunQueryDsl;
         use diesel::connection::SimpleConnection;
 
-        use crate::db::{DatabaseLocation, DbConn, prepare};
+        use crate::db::{Backend, DbConn};
+        use crate::test_support::TestDatabase;
 
         #[derive(diesel::QueryableByName)]
         struct Step {
             #[diesel(sql_type = diesel::sql_types::Text)]
             detail: String,
         }
-        let dir = tempfile::tempdir().unwrap();
         // Through the shop's own set-up: SQLite is configured before its first connection.
-        let location = DatabaseLocation::parse(&format!("sqlite://{}/open.db", dir.path().display()));
-        prepare(&location).unwrap();
-        let DbConn::Sqlite(mut conn) = location.establish().unwrap() else { panic!("a SQLite location") };
+        let database = TestDatabase::migrated(Backend::Sqlite);
+        let DbConn::Sqlite(mut conn) = database.location().establish().unwrap() else {
+            panic!("a SQLite location")
+        };
         conn.batch_execute(
             "INSERT INTO app_user (openid) VALUES ('o1');
              INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, total_cents, status,

@@ -1,215 +1,152 @@
-use std::collections::HashMap;
-
-use diesel::RunQueryDsl;
-
-use crate::both_backends;
-use crate::helpers::{Backend, Browser, TestApp};
-use crate::payment::{count, create_order, order_id_of, order_status, pay_at_cashier};
-
-const GIFT: &str = "100010090091";
-const MUG: &str = "100010090093";
-
-fn faults(app: &TestApp, faults: serde_json::Value) {
-    let reply = app.browser().post_json("/sandbox/alipay/faults", &faults);
-    assert_eq!(reply.status, 204, "{}", reply.body);
-}
-
-fn stock(app: &TestApp, product_id: &str) -> i64 {
-    count(app, &format!("SELECT stock AS n FROM product WHERE product_id = '{product_id}'"))
-}
-
-/// Opens the cashier for the order's form without paying.
-fn open_cashier(browser: &mut Browser, form: &str) {
-    let action = form
-        .split("action=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("action")
-        .replace("&amp;", "&");
-    let biz =
-        form.split("name=\"biz_content\" value=\"").nth(1).and_then(|r| r.split('"').next()).expect("biz");
-    let biz = biz.replace("&quot;", "\"").replace("&amp;", "&");
-    assert_eq!(browser.post_form(&action, &[("biz_content", &biz)]).status, 200);
-}
+use crate::helpers::{Backend, GIFT, MUG, TestApp, both_backends, order_id_of};
 
 fn make_due_now(app: &TestApp) {
-    diesel::sql_query("UPDATE pay_order SET next_query_at = order_time")
-        .execute(&mut *app.db.connect())
-        .expect("due");
-}
-
-fn ledger(app: &TestApp) -> HashMap<String, String> {
-    let trades = app.browser().get("/sandbox/alipay/ledger").json();
-    trades
-        .as_array()
-        .expect("ledger")
-        .iter()
-        .map(|t| {
-            (
-                t["out_trade_no"].as_str().unwrap_or("").to_owned(),
-                t["status"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect()
+    app.execute("UPDATE pay_order SET next_query_at = order_time");
 }
 
 fn a_dropped_notify_is_recovered_by_query(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.compensation.query_after_secs = 0) else { return };
-    faults(&app, serde_json::json!({ "drop_notify": true }));
-    let mut shopper = app.browser_logged_in_as("o-dropped");
-    let form = create_order(&mut shopper, GIFT);
-    let order_id = pay_at_cashier(&mut shopper, &form);
+    let app = TestApp::spawn_with(backend, |s| s.compensation.query_after_secs = 0);
+    app.faults(serde_json::json!({ "drop_notify": true }));
+    let mut shopper = app.login("o-dropped");
+    let form = app.create_order(&mut shopper, GIFT);
+    let order_id = app.pay_at_cashier(&mut shopper, &form);
     std::thread::sleep(std::time::Duration::from_millis(200));
-    assert_eq!(order_status(&mut shopper, &order_id), "PAY_WAIT", "no notification came");
+    assert_eq!(app.order_status(&mut shopper, &order_id), "PAY_WAIT", "no notification came");
     make_due_now(&app);
     app.worker.tick();
     app.worker.tick();
-    assert_eq!(order_status(&mut shopper, &order_id), "DEAL_DONE");
-    let cause = count(
-        &app,
-        &format!("SELECT COUNT(*) AS n FROM order_event WHERE order_id = '{order_id}' AND cause = 'query'"),
-    );
+    assert_eq!(app.order_status(&mut shopper, &order_id), "DEAL_DONE");
+    let cause = app.scalar(&format!(
+        "SELECT COUNT(*) AS n FROM order_event WHERE order_id = '{order_id}' AND cause = 'query'"
+    ));
     assert_eq!(cause, 1);
 }
 
 /// The background thread never needs two connections at once, so a pool of one serves the shop
 /// and it (it used to wait out the pool timeout, twice per tick).
 fn a_pool_of_one_connection_is_enough(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| {
+    let app = TestApp::spawn_with(backend, |s| {
         s.database.pool_size = 1;
         s.compensation.query_after_secs = 0;
-    }) else {
-        return;
-    };
-    faults(&app, serde_json::json!({ "drop_notify": true }));
-    let mut shopper = app.browser_logged_in_as("o-one-connection");
-    let form = create_order(&mut shopper, GIFT);
-    let order_id = pay_at_cashier(&mut shopper, &form);
+    });
+    app.faults(serde_json::json!({ "drop_notify": true }));
+    let mut shopper = app.login("o-one-connection");
+    let form = app.create_order(&mut shopper, GIFT);
+    let order_id = app.pay_at_cashier(&mut shopper, &form);
     make_due_now(&app);
     let started = std::time::Instant::now();
     app.worker.tick();
     app.worker.tick();
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "ticks took {:?}", started.elapsed());
-    assert_eq!(order_status(&mut shopper, &order_id), "DEAL_DONE");
+    assert_eq!(app.order_status(&mut shopper, &order_id), "DEAL_DONE");
 }
 
 fn an_unpaid_order_closes_at_alipay_and_locally(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| {
+    let app = TestApp::spawn_with(backend, |s| {
         s.compensation.close_after_minutes = 0;
         s.compensation.query_after_secs = 3600;
-    }) else {
-        return;
-    };
-    let (gift_stock, mug_stock) = (stock(&app, GIFT), stock(&app, MUG));
-    let mut shopper = app.browser_logged_in_as("o-never-pays");
-    let opened_form = create_order(&mut shopper, GIFT);
-    open_cashier(&mut shopper, &opened_form);
+    });
+    let (gift_stock, mug_stock) = (app.stock(GIFT), app.stock(MUG));
+    let mut shopper = app.login("o-never-pays");
+    let opened_form = app.create_order(&mut shopper, GIFT);
+    app.open_cashier(&mut shopper, &opened_form);
     let opened = order_id_of(&opened_form);
-    let never_opened = order_id_of(&create_order(&mut shopper, MUG));
-    assert_eq!(stock(&app, GIFT), gift_stock - 1);
+    let never_opened = order_id_of(&app.create_order(&mut shopper, MUG));
+    assert_eq!(app.stock(GIFT), gift_stock - 1);
     app.worker.tick();
-    assert_eq!(order_status(&mut shopper, &opened), "CLOSE");
-    assert_eq!(order_status(&mut shopper, &never_opened), "CLOSE");
-    assert_eq!((stock(&app, GIFT), stock(&app, MUG)), (gift_stock, mug_stock), "stock is back");
-    assert_eq!(ledger(&app).get(&opened).map(String::as_str), Some("TRADE_CLOSED"));
+    assert_eq!(app.order_status(&mut shopper, &opened), "CLOSE");
+    assert_eq!(app.order_status(&mut shopper, &never_opened), "CLOSE");
+    assert_eq!((app.stock(GIFT), app.stock(MUG)), (gift_stock, mug_stock), "stock is back");
+    assert_eq!(app.ledger()[&opened]["status"], "TRADE_CLOSED");
     // The buyer can no longer pay the closed trade at the cashier.
     let refused = shopper.post_form(&format!("/sandbox/alipay/cashier/{opened}/pay"), &[]);
     assert_eq!(refused.status, 409);
 }
 
 fn a_close_racing_a_payment_ends_paid(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| {
+    let app = TestApp::spawn_with(backend, |s| {
         s.compensation.close_after_minutes = 0;
         s.compensation.query_after_secs = 3600;
-    }) else {
-        return;
-    };
-    faults(&app, serde_json::json!({ "drop_notify": true }));
-    let mut shopper = app.browser_logged_in_as("o-just-in-time");
-    let form = create_order(&mut shopper, GIFT);
-    let order_id = pay_at_cashier(&mut shopper, &form);
+    });
+    app.faults(serde_json::json!({ "drop_notify": true }));
+    let mut shopper = app.login("o-just-in-time");
+    let form = app.create_order(&mut shopper, GIFT);
+    let order_id = app.pay_at_cashier(&mut shopper, &form);
     app.worker.tick();
     app.worker.tick();
-    assert_eq!(order_status(&mut shopper, &order_id), "DEAL_DONE");
+    assert_eq!(app.order_status(&mut shopper, &order_id), "DEAL_DONE");
     assert_eq!(
-        count(
-            &app,
-            &format!(
-                "SELECT COUNT(*) AS n FROM order_event WHERE order_id = '{order_id}' AND to_status = 'CLOSE'"
-            )
-        ),
+        app.scalar(&format!(
+            "SELECT COUNT(*) AS n FROM order_event WHERE order_id = '{order_id}' AND to_status = 'CLOSE'"
+        )),
         0
     );
 }
 
 fn gateway_errors_leave_orders_as_they_were(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.compensation.query_after_secs = 0) else { return };
-    faults(&app, serde_json::json!({ "drop_notify": true, "query_system_error": true }));
-    let mut shopper = app.browser_logged_in_as("o-system-error");
-    let form = create_order(&mut shopper, GIFT);
-    let order_id = pay_at_cashier(&mut shopper, &form);
+    let app = TestApp::spawn_with(backend, |s| s.compensation.query_after_secs = 0);
+    app.faults(serde_json::json!({ "drop_notify": true, "query_system_error": true }));
+    let mut shopper = app.login("o-system-error");
+    let form = app.create_order(&mut shopper, GIFT);
+    let order_id = app.pay_at_cashier(&mut shopper, &form);
     make_due_now(&app);
     app.worker.tick();
-    assert_eq!(order_status(&mut shopper, &order_id), "PAY_WAIT");
-    let attempts = count(
-        &app,
-        &format!("SELECT CAST(query_attempts AS BIGINT) AS n FROM pay_order WHERE order_id = '{order_id}'"),
-    );
+    assert_eq!(app.order_status(&mut shopper, &order_id), "PAY_WAIT");
+    let attempts = app.scalar(&format!(
+        "SELECT CAST(query_attempts AS BIGINT) AS n FROM pay_order WHERE order_id = '{order_id}'"
+    ));
     assert_eq!(attempts, 1, "tried once, then backed off");
     app.worker.tick();
     assert_eq!(
-        count(
-            &app,
-            &format!(
-                "SELECT CAST(query_attempts AS BIGINT) AS n FROM pay_order WHERE order_id = '{order_id}'"
-            )
-        ),
+        app.scalar(&format!(
+            "SELECT CAST(query_attempts AS BIGINT) AS n FROM pay_order WHERE order_id = '{order_id}'"
+        )),
         1,
         "not hammered"
     );
-    faults(&app, serde_json::json!({ "drop_notify": true }));
+    app.faults(serde_json::json!({ "drop_notify": true }));
     make_due_now(&app);
     app.worker.tick();
-    assert_eq!(order_status(&mut shopper, &order_id), "DEAL_DONE", "queried, paid, delivered");
+    assert_eq!(app.order_status(&mut shopper, &order_id), "DEAL_DONE", "queried, paid, delivered");
 
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr");
-    let Some(offline) = TestApp::spawn_with(backend, |s| {
+    let offline = TestApp::spawn_with(backend, |s| {
         s.alipay.gateway_url = format!("http://{dead}/gateway.do");
         s.compensation.close_after_minutes = 0;
         s.compensation.query_after_secs = 0;
-    }) else {
-        return;
-    };
-    let before = stock(&offline, GIFT);
-    let mut buyer = offline.browser_logged_in_as("o-offline");
-    let stranded = order_id_of(&create_order(&mut buyer, GIFT));
+    });
+    let before = offline.stock(GIFT);
+    let mut buyer = offline.login("o-offline");
+    let stranded = order_id_of(&offline.create_order(&mut buyer, GIFT));
     offline.worker.tick();
-    assert_eq!(order_status(&mut buyer, &stranded), "PAY_WAIT", "not closed while Alipay cannot confirm");
-    assert_eq!(stock(&offline, GIFT), before - 1);
+    assert_eq!(
+        offline.order_status(&mut buyer, &stranded),
+        "PAY_WAIT",
+        "not closed while Alipay cannot confirm"
+    );
+    assert_eq!(offline.stock(GIFT), before - 1);
 }
 
 fn two_instances_settle_every_order_once(backend: Backend) {
-    let Some(a) = TestApp::spawn_with(backend, |s| {
+    let a = TestApp::spawn_with(backend, |s| {
         s.compensation.query_after_secs = 0;
         s.compensation.close_after_minutes = 0;
         s.compensation.interval_secs = 3600;
-    }) else {
-        return;
-    };
+    });
     let b = a.spawn_sibling();
-    diesel::sql_query("UPDATE product SET stock = 100000").execute(&mut *a.db.connect()).expect("stock");
-    faults(&a, serde_json::json!({ "drop_notify": true }));
+    a.execute("UPDATE product SET stock = 100000");
+    a.faults(serde_json::json!({ "drop_notify": true }));
     const ORDERS: usize = 210;
     let mut order_ids = Vec::new();
     for i in 0..ORDERS {
         let instance = if i % 2 == 0 { &a } else { &b };
-        let mut shopper = instance.browser_logged_in_as(&format!("o-cluster-{i}"));
-        let form = create_order(&mut shopper, GIFT);
+        let mut shopper = instance.login(&format!("o-cluster-{i}"));
+        let form = instance.create_order(&mut shopper, GIFT);
         match i % 3 {
             0 => {
-                pay_at_cashier(&mut shopper, &form);
+                instance.pay_at_cashier(&mut shopper, &form);
             }
-            1 => open_cashier(&mut shopper, &form),
+            1 => instance.open_cashier(&mut shopper, &form),
             _ => {}
         }
         order_ids.push(order_id_of(&form));
@@ -221,41 +158,34 @@ fn two_instances_settle_every_order_once(backend: Backend) {
             s.spawn(|| a.worker.tick());
             s.spawn(|| b.worker.tick());
         });
-        let unsettled = count(
-            &a,
+        let unsettled = a.scalar(
             "SELECT COUNT(*) AS n FROM pay_order WHERE status IN ('CREATE', 'PAY_WAIT', 'PAY_SUCCESS')",
         );
         if unsettled == 0 {
             break;
         }
     }
-    let truth = ledger(&a);
+    let truth = a.ledger();
     let mut paid = 0;
     for order_id in &order_ids {
-        let status = count(
-            &a,
-            &format!(
-                "SELECT CAST(CASE status WHEN 'DEAL_DONE' THEN 1 WHEN 'CLOSE' THEN 0 ELSE 9 END AS BIGINT) AS n FROM pay_order WHERE order_id = '{order_id}'"
-            ),
-        );
-        let alipay_paid = truth.get(order_id).map(String::as_str) == Some("TRADE_SUCCESS");
-        assert_eq!(
-            status,
-            if alipay_paid { 1 } else { 0 },
-            "order {order_id} vs Alipay {:?}",
-            truth.get(order_id)
-        );
+        let status = a.scalar(&format!(
+            "SELECT CAST(CASE status WHEN 'DEAL_DONE' THEN 1 WHEN 'CLOSE' THEN 0 ELSE 9 END AS BIGINT) AS n \
+             FROM pay_order WHERE order_id = '{order_id}'"
+        ));
+        let alipay_status = truth.get(order_id).map(|trade| &trade["status"]);
+        let alipay_paid = alipay_status.is_some_and(|status| status == "TRADE_SUCCESS");
+        assert_eq!(status, if alipay_paid { 1 } else { 0 }, "order {order_id} vs Alipay {alipay_status:?}");
         paid += i64::from(alipay_paid);
     }
     assert_eq!(paid, (ORDERS as i64 + 2) / 3);
-    assert_eq!(count(&a, "SELECT COUNT(*) AS n FROM shipment"), paid);
-    assert_eq!(count(&a, "SELECT COUNT(*) AS n FROM outbox WHERE kind = 'delivery'"), paid);
-    assert_eq!(count(&a, "SELECT COUNT(*) AS n FROM order_event WHERE to_status = 'PAY_SUCCESS'"), paid);
+    assert_eq!(a.scalar("SELECT COUNT(*) AS n FROM shipment"), paid);
+    assert_eq!(a.scalar("SELECT COUNT(*) AS n FROM outbox WHERE kind = 'delivery'"), paid);
+    assert_eq!(a.scalar("SELECT COUNT(*) AS n FROM order_event WHERE to_status = 'PAY_SUCCESS'"), paid);
     assert_eq!(
-        count(&a, "SELECT COUNT(*) AS n FROM order_event WHERE to_status = 'CLOSE'"),
+        a.scalar("SELECT COUNT(*) AS n FROM order_event WHERE to_status = 'CLOSE'"),
         ORDERS as i64 - paid
     );
-    assert_eq!(count(&a, "SELECT COUNT(*) AS n FROM pay_order WHERE lease_owner IS NOT NULL"), 0);
+    assert_eq!(a.scalar("SELECT COUNT(*) AS n FROM pay_order WHERE lease_owner IS NOT NULL"), 0);
 }
 
 both_backends!(

@@ -4,11 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use diesel::RunQueryDsl;
-
-use crate::both_backends;
-use crate::helpers::{Backend, Browser, TestApp};
-use crate::payment::{count, create_order, pay_at_cashier};
+use crate::helpers::{Backend, Browser, GIFT, TestApp, both_backends};
 
 /// The real binary as a second instance on the same database, with the in-process app's
 /// sandbox as its WeChat and Alipay.
@@ -53,12 +49,8 @@ fn start_instance(platform: &TestApp, port: u16) -> Child {
 }
 
 fn kill_nine_during_notifies_loses_and_doubles_nothing(backend: Backend) {
-    let Some(platform) = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600) else {
-        return;
-    };
-    diesel::sql_query("UPDATE product SET stock = 100000")
-        .execute(&mut *platform.db.connect())
-        .expect("stock");
+    let platform = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600);
+    platform.execute("UPDATE product SET stock = 100000");
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     let mut instance = start_instance(&platform, port);
     let base = format!("http://127.0.0.1:{port}");
@@ -66,12 +58,8 @@ fn kill_nine_during_notifies_loses_and_doubles_nothing(backend: Backend) {
     const ORDERS: usize = 60;
     let mut forms = Vec::new();
     for i in 0..ORDERS {
-        let (_, token) =
-            paymall::services::session::start(&mut platform.db.connect(), &format!("o-crash-{i}"))
-                .expect("session");
-        let mut shopper = Browser::new(&base);
-        shopper.cookies.insert(paymall::services::session::SESSION_COOKIE.to_owned(), token);
-        forms.push((create_order(&mut shopper, "100010090091"), shopper));
+        let mut shopper = platform.login_at(&base, &format!("o-crash-{i}"));
+        forms.push((platform.create_order(&mut shopper, GIFT), shopper));
     }
     // Every buyer pays; the sandbox starts notifying the instance, which dies a third of the way
     // through (the rest of the notifications find it dead and are resent).
@@ -80,7 +68,7 @@ fn kill_nine_during_notifies_loses_and_doubles_nothing(backend: Backend) {
         let payer = s.spawn(|| {
             let mut ids = Vec::new();
             for (form, shopper) in forms.iter_mut() {
-                ids.push(pay_at_cashier(shopper, form));
+                ids.push(platform.pay_at_cashier(shopper, form));
                 paying.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             ids
@@ -93,13 +81,13 @@ fn kill_nine_during_notifies_loses_and_doubles_nothing(backend: Backend) {
         payer.join().expect("payer")
     });
     let settled_before =
-        count(&platform, "SELECT COUNT(*) AS n FROM pay_order WHERE status IN ('PAY_SUCCESS', 'DEAL_DONE')");
+        platform.scalar("SELECT COUNT(*) AS n FROM pay_order WHERE status IN ('PAY_SUCCESS', 'DEAL_DONE')");
     assert!((settled_before as usize) < ORDERS, "the kill came while notifications were still arriving");
 
     let mut restarted = start_instance(&platform, port);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let done = count(&platform, "SELECT COUNT(*) AS n FROM pay_order WHERE status = 'DEAL_DONE'");
+        let done = platform.scalar("SELECT COUNT(*) AS n FROM pay_order WHERE status = 'DEAL_DONE'");
         if done as usize == ORDERS || Instant::now() > deadline {
             break;
         }
@@ -108,30 +96,22 @@ fn kill_nine_during_notifies_loses_and_doubles_nothing(backend: Backend) {
     let _ = restarted.kill();
     let _ = restarted.wait();
 
-    let ledger = platform.browser().get("/sandbox/alipay/ledger").json();
+    let ledger = platform.ledger();
     for order_id in &paid {
-        let trade = ledger
-            .as_array()
-            .expect("ledger")
-            .iter()
-            .find(|t| t["out_trade_no"] == order_id.as_str())
-            .expect("trade");
-        assert_eq!(trade["status"], "TRADE_SUCCESS");
-        let status = count(
-            &platform,
-            &format!(
-                "SELECT CAST(CASE status WHEN 'DEAL_DONE' THEN 1 ELSE 0 END AS BIGINT) AS n FROM pay_order WHERE order_id = '{order_id}'"
-            ),
-        );
+        assert_eq!(ledger[order_id]["status"], "TRADE_SUCCESS");
+        let status = platform.scalar(&format!(
+            "SELECT CAST(CASE status WHEN 'DEAL_DONE' THEN 1 ELSE 0 END AS BIGINT) AS n FROM pay_order \
+             WHERE order_id = '{order_id}'"
+        ));
         assert_eq!(status, 1, "order {order_id} is paid at Alipay and must be delivered");
     }
     assert_eq!(
-        count(&platform, "SELECT COUNT(*) AS n FROM shipment"),
+        platform.scalar("SELECT COUNT(*) AS n FROM shipment"),
         ORDERS as i64,
         "each delivered exactly once"
     );
     assert_eq!(
-        count(&platform, "SELECT COUNT(*) AS n FROM order_event WHERE to_status = 'PAY_SUCCESS'"),
+        platform.scalar("SELECT COUNT(*) AS n FROM order_event WHERE to_status = 'PAY_SUCCESS'"),
         ORDERS as i64
     );
 }

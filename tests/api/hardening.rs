@@ -2,7 +2,6 @@
 //! trickle in, framing and inline script, oversized page numbers and parser detail, a database
 //! that is gone, logout by link, a foreign page opening the live status, a public sandbox.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -12,10 +11,10 @@ use diesel::connection::SimpleConnection;
 use paymall::config::Settings;
 use paymall::startup::Application;
 
-use crate::both_backends;
-use crate::helpers::{Backend, TestApp, config_dir, default_settings};
-use crate::login::scan;
-use crate::payment::{attribute, create_order, order_id_of};
+use crate::helpers::{
+    Backend, Browser, GIFT, TestApp, attribute, both_backends, config_dir, default_settings, environment,
+    hidden, order_id_of,
+};
 
 /// `next` values that lead off the site, as they appear in a query string.
 const FOREIGN_NEXTS: [&str; 12] = [
@@ -33,13 +32,13 @@ const FOREIGN_NEXTS: [&str; 12] = [
     "/%E2%80%AE/evil.example",
 ];
 
-fn spawn(backend: Backend) -> Option<TestApp> {
+fn spawn(backend: Backend) -> TestApp {
     TestApp::spawn_with(backend, |s| s.limits.login_tickets_per_minute = 1000)
 }
 
 fn next_never_leaves_the_site(backend: Backend) {
-    let Some(app) = spawn(backend) else { return };
-    let mut shopper = app.browser_logged_in_as("o-next");
+    let app = spawn(backend);
+    let mut shopper = app.login("o-next");
     for next in FOREIGN_NEXTS {
         let mut visitor = app.browser();
         let page = visitor.get(&format!("/login?next={next}"));
@@ -55,7 +54,7 @@ fn next_never_leaves_the_site(backend: Backend) {
     let mut visitor = app.browser();
     let page = visitor.get("/login?next=/%09/evil.example");
     let ticket = attribute(&page.body, "data-ticket=\"").to_owned();
-    scan(&app, &ticket, "o-next-done");
+    app.scan(&ticket, "o-next-done");
     let done = visitor.get(&format!("/login/done?ticket={ticket}&next=/%09/evil.example"));
     assert_eq!((done.status, done.header("location")), (303, Some("/")));
     assert!(visitor.get("/").body.contains("o-next-done"));
@@ -69,7 +68,7 @@ fn port_of(app: &TestApp) -> String {
 }
 
 fn slow_bodies_are_cut_off_while_the_shop_answers(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.server.body_timeout_secs = 2) else { return };
+    let app = TestApp::spawn_with(backend, |s| s.server.body_timeout_secs = 2);
     // Asking for an upgrade on a POST does not lift the body's deadline either.
     for upgrade in ["", "Connection: Upgrade\r\nUpgrade: websocket\r\n"] {
         let mut slow = TcpStream::connect(port_of(&app)).expect("connect");
@@ -119,7 +118,7 @@ fn slow_bodies_are_cut_off_while_the_shop_answers(backend: Backend) {
 }
 
 fn security_headers_are_on_every_answer(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut browser = app.browser();
     let pages = ["/", "/login", "/api/v1/orders", "/public/css/app.css", "/no-such-page", "/products/nope"];
     for path in pages {
@@ -139,8 +138,8 @@ fn security_headers_are_on_every_answer(backend: Backend) {
         assert_eq!(reply.header("strict-transport-security"), None, "{path}: not over http");
     }
     // No page carries inline script, the payment form included.
-    let mut shopper = app.browser_logged_in_as("o-headers");
-    let form = create_order(&mut shopper, "100010090091");
+    let mut shopper = app.login("o-headers");
+    let form = app.create_order(&mut shopper, GIFT);
     assert!(!form.contains("<script"), "{form}");
     for path in ["/", "/login", "/orders", "/products/100010090091"] {
         let body = browser.get(path).body;
@@ -152,14 +151,14 @@ fn security_headers_are_on_every_answer(backend: Backend) {
 }
 
 fn bad_arguments_get_a_400_without_parser_detail(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
-    let mut shopper = app.browser_logged_in_as("o-pages");
+    let app = TestApp::spawn(backend);
+    let mut shopper = app.login("o-pages");
     let huge = "9223372036854775807";
     let api = shopper.get(&format!("/api/v1/orders?page={huge}"));
     assert_eq!((api.status, api.json()["code"].as_str()), (400, Some("0002")), "{}", api.body);
     assert_eq!(shopper.get(&format!("/orders?page={huge}")).status, 400);
     assert_eq!(shopper.get("/orders?page=2").status, 200);
-    let mut admin = crate::admin::admin(&app);
+    let mut admin = app.admin();
     assert_eq!(admin.get(&format!("/admin?page={huge}")).status, 400);
     assert_eq!(admin.get("/admin?page=2").status, 200);
 
@@ -172,13 +171,14 @@ fn bad_arguments_get_a_400_without_parser_detail(backend: Backend) {
 }
 
 fn an_unreachable_database_answers_503_with_retry_after(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
-    let mut shopper = app.browser_logged_in_as("o-db-down");
+    let app = TestApp::spawn(backend);
+    let mut shopper = app.login("o-db-down");
     let mut outage = app.db.connect();
     match backend {
         // Every connection of the shop is cut and no new one is let in.
         Backend::Postgres => {
-            let server = std::env::var("PAYMALL_TEST_DATABASE_URL").expect("the PostgreSQL server");
+            let server =
+                std::env::var(paymall::test_support::SERVER_VARIABLE).expect("the PostgreSQL server");
             let name = app.db.url.rsplit('/').next().expect("database name").split('?').next().unwrap_or("");
             diesel::PgConnection::establish(&server).expect("connect to the server").batch_execute(&format!(
                 "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
@@ -200,19 +200,18 @@ fn an_unreachable_database_answers_503_with_retry_after(backend: Backend) {
 }
 
 fn logout_takes_a_post_with_the_token(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
-    let mut shopper = app.browser_logged_in_as("o-logout");
+    let app = TestApp::spawn(backend);
+    let mut shopper = app.login("o-logout");
     let token = shopper.cookies[paymall::services::session::SESSION_COOKIE].clone();
-    let logged_in = |shopper: &mut crate::helpers::Browser| {
-        shopper.get_with_bearer("/api/v1/orders", &token).json()["code"] == "0000"
-    };
+    let logged_in =
+        |shopper: &mut Browser| shopper.get_with_bearer("/api/v1/orders", &token).json()["code"] == "0000";
     let page = shopper.get("/logout");
     assert_eq!(page.status, 200, "an old link shows the button instead");
     assert!(logged_in(&mut shopper));
     assert_eq!(shopper.post_form("/logout", &[]).status, 403);
     assert_eq!(shopper.post_form("/logout", &[("csrf", "forged")]).status, 403);
     assert!(logged_in(&mut shopper));
-    let csrf = attribute(&page.body, "name=\"csrf\" value=\"").to_owned();
+    let csrf = hidden(&page.body, "csrf").to_owned();
     assert_eq!(shopper.post_form("/logout", &[("csrf", &csrf)]).status, 303);
     assert!(!logged_in(&mut shopper));
 }
@@ -236,9 +235,9 @@ fn websocket_handshake(app: &TestApp, order_id: &str, session: &str, origin: Opt
 }
 
 fn the_live_status_refuses_a_foreign_origin(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
-    let mut shopper = app.browser_logged_in_as("o-live");
-    let order_id = order_id_of(&create_order(&mut shopper, "100010090091"));
+    let app = TestApp::spawn(backend);
+    let mut shopper = app.login("o-live");
+    let order_id = order_id_of(&app.create_order(&mut shopper, GIFT));
     let session = shopper.cookies[paymall::services::session::SESSION_COOKIE].clone();
     let status = |origin| websocket_handshake(&app, &order_id, &session, origin);
     assert_eq!(status(Some("https://evil.example")), "HTTP/1.1 403 Forbidden");
@@ -258,15 +257,15 @@ both_backends!(
 
 #[test]
 fn the_sandbox_is_not_served_on_a_public_address_unless_allowed() {
-    let env = |pairs: &[(&str, &str)]| -> Option<HashMap<String, String>> {
-        Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
-    };
     let public = ("PAYMALL__SERVER__BIND", "0.0.0.0:0");
-    let err = Settings::load_from(&config_dir(), None, env(&[public])).expect_err("refused");
+    let err = Settings::load_from(&config_dir(), None, environment(&[public])).expect_err("refused");
     assert!(err.to_string().contains("sandbox.allow_public"), "{err}");
-    let allowed = env(&[public, ("PAYMALL__SANDBOX__ALLOW_PUBLIC", "true")]);
+    let allowed = environment(&[public, ("PAYMALL__SANDBOX__ALLOW_PUBLIC", "true")]);
     assert!(Settings::load_from(&config_dir(), None, allowed).is_ok());
-    assert!(Settings::load_from(&config_dir(), None, env(&[("PAYMALL__SERVER__BIND", "[::1]:0")])).is_ok());
+    assert!(
+        Settings::load_from(&config_dir(), None, environment(&[("PAYMALL__SERVER__BIND", "[::1]:0")]))
+            .is_ok()
+    );
 
     let mut settings = default_settings();
     settings.server.bind = "0.0.0.0:0".into();

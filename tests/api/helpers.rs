@@ -1,38 +1,31 @@
-#![allow(dead_code)] // shared by every test module; not each module uses every helper
+//! What the API tests share: `TestApp` (the shop on port 0 with a fresh database) and its
+//! helpers for logging in, ordering, paying, notifying, reading the database and the sandbox;
+//! `Browser`, a cookie-keeping HTTP client; and readers of the pages they get.
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
-use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
+use diesel::RunQueryDsl;
+pub use paymall::both_backends;
 use paymall::config::{Secret, Settings};
-use paymall::db::{DatabaseLocation, PooledConn};
+pub use paymall::db::Backend;
+use paymall::gateways::alipay::{append_sign, load_private_key, sign_notification};
+use paymall::gateways::weixin::portal::signature;
 use paymall::jobs::Worker;
+use paymall::sandbox::alipay::sandbox_key_paths;
+use paymall::services::session::SESSION_COOKIE;
 use paymall::startup::Application;
+pub use paymall::test_support::TestDatabase;
 
-/// Declares each listed test function `fn name(backend: Backend)` once per backend:
-/// `sqlite::name` and `postgres::name`.
-#[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[test] fn $name() { super::$name($crate::helpers::Backend::Sqlite) } )*
-        }
-        mod postgres {
-            $( #[test] fn $name() { super::$name($crate::helpers::Backend::Postgres) } )*
-        }
-    };
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+/// The seeded gift, ¥1.68, a thousand in stock.
+pub const GIFT: &str = "100010090091";
+/// The seeded mug, ¥39.99, forty in stock.
+pub const MUG: &str = "100010090093";
 
 pub fn config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
@@ -43,83 +36,9 @@ pub fn default_settings() -> Settings {
     Settings::load_from(&config_dir(), None, Some(HashMap::new())).expect("config/default.toml loads")
 }
 
-/// A fresh, empty database of the given backend, or `None` when PostgreSQL is not configured
-/// (and not required).
-pub struct TestDatabase {
-    pub url: String,
-    pg_cleanup: Option<(String, String)>,
-    _dir: tempfile::TempDir,
-}
-
-impl TestDatabase {
-    pub fn new(backend: Backend) -> Option<TestDatabase> {
-        let dir = tempfile::tempdir().expect("temp dir");
-        match backend {
-            Backend::Sqlite => {
-                let url = format!("sqlite://{}", dir.path().join("paymall.db").display());
-                Some(TestDatabase { url, pg_cleanup: None, _dir: dir })
-            }
-            Backend::Postgres => {
-                let admin_url = match std::env::var("PAYMALL_TEST_DATABASE_URL") {
-                    Ok(url) if !url.is_empty() => url,
-                    _ if std::env::var("PAYMALL_REQUIRE_PG").as_deref() == Ok("1") => {
-                        panic!("PAYMALL_REQUIRE_PG=1 but PAYMALL_TEST_DATABASE_URL is not set")
-                    }
-                    _ => {
-                        eprintln!("skipped: PAYMALL_TEST_DATABASE_URL is not set");
-                        return None;
-                    }
-                };
-                let name = format!("paymall_test_{}", paymall::random::token_hex(8));
-                let mut admin =
-                    PgConnection::establish(&admin_url).expect("connect to PAYMALL_TEST_DATABASE_URL");
-                admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
-                let url = replace_database_name(&admin_url, &name);
-                Some(TestDatabase { url, pg_cleanup: Some((admin_url, name)), _dir: dir })
-            }
-        }
-    }
-
-    /// Another handle on the same database (no clean-up of its own), for a second instance.
-    pub fn shared(&self) -> TestDatabase {
-        TestDatabase { url: self.url.clone(), pg_cleanup: None, _dir: tempfile::tempdir().expect("temp dir") }
-    }
-
-    pub fn dir(&self) -> &Path {
-        self._dir.path()
-    }
-
-    /// A direct connection, for looking behind the application's back.
-    pub fn connect(&self) -> PooledConn {
-        let location = DatabaseLocation::parse(&self.url);
-        paymall::db::build_pool(&location, 1).expect("pool").get().expect("connection")
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if let Some((admin_url, name)) = self.pg_cleanup.take()
-            && let Ok(mut admin) = PgConnection::establish(&admin_url)
-        {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        }
-    }
-}
-
-fn replace_database_name(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host_part}/{name}?{q}"),
-        None => format!("{host_part}/{name}"),
-    }
+/// An environment of just these variables, for `Settings::load_from`.
+pub fn environment(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+    Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
 }
 
 /// The application running on its own thread and runtime, on port 0, with a fresh database.
@@ -134,14 +53,14 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub fn spawn(backend: Backend) -> Option<TestApp> {
+    pub fn spawn(backend: Backend) -> TestApp {
         TestApp::spawn_with(backend, |_| {})
     }
 
     /// Spawns with the test defaults, after `customize` has had its say.
-    pub fn spawn_with(backend: Backend, customize: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+    pub fn spawn_with(backend: Backend, customize: impl FnOnce(&mut Settings)) -> TestApp {
         let _ = env_logger::builder().is_test(true).try_init();
-        let db = TestDatabase::new(backend)?;
+        let db = TestDatabase::new(backend);
         let mut settings = default_settings();
         settings.server.bind = "127.0.0.1:0".into();
         settings.database.url = Secret::new(db.url.clone());
@@ -152,7 +71,7 @@ impl TestApp {
         settings.alipay.merchant_private_key_path = db.dir().join("keys/merchant_private_key.pem");
         settings.alipay.alipay_public_key_path = db.dir().join("keys/alipay_public_key.pem");
         customize(&mut settings);
-        Some(TestApp::start(settings, db))
+        TestApp::start(settings, db)
     }
 
     /// A second instance on the same database, with the sandbox off and this instance's
@@ -189,21 +108,243 @@ impl TestApp {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
     pub fn browser(&self) -> Browser {
         Browser::new(&self.address)
     }
 
-    /// A browser already logged in as `openid`, through a session opened directly in the
-    /// database (the login flow itself is tested in `login`).
-    pub fn browser_logged_in_as(&self, openid: &str) -> Browser {
+    /// A browser logged in as `openid`, through a session opened directly in the database (the
+    /// login flow itself is tested in `login`).
+    pub fn login(&self, openid: &str) -> Browser {
+        self.login_at(&self.address, openid)
+    }
+
+    /// A browser at `base` (another instance on this database) logged in as `openid`.
+    pub fn login_at(&self, base: &str, openid: &str) -> Browser {
         let (_, token) = paymall::services::session::start(&mut self.db.connect(), openid).expect("session");
-        let mut browser = self.browser();
-        browser.cookies.insert(paymall::services::session::SESSION_COOKIE.to_owned(), token);
+        let mut browser = Browser::new(base);
+        browser.cookies.insert(SESSION_COOKIE.to_owned(), token);
         browser
+    }
+
+    /// A browser logged in through the whole WeChat flow: a ticket, the sandbox phone's scan,
+    /// the check.
+    pub fn login_by_scan(&self, openid: &str) -> Browser {
+        let mut browser = self.browser();
+        let ticket = browser.login_ticket();
+        self.scan(&ticket, openid);
+        assert_eq!(browser.check_login(&ticket)["code"], "0000");
+        browser
+    }
+
+    /// The sandbox phone scans the ticket; returns the shop's reply as the phone shows it.
+    pub fn scan(&self, ticket: &str, openid: &str) -> String {
+        let reply =
+            self.browser().post_form("/sandbox/weixin/phone/scan", &[("ticket", ticket), ("openid", openid)]);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body
+    }
+
+    /// The scene of a ticket, as WeChat's scan event carries it.
+    pub fn scene_of(&self, ticket: &str) -> String {
+        use diesel::prelude::*;
+        use paymall::db::schema::login_ticket::dsl;
+        dsl::login_ticket
+            .filter(dsl::ticket.eq(ticket))
+            .select(dsl::scene)
+            .first::<String>(&mut *self.db.connect())
+            .expect("scene")
+    }
+
+    /// The portal's path with WeChat's signature over `timestamp` and `nonce`.
+    pub fn signed_portal_path(&self, timestamp: &str, nonce: &str) -> String {
+        let token = self.settings.weixin.token.expose();
+        format!(
+            "/api/v1/weixin/portal/receive?signature={}&timestamp={timestamp}&nonce={nonce}&openid=o1",
+            signature(&[token, timestamp, nonce])
+        )
+    }
+
+    /// `xml` posted to `path` (the portal's, signed or not) from a fresh browser.
+    pub fn post_xml(&self, path: &str, xml: &str) -> Reply {
+        self.browser().post_raw(path, "text/xml", xml.as_bytes())
+    }
+
+    /// A signed push to the portal, as WeChat sends it.
+    pub fn push(&self, xml: &str) -> Reply {
+        let (timestamp, nonce) = fresh_timestamp_and_nonce();
+        self.post_xml(&self.signed_portal_path(&timestamp, &nonce), xml)
+    }
+
+    /// The template messages the sandbox's WeChat has received, oldest first.
+    pub fn inbox(&self) -> Vec<serde_json::Value> {
+        self.browser().get("/sandbox/weixin/inbox.json").json().as_array().cloned().expect("inbox")
+    }
+
+    /// A browser signed in to the admin console.
+    pub fn admin(&self) -> Browser {
+        let mut browser = self.browser();
+        let reply = self.admin_sign_in(&mut browser, self.settings.admin.password.expose());
+        assert_eq!(reply.status, 303, "{}", reply.body);
+        assert_eq!(reply.header("location"), Some("/admin/products"));
+        browser
+    }
+
+    /// One try at the admin console's sign-in form, as the admin with `password`.
+    pub fn admin_sign_in(&self, browser: &mut Browser, password: &str) -> Reply {
+        let csrf = browser.csrf("/admin/login?next=/admin/products");
+        browser.post_form(
+            "/admin/login",
+            &[
+                ("username", &self.settings.admin.username),
+                ("password", password),
+                ("csrf", &csrf),
+                ("next", "/admin/products"),
+            ],
+        )
+    }
+
+    /// Asks for a page-pay form for `product_id` through the API, as `browser`'s shopper.
+    pub fn create_order(&self, browser: &mut Browser, product_id: &str) -> String {
+        let reply = browser
+            .post_json("/api/v1/alipay/create_pay_order", &serde_json::json!({ "productId": product_id }));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.json()["code"], "0000");
+        reply.json()["data"].as_str().expect("form").to_owned()
+    }
+
+    /// Submits the page-pay form the way the browser does: the sandbox's cashier opens.
+    pub fn open_cashier(&self, browser: &mut Browser, form: &str) {
+        let action = unescape(attribute(form, "action=\""));
+        let biz = unescape(attribute(form, "name=\"biz_content\" value=\""));
+        let cashier = browser.post_form(&action, &[("biz_content", &biz)]);
+        assert_eq!(cashier.status, 200, "{}", cashier.body);
+        assert!(cashier.body.contains("Cashier"), "{}", cashier.body);
+    }
+
+    /// Opens the cashier for the form and presses Pay; returns the order's id.
+    pub fn pay_at_cashier(&self, browser: &mut Browser, form: &str) -> String {
+        self.open_cashier(browser, form);
+        let order_id = order_id_of(form);
+        let action = unescape(attribute(form, "action=\""));
+        let sandbox = &action[..action.find("gateway.do").expect("gateway URL")];
+        let paid = browser.post_form(&format!("{sandbox}cashier/{order_id}/pay"), &[]);
+        assert_eq!(paid.status, 303, "{}", paid.body);
+        let back = paid.header("location").expect("return_url").to_owned();
+        assert!(back.contains("/orders/return?") && back.contains("sign="), "{back}");
+        order_id
+    }
+
+    /// The order's status, as its owner `browser` reads it through the API.
+    pub fn order_status(&self, browser: &mut Browser, order_id: &str) -> String {
+        let reply = browser.get(&format!("/api/v1/orders/{order_id}"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()["data"]["status"].as_str().expect("status").to_owned()
+    }
+
+    /// Waits up to 20 seconds for the order to reach `wanted`.
+    pub fn wait_for_status(&self, browser: &mut Browser, order_id: &str, wanted: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self.order_status(browser, order_id);
+            if status == wanted {
+                return;
+            }
+            assert!(Instant::now() < deadline, "order {order_id} stayed {status}, wanted {wanted}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A notification signed with the sandbox's Alipay key, as Alipay would send it: a payment
+    /// of ¥1.68, with `overrides` replacing fields (an empty value leaves the field out).
+    pub fn signed_notify(
+        &self,
+        overrides: &[(&str, &str)],
+        sign_with_sign_type: bool,
+    ) -> Vec<(String, String)> {
+        let mut params: Vec<(String, String)> = vec![
+            ("notify_time", "2026-11-22 20:00:00"),
+            ("notify_type", "trade_status_sync"),
+            ("notify_id", "test-notify-1"),
+            ("app_id", self.settings.alipay.app_id.as_str()),
+            ("charset", "utf-8"),
+            ("version", "1.0"),
+            ("trade_no", "2026112222001400000001"),
+            ("seller_id", self.settings.alipay.seller_id.as_str()),
+            ("trade_status", "TRADE_SUCCESS"),
+            ("total_amount", "1.68"),
+            ("gmt_payment", "2026-11-22 19:59:30"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (k, v) in overrides {
+            params.retain(|(key, _)| key != k);
+            if !v.is_empty() {
+                params.push((k.to_string(), v.to_string()));
+            }
+        }
+        let (_, alipay_private) = sandbox_key_paths(&self.settings);
+        let key = load_private_key(&alipay_private).expect("sandbox key");
+        if sign_with_sign_type {
+            params.push(("sign_type".to_owned(), "RSA2".to_owned()));
+            append_sign(&key, &mut params, &[]);
+        } else {
+            sign_notification(&key, &mut params);
+        }
+        params
+    }
+
+    /// Posts the notification's fields, form-encoded; returns the shop's answer (`success` or
+    /// `fail`).
+    pub fn post_notify(&self, params: &[(String, String)]) -> String {
+        let body = serde_urlencoded::to_string(params).expect("form");
+        let reply = self.post_notify_body(body.as_bytes());
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body
+    }
+
+    /// Posts `body` to the notify URL as a form, whatever it holds.
+    pub fn post_notify_body(&self, body: &[u8]) -> Reply {
+        self.browser().post_raw("/api/v1/alipay/alipay_notify_url", "application/x-www-form-urlencoded", body)
+    }
+
+    /// Sets the sandbox Alipay's faults (`drop_notify`, `query_system_error`, ...).
+    pub fn faults(&self, faults: serde_json::Value) {
+        let reply = self.browser().post_json("/sandbox/alipay/faults", &faults);
+        assert_eq!(reply.status, 204, "{}", reply.body);
+    }
+
+    /// The sandbox Alipay's trades by order id: `status`, `refunds`, ...
+    pub fn ledger(&self) -> HashMap<String, serde_json::Value> {
+        let trades = self.browser().get("/sandbox/alipay/ledger").json();
+        let trades = trades.as_array().expect("ledger");
+        trades.iter().map(|t| (t["out_trade_no"].as_str().unwrap_or("").to_owned(), t.clone())).collect()
+    }
+
+    /// How many refunds the sandbox Alipay has made of the order's trade.
+    pub fn refunds_at_alipay(&self, order_id: &str) -> usize {
+        let trade = self.ledger().remove(order_id).expect("trade");
+        trade["refunds"].as_object().map_or(0, |r| r.len())
+    }
+
+    /// The BIGINT column `n` of the query's first row: a count, a sum, an id.
+    pub fn scalar(&self, sql: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let rows: Vec<Row> = diesel::sql_query(sql).load(&mut *self.db.connect()).expect(sql);
+        rows[0].n
+    }
+
+    /// Runs `sql` behind the shop's back.
+    pub fn execute(&self, sql: &str) {
+        diesel::sql_query(sql).execute(&mut *self.db.connect()).expect(sql);
+    }
+
+    pub fn stock(&self, product_id: &str) -> i64 {
+        self.scalar(&format!("SELECT stock AS n FROM product WHERE product_id = '{product_id}'"))
     }
 }
 
@@ -326,4 +467,64 @@ impl Browser {
             self.dressed(self.agent.post(self.full(path))).header("Content-Type", content_type).send(body);
         self.finish(result)
     }
+
+    /// The CSRF token of the form on the page at `path`.
+    pub fn csrf(&mut self, path: &str) -> String {
+        hidden(&self.get(path).body, "csrf").to_owned()
+    }
+
+    /// A login ticket for this browser (the one it holds, while it is fresh).
+    pub fn login_ticket(&mut self) -> String {
+        let reply = self.get("/api/v1/login/weixin_qrcode_ticket");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.json()["code"], "0000");
+        reply.json()["data"].as_str().expect("ticket").to_owned()
+    }
+
+    /// The shop's answer to this browser's poll for `ticket`: `code` 0000 and a token once logged in.
+    pub fn check_login(&mut self, ticket: &str) -> serde_json::Value {
+        let reply = self
+            .get(&format!("/api/v1/login/check_login?ticket={}", paymall::controllers::url_encode(ticket)));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()
+    }
+}
+
+/// The value that follows `before` in a page, up to the next quote: an attribute's, say.
+pub fn attribute<'a>(html: &'a str, before: &str) -> &'a str {
+    let start = html.find(before).unwrap_or_else(|| panic!("{before} not in {html}")) + before.len();
+    let end = start + html[start..].find('"').expect("closing quote");
+    &html[start..end]
+}
+
+/// The value of the form field `name` in a page (the first such field).
+pub fn hidden<'a>(html: &'a str, name: &str) -> &'a str {
+    attribute(html, &format!("name=\"{name}\" value=\""))
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The order id inside a page-pay form.
+pub fn order_id_of(form: &str) -> String {
+    let biz = unescape(hidden(form, "biz_content"));
+    let biz: serde_json::Value = serde_json::from_str(&biz).expect("biz_content JSON");
+    biz["out_trade_no"].as_str().expect("out_trade_no").to_owned()
+}
+
+/// A fresh timestamp and nonce, as WeChat signs each request with.
+pub fn fresh_timestamp_and_nonce() -> (String, String) {
+    (chrono::Utc::now().timestamp().to_string(), paymall::random::token_hex(8))
+}
+
+/// A WeChat event push from `openid`.
+pub fn event_xml(openid: &str, event: &str, key: &str, create_time: u64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[gh_sandbox000001]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>{create_time}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event><EventKey><![CDATA[{key}]]></EventKey></xml>"
+    )
 }

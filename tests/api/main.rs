@@ -1,7 +1,7 @@
 //! Black-box tests: each spawns the real application on port 0 with a fresh database and talks
-//! to it over HTTP. Every test runs on SQLite and, when `PAYMALL_TEST_DATABASE_URL` names a
-//! PostgreSQL server, on PostgreSQL too (`PAYMALL_REQUIRE_PG=1` turns a missing server into a
-//! failure).
+//! to it over HTTP. Every test runs on SQLite and on PostgreSQL (`both_backends!`); the
+//! PostgreSQL variants need the server `PAYMALL_TEST_DATABASE_URL` names and are ignored unless
+//! asked for (`scripts/test` does).
 
 mod helpers;
 

@@ -3,29 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::admin::admin;
-use crate::both_backends;
-use crate::helpers::{Backend, TestApp};
-use crate::payment::{
-    count, create_order, execute, order_id_of, order_status, pay_at_cashier, post_notify, signed_notify,
-};
-
-const GIFT: &str = "100010090091";
-
-fn post_body(app: &TestApp, body: &str) -> crate::helpers::Reply {
-    app.browser().post_raw(
-        "/api/v1/alipay/alipay_notify_url",
-        "application/x-www-form-urlencoded",
-        body.as_bytes(),
-    )
-}
+use crate::helpers::{Backend, GIFT, TestApp, both_backends, hidden, order_id_of};
 
 fn encoded(params: &[(String, String)]) -> String {
     serde_urlencoded::to_string(params).expect("form")
 }
 
 fn amount_of(app: &TestApp, order_id: &str) -> String {
-    let cents = count(app, &format!("SELECT total_cents AS n FROM pay_order WHERE order_id = '{order_id}'"));
+    let cents = app.scalar(&format!("SELECT total_cents AS n FROM pay_order WHERE order_id = '{order_id}'"));
     format!("{}.{:02}", cents / 100, cents % 100)
 }
 
@@ -33,23 +18,21 @@ fn amount_of(app: &TestApp, order_id: &str) -> String {
 /// trade still waiting, for another merchant) with the victim's fields put before it. The
 /// signature covered one reading of the form and the payment acted on another.
 fn repeated_fields_pay_nothing(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
-    let mut victim = app.browser_logged_in_as("o-victim");
-    let target = order_id_of(&create_order(&mut victim, GIFT));
-    let mut other = app.browser_logged_in_as("o-other");
-    let others = order_id_of(&create_order(&mut other, GIFT));
+    let app = TestApp::spawn(backend);
+    let mut victim = app.login("o-victim");
+    let target = order_id_of(&app.create_order(&mut victim, GIFT));
+    let mut other = app.login("o-other");
+    let others = order_id_of(&app.create_order(&mut other, GIFT));
     let amount = amount_of(&app, &target);
     let ours = format!("out_trade_no={target}&total_amount={amount}&trade_status=TRADE_SUCCESS");
-    let another_order = signed_notify(&app, &[("out_trade_no", &others), ("total_amount", &amount)], false);
-    let still_waiting = signed_notify(
-        &app,
+    let another_order = app.signed_notify(&[("out_trade_no", &others), ("total_amount", &amount)], false);
+    let still_waiting = app.signed_notify(
         &[("out_trade_no", &target), ("total_amount", &amount), ("trade_status", "WAIT_BUYER_PAY")],
         false,
     );
     let merchant =
         format!("app_id={}&seller_id={}", app.settings.alipay.app_id, app.settings.alipay.seller_id);
-    let another_merchant = signed_notify(
-        &app,
+    let another_merchant = app.signed_notify(
         &[
             ("out_trade_no", &others),
             ("total_amount", &amount),
@@ -65,41 +48,38 @@ fn repeated_fields_pay_nothing(backend: Backend) {
         format!("{}&out_trade_no={others}", encoded(&still_waiting)),
     ];
     for body in &attacks {
-        let reply = post_body(&app, body);
+        let reply = app.post_notify_body(body.as_bytes());
         assert_eq!((reply.status, reply.body.as_str()), (200, "fail"), "{body}");
-        assert_eq!(order_status(&mut victim, &target), "PAY_WAIT", "{body}");
-        assert_eq!(order_status(&mut other, &others), "PAY_WAIT", "{body}");
+        assert_eq!(app.order_status(&mut victim, &target), "PAY_WAIT", "{body}");
+        assert_eq!(app.order_status(&mut other, &others), "PAY_WAIT", "{body}");
     }
     assert_eq!(
-        count(
-            &app,
+        app.scalar(
             "SELECT COUNT(*) AS n FROM alipay_notify WHERE verified = FALSE AND outcome LIKE 'field % repeated'"
         ),
         attacks.len() as i64
     );
-    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM outbox"), 0);
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM outbox"), 0);
     // The same notifications sent as signed pay as they should.
-    assert_eq!(post_notify(&app, &another_order), "success");
-    assert_eq!(order_status(&mut other, &others), "PAY_SUCCESS");
+    assert_eq!(app.post_notify(&another_order), "success");
+    assert_eq!(app.order_status(&mut other, &others), "PAY_SUCCESS");
 }
 
 /// One Alipay trade pays one order: a second order naming a trade that paid another is refused,
 /// changes nothing and is held for the admin, however often it comes.
 fn a_trade_pays_one_order_only(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
-    let mut first = app.browser_logged_in_as("o-first");
-    let paid = order_id_of(&create_order(&mut first, GIFT));
-    let mut second = app.browser_logged_in_as("o-second");
-    let claiming = order_id_of(&create_order(&mut second, GIFT));
+    let app = TestApp::spawn(backend);
+    let mut first = app.login("o-first");
+    let paid = order_id_of(&app.create_order(&mut first, GIFT));
+    let mut second = app.login("o-second");
+    let claiming = order_id_of(&app.create_order(&mut second, GIFT));
     let trade = [("trade_no", "2026120422001400000777")];
-    let pays = signed_notify(
-        &app,
+    let pays = app.signed_notify(
         &[("out_trade_no", &paid), trade[0], ("total_amount", &amount_of(&app, &paid))],
         false,
     );
-    assert_eq!(post_notify(&app, &pays), "success");
-    let claims = signed_notify(
-        &app,
+    assert_eq!(app.post_notify(&pays), "success");
+    let claims = app.signed_notify(
         &[
             ("out_trade_no", &claiming),
             trade[0],
@@ -109,76 +89,66 @@ fn a_trade_pays_one_order_only(backend: Backend) {
         false,
     );
     for _ in 0..2 {
-        assert_eq!(post_notify(&app, &claims), "fail");
+        assert_eq!(app.post_notify(&claims), "fail");
     }
-    assert_eq!(order_status(&mut first, &paid), "PAY_SUCCESS");
-    assert_eq!(order_status(&mut second, &claiming), "PAY_WAIT");
+    assert_eq!(app.order_status(&mut first, &paid), "PAY_SUCCESS");
+    assert_eq!(app.order_status(&mut second, &claiming), "PAY_WAIT");
     assert_eq!(
-        count(
-            &app,
-            &format!(
-                "SELECT COUNT(*) AS n FROM orphan_payment WHERE kind = 'TRADE_NO_REUSED' AND out_trade_no = '{claiming}' \
-             AND status = 'OPEN'"
-            )
-        ),
+        app.scalar(&format!(
+            "SELECT COUNT(*) AS n FROM orphan_payment WHERE kind = 'TRADE_NO_REUSED' \
+             AND out_trade_no = '{claiming}' AND status = 'OPEN'"
+        )),
         1
     );
     // Nor does an order the shop does not know: no orphan to refund out of another order's money.
-    let unknown = signed_notify(
-        &app,
+    let unknown = app.signed_notify(
         &[("out_trade_no", "2612049999999999"), trade[0], ("total_amount", "1.68"), ("notify_id", "n3")],
         false,
     );
-    assert_eq!(post_notify(&app, &unknown), "fail");
-    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM orphan_payment WHERE kind = 'UNKNOWN_ORDER'"), 0);
-    let page = admin(&app).get("/admin/orphans").body;
+    assert_eq!(app.post_notify(&unknown), "fail");
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM orphan_payment WHERE kind = 'UNKNOWN_ORDER'"), 0);
+    let page = app.admin().get("/admin/orphans").body;
     assert!(page.contains(&claiming) && page.contains("TRADE_NO_REUSED"), "{page}");
     assert!(!page.contains("/refund\""), "a reused trade is never offered for refund: {page}");
     app.worker.tick();
-    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM outbox WHERE kind = 'orphan_refund'"), 0);
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM outbox WHERE kind = 'orphan_refund'"), 0);
 }
 
 /// Alipay signs `k=v&...` unescaped, so a signed notification's text can be split into other
 /// fields: `out_trade_no` swallowing the field after it (`receipt_amount`) keeps the signature.
 /// Such a value is refused before anything reads it.
 fn a_signed_text_split_another_way_pays_nothing(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
-    let mut shopper = app.browser_logged_in_as("o-split");
-    let paid = order_id_of(&create_order(&mut shopper, GIFT));
+    let app = TestApp::spawn(backend);
+    let mut shopper = app.login("o-split");
+    let paid = order_id_of(&app.create_order(&mut shopper, GIFT));
     let amount = amount_of(&app, &paid);
-    let signed = signed_notify(
-        &app,
+    let signed = app.signed_notify(
         &[("out_trade_no", &paid), ("total_amount", &amount), ("receipt_amount", &amount)],
         false,
     );
-    assert_eq!(post_notify(&app, &signed), "success");
+    assert_eq!(app.post_notify(&signed), "success");
     let mut split: Vec<(String, String)> =
         signed.into_iter().filter(|(k, _)| k != "out_trade_no" && k != "receipt_amount").collect();
     split.push(("out_trade_no".into(), format!("{paid}&receipt_amount={amount}")));
-    assert_eq!(post_notify(&app, &split), "fail");
-    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM orphan_payment"), 0);
+    assert_eq!(app.post_notify(&split), "fail");
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM orphan_payment"), 0);
     assert_eq!(
-        count(&app, "SELECT COUNT(*) AS n FROM alipay_notify WHERE outcome LIKE 'field out_trade_no holds%'"),
+        app.scalar("SELECT COUNT(*) AS n FROM alipay_notify WHERE outcome LIKE 'field out_trade_no holds%'"),
         1
     );
 }
 
 /// Unsigned junk keeps a bounded prefix and a hash: 200 bodies of 60 KB store a few hundred KB.
 fn junk_notifications_are_stored_bounded(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.limits.unverified_notifications_per_minute = 1000)
-    else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, |s| s.limits.unverified_notifications_per_minute = 1000);
     let junk =
         format!("notify_id=junk&out_trade_no={}&sign=Zm9yZ2Vk&pad={}", "9".repeat(5000), "a".repeat(55_000));
     for _ in 0..200 {
-        let reply = post_body(&app, &junk);
+        let reply = app.post_notify_body(junk.as_bytes());
         assert_eq!((reply.status, reply.body.as_str()), (200, "fail"));
     }
-    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM alipay_notify WHERE raw_sha256 IS NOT NULL"), 200);
-    let stored = count(
-        &app,
-        "SELECT CAST(SUM(LENGTH(raw) + LENGTH(raw_sha256) + LENGTH(outcome) + LENGTH(COALESCE(out_trade_no, '')) \
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM alipay_notify WHERE raw_sha256 IS NOT NULL"), 200);
+    let stored = app.scalar("SELECT CAST(SUM(LENGTH(raw) + LENGTH(raw_sha256) + LENGTH(outcome) + LENGTH(COALESCE(out_trade_no, '')) \
          + LENGTH(COALESCE(notify_id, ''))) AS BIGINT) AS n FROM alipay_notify",
     );
     assert!(stored < 200 * 1024, "{stored} bytes stored for 200 junk notifications");
@@ -187,86 +157,67 @@ fn junk_notifications_are_stored_bounded(backend: Backend) {
 /// A client whose notifications fail verification is slowed down; a verified notification from
 /// the same address is never refused for it.
 fn failing_notifications_are_rate_limited_and_verified_ones_never(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.limits.unverified_notifications_per_minute = 5) else {
-        return;
-    };
-    let mut shopper = app.browser_logged_in_as("o-limited");
-    let order_id = order_id_of(&create_order(&mut shopper, GIFT));
+    let app = TestApp::spawn_with(backend, |s| s.limits.unverified_notifications_per_minute = 5);
+    let mut shopper = app.login("o-limited");
+    let order_id = order_id_of(&app.create_order(&mut shopper, GIFT));
     for _ in 0..5 {
-        assert_eq!(post_body(&app, "notify_id=x&sign=Zm9yZ2Vk").status, 200);
+        assert_eq!(app.post_notify_body(b"notify_id=x&sign=Zm9yZ2Vk").status, 200);
     }
-    let limited = post_body(&app, "notify_id=x&sign=Zm9yZ2Vk");
+    let limited = app.post_notify_body(b"notify_id=x&sign=Zm9yZ2Vk");
     assert_eq!(limited.status, 429);
     assert_eq!(limited.header("retry-after"), Some("60"));
-    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM alipay_notify"), 5, "nothing stored over the limit");
-    let pays = signed_notify(
-        &app,
-        &[("out_trade_no", &order_id), ("total_amount", &amount_of(&app, &order_id))],
-        false,
-    );
-    assert_eq!(post_notify(&app, &pays), "success");
-    assert_eq!(order_status(&mut shopper, &order_id), "PAY_SUCCESS");
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM alipay_notify"), 5, "nothing stored over the limit");
+    let pays = app
+        .signed_notify(&[("out_trade_no", &order_id), ("total_amount", &amount_of(&app, &order_id))], false);
+    assert_eq!(app.post_notify(&pays), "success");
+    assert_eq!(app.order_status(&mut shopper, &order_id), "PAY_SUCCESS");
 }
 
 /// An order the shop lost (here deleted) and then paid at the cashier: the signed notification
 /// is an orphan payment, answered `success`, and refunded exactly once however often it is
 /// asked for.
 fn lose_an_order_then_pay_it(app: &TestApp, openid: &str) -> String {
-    let mut shopper = app.browser_logged_in_as(openid);
-    let form = create_order(&mut shopper, GIFT);
+    let mut shopper = app.login(openid);
+    let form = app.create_order(&mut shopper, GIFT);
     let order_id = order_id_of(&form);
     for table in ["pay_form", "order_event", "pay_order"] {
-        execute(app, &format!("DELETE FROM {table} WHERE order_id = '{order_id}'"));
+        app.execute(&format!("DELETE FROM {table} WHERE order_id = '{order_id}'"));
     }
-    pay_at_cashier(&mut shopper, &form);
+    app.pay_at_cashier(&mut shopper, &form);
     let deadline = Instant::now() + Duration::from_secs(20);
     let orphan = format!("SELECT COUNT(*) AS n FROM orphan_payment WHERE out_trade_no = '{order_id}'");
-    while count(app, &orphan) == 0 {
+    while app.scalar(&orphan) == 0 {
         assert!(Instant::now() < deadline, "no orphan payment for {order_id}");
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(
-        count(
-            app,
-            &format!(
-                "SELECT COUNT(*) AS n FROM alipay_notify WHERE out_trade_no = '{order_id}' AND verified = TRUE \
+        app.scalar(&format!(
+            "SELECT COUNT(*) AS n FROM alipay_notify WHERE out_trade_no = '{order_id}' AND verified = TRUE \
              AND outcome LIKE 'orphan payment%'"
-            )
-        ),
+        )),
         1,
         "answered success once: Alipay stops resending"
     );
     order_id
 }
 
-fn refunds_at_the_sandbox(app: &TestApp, order_id: &str) -> usize {
-    let ledger = app.browser().get("/sandbox/alipay/ledger").json();
-    let trade =
-        ledger.as_array().expect("ledger").iter().find(|t| t["out_trade_no"] == order_id).expect("trade");
-    trade["refunds"].as_object().map_or(0, |r| r.len())
-}
-
 fn orphan_status(app: &TestApp, order_id: &str, status: &str) -> i64 {
-    count(
-        app,
-        &format!(
-            "SELECT COUNT(*) AS n FROM orphan_payment WHERE out_trade_no = '{order_id}' AND status = '{status}'"
-        ),
-    )
+    app.scalar(&format!(
+        "SELECT COUNT(*) AS n FROM orphan_payment WHERE out_trade_no = '{order_id}' AND status = '{status}'"
+    ))
 }
 
 fn an_orphan_payment_is_refunded_once_from_the_console(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let order_id = lose_an_order_then_pay_it(&app, "o-orphan");
     assert_eq!(orphan_status(&app, &order_id, "OPEN"), 1);
     app.worker.tick();
     assert_eq!(orphan_status(&app, &order_id, "OPEN"), 1, "not due for 24 hours");
-    let mut console = admin(&app);
+    let mut console = app.admin();
     let page = console.get("/admin/orphans").body;
     assert!(page.contains(&order_id) && page.contains("UNKNOWN_ORDER"), "{page}");
-    let csrf =
-        page.split("name=\"csrf\" value=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("csrf");
-    let id = count(&app, &format!("SELECT id AS n FROM orphan_payment WHERE out_trade_no = '{order_id}'"));
+    let csrf = hidden(&page, "csrf");
+    let id = app.scalar(&format!("SELECT id AS n FROM orphan_payment WHERE out_trade_no = '{order_id}'"));
     assert_eq!(console.post_form(&format!("/admin/orphans/{id}/refund"), &[]).status, 403, "needs the token");
     for _ in 0..2 {
         assert_eq!(console.post_form(&format!("/admin/orphans/{id}/refund"), &[("csrf", csrf)]).status, 303);
@@ -274,48 +225,45 @@ fn an_orphan_payment_is_refunded_once_from_the_console(backend: Backend) {
     app.worker.tick();
     app.worker.tick();
     assert_eq!(orphan_status(&app, &order_id, "REFUNDED"), 1);
-    assert_eq!(refunds_at_the_sandbox(&app, &order_id), 1);
-    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM outbox WHERE kind = 'orphan_refund'"), 1);
+    assert_eq!(app.refunds_at_alipay(&order_id), 1);
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM outbox WHERE kind = 'orphan_refund'"), 1);
     assert!(console.get("/admin/orphans").body.contains("REFUNDED"));
 }
 
 fn an_orphan_payment_is_refunded_once_when_due(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.alipay.orphan_refund_after_hours = 0) else { return };
+    let app = TestApp::spawn_with(backend, |s| s.alipay.orphan_refund_after_hours = 0);
     let order_id = lose_an_order_then_pay_it(&app, "o-orphan-due");
     for _ in 0..3 {
         app.worker.tick();
     }
     assert_eq!(orphan_status(&app, &order_id, "REFUNDED"), 1);
-    assert_eq!(refunds_at_the_sandbox(&app, &order_id), 1);
+    assert_eq!(app.refunds_at_alipay(&order_id), 1);
 }
 
 /// The background thread deletes junk after `retention.unverified_notification_days` and keeps
 /// the evidence of payments for `retention.verified_notification_days`.
 fn retention_drops_old_junk_and_keeps_payment_evidence(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
-    let mut shopper = app.browser_logged_in_as("o-retention");
-    let order_id = order_id_of(&create_order(&mut shopper, GIFT));
-    let pays = signed_notify(
-        &app,
-        &[("out_trade_no", &order_id), ("total_amount", &amount_of(&app, &order_id))],
-        false,
-    );
-    assert_eq!(post_notify(&app, &pays), "success");
+    let app = TestApp::spawn(backend);
+    let mut shopper = app.login("o-retention");
+    let order_id = order_id_of(&app.create_order(&mut shopper, GIFT));
+    let pays = app
+        .signed_notify(&[("out_trade_no", &order_id), ("total_amount", &amount_of(&app, &order_id))], false);
+    assert_eq!(app.post_notify(&pays), "success");
     for _ in 0..3 {
-        assert_eq!(post_body(&app, "notify_id=junk&sign=Zm9yZ2Vk").body, "fail");
+        assert_eq!(app.post_notify_body(b"notify_id=junk&sign=Zm9yZ2Vk").body, "fail");
     }
     let days_ago = |days| (chrono::Utc::now() - chrono::Duration::days(days)).format("%Y-%m-%d %H:%M:%S");
-    execute(&app, &format!("UPDATE alipay_notify SET received_at = '{}'", days_ago(30)));
+    app.execute(&format!("UPDATE alipay_notify SET received_at = '{}'", days_ago(30)));
     app.worker.tick();
-    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM alipay_notify WHERE raw_sha256 IS NOT NULL"), 0);
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM alipay_notify WHERE raw_sha256 IS NOT NULL"), 0);
     assert_eq!(
-        count(&app, "SELECT COUNT(*) AS n FROM alipay_notify WHERE raw_sha256 IS NULL"),
+        app.scalar("SELECT COUNT(*) AS n FROM alipay_notify WHERE raw_sha256 IS NULL"),
         1,
         "a week later"
     );
-    execute(&app, &format!("UPDATE alipay_notify SET received_at = '{}'", days_ago(1100)));
+    app.execute(&format!("UPDATE alipay_notify SET received_at = '{}'", days_ago(1100)));
     app.worker.tick();
-    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM alipay_notify"), 0, "past three years");
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM alipay_notify"), 0, "past three years");
 }
 
 both_backends!(

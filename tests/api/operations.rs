@@ -1,15 +1,13 @@
 //! Start-up, configuration, health and migrations: what an operator relies on.
 
-use std::collections::HashMap;
 use std::process::Command;
 
-use crate::both_backends;
-use crate::helpers::{Backend, TestApp, TestDatabase, config_dir};
+use crate::helpers::{Backend, TestApp, TestDatabase, both_backends, config_dir, environment};
 use paymall::config::Settings;
-use paymall::db::{self, DatabaseLocation};
+use paymall::db;
 
 fn health_and_readiness_answer(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut browser = app.browser();
     let health = browser.get("/healthz");
     assert_eq!((health.status, health.body.as_str()), (200, "ok"));
@@ -18,16 +16,16 @@ fn health_and_readiness_answer(backend: Backend) {
 }
 
 fn migrations_run_twice_are_a_no_op(backend: Backend) {
-    let Some(database) = TestDatabase::new(backend) else { return };
-    let location = DatabaseLocation::parse(&database.url);
+    let database = TestDatabase::new(backend);
+    let location = database.location();
     let first = db::prepare(&location).expect("first migration run");
     assert!(first >= 2, "the first run applies every migration, got {first}");
     assert_eq!(db::prepare(&location).expect("second migration run"), 0);
 }
 
 fn instances_starting_together_migrate_once(backend: Backend) {
-    let Some(database) = TestDatabase::new(backend) else { return };
-    let location = DatabaseLocation::parse(&database.url);
+    let database = TestDatabase::new(backend);
+    let location = database.location();
     let applied: Vec<usize> = std::thread::scope(|s| {
         let runs: Vec<_> =
             (0..3).map(|_| s.spawn(|| db::prepare(&location).expect("concurrent migration"))).collect();
@@ -42,20 +40,17 @@ both_backends!(
     instances_starting_together_migrate_once
 );
 
-fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
-    Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
-}
-
 #[test]
 fn a_malformed_value_names_its_key() {
-    let err = Settings::load_from(&config_dir(), None, env(&[("PAYMALL__DATABASE__POOL_SIZE", "many")]))
-        .expect_err("a pool size of 'many' is refused");
+    let err =
+        Settings::load_from(&config_dir(), None, environment(&[("PAYMALL__DATABASE__POOL_SIZE", "many")]))
+            .expect_err("a pool size of 'many' is refused");
     assert!(err.to_string().contains("database.pool_size"), "{err}");
 }
 
 #[test]
 fn an_unknown_key_is_refused() {
-    let err = Settings::load_from(&config_dir(), None, env(&[("PAYMALL__SERVER__PROT", "1")]))
+    let err = Settings::load_from(&config_dir(), None, environment(&[("PAYMALL__SERVER__PROT", "1")]))
         .expect_err("a misspelt key is refused");
     assert!(err.to_string().contains("prot"), "{err}");
 }
@@ -65,20 +60,20 @@ fn environment_variables_override_the_files() {
     let settings = Settings::load_from(
         &config_dir(),
         Some("prod"),
-        env(&[("PAYMALL__ALIPAY__APP_ID", "2021001"), ("PAYMALL__SERVER__BIND", "127.0.0.1:9999")]),
+        environment(&[("PAYMALL__ALIPAY__APP_ID", "2021001"), ("PAYMALL__SERVER__BIND", "127.0.0.1:9999")]),
     );
     // prod.toml turns the sandbox off, so the still-missing credentials are named.
     let err = settings.expect_err("prod needs real credentials");
     assert!(err.to_string().contains("weixin.app_id"), "{err}");
 
     let settings =
-        Settings::load_from(&config_dir(), None, env(&[("PAYMALL__SERVER__BIND", "127.0.0.1:9999")]))
+        Settings::load_from(&config_dir(), None, environment(&[("PAYMALL__SERVER__BIND", "127.0.0.1:9999")]))
             .expect("defaults with an override");
     assert_eq!(settings.server.bind, "127.0.0.1:9999");
     assert!(settings.sandbox.enabled);
     assert!(settings.server.trusted_proxies.is_empty());
 
-    let proxies = env(&[("PAYMALL__SERVER__TRUSTED_PROXIES", "172.30.0.10,::1")]);
+    let proxies = environment(&[("PAYMALL__SERVER__TRUSTED_PROXIES", "172.30.0.10,::1")]);
     let settings = Settings::load_from(&config_dir(), None, proxies).expect("a list from the environment");
     let expected: Vec<std::net::IpAddr> = vec!["172.30.0.10".parse().unwrap(), "::1".parse().unwrap()];
     assert_eq!(settings.server.trusted_proxies, expected);
@@ -134,10 +129,10 @@ fn prod_refuses_to_start_without_an_admin_password() {
         // The sandbox stays on loopback (see `sandbox.allow_public`).
         ("PAYMALL__SERVER__BIND", "127.0.0.1:8080"),
     ];
-    let err =
-        Settings::load_from(&config_dir(), Some("prod"), env(&prod_credentials)).expect_err("no password");
+    let err = Settings::load_from(&config_dir(), Some("prod"), environment(&prod_credentials))
+        .expect_err("no password");
     assert!(err.to_string().contains("admin.password"), "{err}");
     let mut with_password = prod_credentials.to_vec();
     with_password.push(("PAYMALL__ADMIN__PASSWORD", "chosen"));
-    assert!(Settings::load_from(&config_dir(), Some("prod"), env(&with_password)).is_ok());
+    assert!(Settings::load_from(&config_dir(), Some("prod"), environment(&with_password)).is_ok());
 }

@@ -5,20 +5,12 @@ use paymall::config::Secret;
 use paymall::gateways::weixin::portal::signature;
 use paymall::gateways::weixin::safe_mode::SafeMode;
 
-use crate::both_backends;
-use crate::helpers::{Backend, Reply, TestApp};
-use crate::login::{
-    check, event_xml, fresh_timestamp_and_nonce, push, scan, scene_of, signed_path, ticket_for,
-};
+use crate::helpers::{Backend, Reply, TestApp, both_backends, event_xml, fresh_timestamp_and_nonce};
 
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 
 fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
-}
-
-fn post(app: &TestApp, path: &str, xml: &str) -> Reply {
-    app.browser().post_raw(path, "text/xml", xml.as_bytes())
 }
 
 /// A push in safe mode (`encrypt_type=aes`), signed and encrypted as WeChat does.
@@ -27,70 +19,70 @@ fn safe_push(app: &TestApp, xml: &str) -> Reply {
     let encrypted = safe.encrypt(xml).expect("encrypt");
     let (timestamp, nonce) = fresh_timestamp_and_nonce();
     let msg_signature = signature(&[app.settings.weixin.token.expose(), &timestamp, &nonce, &encrypted]);
-    let path =
-        format!("{}&encrypt_type=aes&msg_signature={msg_signature}", signed_path(app, &timestamp, &nonce));
-    post(app, &path, &format!("<xml><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"))
+    let path = format!(
+        "{}&encrypt_type=aes&msg_signature={msg_signature}",
+        app.signed_portal_path(&timestamp, &nonce)
+    );
+    app.post_xml(&path, &format!("<xml><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"))
 }
 
 fn nonces_remembered(app: &TestApp) -> i64 {
-    use diesel::prelude::*;
-    use paymall::db::schema::weixin_push_nonce::dsl;
-    dsl::weixin_push_nonce.count().get_result(&mut *app.db.connect()).expect("count")
+    app.scalar("SELECT COUNT(*) AS n FROM weixin_push_nonce")
 }
 
 fn pushes_signed_too_long_ago_or_ahead_are_refused(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let mut browser = app.browser();
-    let ticket = ticket_for(&mut browser);
-    let scan_event = event_xml("o-late", "SCAN", &scene_of(&app, &ticket), 1);
+    let ticket = browser.login_ticket();
+    let scan_event = event_xml("o-late", "SCAN", &app.scene_of(&ticket), 1);
     // A few seconds past the window each way: the shop reads its clock a moment after the test.
     for timestamp in [now_secs() - 305, now_secs() + 305, now_secs() - 3600] {
-        let path = signed_path(&app, &timestamp.to_string(), &paymall::random::token_hex(8));
-        assert_eq!(post(&app, &path, &scan_event).status, 401, "timestamp {timestamp}");
+        let path = app.signed_portal_path(&timestamp.to_string(), &paymall::random::token_hex(8));
+        assert_eq!(app.post_xml(&path, &scan_event).status, 401, "timestamp {timestamp}");
         let url_check = app.browser().get(&format!("{path}&echostr=hi"));
         assert_eq!(url_check.status, 401);
         assert_ne!(url_check.body, "hi");
     }
-    let not_a_number = signed_path(&app, "soon", "n1");
-    assert_eq!(post(&app, &not_a_number, &scan_event).status, 401);
-    assert_eq!(check(&mut browser, &ticket)["code"], "0003", "nobody logged in");
+    let not_a_number = app.signed_portal_path("soon", "n1");
+    assert_eq!(app.post_xml(&not_a_number, &scan_event).status, 401);
+    assert_eq!(browser.check_login(&ticket)["code"], "0003", "nobody logged in");
     // Inside the window, either way, the same push logs in.
-    let path = signed_path(&app, &(now_secs() - 250).to_string(), "n2");
-    assert!(post(&app, &path, &scan_event).body.contains("you are now logged in"));
-    assert_eq!(check(&mut browser, &ticket)["code"], "0000");
+    let path = app.signed_portal_path(&(now_secs() - 250).to_string(), "n2");
+    assert!(app.post_xml(&path, &scan_event).body.contains("you are now logged in"));
+    assert_eq!(browser.check_login(&ticket)["code"], "0000");
 }
 
 fn a_signed_push_replayed_is_refused_on_any_instance(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
+    let app = TestApp::spawn(backend);
     let sibling = app.spawn_sibling();
     let (timestamp, nonce) = fresh_timestamp_and_nonce();
-    let path = signed_path(&app, &timestamp, &nonce);
+    let path = app.signed_portal_path(&timestamp, &nonce);
     let mut shopper = app.browser();
-    let ticket = ticket_for(&mut shopper);
-    let genuine = post(&app, &path, &event_xml("o-shopper", "SCAN", &scene_of(&app, &ticket), 1));
+    let ticket = shopper.login_ticket();
+    let genuine = app.post_xml(&path, &event_xml("o-shopper", "SCAN", &app.scene_of(&ticket), 1));
     assert!(genuine.body.contains("you are now logged in"), "{}", genuine.body);
     // The same signature with a forged scan of the victim's ticket, here and on the sibling.
     let mut victim = app.browser();
-    let victim_ticket = ticket_for(&mut victim);
-    let forged = event_xml("o-attacker", "SCAN", &scene_of(&app, &victim_ticket), 2);
-    assert_eq!(post(&app, &path, &forged).status, 401);
-    assert_eq!(post(&sibling, &path, &forged).status, 401);
-    assert_eq!(check(&mut victim, &victim_ticket)["code"], "0003");
+    let victim_ticket = victim.login_ticket();
+    let forged = event_xml("o-attacker", "SCAN", &app.scene_of(&victim_ticket), 2);
+    assert_eq!(app.post_xml(&path, &forged).status, 401);
+    assert_eq!(sibling.post_xml(&path, &forged).status, 401);
+    assert_eq!(victim.check_login(&victim_ticket)["code"], "0003");
     // A URL check's signature is spent too, and is no push's either.
     let (timestamp, nonce) = fresh_timestamp_and_nonce();
-    let url_check = format!("{}&echostr=hello", signed_path(&app, &timestamp, &nonce));
+    let url_check = format!("{}&echostr=hello", app.signed_portal_path(&timestamp, &nonce));
     assert_eq!(sibling.browser().get(&url_check).body, "hello");
     assert_eq!(app.browser().get(&url_check).status, 401);
-    assert_eq!(post(&app, &signed_path(&app, &timestamp, &nonce), &forged).status, 401);
-    assert_eq!(check(&mut victim, &victim_ticket)["code"], "0003");
+    assert_eq!(app.post_xml(&app.signed_portal_path(&timestamp, &nonce), &forged).status, 401);
+    assert_eq!(victim.check_login(&victim_ticket)["code"], "0003");
     // A push signed afresh still works.
-    assert!(push(&app, &forged).body.contains("you are now logged in"));
-    assert_eq!(check(&mut victim, &victim_ticket)["code"], "0000");
+    assert!(app.push(&forged).body.contains("you are now logged in"));
+    assert_eq!(victim.check_login(&victim_ticket)["code"], "0000");
 }
 
 fn nonces_are_forgotten_once_their_window_is_over(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend) else { return };
-    assert!(push(&app, &event_xml("o-1", "subscribe", "", 1)).body.contains("Welcome"));
+    let app = TestApp::spawn(backend);
+    assert!(app.push(&event_xml("o-1", "subscribe", "", 1)).body.contains("Welcome"));
     assert_eq!(nonces_remembered(&app), 1);
     app.worker.tick();
     assert_eq!(nonces_remembered(&app), 1, "still inside its window");
@@ -108,59 +100,53 @@ fn nonces_are_forgotten_once_their_window_is_over(backend: Backend) {
 }
 
 fn safe_mode_refuses_plain_pushes_unless_compatible(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.weixin.encoding_aes_key = Secret::new(AES_KEY)) else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, |s| s.weixin.encoding_aes_key = Secret::new(AES_KEY));
     let mut browser = app.browser();
-    let ticket = ticket_for(&mut browser);
-    let scan_event = event_xml("o-plain", "SCAN", &scene_of(&app, &ticket), 1);
-    assert_eq!(push(&app, &scan_event).status, 401);
-    assert_eq!(check(&mut browser, &ticket)["code"], "0003", "nobody logged in");
+    let ticket = browser.login_ticket();
+    let scan_event = event_xml("o-plain", "SCAN", &app.scene_of(&ticket), 1);
+    assert_eq!(app.push(&scan_event).status, 401);
+    assert_eq!(browser.check_login(&ticket)["code"], "0003", "nobody logged in");
     let reply = safe_push(&app, &scan_event);
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(check(&mut browser, &ticket)["code"], "0000");
+    assert_eq!(browser.check_login(&ticket)["code"], "0000");
     // The sandbox's phone pushes in safe mode too, and shows the reply opened.
     let mut phone_user = app.browser();
-    let phone_ticket = ticket_for(&mut phone_user);
-    let phone = scan(&app, &phone_ticket, "o-phone");
+    let phone_ticket = phone_user.login_ticket();
+    let phone = app.scan(&phone_ticket, "o-phone");
     assert!(phone.contains("you are now logged in"), "{phone}");
-    assert_eq!(check(&mut phone_user, &phone_ticket)["code"], "0000");
+    assert_eq!(phone_user.check_login(&phone_ticket)["code"], "0000");
 
-    let Some(compatible) = TestApp::spawn_with(backend, |s| {
+    let compatible = TestApp::spawn_with(backend, |s| {
         s.weixin.encoding_aes_key = Secret::new(AES_KEY);
         s.weixin.accept_plain_messages = true;
-    }) else {
-        return;
-    };
-    assert!(push(&compatible, &event_xml("o-plain", "subscribe", "", 1)).body.contains("Welcome"));
+    });
+    assert!(compatible.push(&event_xml("o-plain", "subscribe", "", 1)).body.contains("Welcome"));
     let reply = safe_push(&compatible, &event_xml("o-safe", "subscribe", "", 1));
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(reply.body.contains("<Encrypt>"), "{}", reply.body);
 }
 
 fn unverified_pushes_are_limited_and_verified_ones_never(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.limits.unverified_portal_pushes_per_minute = 3) else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, |s| s.limits.unverified_portal_pushes_per_minute = 3);
     let xml = event_xml("o-limited", "subscribe", "", 1);
     let (timestamp, nonce) = fresh_timestamp_and_nonce();
     let bad = format!("/api/v1/weixin/portal/receive?signature=00&timestamp={timestamp}&nonce={nonce}");
     for _ in 0..3 {
-        assert_eq!(post(&app, &bad, &xml).status, 401);
+        assert_eq!(app.post_xml(&bad, &xml).status, 401);
     }
-    assert_eq!(post(&app, &bad, &xml).status, 429);
+    assert_eq!(app.post_xml(&bad, &xml).status, 429);
     assert_eq!(app.browser().get(&format!("{bad}&echostr=x")).status, 429);
-    let stale = signed_path(&app, &(now_secs() - 900).to_string(), "n1");
-    assert_eq!(post(&app, &stale, &xml).status, 429);
+    let stale = app.signed_portal_path(&(now_secs() - 900).to_string(), "n1");
+    assert_eq!(app.post_xml(&stale, &xml).status, 429);
     // Verified pushes from the same client are neither refused nor counted.
     for n in 0..5 {
-        let reply = push(&app, &event_xml("o-limited", "subscribe", "", n));
+        let reply = app.push(&event_xml("o-limited", "subscribe", "", n));
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
-    let verified = signed_path(&app, &timestamp, &nonce);
-    assert_eq!(post(&app, &verified, &xml).status, 200);
+    let verified = app.signed_portal_path(&timestamp, &nonce);
+    assert_eq!(app.post_xml(&verified, &xml).status, 200);
     // Its replay is unverified again.
-    assert_eq!(post(&app, &verified, &xml).status, 429);
+    assert_eq!(app.post_xml(&verified, &xml).status, 429);
 }
 
 both_backends!(

@@ -1,0 +1,126 @@
+//! Fresh databases for tests, shared by the unit tests in `src/` and the API tests in
+//! `tests/api`. Compiled for `cfg(test)` and with the `test-support` feature (which the
+//! package's own dev-dependency turns on); the shop never uses it.
+//!
+//! A PostgreSQL test needs a server: `PAYMALL_TEST_DATABASE_URL` names it. [`crate::both_backends!`]
+//! marks the PostgreSQL variants `#[ignore]`, so a plain `cargo test` lists each as ignored with
+//! the reason; `scripts/test` starts a server and runs them with `--include-ignored`.
+
+use std::path::Path;
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+
+use crate::db::{Backend, DatabaseLocation, PooledConn};
+
+/// The variable naming the PostgreSQL server the tests create their databases on.
+pub const SERVER_VARIABLE: &str = "PAYMALL_TEST_DATABASE_URL";
+
+/// Declares each listed test function `fn name(backend: Backend)` once per backend:
+/// `sqlite::name`, and `postgres::name`, which is ignored unless asked for (see the module's
+/// documentation).
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name($crate::db::Backend::Sqlite) } )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                #[ignore = "needs PostgreSQL (PAYMALL_TEST_DATABASE_URL): scripts/test runs it"]
+                fn $name() { super::$name($crate::db::Backend::Postgres) }
+            )*
+        }
+    };
+}
+
+/// A fresh, empty database (no migrations applied): a SQLite file in a temporary directory, or
+/// a new database on the server `PAYMALL_TEST_DATABASE_URL` names, dropped with this value.
+pub struct TestDatabase {
+    pub url: String,
+    /// The server and the database's name, for the one handle that drops it.
+    drop_from: Option<(String, String)>,
+    dir: tempfile::TempDir,
+}
+
+impl TestDatabase {
+    /// Panics for PostgreSQL when `PAYMALL_TEST_DATABASE_URL` is not set: a test that asks for
+    /// PostgreSQL fails without it rather than passing untried.
+    pub fn new(backend: Backend) -> TestDatabase {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}", dir.path().join("paymall.db").display());
+                TestDatabase { url, drop_from: None, dir }
+            }
+            Backend::Postgres => {
+                let server = std::env::var(SERVER_VARIABLE)
+                    .ok()
+                    .filter(|url| !url.is_empty())
+                    .unwrap_or_else(|| panic!("{SERVER_VARIABLE} is not set: scripts/test starts a server"));
+                let name = format!("paymall_test_{}", crate::random::token_hex(8));
+                PgConnection::establish(&server)
+                    .unwrap_or_else(|e| panic!("connect to {SERVER_VARIABLE}: {e}"))
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("create the test database");
+                let url = replace_database_name(&server, &name);
+                TestDatabase { url, drop_from: Some((server, name)), dir }
+            }
+        }
+    }
+
+    /// A fresh database with the shop's migrations applied, through the shop's own set-up.
+    pub fn migrated(backend: Backend) -> TestDatabase {
+        let database = TestDatabase::new(backend);
+        crate::db::prepare(&database.location()).expect("migrations");
+        database
+    }
+
+    /// Another handle on the same database (which it does not drop), with a directory of its
+    /// own, for a second instance.
+    pub fn shared(&self) -> TestDatabase {
+        TestDatabase { url: self.url.clone(), drop_from: None, dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// A temporary directory that lives as long as this value (the SQLite file is in it).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn location(&self) -> DatabaseLocation {
+        DatabaseLocation::parse(&self.url)
+    }
+
+    /// A direct connection, configured as the shop's are, for looking behind its back.
+    pub fn connect(&self) -> PooledConn {
+        crate::db::build_pool(&self.location(), 1).expect("pool").get().expect("connection")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((server, name)) = self.drop_from.take()
+            && let Ok(mut admin) = PgConnection::establish(&server)
+        {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// `url` with its database name replaced by `name`, the query string kept.
+fn replace_database_name(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
