@@ -91,7 +91,7 @@ impl Engine {
     /// signing thread writes too, on a pooled connection (two wake-ups fewer); on SQLite the
     /// write goes to the writer's next batch, as [`Engine::write`]
     /// (docs/PERFORMANCE.md, "Signing threads").
-    pub async fn sign_then_write<S, T, F>(
+    pub(crate) async fn sign_then_write<S, T, F>(
         &self,
         sign: impl FnOnce() -> S + Send + 'static,
         write: F,
