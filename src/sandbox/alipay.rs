@@ -107,7 +107,7 @@ pub struct AlipaySandbox {
     app_id: String,
     seller_id: String,
     alipay_key: PKey<Private>,
-    merchant_key: Rsa<Public>,
+    merchant_key: PKey<Public>,
     trades: Mutex<HashMap<String, Trade>>,
     faults: Mutex<Faults>,
     next_trade: Mutex<u64>,
