@@ -22,14 +22,16 @@ impl std::fmt::Display for ClientAddr {
 
 /// The client behind `peer`: `peer` itself unless it is trusted, else the right-most hop of
 /// `forwarded_for` (comma-separated, each proxy appending) that is not trusted. A malformed hop
-/// ends the walk at the last trusted address, which is then the client.
+/// ends the walk at the last trusted address, which is then the client. An IPv4 client seen
+/// through an IPv6 socket (`::ffff:a.b.c.d`) is its IPv4 address.
 pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+    let peer = peer.to_canonical();
     if !trusted.contains(&peer) {
         return peer;
     }
     let mut client = peer;
     for hop in forwarded_for.unwrap_or("").rsplit(',').map(str::trim).filter(|h| !h.is_empty()) {
-        match hop.parse::<IpAddr>() {
+        match hop.parse::<IpAddr>().map(|address| address.to_canonical()) {
             Ok(address) => {
                 client = address;
                 if !trusted.contains(&address) {
@@ -74,6 +76,13 @@ mod tests {
         assert_eq!(client_address(ip("203.0.113.9"), Some("1.2.3.4"), &proxy), ip("203.0.113.9"));
         assert_eq!(client_address(ip("10.0.0.1"), Some("1.2.3.4"), &proxy), ip("1.2.3.4"));
         assert_eq!(client_address(ip("10.0.0.1"), None, &proxy), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn an_ipv4_client_on_an_ipv6_socket_is_its_ipv4_address() {
+        assert_eq!(client_address(ip("::ffff:203.0.113.9"), None, &[]), ip("203.0.113.9"));
+        let proxy = [ip("10.0.0.1")];
+        assert_eq!(client_address(ip("::ffff:10.0.0.1"), Some("::ffff:1.2.3.4"), &proxy), ip("1.2.3.4"));
     }
 
     #[test]

@@ -369,6 +369,13 @@ impl AlipayClient {
                 format!("seller_id {} is not ours", Untrusted(form.field("seller_id").unwrap_or("(none)")));
             return refuse(form, reason);
         }
+        // Other texts Alipay signs (the return_url's parameters the buyer's browser receives)
+        // are not notifications.
+        let notification = form.field("notify_type") == Some("trade_status_sync")
+            && form.field("notify_id").is_some_and(|id| !id.is_empty());
+        if !notification {
+            return refuse(form, "not an asynchronous notification".into());
+        }
         Ok(VerifiedNotification(form))
     }
 
@@ -449,20 +456,26 @@ impl AlipayClient {
     }
 
     /// Refunds `amount_cents`; resending the same `out_request_no` never refunds twice.
+    /// Refunds `amount_cents` of the trade of `out_trade_no` (and, when given, `trade_no`: Alipay
+    /// refuses a pair that does not match).
     pub fn trade_refund(
         &self,
         out_trade_no: &str,
+        trade_no: Option<&str>,
         amount_cents: i64,
         out_request_no: &str,
         reason: &str,
         now: NaiveDateTime,
     ) -> Result<(), GatewayError> {
-        let biz = serde_json::json!({
+        let mut biz = serde_json::json!({
             "out_trade_no": out_trade_no,
             "refund_amount": format_yuan(amount_cents),
             "out_request_no": out_request_no,
             "refund_reason": reason,
         });
+        if let Some(trade_no) = trade_no {
+            biz["trade_no"] = trade_no.into();
+        }
         let answer = self.call("alipay.trade.refund", biz, now)?;
         if answer.code == "10000" { Ok(()) } else { Err(refused(&answer)) }
     }

@@ -38,7 +38,9 @@ pub fn store(conn: &mut DbConn, notify: &NewNotify) -> QueryResult<()> {
     row(notify).execute(conn).map(drop)
 }
 
-/// The row of [`store`], as a statement to run with others ([`Inserts`]).
+/// The row of [`store`], as a statement to run with others ([`Inserts`]). A verified
+/// notification is stored once per (`notify_id`, outcome) (`alipay_notify_once`): a replay that
+/// changes nothing adds nothing.
 pub fn row(notify: &NewNotify) -> InsertRows {
     InsertRows::new(
         "alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at)",
@@ -53,6 +55,7 @@ pub fn row(notify: &NewNotify) -> InsertRows {
             Value::at(now()),
         ]],
     )
+    .skipping_conflicts()
 }
 
 /// The notifications about an order, oldest first.

@@ -23,6 +23,9 @@ pub enum OrphanStatus {
     Open,
     RefundWait,
     Refunded,
+    /// An order of the shop holds its number or its trade by now: the money may be that
+    /// order's, so nothing refunds it; the admin looks at both at Alipay.
+    Held,
 }
 
 macro_rules! text_enum {
@@ -40,7 +43,7 @@ macro_rules! text_enum {
 }
 
 text_enum!(OrphanKind { UnknownOrder = "UNKNOWN_ORDER", TradeNoReused = "TRADE_NO_REUSED" });
-text_enum!(OrphanStatus { Open = "OPEN", RefundWait = "REFUND_WAIT", Refunded = "REFUNDED" });
+text_enum!(OrphanStatus { Open = "OPEN", RefundWait = "REFUND_WAIT", Refunded = "REFUNDED", Held = "HELD" });
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = orphan_payment)]
@@ -156,6 +159,20 @@ pub fn start_refund(conn: &mut DbConn, id: i64, by: &str) -> QueryResult<bool> {
     .set((
         orphan_payment::status.eq(OrphanStatus::RefundWait.as_str()),
         orphan_payment::refunded_by.eq(by),
+        orphan_payment::updated_at.eq(now()),
+    ))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// `OPEN|REFUND_WAIT -> HELD`, saying why; whether this caller moved it.
+pub fn hold(conn: &mut DbConn, id: i64, why: &str) -> QueryResult<bool> {
+    diesel::update(orphan_payment::table.filter(orphan_payment::id.eq(id)).filter(
+        orphan_payment::status.eq_any([OrphanStatus::Open.as_str(), OrphanStatus::RefundWait.as_str()]),
+    ))
+    .set((
+        orphan_payment::status.eq(OrphanStatus::Held.as_str()),
+        orphan_payment::detail.eq(why),
         orphan_payment::updated_at.eq(now()),
     ))
     .execute(conn)

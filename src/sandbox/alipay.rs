@@ -302,8 +302,12 @@ async fn gateway(req: HttpRequest, body: web::Bytes, sandbox: web::Data<Arc<Alip
         "alipay.trade.refund" => {
             let mut trades = sandbox.trades.lock().expect("sandbox lock");
             let request_no = text("out_request_no");
+            let trade_no = text("trade_no");
             match trades.get_mut(&out_trade_no) {
                 None => sandbox.error_answer(&method, "ACQ.TRADE_NOT_EXIST", "交易不存在"),
+                Some(t) if !trade_no.is_empty() && t.trade_no != trade_no => {
+                    sandbox.error_answer(&method, "ACQ.TRADE_NOT_EXIST", "交易不存在")
+                }
                 Some(t) if t.status != "TRADE_SUCCESS" && t.status != "TRADE_FINISHED" => {
                     sandbox.error_answer(&method, "ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
                 }

@@ -12,7 +12,8 @@ use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::AlipayClient;
 use crate::models::gateway_call;
 use crate::models::now;
-use crate::models::orphan::{self, OrphanPayment};
+use crate::models::order::Order;
+use crate::models::orphan::{self, OrphanPayment, OrphanStatus};
 use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -21,10 +22,12 @@ struct RefundPayload {
 }
 
 /// `OPEN -> REFUND_WAIT` and the refund enqueued, in one transaction; `false` when the orphan
-/// is not open (being refunded or refunded already, or held because it is not refundable).
+/// is not open (being refunded or refunded already, or held because it is not refundable), or
+/// when an order now holds its number or trade (then it is held).
 pub fn request_refund(conn: &mut DbConn, orphan_id: i64, by: &str) -> AppResult<bool> {
     write_transaction(conn, |c| {
-        if !orphan::start_refund(c, orphan_id, by)? {
+        let Some(payment) = orphan::find(c, orphan_id)? else { return Ok(false) };
+        if hold_if_claimed(c, &payment)? || !orphan::start_refund(c, orphan_id, by)? {
             return Ok(false);
         }
         let payload = serde_json::to_string(&RefundPayload { orphan_id }).map_err(AppError::internal)?;
@@ -42,6 +45,22 @@ pub fn request_refund(conn: &mut DbConn, orphan_id: i64, by: &str) -> AppResult<
     })
 }
 
+/// Holds the orphan when an order of the shop holds its number or its trade by now (a number
+/// reused after a restore, a trade that paid an order meanwhile): its money may be that order's.
+fn hold_if_claimed(conn: &mut DbConn, payment: &OrphanPayment) -> AppResult<bool> {
+    let row = &payment.row;
+    let claimed_by = match Order::find(conn, &row.out_trade_no)? {
+        Some(order) => Some(order.order_id),
+        None => Order::paid_by_trade(conn, &row.trade_no)?,
+    };
+    let Some(order_id) = claimed_by else { return Ok(false) };
+    let why = format!("held: order {order_id} holds its number or trade; check both at Alipay");
+    if orphan::hold(conn, row.id, &why)? {
+        log::warn!("orphan payment {} {why}", row.id);
+    }
+    Ok(true)
+}
+
 /// The background thread's part: refunds the orphans of unknown orders older than `after`.
 pub fn refund_due(conn: &mut DbConn, after: Duration) -> AppResult<usize> {
     let due = orphan::due_for_refund(conn, now() - after, 100)?;
@@ -57,17 +76,32 @@ pub fn latest(conn: &mut DbConn) -> AppResult<Vec<OrphanPayment>> {
     Ok(orphan::latest(conn, 200)?)
 }
 
-/// Consumer of [`OutboxKind::OrphanRefund`], whose payload names the orphan: asks Alipay (the same `out_request_no` on every try), then
+/// Consumer of [`OutboxKind::OrphanRefund`], whose payload names the orphan, unless it is held
+/// (an order holds its number or trade by now): asks Alipay (the same `out_request_no` on every try), then
 /// `REFUND_WAIT -> REFUNDED`. No pooled connection is held while Alipay answers.
 pub fn refund(pool: &DbPool, alipay: &AlipayClient, entry: &OutboxEntry) -> AppResult<()> {
     let payload: RefundPayload = serde_json::from_str(&entry.payload).map_err(AppError::internal)?;
-    let found = orphan::find(&mut *pool.get()?, payload.orphan_id)?;
-    let payment =
-        found.ok_or_else(|| AppError::internal(format!("no orphan payment {}", payload.orphan_id)))?;
+    let payment = {
+        let conn = &mut *pool.get()?;
+        let found = orphan::find(conn, payload.orphan_id)?;
+        let payment =
+            found.ok_or_else(|| AppError::internal(format!("no orphan payment {}", payload.orphan_id)))?;
+        // Checked again as it is sent: an order may have taken the number or the trade meanwhile.
+        if payment.status != OrphanStatus::RefundWait || hold_if_claimed(conn, &payment)? {
+            return Ok(());
+        }
+        payment
+    };
     let row = &payment.row;
     let request_no = format!("{}-R1", row.out_trade_no);
-    let answer =
-        alipay.trade_refund(&row.out_trade_no, row.amount_cents, &request_no, "订单不存在，原路退款", now());
+    let answer = alipay.trade_refund(
+        &row.out_trade_no,
+        Some(&row.trade_no),
+        row.amount_cents,
+        &request_no,
+        "订单不存在，原路退款",
+        now(),
+    );
     let outcome = match &answer {
         Ok(()) => format!("refunded ({request_no})"),
         Err(e) => format!("error: {e}"),

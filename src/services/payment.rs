@@ -445,7 +445,14 @@ pub fn refund(pool: &DbPool, alipay: &AlipayClient, entry: &OutboxEntry) -> AppR
     let payload: RefundPayload = serde_json::from_str(&entry.payload).map_err(AppError::internal)?;
     let order = Order::find(&mut *pool.get()?, order_id)?
         .ok_or_else(|| AppError::internal(format!("refund for unknown order {order_id}")))?;
-    let answer = alipay.trade_refund(order_id, order.total_cents, &entry.dedupe_key, &payload.reason, now());
+    let answer = alipay.trade_refund(
+        order_id,
+        order.trade_no.as_deref(),
+        order.total_cents,
+        &entry.dedupe_key,
+        &payload.reason,
+        now(),
+    );
     let outcome = match &answer {
         Ok(()) => format!("refunded ({})", entry.dedupe_key),
         Err(e) => format!("error: {e}"),

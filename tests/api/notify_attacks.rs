@@ -230,6 +230,55 @@ fn an_orphan_payment_is_refunded_once_from_the_console(backend: Backend) {
     assert!(console.get("/admin/orphans").body.contains("REFUNDED"));
 }
 
+/// An order that holds an orphan's number by the time it would be refunded (a number reused after
+/// a restore) may own that money: the orphan is held, from the console and when due alike, and
+/// nothing is refunded.
+fn an_orphan_whose_number_an_order_now_holds_is_held(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let order_id = lose_an_order_then_pay_it(&app, "o-orphan-reused");
+    app.execute(&format!(
+        "INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, total_cents, status, \
+         order_time, expire_at, next_query_at, updated_at) SELECT '{order_id}', user_id, openid, '{GIFT}', \
+         'Gift', 168, 'DEAL_DONE', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00', \
+         '2026-01-01 00:00:00' FROM app_user WHERE openid = 'o-orphan-reused'"
+    ));
+    let mut console = app.admin();
+    let csrf = console.csrf("/admin/orphans");
+    let id = app.scalar(&format!("SELECT id AS n FROM orphan_payment WHERE out_trade_no = '{order_id}'"));
+    assert_eq!(console.post_form(&format!("/admin/orphans/{id}/refund"), &[("csrf", &csrf)]).status, 303);
+    app.worker.tick();
+    assert_eq!(orphan_status(&app, &order_id, "HELD"), 1);
+    assert_eq!(app.refunds_at_alipay(&order_id), 0);
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM outbox WHERE kind = 'orphan_refund'"), 0);
+    assert!(console.get("/admin/orphans").body.contains("HELD"));
+}
+
+/// A signed notification replayed with fields of empty value added (Alipay's signature leaves
+/// them out) changes nothing and stores nothing more; a text Alipay signed that is not a
+/// notification (no `notify_type`, as a return_url's parameters) is refused like junk.
+fn replays_padded_with_empty_fields_store_nothing_more(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let mut shopper = app.login("o-padded");
+    let order_id = order_id_of(&app.create_order(&mut shopper, GIFT));
+    let pays = app.signed_notify(&[("out_trade_no", &order_id)], false);
+    assert_eq!(app.post_notify(&pays), "success");
+    for i in 0..20 {
+        let mut padded = pays.clone();
+        padded.push((format!("{}{i}", "p".repeat(5000)), String::new()));
+        assert_eq!(app.post_notify(&padded), "success");
+    }
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM alipay_notify"), 2, "the payment and one duplicate");
+    let not_a_notification = app.signed_notify(&[("out_trade_no", &order_id), ("notify_type", "")], false);
+    assert_eq!(app.post_notify(&not_a_notification), "fail");
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) AS n FROM alipay_notify WHERE outcome = 'not an asynchronous notification' \
+             AND raw_sha256 IS NOT NULL"
+        ),
+        1
+    );
+}
+
 fn an_orphan_payment_is_refunded_once_when_due(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.alipay.orphan_refund_after_hours = 0);
     let order_id = lose_an_order_then_pay_it(&app, "o-orphan-due");
@@ -267,6 +316,8 @@ fn retention_drops_old_junk_and_keeps_payment_evidence(backend: Backend) {
 }
 
 both_backends!(
+    an_orphan_whose_number_an_order_now_holds_is_held,
+    replays_padded_with_empty_fields_store_nothing_more,
     a_signed_text_split_another_way_pays_nothing,
     retention_drops_old_junk_and_keeps_payment_evidence,
     repeated_fields_pay_nothing,
