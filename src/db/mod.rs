@@ -2,25 +2,21 @@
 //! pool, and the migrations of each backend embedded in the binary.
 
 mod checkpointer;
-mod inserts;
 pub mod schema;
+mod statements;
 
 pub use checkpointer::Checkpointer;
-pub use inserts::{Failure, InsertRows, Inserts, Stamp, Value};
+pub use statements::{
+    Failure, InsertOrSkip, InsertRows, Inserts, KeepPrepared, KeepPreparedDsl, Stamp, Value, load_natively,
+};
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use diesel::Table;
 use diesel::connection::SimpleConnection;
-use diesel::dsl::{Returning, sql};
-use diesel::expression::SqlLiteral;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId, UpdateStatement};
-use diesel::query_dsl::LoadQuery;
 use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, PooledConnection, R2D2Connection};
-use diesel::sql_types::Integer;
-use diesel::{Connection, ConnectionError, PgConnection, QueryResult, RunQueryDsl, SqliteConnection};
+use diesel::{Connection, ConnectionError, PgConnection, QueryResult, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -297,112 +293,6 @@ pub(crate) fn in_transaction(conn: &mut DbConn) -> QueryResult<bool> {
     use diesel::connection::TransactionManager;
     let status = <DbConn as Connection>::TransactionManager::transaction_manager_status_mut(conn);
     Ok(status.transaction_depth()?.is_some())
-}
-
-/// `INSERT ... ON CONFLICT DO NOTHING` (SQLite and PostgreSQL both speak it; diesel offers it
-/// per backend but not on a MultiConnection). The row count says whether the row was new. Unlike
-/// catching the unique violation, this needs no savepoint: on PostgreSQL a violation would abort
-/// the whole transaction.
-#[derive(Debug, Clone, Copy)]
-pub struct InsertOrSkip<I>(pub I);
-
-impl<I, DB> QueryFragment<DB> for InsertOrSkip<I>
-where
-    I: QueryFragment<DB>,
-    DB: diesel::backend::Backend,
-{
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        self.0.walk_ast(out.reborrow())?;
-        out.push_sql(" ON CONFLICT DO NOTHING");
-        Ok(())
-    }
-}
-
-impl<I: QueryId> QueryId for InsertOrSkip<I> {
-    type QueryId = InsertOrSkip<I::QueryId>;
-    const HAS_STATIC_QUERY_ID: bool = I::HAS_STATIC_QUERY_ID;
-}
-
-impl<I, Conn> RunQueryDsl<Conn> for InsertOrSkip<I> {}
-
-/// Loads a query's rows on the backend's own connection, past the MultiConnection (see
-/// [`inserts`]): for the reads of the hottest pages.
-pub fn load_natively<'q, Q, U>(conn: &mut DbConn, query: Q) -> QueryResult<Vec<U>>
-where
-    Q: LoadQuery<'q, SqliteConnection, U> + LoadQuery<'q, PgConnection, U>,
-{
-    match conn {
-        DbConn::Sqlite(c) => query.load(c),
-        DbConn::Pg(c) => query.load(c),
-    }
-}
-
-/// Keeps a statement prepared that diesel would prepare again on every run: any UPDATE, since a
-/// changeset of `Option`s can change its SQL while its type stays the same. Kept under its SQL
-/// text and bind types (it has no static query id), so another text is another entry; for the
-/// statements of this shop, whose texts come in a few fixed shapes (docs/PERFORMANCE.md,
-/// "Statements kept prepared"). It runs on the backend's own connection, like [`Inserts`].
-#[derive(Debug, Clone, Copy)]
-pub struct KeepPrepared<Q>(Q);
-
-pub trait KeepPreparedDsl: Sized {
-    fn keep_prepared(self) -> KeepPrepared<Self> {
-        KeepPrepared(self)
-    }
-}
-
-impl<Q: QueryFragment<MultiBackend>> KeepPreparedDsl for Q {}
-
-impl<Q: QueryFragment<DB>, DB: diesel::backend::Backend> QueryFragment<DB> for KeepPrepared<Q> {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        self.0.walk_ast(out)
-    }
-
-    fn is_safe_to_cache_prepared(&self, _backend: &DB) -> QueryResult<bool> {
-        Ok(true)
-    }
-}
-
-impl<Q> QueryId for KeepPrepared<Q> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<Q: Query> Query for KeepPrepared<Q> {
-    type SqlType = Q::SqlType;
-}
-
-impl<Q, C> RunQueryDsl<C> for KeepPrepared<Q> {}
-
-impl<Q> KeepPrepared<Q> {
-    /// The statement's one row.
-    pub fn get_result<'q, U>(self, conn: &mut DbConn) -> QueryResult<U>
-    where
-        Self: LoadQuery<'q, SqliteConnection, U> + LoadQuery<'q, PgConnection, U>,
-    {
-        match conn {
-            DbConn::Sqlite(c) => RunQueryDsl::get_result(self, c),
-            DbConn::Pg(c) => RunQueryDsl::get_result(self, c),
-        }
-    }
-}
-
-impl<T: Table, U, V> KeepPrepared<UpdateStatement<T, U, V>> {
-    /// Runs the UPDATE and returns how many rows it changed, counted from `RETURNING 1`: diesel's
-    /// own `execute` hands a statement on by reference, and the check a reference gets walks the
-    /// UPDATE again and finds it uncacheable; loading hands it on whole.
-    pub fn execute<'q>(self, conn: &mut DbConn) -> QueryResult<usize>
-    where
-        Returning<UpdateStatement<T, U, V>, SqlLiteral<Integer>>: Query,
-        KeepPrepared<Returning<UpdateStatement<T, U, V>, SqlLiteral<Integer>>>:
-            LoadQuery<'q, SqliteConnection, i32> + LoadQuery<'q, PgConnection, i32>,
-    {
-        let counted = KeepPrepared(self.0.returning(sql::<Integer>("1")));
-        match conn {
-            DbConn::Sqlite(c) => counted.load::<i32>(c).map(|rows| rows.len()),
-            DbConn::Pg(c) => counted.load::<i32>(c).map(|rows| rows.len()),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,30 @@
-//! Inserts that run together: the timeline, outbox and raw notification rows of a change. On
-//! PostgreSQL a statement costs a round trip, so they go as one statement, a chain of
-//! data-modifying CTEs, and the usual payment goes with its UPDATE in that same statement
-//! ([`Inserts::run_if_changed`]): one round trip and no `BEGIN`/`COMMIT`, where it took four.
-//! SQLite, where a statement costs no round trip, runs them one by one. Both run on the
-//! backend's own connection: through the MultiConnection, a statement has its SQL written three
-//! times per run (cache key, cache check, binds) and every bind converted, which on SQLite cost
-//! nearly as much as SQLite's own work.
+//! The shop's hand-written SQL, fenced here: plain diesel everywhere else, unless a statement is
+//! on a hot path named in docs/PERFORMANCE.md. What is here and why:
+//!
+//! - [`Inserts`] / [`InsertRows`]: the inserts of one change (timeline, outbox, the raw
+//!   notification) run together. On PostgreSQL a statement costs a round trip, so they go as one
+//!   statement, a chain of data-modifying CTEs, and the usual payment goes with its UPDATE in that
+//!   same statement ([`Inserts::run_if_changed`]): one round trip and no `BEGIN`/`COMMIT`, where it
+//!   took four. SQLite, where a statement costs no round trip, runs them one by one. Both run on
+//!   the backend's own connection: through the MultiConnection a statement has its SQL written
+//!   three times per run and every bind converted ("Inserts chained into one statement").
+//! - [`Stamp`]: timestamps bound without chrono's format string ("Timestamps without a format
+//!   string").
+//! - [`KeepPrepared`]: UPDATEs kept in the prepared-statement cache ("Statements kept prepared").
+//! - [`InsertOrSkip`]: `INSERT ... ON CONFLICT DO NOTHING` on either backend.
+//! - [`load_natively`]: a query run on the backend's own connection.
+//!
+//! `models::order::StatusIn` (status lists written into the SQL) stays beside the order model
+//! whose statuses it names.
+//!
+//! Call sites: `models::order` (`Order::insert`, `pay_waiting`, `mark_paid`, `transition`,
+//! `set_trade_no`, `due`, `lease`, `release`), `models::order_event::row`,
+//! `models::alipay_notify::row`, `models::outbox` (`OutboxEntry::insert`, claims and updates),
+//! `models::product` (`reserve_at_price`, `reserve_one`, `release_one`, `list_on_sale`, `find`),
+//! `models::admin::record_failure`, `models::login`, `models::user`, `models::weixin_nonce`,
+//! `models::shipment::insert`, `models::orphan::insert`, and the services that gather a change's
+//! rows: `services::payment` (`pay_if_waiting`, `handle_verified`, `settle_paid`) and
+//! `services::order::place`.
 
 use std::fmt::Write;
 
@@ -21,7 +40,7 @@ use diesel::sql_types::{BigInt, Bool, HasSqlType, Integer, Nullable, Text, Times
 use diesel::sqlite::Sqlite;
 use diesel::{AsExpression, PgConnection, QueryResult, RunQueryDsl, SqliteConnection, Table};
 
-use super::{DbConn, KeepPrepared, MultiBackend, isolated_write_transaction, write_transaction};
+use super::{DbConn, MultiBackend, isolated_write_transaction, write_transaction};
 
 /// A column's value in [`InsertRows`], bound as a parameter.
 pub enum Value {
@@ -331,6 +350,113 @@ impl QueryId for Chain<'_> {
 }
 
 impl RunQueryDsl<PgConnection> for Chain<'_> {}
+
+/// `INSERT ... ON CONFLICT DO NOTHING` (SQLite and PostgreSQL both speak it; diesel offers it
+/// per backend but not on a MultiConnection). The row count says whether the row was new. Unlike
+/// catching the unique violation, this needs no savepoint: on PostgreSQL a violation would abort
+/// the whole transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct InsertOrSkip<I>(pub I);
+
+impl<I, DB> QueryFragment<DB> for InsertOrSkip<I>
+where
+    I: QueryFragment<DB>,
+    DB: Backend,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.0.walk_ast(out.reborrow())?;
+        out.push_sql(" ON CONFLICT DO NOTHING");
+        Ok(())
+    }
+}
+
+impl<I: QueryId> QueryId for InsertOrSkip<I> {
+    type QueryId = InsertOrSkip<I::QueryId>;
+    const HAS_STATIC_QUERY_ID: bool = I::HAS_STATIC_QUERY_ID;
+}
+
+impl<I, Conn> RunQueryDsl<Conn> for InsertOrSkip<I> {}
+
+/// Loads a query's rows on the backend's own connection, past the MultiConnection (see the
+/// module): for the reads of the hottest pages, and statements only a backend's own connection
+/// builds (`ON CONFLICT ... DO UPDATE ... RETURNING`).
+pub fn load_natively<'q, Q, U>(conn: &mut DbConn, query: Q) -> QueryResult<Vec<U>>
+where
+    Q: LoadQuery<'q, SqliteConnection, U> + LoadQuery<'q, PgConnection, U>,
+{
+    match conn {
+        DbConn::Sqlite(c) => query.load(c),
+        DbConn::Pg(c) => query.load(c),
+    }
+}
+
+/// Keeps a statement prepared that diesel would prepare again on every run: any UPDATE, since a
+/// changeset of `Option`s can change its SQL while its type stays the same. Kept under its SQL
+/// text and bind types (it has no static query id), so another text is another entry; for the
+/// statements of this shop, whose texts come in a few fixed shapes (docs/PERFORMANCE.md,
+/// "Statements kept prepared"). It runs on the backend's own connection, like [`Inserts`].
+#[derive(Debug, Clone, Copy)]
+pub struct KeepPrepared<Q>(Q);
+
+pub trait KeepPreparedDsl: Sized {
+    fn keep_prepared(self) -> KeepPrepared<Self> {
+        KeepPrepared(self)
+    }
+}
+
+impl<Q: QueryFragment<MultiBackend>> KeepPreparedDsl for Q {}
+
+impl<Q: QueryFragment<DB>, DB: Backend> QueryFragment<DB> for KeepPrepared<Q> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &DB) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q> QueryId for KeepPrepared<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: Query> Query for KeepPrepared<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, C> RunQueryDsl<C> for KeepPrepared<Q> {}
+
+impl<Q> KeepPrepared<Q> {
+    /// The statement's one row.
+    pub fn get_result<'q, U>(self, conn: &mut DbConn) -> QueryResult<U>
+    where
+        Self: LoadQuery<'q, SqliteConnection, U> + LoadQuery<'q, PgConnection, U>,
+    {
+        match conn {
+            DbConn::Sqlite(c) => RunQueryDsl::get_result(self, c),
+            DbConn::Pg(c) => RunQueryDsl::get_result(self, c),
+        }
+    }
+}
+
+impl<T: Table, U, V> KeepPrepared<UpdateStatement<T, U, V>> {
+    /// Runs the UPDATE and returns how many rows it changed, counted from `RETURNING 1`: diesel's
+    /// own `execute` hands a statement on by reference, and the check a reference gets walks the
+    /// UPDATE again and finds it uncacheable; loading hands it on whole.
+    pub fn execute<'q>(self, conn: &mut DbConn) -> QueryResult<usize>
+    where
+        Returning<UpdateStatement<T, U, V>, SqlLiteral<Integer>>: Query,
+        KeepPrepared<Returning<UpdateStatement<T, U, V>, SqlLiteral<Integer>>>:
+            LoadQuery<'q, SqliteConnection, i32> + LoadQuery<'q, PgConnection, i32>,
+    {
+        let counted = KeepPrepared(self.0.returning(sql::<Integer>("1")));
+        match conn {
+            DbConn::Sqlite(c) => counted.load::<i32>(c).map(|rows| rows.len()),
+            DbConn::Pg(c) => counted.load::<i32>(c).map(|rows| rows.len()),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
