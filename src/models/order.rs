@@ -47,18 +47,6 @@ impl OrderStatus {
     /// Paid and not refunded: what a refund may start from.
     pub const REFUNDABLE: [OrderStatus; 2] = [OrderStatus::PaySuccess, OrderStatus::DealDone];
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Create => "CREATE",
-            OrderStatus::PayWait => "PAY_WAIT",
-            OrderStatus::PaySuccess => "PAY_SUCCESS",
-            OrderStatus::DealDone => "DEAL_DONE",
-            OrderStatus::Close => "CLOSE",
-            OrderStatus::RefundWait => "REFUND_WAIT",
-            OrderStatus::Refunded => "REFUNDED",
-        }
-    }
-
     pub fn is_open(self) -> bool {
         OrderStatus::OPEN.contains(&self)
     }
@@ -68,35 +56,15 @@ impl OrderStatus {
     }
 }
 
-impl std::fmt::Display for OrderStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A status text that names no [`OrderStatus`].
-#[derive(Debug, thiserror::Error)]
-#[error("unknown order status {0:?}")]
-pub struct UnknownStatus(String);
-
-impl std::str::FromStr for OrderStatus {
-    type Err = UnknownStatus;
-
-    fn from_str(text: &str) -> Result<Self, UnknownStatus> {
-        OrderStatus::ALL
-            .into_iter()
-            .find(|s| s.as_str() == text)
-            .ok_or_else(|| UnknownStatus(text.to_owned()))
-    }
-}
-
-impl TryFrom<String> for OrderStatus {
-    type Error = UnknownStatus;
-
-    fn try_from(text: String) -> Result<Self, UnknownStatus> {
-        text.parse()
-    }
-}
+text_enum!(OrderStatus {
+    Create = "CREATE",
+    PayWait = "PAY_WAIT",
+    PaySuccess = "PAY_SUCCESS",
+    DealDone = "DEAL_DONE",
+    Close = "CLOSE",
+    RefundWait = "REFUND_WAIT",
+    Refunded = "REFUNDED",
+});
 
 /// How many order numbers an instance takes from the sequence at a time (unused ones of a block
 /// are skipped when it stops: order numbers have gaps, as a sequence's do).
@@ -521,7 +489,17 @@ impl OrderFilter {
 
 #[cfg(test)]
 mod tests {
-    use super::{Order, READ_OPEN_ORDERS};
+    use super::{Order, OrderStatus, READ_OPEN_ORDERS};
+
+    #[test]
+    fn every_status_reads_back_from_its_text_and_no_other_text_is_one() {
+        for status in OrderStatus::ALL {
+            assert_eq!(status.as_str().parse::<OrderStatus>().unwrap(), status);
+            assert_eq!(OrderStatus::try_from(status.to_string()).unwrap(), status);
+        }
+        let unknown = "MARKET".parse::<OrderStatus>().unwrap_err();
+        assert_eq!(unknown.to_string(), "unknown OrderStatus \"MARKET\"");
+    }
 
     #[test]
     fn the_open_orders_are_read_through_the_indexes_a_payment_changes() {

@@ -28,20 +28,6 @@ pub enum OrphanStatus {
     Held,
 }
 
-macro_rules! text_enum {
-    ($name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
-        impl $name {
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),* }
-            }
-
-            pub fn parse(text: &str) -> Option<$name> {
-                match text { $($text => Some($name::$variant),)* _ => None }
-            }
-        }
-    };
-}
-
 text_enum!(OrphanKind { UnknownOrder = "UNKNOWN_ORDER", TradeNoReused = "TRADE_NO_REUSED" });
 text_enum!(OrphanStatus { Open = "OPEN", RefundWait = "REFUND_WAIT", Refunded = "REFUNDED", Held = "HELD" });
 
@@ -71,12 +57,10 @@ pub struct OrphanPayment {
 
 impl OrphanPayment {
     fn from_row(row: OrphanRow) -> QueryResult<OrphanPayment> {
-        let unknown = |what: &str| {
-            diesel::result::Error::DeserializationError(format!("orphan_payment.{what} unknown").into())
-        };
+        let unknown = |e: super::UnknownText| diesel::result::Error::DeserializationError(e.into());
         Ok(OrphanPayment {
-            kind: OrphanKind::parse(&row.kind).ok_or_else(|| unknown("kind"))?,
-            status: OrphanStatus::parse(&row.status).ok_or_else(|| unknown("status"))?,
+            kind: row.kind.parse().map_err(unknown)?,
+            status: row.status.parse().map_err(unknown)?,
             row,
         })
     }

@@ -24,44 +24,13 @@ pub enum OutboxKind {
     OrphanRefund,
 }
 
-impl OutboxKind {
-    pub const ALL: [OutboxKind; 5] = [
-        OutboxKind::Delivery,
-        OutboxKind::WxTemplate,
-        OutboxKind::WxPaid,
-        OutboxKind::Refund,
-        OutboxKind::OrphanRefund,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutboxKind::Delivery => "delivery",
-            OutboxKind::WxTemplate => "wx_template",
-            OutboxKind::WxPaid => "wx_paid",
-            OutboxKind::Refund => "refund",
-            OutboxKind::OrphanRefund => "orphan_refund",
-        }
-    }
-}
-
-impl std::fmt::Display for OutboxKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A kind text that names no [`OutboxKind`].
-#[derive(Debug, thiserror::Error)]
-#[error("unknown outbox kind {0:?}")]
-pub struct UnknownKind(String);
-
-impl std::str::FromStr for OutboxKind {
-    type Err = UnknownKind;
-
-    fn from_str(text: &str) -> Result<Self, UnknownKind> {
-        OutboxKind::ALL.into_iter().find(|k| k.as_str() == text).ok_or_else(|| UnknownKind(text.to_owned()))
-    }
-}
+text_enum!(OutboxKind {
+    Delivery = "delivery",
+    WxTemplate = "wx_template",
+    WxPaid = "wx_paid",
+    Refund = "refund",
+    OrphanRefund = "orphan_refund",
+});
 
 pub const PENDING: &str = "PENDING";
 pub const DONE: &str = "DONE";
@@ -96,7 +65,7 @@ pub struct NewOutboxEntry<'a> {
 }
 
 impl OutboxEntry {
-    pub fn kind(&self) -> Result<OutboxKind, UnknownKind> {
+    pub fn kind(&self) -> Result<OutboxKind, super::UnknownText> {
         self.kind.parse()
     }
 
