@@ -3,7 +3,7 @@
 
 use chrono::{FixedOffset, NaiveDateTime, TimeZone, Utc};
 
-/// A UTC timestamp as China time: `2026-11-23 04:30:00`.
+/// A UTC timestamp as China time, `YYYY-MM-DD HH:MM:SS` (Alipay's format).
 pub fn format(utc: NaiveDateTime) -> String {
     let china = FixedOffset::east_opt(8 * 3600).expect("UTC+8");
     Utc.from_utc_datetime(&utc).with_timezone(&china).format("%Y-%m-%d %H:%M:%S").to_string()
