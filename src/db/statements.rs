@@ -26,8 +26,6 @@
 //! rows: `services::payment` (`pay_if_waiting`, `handle_verified`, `settle_paid`) and
 //! `services::order::place`.
 
-use std::fmt::Write;
-
 use chrono::{Datelike, NaiveDateTime, Timelike};
 use diesel::backend::Backend;
 use diesel::dsl::{Returning, sql};
@@ -96,23 +94,37 @@ fn sqlite_text(at: NaiveDateTime) -> String {
         return at.format("%F %T%.f").to_string();
     }
     let mut text = String::with_capacity(29);
-    let _ = write!(
-        text,
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        at.year(),
-        at.month(),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    );
-    let _ = match nanos {
-        0 => Ok(()),
-        n if n % 1_000_000 == 0 => write!(text, ".{:03}", n / 1_000_000),
-        n if n % 1_000 == 0 => write!(text, ".{:06}", n / 1_000),
-        n => write!(text, ".{n:09}"),
-    };
+    push_digits(&mut text, at.year().unsigned_abs(), 4);
+    text.push('-');
+    push_digits(&mut text, at.month(), 2);
+    text.push('-');
+    push_digits(&mut text, at.day(), 2);
+    text.push(' ');
+    push_digits(&mut text, at.hour(), 2);
+    text.push(':');
+    push_digits(&mut text, at.minute(), 2);
+    text.push(':');
+    push_digits(&mut text, at.second(), 2);
+    match nanos {
+        0 => {}
+        n if n % 1_000_000 == 0 => push_fraction(&mut text, n / 1_000_000, 3),
+        n if n % 1_000 == 0 => push_fraction(&mut text, n / 1_000, 6),
+        n => push_fraction(&mut text, n, 9),
+    }
     text
+}
+
+fn push_fraction(text: &mut String, value: u32, width: u32) {
+    text.push('.');
+    push_digits(text, value, width);
+}
+
+/// `value` in decimal, zero-padded to `width` digits (`value < 10^width`).
+fn push_digits(text: &mut String, value: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = value / 10u32.pow(place) % 10;
+        text.push(char::from(b'0' + digit as u8));
+    }
 }
 
 /// A backend that binds every kind of [`Value`]: SQLite and PostgreSQL.
@@ -552,6 +564,8 @@ mod tests {
         assert_eq!(sqlite_text(now), now.format("%F %T%.f").to_string());
         let leap = day.and_hms_nano_opt(23, 59, 59, 1_500_000_000).unwrap();
         assert_eq!(sqlite_text(leap), leap.format("%F %T%.f").to_string());
+        let early = chrono::NaiveDate::from_ymd_opt(42, 3, 4).unwrap().and_hms_opt(5, 6, 7).unwrap();
+        assert_eq!(sqlite_text(early), early.format("%F %T%.f").to_string());
         let far = chrono::NaiveDate::from_ymd_opt(12026, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
         assert_eq!(sqlite_text(far), far.format("%F %T%.f").to_string());
     }

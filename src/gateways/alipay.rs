@@ -3,15 +3,20 @@
 //! verified over the raw text of their `*_response` object. Facts: shared/PROTOCOLS.md.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use openssl::error::ErrorStack;
 use openssl::hash::MessageDigest;
+use openssl::md::Md;
 use openssl::pkey::{PKey, Private, Public};
+use openssl::pkey_ctx::PkeyCtx;
+use openssl::rsa::Padding;
 use openssl::rsa::Rsa;
-use openssl::sign::{Signer, Verifier};
+use openssl::sign::Signer;
 use serde::Deserialize;
 
 use super::{GatewayError, http_agent};
@@ -62,9 +67,9 @@ where
 
 /// Whether `params` carry in `sign` the signature by `key` of every other pair: a merchant's
 /// request as Alipay checks it.
-pub fn verify_request(key: &PKey<Public>, params: &[(String, String)]) -> bool {
+pub fn verify_request(key: &VerifyingKey, params: &[(String, String)]) -> bool {
     let signature = params.iter().find(|(k, _)| k == "sign").map_or("", |(_, v)| v.as_str());
-    verify(key, &signing_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &["sign"]), signature)
+    key.verify(&signing_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &["sign"]), signature)
 }
 
 /// The key of an OpenAPI answer's object: `alipay.trade.query` answers under
@@ -80,11 +85,43 @@ pub fn sign(key: &PKey<Private>, content: &str) -> String {
     openssl::base64::encode_block(&signer.sign_to_vec().expect("RSA signature"))
 }
 
-/// SHA256withRSA (RSA2) over `content`, the signature in standard Base64, by `key`.
-pub fn verify(key: &PKey<Public>, content: &str, signature_b64: &str) -> bool {
-    let Ok(signature) = openssl::base64::decode_block(signature_b64.trim()) else { return false };
-    let Ok(mut verifier) = Verifier::new(MessageDigest::sha256(), key) else { return false };
-    verifier.verify_oneshot(&signature, content.as_bytes()).unwrap_or(false)
+/// Alipay's public key, checking SHA256withRSA (RSA2) signatures in standard Base64. Setting up
+/// an OpenSSL verification context looks the algorithm up again each time, at about a tenth of
+/// the check's own cost, so contexts are set up once and kept, one for each check running at
+/// once (docs/PERFORMANCE.md, "Verification contexts kept").
+pub struct VerifyingKey {
+    key: PKey<Public>,
+    idle: Mutex<Vec<PkeyCtx<Public>>>,
+}
+
+impl VerifyingKey {
+    pub fn new(key: PKey<Public>) -> VerifyingKey {
+        VerifyingKey { key, idle: Mutex::new(Vec::new()) }
+    }
+
+    /// Whether `signature_b64` is this key's signature of `content`.
+    pub fn verify(&self, content: &str, signature_b64: &str) -> bool {
+        let Ok(signature) = openssl::base64::decode_block(signature_b64.trim()) else { return false };
+        let digest = openssl::sha::sha256(content.as_bytes());
+        let kept = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let Some(mut context) = kept.map_or_else(|| self.context().ok(), Some) else { return false };
+        match context.verify(&digest, &signature) {
+            Ok(valid) => {
+                self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(context);
+                valid
+            }
+            // A context that failed is not trusted again.
+            Err(_) => false,
+        }
+    }
+
+    fn context(&self) -> Result<PkeyCtx<Public>, ErrorStack> {
+        let mut context = PkeyCtx::new(&self.key)?;
+        context.verify_init()?;
+        context.set_rsa_padding(Padding::PKCS1)?;
+        context.set_signature_md(Md::sha256())?;
+        Ok(context)
+    }
 }
 
 /// The raw text of the object under `root_key` in an OpenAPI answer, exactly as received: the
@@ -181,17 +218,17 @@ impl NotifyForm {
     /// Parses `application/x-www-form-urlencoded` text.
     pub fn parse(body: &str) -> Result<NotifyForm, Refused> {
         let refuse = |reason: String| Refused { form: None, reason };
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_str(body).map_err(|_| refuse("malformed form".into()))?;
         let mut fields = BTreeMap::new();
-        for (key, value) in pairs {
-            if fields.contains_key(&key) {
-                return Err(refuse(format!("field {} repeated", Untrusted(&key))));
-            }
-            if key.contains(['&', '=']) || (ACTED_ON.contains(&key.as_str()) && value.contains(['&', '='])) {
+        for (key, value) in form_urlencoded::parse(body.as_bytes()) {
+            if key.contains(['&', '=']) || (ACTED_ON.contains(&&*key) && value.contains(['&', '='])) {
                 return Err(refuse(format!("field {} holds '&' or '='", Untrusted(&key))));
             }
-            fields.insert(key, value);
+            match fields.entry(key.into_owned()) {
+                Entry::Occupied(repeated) => {
+                    return Err(refuse(format!("field {} repeated", Untrusted(repeated.key()))));
+                }
+                Entry::Vacant(field) => field.insert(value.into_owned()),
+            };
         }
         Ok(NotifyForm(fields))
     }
@@ -279,7 +316,7 @@ pub struct AlipayClient {
     notify_url: String,
     return_url: String,
     merchant_key: PKey<Private>,
-    alipay_key: PKey<Public>,
+    alipay_key: VerifyingKey,
     agent: ureq::Agent,
 }
 
@@ -294,8 +331,10 @@ impl AlipayClient {
             return_url: alipay.return_url.clone(),
             merchant_key: load_private_key(&alipay.merchant_private_key_path)
                 .map_err(|source| SettingKeyError { setting: "merchant_private_key_path", source })?,
-            alipay_key: load_public_key(&alipay.alipay_public_key_path)
-                .map_err(|source| SettingKeyError { setting: "alipay_public_key_path", source })?,
+            alipay_key: VerifyingKey::new(
+                load_public_key(&alipay.alipay_public_key_path)
+                    .map_err(|source| SettingKeyError { setting: "alipay_public_key_path", source })?,
+            ),
             agent: http_agent(Duration::from_secs(10)),
         })
     }
@@ -356,7 +395,7 @@ impl AlipayClient {
     pub fn verify_notification(&self, form: NotifyForm) -> Result<VerifiedNotification, Refused> {
         let refuse = |form: NotifyForm, reason: String| Err(Refused { form: Some(form), reason });
         let Some(signature) = form.field("sign") else { return refuse(form, "missing signature".into()) };
-        if !verify(&self.alipay_key, &form.signing_content(), signature) {
+        if !self.alipay_key.verify(&form.signing_content(), signature) {
             return refuse(form, "bad signature".into());
         }
         if form.field("app_id") != Some(self.app_id.as_str()) {
@@ -411,7 +450,7 @@ impl AlipayClient {
         let envelope: serde_json::Value =
             serde_json::from_str(&body).map_err(|e| bad(format!("malformed JSON: {e}")))?;
         let signature = envelope.get("sign").and_then(|s| s.as_str()).unwrap_or("");
-        if !verify(&self.alipay_key, inner, signature) {
+        if !self.alipay_key.verify(inner, signature) {
             // Gateway-level errors may come unsigned; they are failures either way.
             return Err(if answer.code == "10000" {
                 bad(format!("{method} answer has a bad signature"))
@@ -516,23 +555,25 @@ mod tests {
     #[test]
     fn verify_takes_only_a_sha256_rsa_signature_of_the_content_by_the_key() {
         let private = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-        let public = PKey::public_key_from_pem(&private.public_key_to_pem().unwrap()).unwrap();
+        let public =
+            VerifyingKey::new(PKey::public_key_from_pem(&private.public_key_to_pem().unwrap()).unwrap());
         let content = "out_trade_no=2612010000000100&total_amount=9.90";
         let signature = sign(&private, content);
-        assert!(verify(&public, content, &signature));
-        assert!(!verify(&public, "out_trade_no=2612010000000100&total_amount=0.01", &signature));
+        assert!(public.verify(content, &signature));
+        assert!(!public.verify("out_trade_no=2612010000000100&total_amount=0.01", &signature));
         let mut bytes = openssl::base64::decode_block(&signature).unwrap();
         bytes[100] ^= 1;
-        assert!(!verify(&public, content, &openssl::base64::encode_block(&bytes)), "a flipped bit");
+        assert!(!public.verify(content, &openssl::base64::encode_block(&bytes)), "a flipped bit");
         let short = openssl::base64::encode_block(&openssl::base64::decode_block(&signature).unwrap()[1..]);
-        assert!(!verify(&public, content, &short), "a signature shorter than the key");
-        assert!(!verify(&public, content, "not base64!"));
+        assert!(!public.verify(content, &short), "a signature shorter than the key");
+        assert!(!public.verify(content, "not base64!"));
         let other = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-        assert!(!verify(&public, content, &sign(&other, content)), "another key's signature");
+        assert!(!public.verify(content, &sign(&other, content)), "another key's signature");
         let mut sha1 = Signer::new(MessageDigest::sha1(), &private).unwrap();
         sha1.update(content.as_bytes()).unwrap();
         let sha1 = openssl::base64::encode_block(&sha1.sign_to_vec().unwrap());
-        assert!(!verify(&public, content, &sha1), "the key's signature over SHA-1, not SHA-256");
+        assert!(!public.verify(content, &sha1), "the key's signature over SHA-1, not SHA-256");
+        assert!(public.verify(content, &signature), "the kept contexts check again after refusals");
     }
 
     #[test]
@@ -545,7 +586,8 @@ mod tests {
     #[test]
     fn requests_sign_every_pair_and_notifications_all_but_sign_type() {
         let private = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-        let public = PKey::public_key_from_pem(&private.public_key_to_pem().unwrap()).unwrap();
+        let public =
+            VerifyingKey::new(PKey::public_key_from_pem(&private.public_key_to_pem().unwrap()).unwrap());
         let pairs =
             || vec![("app_id".to_owned(), "2021".to_owned()), ("out_trade_no".to_owned(), "1".to_owned())];
         let mut request = pairs();
@@ -559,7 +601,7 @@ mod tests {
         sign_notification(&private, &mut notification);
         let form = NotifyForm::parse(&serde_urlencoded::to_string(&notification).unwrap()).unwrap();
         assert_eq!(form.field("sign_type"), Some("RSA2"));
-        assert!(verify(&public, &form.signing_content(), form.field("sign").unwrap()));
+        assert!(public.verify(&form.signing_content(), form.field("sign").unwrap()));
     }
 
     #[test]

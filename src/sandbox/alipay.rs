@@ -10,14 +10,15 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use openssl::error::ErrorStack;
-use openssl::pkey::{PKey, Private, Public};
+use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use serde::{Deserialize, Serialize};
 
 use crate::china_time;
 use crate::config::Settings;
 use crate::gateways::alipay::{
-    KeyError, load_private_key, load_public_key, response_key, sign, sign_notification, verify_request,
+    KeyError, VerifyingKey, load_private_key, load_public_key, response_key, sign, sign_notification,
+    verify_request,
 };
 use crate::gateways::http_agent;
 use crate::models::now;
@@ -107,7 +108,7 @@ pub struct AlipaySandbox {
     app_id: String,
     seller_id: String,
     alipay_key: PKey<Private>,
-    merchant_key: PKey<Public>,
+    merchant_key: VerifyingKey,
     trades: Mutex<HashMap<String, Trade>>,
     faults: Mutex<Faults>,
     next_trade: Mutex<u64>,
@@ -120,7 +121,7 @@ impl AlipaySandbox {
             app_id: settings.alipay.app_id.clone(),
             seller_id: settings.alipay.seller_id.clone(),
             alipay_key: load_private_key(&alipay_private)?,
-            merchant_key: load_public_key(&merchant_public)?,
+            merchant_key: VerifyingKey::new(load_public_key(&merchant_public)?),
             trades: Mutex::new(HashMap::new()),
             faults: Mutex::new(Faults::default()),
             next_trade: Mutex::new(1),
