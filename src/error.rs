@@ -1,7 +1,8 @@
 //! One error type for the whole request path, with one policy:
 //! - a page gets the HTML error page for the status, with a short message a shopper can act on;
 //! - anything under `/api` gets the original project's envelope `{code, info, data: null}`
-//!   (`0002` bad argument, `0003` not logged in, `0001` everything else) via [`api_envelope`];
+//!   (`0002` bad argument, `0003` not logged in, a refusal's own code such as `C0007`, `0001`
+//!   everything else) via [`api_envelope`];
 //! - server-side failures (5xx) are logged once, here, with their cause; the client never sees
 //!   the cause, nor a parser's account of what it did not like;
 //! - a 503 and a 429 carry `Retry-After`.
@@ -34,6 +35,10 @@ pub enum AppError {
     /// The request is valid but the state does not allow it (sold out, already paid, ...).
     #[error("{0}")]
     Conflict(String),
+    /// A business rule refuses the request with a code of its own (`C0001`, ...) and its
+    /// shopper-facing text; answered 409.
+    #[error("{info}")]
+    Refused { code: &'static str, info: &'static str },
     #[error("the request body is too large")]
     PayloadTooLarge,
     /// A client over its rate limit (answered with `Retry-After`).
@@ -64,6 +69,7 @@ impl AppError {
         match self {
             AppError::BadRequest(_) | AppError::PayloadTooLarge | AppError::RequestTimeout => "0002",
             AppError::NotLoggedIn => "0003",
+            AppError::Refused { code, .. } => code,
             _ => "0001",
         }
     }
@@ -142,7 +148,7 @@ impl ResponseError for AppError {
             AppError::NotLoggedIn => StatusCode::UNAUTHORIZED,
             AppError::AdminLogin(_) => StatusCode::SEE_OTHER,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
-            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Conflict(_) | AppError::Refused { .. } => StatusCode::CONFLICT,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             AppError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,

@@ -1,5 +1,6 @@
 //! The admin console under `/admin`: sign-in, orders (filters, paging, totals, CSV), one order's
-//! whole story with its actions, the troubled outbox, and product editing. Every form carries a
+//! whole story with its actions, the troubled outbox, product editing, and coupon templates
+//! (list, create, issue to a shopper). Every form carries a
 //! CSRF token; every page needs an admin session (else a redirect to the sign-in).
 
 use std::future::Future;
@@ -15,13 +16,14 @@ use super::client::ClientAddr;
 use super::{csrf, filters, render, see_other, url_encode};
 use crate::china_time;
 use crate::error::AppError;
+use crate::models::coupon::{CouponKind, NewTemplate, TemplateWithProducts};
 use crate::models::order::{Order, OrderFilter, OrderStatus};
 use crate::models::orphan::OrphanPayment;
 use crate::models::outbox::OutboxEntry;
 use crate::models::product::Product;
 use crate::services::admin::{self, ADMIN_COOKIE, OrderStory, ProductEdit, Refusal};
-use crate::services::orphan;
 use crate::services::reconcile::{self, Reconciler};
+use crate::services::{coupon as coupons, orphan};
 use crate::state::AppState;
 
 const PER_PAGE: i64 = 50;
@@ -44,7 +46,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/orphans", web::get().to(orphans))
             .route("/orphans/{orphan_id}/refund", web::post().to(refund_orphan))
             .route("/products", web::get().to(products))
-            .route("/products/{product_id}", web::post().to(edit_product)),
+            .route("/products/{product_id}", web::post().to(edit_product))
+            .route("/coupons", web::get().to(coupon_templates))
+            .route("/coupons", web::post().to(create_coupon_template))
+            .route("/coupons/issue", web::post().to(issue_coupon)),
     );
 }
 
@@ -546,4 +551,196 @@ async fn edit_product(
             Ok(response)
         }
     }
+}
+
+#[derive(Template)]
+#[template(path = "admin/coupons.html")]
+struct CouponsPage {
+    admin: String,
+    csrf: String,
+    templates: Vec<TemplateWithProducts>,
+    message: Option<String>,
+}
+
+async fn coupons_page(
+    state: &AppState,
+    admin_user: Admin,
+    message: Option<String>,
+) -> Result<HttpResponse, AppError> {
+    let templates = state.engine.run(coupons::templates).await?;
+    render(&CouponsPage { csrf: admin_user.csrf(), admin: admin_user.username, templates, message })
+}
+
+async fn coupon_templates(
+    state: web::Data<AppState>,
+    admin_user: Admin,
+    query: web::Query<MessageQuery>,
+) -> Result<HttpResponse, AppError> {
+    coupons_page(&state, admin_user, query.done.clone()).await
+}
+
+/// The template form as submitted: amounts in yuan, the rate in 折 (`8`, `8.5`), products
+/// separated by commas or spaces (none: all products), and either `valid_days` or both dates.
+#[derive(Deserialize)]
+struct TemplateForm {
+    csrf: Option<String>,
+    name: String,
+    kind: String,
+    threshold: Option<String>,
+    off: Option<String>,
+    zhe: Option<String>,
+    max_off: Option<String>,
+    products: Option<String>,
+    valid_days: Option<String>,
+    valid_from: Option<String>,
+    valid_until: Option<String>,
+    total_quota: String,
+    per_user_limit: String,
+}
+
+/// Why a template form is refused: the message the coupons page shows.
+#[derive(Debug, thiserror::Error)]
+enum InvalidTemplate {
+    #[error("The name must not be empty.")]
+    EmptyName,
+    #[error("The kind must be ZJ, MJ or ZK.")]
+    Kind,
+    #[error("The {0} {1:?} is not an amount like 12.50 above 0.")]
+    Amount(&'static str, String),
+    #[error("The rate {0:?} is not a 折 from 0.01 to 9.99, like 8 or 8.5.")]
+    Rate(String),
+    #[error("The {0} {1:?} is not a whole number of 1 or more.")]
+    Count(&'static str, String),
+    #[error(
+        "Give either the days a coupon is valid after claiming, or both dates (the first before the second)."
+    )]
+    Validity,
+}
+
+impl TemplateForm {
+    fn template(&self) -> Result<NewTemplate, InvalidTemplate> {
+        let text =
+            |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+        let amount = |name: &'static str, v: &Option<String>| match text(v) {
+            None => Ok(None),
+            Some(t) => crate::money::parse_yuan(&t)
+                .filter(|c| *c > 0)
+                .map(Some)
+                .ok_or(InvalidTemplate::Amount(name, t)),
+        };
+        let required = |name: &'static str, v: &Option<String>| {
+            amount(name, v)?.ok_or_else(|| InvalidTemplate::Amount(name, String::new()))
+        };
+        let count = |name: &'static str, v: &str| {
+            v.trim()
+                .parse::<i32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| InvalidTemplate::Count(name, v.to_owned()))
+        };
+        let name = self.name.trim().to_owned();
+        if name.is_empty() {
+            return Err(InvalidTemplate::EmptyName);
+        }
+        let kind: CouponKind = self.kind.trim().parse().map_err(|_| InvalidTemplate::Kind)?;
+        let (threshold_cents, off_cents, rate_bp, max_off_cents) = match kind {
+            CouponKind::Zj => (0, required("amount off", &self.off)?, 0, None),
+            CouponKind::Mj => {
+                (required("threshold", &self.threshold)?, required("amount off", &self.off)?, 0, None)
+            }
+            CouponKind::Zk => {
+                let zhe = text(&self.zhe).unwrap_or_default();
+                // 折 in hundredths (8.5 -> 850) times ten is basis points (8500).
+                let rate_bp = crate::money::parse_yuan(&zhe)
+                    .filter(|h| (1..1000).contains(h))
+                    .ok_or(InvalidTemplate::Rate(zhe))?;
+                (0, 0, rate_bp as i32 * 10, amount("cap", &self.max_off)?)
+            }
+        };
+        let (valid_days, valid_from, valid_until) = match text(&self.valid_days) {
+            Some(days) => (Some(count("valid days", &days)?), None, None),
+            None => {
+                let day = |v: &Option<String>| text(v).and_then(|d| admin::china_day_start(&d));
+                match (day(&self.valid_from), day(&self.valid_until)) {
+                    // The last day counts in full.
+                    (Some(from), Some(until)) if from <= until => {
+                        (None, Some(from), Some(until + chrono::Duration::days(1)))
+                    }
+                    _ => return Err(InvalidTemplate::Validity),
+                }
+            }
+        };
+        let product_ids = text(&self.products)
+            .map(|p| p.split([',', ' ', '，']).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default();
+        Ok(NewTemplate {
+            name,
+            kind,
+            threshold_cents,
+            off_cents,
+            rate_bp,
+            max_off_cents,
+            product_ids,
+            valid_from,
+            valid_until,
+            valid_days,
+            total_quota: i64::from(count("quota", &self.total_quota)?),
+            per_user_limit: count("per-user limit", &self.per_user_limit)?,
+        })
+    }
+}
+
+async fn create_coupon_template(
+    state: web::Data<AppState>,
+    admin_user: Admin,
+    form: web::Form<TemplateForm>,
+) -> Result<HttpResponse, AppError> {
+    admin_user.check(form.csrf.as_deref())?;
+    let refused = match form.template() {
+        Ok(new) => match state
+            .engine
+            .run(move |conn| coupons::create_template(conn, &new, crate::models::now()))
+            .await
+        {
+            Ok(template_id) => {
+                let done = format!("Template {template_id} created.");
+                return Ok(see_other(&format!("/admin/coupons?done={}", url_encode(&done))));
+            }
+            Err(AppError::BadRequest(message)) => message,
+            Err(other) => return Err(other),
+        },
+        Err(invalid) => invalid.to_string(),
+    };
+    let mut response = coupons_page(&state, admin_user, Some(refused)).await?;
+    *response.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct IssueForm {
+    csrf: Option<String>,
+    template_id: i64,
+    shopper: String,
+}
+
+/// Issues a coupon of a template to a shopper (openid or user id), under the template's quota
+/// and per-user limit.
+async fn issue_coupon(
+    state: web::Data<AppState>,
+    admin_user: Admin,
+    form: web::Form<IssueForm>,
+) -> Result<HttpResponse, AppError> {
+    admin_user.check(form.csrf.as_deref())?;
+    let IssueForm { template_id, shopper, .. } = form.into_inner();
+    let who = shopper.clone();
+    let outcome =
+        state.engine.run(move |conn| coupons::issue(conn, template_id, &shopper, crate::models::now())).await;
+    let done = match outcome {
+        Ok(claimed) => format!("Coupon {} ({}) issued to {who}.", claimed.coupon_id, claimed.code),
+        Err(refused @ (AppError::Refused { .. } | AppError::NotFound(_))) => {
+            format!("Not issued: {refused}")
+        }
+        Err(other) => return Err(other),
+    };
+    Ok(see_other(&format!("/admin/coupons?done={}", url_encode(&done))))
 }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod alipay;
 pub mod client;
+pub mod coupon;
 pub mod csrf;
 pub mod health;
 pub mod identity;
@@ -21,6 +22,7 @@ use crate::error::AppError;
 /// Routes under `/api` (the envelope middleware wraps them).
 pub fn api_routes(cfg: &mut web::ServiceConfig) {
     alipay::api_routes(cfg);
+    coupon::api_routes(cfg);
     login::api_routes(cfg);
     order::api_routes(cfg);
     weixin_portal::api_routes(cfg);
@@ -32,6 +34,7 @@ pub fn page_routes(cfg: &mut web::ServiceConfig) {
     product::routes(cfg);
     login::routes(cfg);
     order::routes(cfg);
+    coupon::routes(cfg);
     admin::routes(cfg);
 }
 

@@ -483,4 +483,54 @@ mod tests {
             [Row { name: "A PAY_WAIT, B CLOSE, D CREATE".into(), n: 3 }]
         );
     }
+
+    /// The price snapshot's migration: every order placed before it has its amount as its list
+    /// price and nothing off, and the snapshot must add up from then on.
+    #[test]
+    fn the_price_snapshot_backfills_old_orders() {
+        use diesel::RunQueryDsl;
+        use diesel::connection::SimpleConnection;
+        use diesel::sql_types::{BigInt, Text};
+        use diesel_migrations::MigrationHarness;
+
+        #[derive(diesel::QueryableByName, Debug, PartialEq)]
+        struct Row {
+            #[diesel(sql_type = Text)]
+            name: String,
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        super::configure_sqlite();
+        let database = TestDatabase::new(Backend::Sqlite);
+        let mut conn = diesel::SqliteConnection::establish(&database.url).unwrap();
+        let before = "20261204000070";
+        while !conn.applied_migrations().unwrap().iter().any(|v| v.to_string() == before) {
+            conn.run_next_migration(super::SQLITE_MIGRATIONS).unwrap();
+        }
+        conn.batch_execute(
+            "INSERT INTO app_user (openid) VALUES ('o1');
+             INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, total_cents, status,
+                 order_time, expire_at, next_query_at, updated_at)
+             VALUES ('A', 1, 'o1', 'p', 'Tea', 5800, 'DEAL_DONE', 't', 't', 't', 't'),
+                    ('B', 1, 'o1', 'q', 'Cake', 168, 'CLOSE', 't', 't', 't', 't');",
+        )
+        .unwrap();
+        conn.run_next_migration(super::SQLITE_MIGRATIONS).unwrap();
+        let rows = diesel::sql_query(
+            "SELECT order_id || ' ' || discount_cents AS name, original_cents AS n FROM pay_order ORDER BY id",
+        )
+        .load::<Row>(&mut conn)
+        .unwrap();
+        assert_eq!(rows, [Row { name: "A 0".into(), n: 5800 }, Row { name: "B 0".into(), n: 168 }]);
+        let refused = conn
+            .batch_execute(
+                "UPDATE pay_order SET original_cents = 6000, discount_cents = 100 WHERE order_id = 'A'",
+            )
+            .unwrap_err();
+        assert!(refused.to_string().contains("CHECK constraint failed"), "{refused}");
+        conn.batch_execute(
+            "UPDATE pay_order SET original_cents = 6000, discount_cents = 200 WHERE order_id = 'A'",
+        )
+        .unwrap();
+    }
 }

@@ -79,6 +79,8 @@ diesel::table! {
         lease_owner -> Nullable<Text>,
         lease_until -> Nullable<Timestamp>,
         updated_at -> Timestamp,
+        discount_cents -> BigInt,
+        original_cents -> Nullable<BigInt>,
     }
 }
 
@@ -211,7 +213,69 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    order_discount (id) {
+        id -> BigInt,
+        order_id -> Text,
+        discount_type -> Text,
+        ref_id -> Text,
+        name -> Text,
+        amount_cents -> BigInt,
+        rule -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    coupon_template (template_id) {
+        template_id -> BigInt,
+        name -> Text,
+        kind -> Text,
+        threshold_cents -> BigInt,
+        off_cents -> BigInt,
+        rate_bp -> Integer,
+        max_off_cents -> Nullable<BigInt>,
+        scope -> Text,
+        valid_from -> Nullable<Timestamp>,
+        valid_until -> Nullable<Timestamp>,
+        valid_days -> Nullable<Integer>,
+        total_quota -> BigInt,
+        issued_count -> BigInt,
+        per_user_limit -> Integer,
+        status -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    coupon_template_product (template_id, product_id) {
+        template_id -> BigInt,
+        product_id -> Text,
+    }
+}
+
+diesel::table! {
+    user_coupon (coupon_id) {
+        coupon_id -> BigInt,
+        code -> Text,
+        template_id -> BigInt,
+        user_id -> BigInt,
+        status -> Text,
+        valid_from -> Timestamp,
+        valid_until -> Timestamp,
+        locked_order_id -> Nullable<Text>,
+        locked_at -> Nullable<Timestamp>,
+        used_order_id -> Nullable<Text>,
+        used_at -> Nullable<Timestamp>,
+        issued_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(user_session -> app_user (user_id));
+diesel::joinable!(user_coupon -> coupon_template (template_id));
+diesel::joinable!(user_coupon -> app_user (user_id));
+diesel::joinable!(coupon_template_product -> coupon_template (template_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     product,
@@ -232,4 +296,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     admin_session,
     admin_login_failure,
     weixin_push_nonce,
+    order_discount,
+    coupon_template,
+    coupon_template_product,
+    user_coupon,
 );

@@ -45,9 +45,11 @@ macro_rules! text_enum {
 
 pub mod admin;
 pub mod alipay_notify;
+pub mod coupon;
 pub mod gateway_call;
 pub mod login;
 pub mod order;
+pub mod order_discount;
 pub mod order_event;
 pub mod orphan;
 pub mod outbox;

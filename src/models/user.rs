@@ -15,6 +15,10 @@ pub struct AppUser {
 }
 
 impl AppUser {
+    pub fn find(conn: &mut DbConn, user_id: i64) -> QueryResult<Option<AppUser>> {
+        app_user::table.find(user_id).select(AppUser::as_select()).get_result(conn).optional()
+    }
+
     pub fn find_by_openid(conn: &mut DbConn, openid: &str) -> QueryResult<Option<AppUser>> {
         app_user::table
             .filter(app_user::openid.eq(openid))

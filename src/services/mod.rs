@@ -3,10 +3,12 @@
 
 pub mod admin;
 pub mod catalogue;
+pub mod coupon;
 pub mod login;
 pub mod order;
 pub mod orphan;
 pub mod payment;
+pub mod pricing;
 pub mod reconcile;
 pub mod retention;
 pub mod session;

@@ -8,6 +8,7 @@ mod helpers;
 mod admin;
 mod catalogue;
 mod compensation;
+mod coupon;
 mod crash;
 mod hardening;
 mod login;

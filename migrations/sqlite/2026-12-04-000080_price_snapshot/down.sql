@@ -1,0 +1,3 @@
+DROP TABLE order_discount;
+ALTER TABLE pay_order DROP COLUMN original_cents;
+ALTER TABLE pay_order DROP COLUMN discount_cents;

@@ -1,0 +1,78 @@
+//! The discounts applied to an order (`order_discount`): one row per discount, with the amount
+//! it took off and a copy of its rule as applied, written with the order.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConn;
+use crate::db::schema::order_discount;
+
+/// What kind of rule a discount comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscountType {
+    /// `ref_id` is the `user_coupon.coupon_id`.
+    Coupon,
+    /// `ref_id` is the group-buy team.
+    GroupBuy,
+}
+
+text_enum!(DiscountType { Coupon = "COUPON", GroupBuy = "GROUP_BUY" });
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = order_discount)]
+pub struct OrderDiscount {
+    pub id: i64,
+    pub order_id: String,
+    #[diesel(deserialize_as = String)]
+    pub discount_type: DiscountType,
+    pub ref_id: String,
+    pub name: String,
+    pub amount_cents: i64,
+    /// The rule as applied, as JSON.
+    pub rule: String,
+    pub created_at: NaiveDateTime,
+}
+
+/// A discount as the pricing applied it, to be stored with its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrderDiscount<'a> {
+    pub discount_type: DiscountType,
+    pub ref_id: &'a str,
+    pub name: &'a str,
+    pub amount_cents: i64,
+    pub rule: &'a str,
+}
+
+/// Stores the order's discounts (at most one of each type: the unique (order_id,
+/// discount_type) refuses a second); meant for the transaction that places the order.
+pub fn insert(
+    conn: &mut DbConn,
+    order_id: &str,
+    discounts: &[NewOrderDiscount],
+    at: NaiveDateTime,
+) -> QueryResult<usize> {
+    let mut inserted = 0;
+    for d in discounts {
+        inserted += diesel::insert_into(order_discount::table)
+            .values((
+                order_discount::order_id.eq(order_id),
+                order_discount::discount_type.eq(d.discount_type.as_str()),
+                order_discount::ref_id.eq(d.ref_id),
+                order_discount::name.eq(d.name),
+                order_discount::amount_cents.eq(d.amount_cents),
+                order_discount::rule.eq(d.rule),
+                order_discount::created_at.eq(at),
+            ))
+            .execute(conn)?;
+    }
+    Ok(inserted)
+}
+
+/// The order's discounts, in the order they were applied.
+pub fn for_order(conn: &mut DbConn, order_id: &str) -> QueryResult<Vec<OrderDiscount>> {
+    order_discount::table
+        .filter(order_discount::order_id.eq(order_id))
+        .order(order_discount::id.asc())
+        .select(OrderDiscount::as_select())
+        .load(conn)
+}

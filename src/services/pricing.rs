@@ -1,0 +1,336 @@
+//! The one place a price comes from: the product page, the price trial and the checkout all ask
+//! [`price`]. It is pure (no database, no clock): the caller loads the product and the
+//! shopper's choices and passes the time, so the same inputs always give the same price.
+//!
+//! Money is integer cents. The payable amount is never below [`MIN_PAYABLE_CENTS`], and the
+//! applied discounts always add up to `total - payable`. A discount that would take nothing off
+//! (a product already at the minimum) is left out of `applied`.
+//!
+//! A coupon applies to the list price (the base) when the product is in its scope:
+//! - 直减 (ZJ) takes off `off_cents`;
+//! - 满减 (MJ) takes off `off_cents` from a base of `threshold_cents` on;
+//! - 折扣 (ZK) makes the payable `floor(base × rate_bp / 10000)`, rounded down to the cent, so
+//!   it takes off `base − floor(base × rate_bp / 10000)` (99.99 at 8折 pays 79.99), at most
+//!   `max_off_cents`.
+//!
+//! Then no discount takes more than `base − 1`.
+
+use chrono::NaiveDateTime;
+
+use crate::models::coupon::{CouponKind, CouponStatus, UserCouponWithTemplate};
+use crate::models::order_discount::{DiscountType, NewOrderDiscount};
+use crate::models::product::Product;
+use crate::models::user::AppUser;
+use crate::services::coupon::CouponRefusal;
+
+/// The least an order may cost: Alipay takes nothing below one cent.
+pub const MIN_PAYABLE_CENTS: i64 = 1;
+
+/// The shopper's marketing choices for one purchase.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PricingChoices<'a> {
+    /// The coupon to apply (at most one per order).
+    pub coupon: Option<&'a UserCouponWithTemplate>,
+}
+
+/// One discount as applied: what it is, which rule gave it, how much it took off, and the rule
+/// as applied (JSON) for the order's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedDiscount {
+    pub discount_type: DiscountType,
+    /// The coupon's id for a coupon.
+    pub ref_id: String,
+    pub name: String,
+    pub amount_cents: i64,
+    pub rule: String,
+}
+
+impl AppliedDiscount {
+    /// The row [`crate::models::order_discount::insert`] stores.
+    pub fn as_new(&self) -> NewOrderDiscount<'_> {
+        NewOrderDiscount {
+            discount_type: self.discount_type,
+            ref_id: &self.ref_id,
+            name: &self.name,
+            amount_cents: self.amount_cents,
+            rule: &self.rule,
+        }
+    }
+}
+
+/// A price: the list price, what the discounts take off and what is left to pay, with the
+/// discounts one by one (`discount_cents` is their sum, `payable_cents = total_cents −
+/// discount_cents ≥ MIN_PAYABLE_CENTS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Price {
+    pub total_cents: i64,
+    pub discount_cents: i64,
+    pub payable_cents: i64,
+    pub applied: Vec<AppliedDiscount>,
+}
+
+/// Prices one unit of `product` for `shopper` (`None`: a visitor) with `choices`, as of `at`;
+/// a coupon that does not apply is refused with its reason (C0001 to C0005).
+pub fn price(
+    product: &Product,
+    shopper: Option<&AppUser>,
+    choices: &PricingChoices,
+    at: NaiveDateTime,
+) -> Result<Price, CouponRefusal> {
+    let total_cents = product.price_cents;
+    let mut applied = Vec::new();
+    let base = total_cents;
+    if let Some(coupon) = choices.coupon {
+        let amount_cents = coupon_deduction(coupon, &product.product_id, base, shopper, at)?;
+        if amount_cents > 0 {
+            applied.push(AppliedDiscount {
+                discount_type: DiscountType::Coupon,
+                ref_id: coupon.coupon.coupon_id.to_string(),
+                name: coupon.template.template.name.clone(),
+                amount_cents,
+                rule: coupon_rule(coupon),
+            });
+        }
+    }
+    let discount_cents: i64 = applied.iter().map(|d| d.amount_cents).sum();
+    Ok(Price { total_cents, discount_cents, payable_cents: total_cents - discount_cents, applied })
+}
+
+/// What the coupon takes off `base` for `product_id`, or why it does not apply.
+fn coupon_deduction(
+    coupon: &UserCouponWithTemplate,
+    product_id: &str,
+    base: i64,
+    shopper: Option<&AppUser>,
+    at: NaiveDateTime,
+) -> Result<i64, CouponRefusal> {
+    let held = &coupon.coupon;
+    let template = &coupon.template.template;
+    if shopper.is_none_or(|s| s.user_id != held.user_id) {
+        return Err(CouponRefusal::Unknown);
+    }
+    if held.status != CouponStatus::Available {
+        return Err(CouponRefusal::NotAvailable);
+    }
+    if !held.is_valid_at(at) {
+        return Err(CouponRefusal::OutsideValidity);
+    }
+    if !coupon.template.applies_to(product_id) {
+        return Err(CouponRefusal::OutOfScope);
+    }
+    let raw = match template.kind {
+        CouponKind::Zj => template.off_cents,
+        CouponKind::Mj if base < template.threshold_cents => return Err(CouponRefusal::BelowThreshold),
+        CouponKind::Mj => template.off_cents,
+        CouponKind::Zk => {
+            let payable = base * i64::from(template.rate_bp) / 10_000;
+            let off = base - payable;
+            template.max_off_cents.map_or(off, |cap| off.min(cap))
+        }
+    };
+    Ok(raw.min(base - MIN_PAYABLE_CENTS).max(0))
+}
+
+/// The coupon's rule as applied, for the order's snapshot.
+fn coupon_rule(coupon: &UserCouponWithTemplate) -> String {
+    let t = &coupon.template.template;
+    serde_json::json!({
+        "couponId": coupon.coupon.coupon_id,
+        "code": coupon.coupon.code,
+        "templateId": t.template_id,
+        "kind": t.kind.as_str(),
+        "thresholdCents": t.threshold_cents,
+        "offCents": t.off_cents,
+        "rateBp": t.rate_bp,
+        "maxOffCents": t.max_off_cents,
+        "scope": t.scope.as_str(),
+        "productIds": coupon.template.product_ids,
+        "words": t.rule_in_words(),
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, NaiveDate};
+
+    use super::*;
+    use crate::models::coupon::{
+        CouponScope, CouponTemplate, TemplateStatus, TemplateWithProducts, UserCoupon,
+    };
+
+    fn at() -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(2026, 12, 4).unwrap().and_hms_opt(12, 0, 0).unwrap()
+    }
+
+    fn product(price_cents: i64) -> Product {
+        Product {
+            product_id: "100010090092".into(),
+            name: "Green Tea".into(),
+            description: String::new(),
+            price_cents,
+            stock: 10,
+            on_sale: true,
+            image_url: String::new(),
+            sort_order: 1,
+        }
+    }
+
+    fn shopper(user_id: i64) -> AppUser {
+        AppUser { user_id, openid: format!("o{user_id}"), created_at: at(), last_login_at: at() }
+    }
+
+    fn template(kind: CouponKind) -> CouponTemplate {
+        CouponTemplate {
+            template_id: 1,
+            name: "券".into(),
+            kind,
+            threshold_cents: 0,
+            off_cents: 0,
+            rate_bp: 0,
+            max_off_cents: None,
+            scope: CouponScope::All,
+            valid_from: None,
+            valid_until: None,
+            valid_days: Some(30),
+            total_quota: 10,
+            issued_count: 1,
+            per_user_limit: 1,
+            status: TemplateStatus::Active,
+            created_at: at(),
+        }
+    }
+
+    fn coupon(template: CouponTemplate) -> UserCouponWithTemplate {
+        UserCouponWithTemplate {
+            coupon: UserCoupon {
+                coupon_id: 7,
+                code: "C7".into(),
+                template_id: template.template_id,
+                user_id: 1,
+                status: CouponStatus::Available,
+                valid_from: at() - Duration::days(1),
+                valid_until: at() + Duration::days(1),
+                locked_order_id: None,
+                locked_at: None,
+                used_order_id: None,
+                used_at: None,
+                issued_at: at(),
+                updated_at: at(),
+            },
+            template: TemplateWithProducts { template, product_ids: Vec::new() },
+        }
+    }
+
+    fn zj(off: i64) -> UserCouponWithTemplate {
+        coupon(CouponTemplate { off_cents: off, ..template(CouponKind::Zj) })
+    }
+
+    fn mj(threshold: i64, off: i64) -> UserCouponWithTemplate {
+        coupon(CouponTemplate { threshold_cents: threshold, off_cents: off, ..template(CouponKind::Mj) })
+    }
+
+    fn zk(rate_bp: i32, cap: Option<i64>) -> UserCouponWithTemplate {
+        coupon(CouponTemplate { rate_bp, max_off_cents: cap, ..template(CouponKind::Zk) })
+    }
+
+    fn with(price_cents: i64, coupon: &UserCouponWithTemplate) -> Result<Price, CouponRefusal> {
+        price(&product(price_cents), Some(&shopper(1)), &PricingChoices { coupon: Some(coupon) }, at())
+    }
+
+    /// (total, discount, payable), checking that the applied discounts add up.
+    fn amounts(price: Price) -> (i64, i64, i64) {
+        assert_eq!(
+            price.applied.iter().map(|d| d.amount_cents).sum::<i64>(),
+            price.total_cents - price.payable_cents
+        );
+        assert_eq!(price.discount_cents, price.total_cents - price.payable_cents);
+        assert!(price.payable_cents >= MIN_PAYABLE_CENTS);
+        (price.total_cents, price.discount_cents, price.payable_cents)
+    }
+
+    #[test]
+    fn without_choices_the_list_price_is_payable() {
+        let plain = price(&product(5800), None, &PricingChoices::default(), at()).unwrap();
+        assert_eq!(amounts(plain.clone()), (5800, 0, 5800));
+        assert!(plain.applied.is_empty());
+    }
+
+    #[test]
+    fn zj_takes_its_amount_off_and_never_below_one_cent() {
+        assert_eq!(amounts(with(5800, &zj(500)).unwrap()), (5800, 500, 5300));
+        assert_eq!(amounts(with(300, &zj(500)).unwrap()), (300, 299, 1));
+        assert_eq!(amounts(with(500, &zj(500)).unwrap()), (500, 499, 1));
+        let one_cent = with(1, &zj(500)).unwrap();
+        assert!(one_cent.applied.is_empty(), "nothing to take off a cent");
+        assert_eq!(amounts(one_cent), (1, 0, 1));
+    }
+
+    #[test]
+    fn mj_applies_from_its_threshold_on() {
+        assert_eq!(with(4999, &mj(5000, 1000)), Err(CouponRefusal::BelowThreshold));
+        assert_eq!(amounts(with(5000, &mj(5000, 1000)).unwrap()), (5000, 1000, 4000));
+        assert_eq!(amounts(with(5001, &mj(5000, 1000)).unwrap()), (5001, 1000, 4001));
+        assert_eq!(amounts(with(1000, &mj(1000, 1000)).unwrap()), (1000, 999, 1));
+    }
+
+    #[test]
+    fn zk_rounds_the_payable_down_to_the_cent_and_keeps_to_its_cap() {
+        assert_eq!(amounts(with(9999, &zk(8000, None)).unwrap()), (9999, 2000, 7999));
+        assert_eq!(amounts(with(5800, &zk(8000, Some(2000))).unwrap()), (5800, 1160, 4640));
+        assert_eq!(amounts(with(13_333, &zk(8000, Some(2000))).unwrap()), (13_333, 2000, 11_333));
+        assert_eq!(amounts(with(3, &zk(5000, None)).unwrap()), (3, 2, 1));
+        assert_eq!(amounts(with(1, &zk(1, None)).unwrap()), (1, 0, 1));
+        assert_eq!(amounts(with(168, &zk(8850, None)).unwrap()), (168, 20, 148));
+    }
+
+    #[test]
+    fn the_applied_coupon_carries_its_rule() {
+        let price = with(5800, &zk(8000, Some(2000))).unwrap();
+        let applied = &price.applied[0];
+        assert_eq!(applied.discount_type, DiscountType::Coupon);
+        assert_eq!(applied.ref_id, "7");
+        let rule: serde_json::Value = serde_json::from_str(&applied.rule).unwrap();
+        assert_eq!(rule["rateBp"], 8000);
+        assert_eq!(rule["words"], "8折 最多减20");
+    }
+
+    #[test]
+    fn a_coupon_that_does_not_apply_is_refused_with_its_reason() {
+        let mine = zj(500);
+        let visitor = price(&product(5800), None, &PricingChoices { coupon: Some(&mine) }, at());
+        assert_eq!(visitor, Err(CouponRefusal::Unknown));
+        let someone_else =
+            price(&product(5800), Some(&shopper(2)), &PricingChoices { coupon: Some(&mine) }, at());
+        assert_eq!(someone_else, Err(CouponRefusal::Unknown));
+
+        for status in [CouponStatus::Locked, CouponStatus::Used, CouponStatus::Expired] {
+            let mut held = zj(500);
+            held.coupon.status = status;
+            assert_eq!(with(5800, &held), Err(CouponRefusal::NotAvailable), "{status}");
+        }
+
+        let mut late = zj(500);
+        late.coupon.valid_until = at();
+        assert_eq!(with(5800, &late), Err(CouponRefusal::OutsideValidity));
+        let mut early = zj(500);
+        early.coupon.valid_from = at() + Duration::seconds(1);
+        assert_eq!(with(5800, &early), Err(CouponRefusal::OutsideValidity));
+
+        let mut scoped = zj(500);
+        scoped.template.template.scope = CouponScope::Products;
+        scoped.template.product_ids = vec!["100010090093".into()];
+        assert_eq!(with(5800, &scoped), Err(CouponRefusal::OutOfScope));
+        scoped.template.product_ids.push("100010090092".into());
+        assert_eq!(amounts(with(5800, &scoped).unwrap()), (5800, 500, 5300));
+    }
+
+    #[test]
+    fn rules_read_as_shoppers_say_them() {
+        assert_eq!(mj(5000, 1000).template.template.rule_in_words(), "满50减10");
+        assert_eq!(zk(8000, Some(2000)).template.template.rule_in_words(), "8折 最多减20");
+        assert_eq!(zk(8500, None).template.template.rule_in_words(), "8.5折");
+        assert_eq!(zj(500).template.template.rule_in_words(), "直减5");
+        assert_eq!(zj(550).template.template.rule_in_words(), "直减5.5");
+    }
+}
