@@ -58,6 +58,9 @@ pub struct DatabaseSettings {
     /// SQLite: the checkpointer reads the pages a payment will write every this many seconds,
     /// for hosts that reclaim file pages nobody read for a while; 0 never.
     pub sqlite_read_open_orders_secs: u64,
+    /// The usual payment (an order waiting for exactly the amount, nothing else to settle) in
+    /// one statement; off, every payment is recorded by the general rules in a transaction.
+    pub payment_in_one_statement: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -36,6 +36,58 @@ macro_rules! both_backends {
     };
 }
 
+/// The two ways a payment is recorded ([`crate::services::payment::record`]): the usual one in
+/// one statement, and everything by the general rules in a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentPath {
+    OneStatement,
+    Transaction,
+}
+
+impl PaymentPath {
+    /// Sets `database.payment_in_one_statement` to take this path.
+    pub fn apply(self, settings: &mut crate::config::Settings) {
+        settings.database.payment_in_one_statement = self == PaymentPath::OneStatement;
+    }
+}
+
+/// Declares each listed test function `fn name(backend: Backend, path: PaymentPath)` four
+/// times: through each [`PaymentPath`], on each backend as [`crate::both_backends!`] does.
+#[macro_export]
+macro_rules! every_payment_path {
+    ($($name:ident),* $(,)?) => {
+        $crate::every_payment_path!(@path one_statement, OneStatement; $($name),*);
+        $crate::every_payment_path!(@path in_transaction, Transaction; $($name),*);
+    };
+    (@path $module:ident, $path:ident; $($name:ident),*) => {
+        mod $module {
+            mod sqlite {
+                $(
+                    #[test]
+                    fn $name() {
+                        super::super::$name(
+                            $crate::db::Backend::Sqlite,
+                            $crate::test_support::PaymentPath::$path,
+                        )
+                    }
+                )*
+            }
+            mod postgres {
+                $(
+                    #[test]
+                    #[cfg_attr(not(paymall_postgres_tests), ignore = "needs PostgreSQL: scripts/test runs it")]
+                    fn $name() {
+                        super::super::$name(
+                            $crate::db::Backend::Postgres,
+                            $crate::test_support::PaymentPath::$path,
+                        )
+                    }
+                )*
+            }
+        }
+    };
+}
+
 /// A fresh, empty database (no migrations applied): a SQLite file in a temporary directory, or
 /// a new database on the server `PAYMALL_TEST_DATABASE_URL` names, dropped with this value.
 pub struct TestDatabase {

@@ -28,8 +28,9 @@ async fn notify(
     if !notification.is_verified() && !rate_limit::allow(&state.limits.unverified_notifications, client.0) {
         return Ok(super::too_many_requests(NotifyAnswer::Fail.as_str()));
     }
-    let received = notification.clone();
-    let handled = state.engine.write(move |conn| payment::handle_notify(conn, &received)).await;
+    let (received, settings) = (notification.clone(), state.settings.clone());
+    let handled =
+        state.engine.write(move |conn| payment::handle_notify(conn, &settings.database, &received)).await;
     let answer = match handled {
         Ok(answer) => answer,
         Err(e) => state.engine.write(move |conn| payment::keep_unprocessed(conn, &notification, &e)).await?,

@@ -16,7 +16,8 @@ use crate::config::url_origin;
 use crate::error::{AppError, Envelope};
 use crate::models::order::{Order, OrderAtCheckout, OrderStatus};
 use crate::models::user::AppUser;
-use crate::services::order::{self as orders, OrderToPay};
+use crate::services::order::{self as orders, OrderToPay, Purchase, RefundReply};
+use crate::services::reconcile::Reconciler;
 use crate::services::session;
 use crate::state::AppState;
 
@@ -32,6 +33,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 pub fn api_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/alipay/create_pay_order", web::post().to(create_pay_order))
+        .route("/v1/alipay/refund_order", web::post().to(refund_order))
         .route("/v1/orders", web::get().to(api_my_orders))
         .route("/v1/orders/{order_id}", web::get().to(api_order));
 }
@@ -92,14 +94,25 @@ struct OrdersPage {
 #[derive(Deserialize)]
 struct BuyForm {
     csrf: Option<String>,
+    /// The coupon picked on the product page; empty for none.
+    coupon_id: Option<String>,
+}
+
+impl BuyForm {
+    fn coupon_id(&self) -> Result<Option<i64>, AppError> {
+        match self.coupon_id.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(id) => id.parse().map(Some).map_err(|_| AppError::BadRequest("优惠券编号无效".into())),
+        }
+    }
 }
 
 async fn checkout(
     state: &AppState,
     token: String,
-    product_id: String,
+    purchase: Purchase,
 ) -> Result<(AppUser, OrderToPay), AppError> {
-    orders::checkout(&state.engine, &state.settings, &state.alipay, &state.order_numbers, token, product_id)
+    orders::checkout(&state.engine, &state.settings, &state.alipay, &state.order_numbers, token, purchase)
         .await
 }
 
@@ -122,11 +135,11 @@ async fn buy(
         let user = state.engine.run(move |conn| session::user_for_token(conn, &lookup)).await?;
         return if user.is_none() { Ok(login()) } else { Err(refused) };
     }
-    let (user, OrderToPay { order, pay_form }) =
-        match checkout(&state, token.clone(), product_id.clone()).await {
-            Err(AppError::NotLoggedIn) => return Ok(login()),
-            other => other?,
-        };
+    let purchase = Purchase { product_id: product_id.clone(), coupon_id: form.coupon_id()? };
+    let (user, OrderToPay { order, pay_form }) = match checkout(&state, token.clone(), purchase).await {
+        Err(AppError::NotLoggedIn) => return Ok(login()),
+        other => other?,
+    };
     let nav = MaybeShopper(Some(Shopper { user, token })).nav();
     render(&CheckoutPage { nav, order, form: pay_form })
 }
@@ -137,18 +150,47 @@ async fn create_pay_order(
     body: web::Json<CreatePayOrder>,
 ) -> Result<HttpResponse, AppError> {
     let token = session_token(&req).ok_or(AppError::NotLoggedIn)?;
-    let product_id = body.into_inner().product_id;
+    let CreatePayOrder { product_id, coupon_id } = body.into_inner();
     if product_id.trim().is_empty() {
         return Err(AppError::BadRequest("productId is required".into()));
     }
-    let (_, to_pay) = checkout(&state, token, product_id).await?;
+    let (_, to_pay) = checkout(&state, token, Purchase { product_id, coupon_id }).await?;
     Ok(Envelope::ok(to_pay.pay_form))
+}
+
+/// The shopper's 取消订单 / 申请退款 (MARKETING.md §5.8): `{success, message, orderId}`.
+async fn refund_order(
+    state: web::Data<AppState>,
+    shopper: Shopper,
+    body: web::Json<OrderRef>,
+) -> Result<HttpResponse, AppError> {
+    let reply = shopper_refund(&state, shopper.user, body.into_inner().order_id).await?;
+    Ok(Envelope::ok(reply))
+}
+
+/// [`orders::shopper_refund`]: it asks Alipay holding the order's lease and no pooled connection.
+async fn shopper_refund(state: &AppState, user: AppUser, order_id: String) -> Result<RefundReply, AppError> {
+    let (alipay, settings, owner) = (state.alipay.clone(), state.settings.clone(), state.instance.clone());
+    state
+        .engine
+        .call_out(move |pool| {
+            let reconciler = Reconciler { alipay: &alipay, settings: &settings, owner: &owner };
+            orders::shopper_refund(&reconciler, pool, &user, &order_id)
+        })
+        .await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderRef {
+    order_id: String,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct CreatePayOrder {
     product_id: String,
+    coupon_id: Option<i64>,
 }
 
 #[derive(Deserialize)]

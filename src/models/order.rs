@@ -114,7 +114,12 @@ pub struct Order {
     pub openid: String,
     pub product_id: String,
     pub product_name: String,
+    /// What Alipay charges: the list price less the discounts.
     pub total_cents: i64,
+    /// The list price; `None` for an order placed before prices had discounts (the same as
+    /// `total_cents`).
+    pub original_cents: Option<i64>,
+    pub discount_cents: i64,
     #[diesel(deserialize_as = String)]
     pub status: OrderStatus,
     pub trade_no: Option<String>,
@@ -153,6 +158,9 @@ pub struct NewOrder<'a> {
     pub openid: &'a str,
     pub product_id: &'a str,
     pub product_name: &'a str,
+    /// The list price, what the discounts took off, and what Alipay charges.
+    pub original_cents: i64,
+    pub discount_cents: i64,
     pub total_cents: i64,
     pub pay_form: &'a str,
     pub order_time: NaiveDateTime,
@@ -180,14 +188,17 @@ impl Order {
             vec![vec![Value::Text(order.order_id.to_owned()), Value::Text(order.pay_form.to_owned())]],
         );
         let row = InsertRows::new(
-            "pay_order (order_id, user_id, openid, product_id, product_name, total_cents, status, \
-             order_time, expire_at, next_query_at, query_attempts, updated_at)",
+            "pay_order (order_id, user_id, openid, product_id, product_name, original_cents, \
+             discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, \
+             updated_at)",
             vec![vec![
                 Value::Text(order.order_id.to_owned()),
                 Value::BigInt(order.user_id),
                 Value::Text(order.openid.to_owned()),
                 Value::Text(order.product_id.to_owned()),
                 Value::Text(order.product_name.to_owned()),
+                Value::BigInt(order.original_cents),
+                Value::BigInt(order.discount_cents),
                 Value::BigInt(order.total_cents),
                 Value::Text(OrderStatus::PayWait.as_str().to_owned()),
                 Value::at(order.order_time),
@@ -289,10 +300,9 @@ impl Order {
             .map(|n| n == 1)
     }
 
-    /// `PAY_WAIT -> PAY_SUCCESS` if the order waits for exactly `total_cents` and no order holds
-    /// `trade_no` yet, and only then, in the same statement on PostgreSQL, the payment's rows
-    /// (`with`); `false` and nothing changed for an unknown order, another amount, an order not
-    /// waiting or a trade that paid another order.
+    /// `PAY_WAIT -> PAY_SUCCESS` if the order waits for exactly `total_cents`, has no discount to
+    /// settle with it, and no order holds `trade_no` yet, and only then, in the same statement on
+    /// PostgreSQL, the payment's rows (`with`); `false` and nothing changed otherwise.
     pub fn pay_waiting(
         conn: &mut DbConn,
         order_id: &str,
@@ -307,6 +317,7 @@ impl Order {
                 .filter(pay_order::order_id.eq(order_id))
                 .filter(StatusIn(&[OrderStatus::PayWait]))
                 .filter(pay_order::total_cents.eq(total_cents))
+                .filter(pay_order::discount_cents.eq(0))
                 .filter(diesel::dsl::not(diesel::dsl::exists(
                     holder
                         .filter(holder.field(pay_order::trade_no).eq(trade_no))

@@ -9,15 +9,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{Duration, NaiveDateTime};
 
 use crate::config::Settings;
-use crate::db::{DbConn, Inserts, write_transaction};
+use serde::Serialize;
+
+use crate::db::{DbConn, DbPool, Inserts, isolated_write_transaction, write_transaction};
 use crate::engine::Engine;
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, PagePay};
+use crate::models::coupon;
 use crate::models::order::{CheckoutStart, NewOrder, Order, OrderAtCheckout, OrderStatus};
-use crate::models::order_event;
-use crate::models::product;
+use crate::models::product::{self, Product};
 use crate::models::user::AppUser;
 use crate::models::{is_unique_violation, now};
+use crate::models::{order_discount, order_event};
+use crate::services::coupon::CouponRefusal;
+use crate::services::pricing::{self, AppliedDiscount, Price, PricingChoices};
+use crate::services::reconcile::{self, Reconciler};
 use crate::services::session;
 
 /// A form is not handed out when it has less than this left before `time_expire`.
@@ -37,17 +43,26 @@ pub struct OrderToPay {
     pub pay_form: String,
 }
 
-/// A new order before it exists: the product as priced now, and the shopper's open order whose
-/// form expired, which [`place`] closes first (a new order replaces it). It is signed outside any
+/// What a shopper buys: the product and the marketing choices priced with it.
+#[derive(Debug, Clone)]
+pub struct Purchase {
+    pub product_id: String,
+    /// One of the shopper's coupons (one per order).
+    pub coupon_id: Option<i64>,
+}
+
+/// A new order before it exists: the product as priced now ([`pricing::price`]), and the
+/// shopper's open order whose form expired, which [`place`] closes first (a new order replaces
+/// it). It is signed outside any
 /// transaction ([`OrderDraft::sign`]): the signature is the costliest step of an order, and
 /// inside a transaction it would hold the product's row (PostgreSQL) or the one writer (SQLite),
 /// so that orders arriving together were signed one after another.
 pub struct OrderDraft {
-    user_id: i64,
-    openid: String,
+    shopper: AppUser,
     product_id: String,
     product_name: String,
-    price_cents: i64,
+    price: Price,
+    coupon_id: Option<i64>,
     at: NaiveDateTime,
     expire_at: NaiveDateTime,
     next_query_at: NaiveDateTime,
@@ -61,8 +76,8 @@ pub struct SignedOrder {
     pay_form: String,
 }
 
-/// A checkout: the shopper behind the session `token` and their order for the product, found or
-/// made. The session and the open order are looked up in one write job (on SQLite in the writer,
+/// A checkout: the shopper behind the session `token` and their order for the purchase, found
+/// or made; a coupon that does not apply is refused with its code and nothing is made. The session and the open order are looked up in one write job (on SQLite in the writer,
 /// though it only reads: the writer's page cache is the one every commit leaves warm); a new order
 /// takes a number from this instance's block, has its form signed on a signing thread, outside any
 /// transaction, and is placed in a second job. [`AppError::NotLoggedIn`] without a live session.
@@ -72,12 +87,14 @@ pub async fn checkout(
     alipay: &Arc<AlipayClient>,
     numbers: &OrderNumbers,
     token: String,
-    product_id: String,
+    purchase: Purchase,
 ) -> AppResult<(AppUser, OrderToPay)> {
     // Each round ends with an order, or another request of the shopper made one first (or the
-    // stock or price moved): the next round finds it, or says why there is none.
+    // stock or price moved): the next round finds it, or says why there is none. A price that
+    // moves between the signature and the placement twice is refused.
+    let mut repriced = 0;
     for _ in 0..3 {
-        let (lookup, wanted, settings) = (token.clone(), product_id.clone(), settings.clone());
+        let (lookup, wanted, settings) = (token.clone(), purchase.clone(), settings.clone());
         let (user, next) =
             engine.write(move |conn| begin_checkout(conn, &settings, &lookup, &wanted)).await?;
         let draft = match next {
@@ -87,21 +104,26 @@ pub async fn checkout(
         let number = numbers.next(|| engine.write(take_numbers)).await?;
         let alipay = alipay.clone();
         let sign = move || draft.sign(number, &alipay);
-        if let Some(to_pay) = engine.sign_then_write(sign, |conn, signed| place(conn, &signed)).await? {
-            return Ok((user, to_pay));
+        match engine.sign_then_write(sign, |conn, signed| place(conn, &signed)).await? {
+            Placed::Order(to_pay) => return Ok((user, to_pay)),
+            Placed::Repriced if repriced > 0 => return Err(AppError::Conflict("价格已变化".into())),
+            Placed::Repriced => repriced += 1,
+            Placed::Moved => {}
         }
     }
     Err(AppError::Conflict("The order is being changed by another request; please try again.".into()))
 }
 
-/// The shopper behind the session `token` and where their checkout of the product starts, all
-/// read by one statement; [`AppError::NotLoggedIn`] without a live session.
+/// The shopper behind the session `token` and where their checkout of the purchase starts, read
+/// by one statement (and the coupon by a second); [`AppError::NotLoggedIn`] without a live
+/// session.
 pub fn begin_checkout(
     conn: &mut DbConn,
     settings: &Settings,
     token: &str,
-    product_id: &str,
+    purchase: &Purchase,
 ) -> AppResult<(AppUser, Checkout)> {
+    let product_id = purchase.product_id.as_str();
     let CheckoutStart { user, open, product } =
         Order::checkout_start(conn, &session::token_hash(token), product_id)?.ok_or(AppError::NotLoggedIn)?;
     let mut replaces = None;
@@ -126,12 +148,17 @@ pub fn begin_checkout(
     let first_look =
         Duration::seconds(compensation.query_after_secs.min(compensation.close_after_minutes * 60) as i64);
     let at = now();
+    let coupon = match purchase.coupon_id {
+        Some(id) => Some(coupon::find_coupon(conn, id)?.ok_or(CouponRefusal::Unknown)?),
+        None => None,
+    };
+    let price = pricing::price(&product, Some(&user), &PricingChoices { coupon: coupon.as_ref() }, at)?;
     let draft = OrderDraft {
-        user_id: user.user_id,
-        openid: user.openid.clone(),
+        shopper: user.clone(),
         product_id: product.product_id,
         product_name: product.name,
-        price_cents: product.price_cents,
+        price,
+        coupon_id: purchase.coupon_id,
         at,
         expire_at: at + pay_timeout,
         next_query_at: at + first_look,
@@ -146,7 +173,7 @@ impl OrderDraft {
         let order_id = format!("{}{number:010}", self.at.format("%y%m%d"));
         let pay = PagePay {
             out_trade_no: &order_id,
-            total_cents: self.price_cents,
+            total_cents: self.price.payable_cents,
             subject: &self.product_name,
             time_expire: self.expire_at,
         };
@@ -187,12 +214,38 @@ pub fn take_numbers(conn: &mut DbConn) -> AppResult<Range<i64>> {
     Ok(Order::take_number_block(conn)?)
 }
 
-/// Places a signed order, born `PAY_WAIT` with its form: one unit reserved at the price that was
-/// signed, the order and its timeline row, all or nothing (one statement on PostgreSQL). `None`
-/// when it was not placed, and nothing changed: the product sold out, went off sale or changed
-/// its price, or another request of the shopper made an order for it first. The caller then
-/// begins again, and [`begin_checkout`] says which.
-pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Option<OrderToPay>> {
+/// What came of [`place`].
+pub enum Placed {
+    Order(OrderToPay),
+    /// Not placed, nothing changed: the product sold out, went off sale or changed its price, or
+    /// another request of the shopper made an order for it first. [`begin_checkout`] says which.
+    Moved,
+    /// Not placed, nothing changed: the price is not the one signed any more; sign again.
+    Repriced,
+}
+
+/// Why a signed order was not placed, inside [`place`].
+enum NotPlaced {
+    Moved,
+    Repriced,
+    Coupon(CouponRefusal),
+    Database(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for NotPlaced {
+    fn from(e: diesel::result::Error) -> Self {
+        NotPlaced::Database(e)
+    }
+}
+
+/// Places a signed order, born `PAY_WAIT` with its form and its price snapshot (list price,
+/// discount, payable): one unit reserved at the list price that was priced, the order, its
+/// timeline row, and with a coupon its discount rows and the coupon locked, all or nothing. A
+/// plain order is one statement on PostgreSQL: its price is the list price, which the
+/// reservation checks. An order with a coupon is priced again inside its transaction
+/// ([`pricing::price`]) and not placed when the payable amount differs from the one signed; a
+/// coupon another order locked meanwhile is refused (C0002) and nothing stays.
+pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Placed> {
     let (order_id, draft) = (signed.order_id.as_str(), &signed.draft);
     if let Some(expired) = &draft.replaces {
         // Closed even if the new order is then refused: its form could not be used any more.
@@ -201,11 +254,13 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Option<OrderT
     let mut rows = Inserts::default();
     let [order_row, form_row] = Order::insert(&NewOrder {
         order_id,
-        user_id: draft.user_id,
-        openid: &draft.openid,
+        user_id: draft.shopper.user_id,
+        openid: &draft.shopper.openid,
         product_id: &draft.product_id,
         product_name: &draft.product_name,
-        total_cents: draft.price_cents,
+        original_cents: draft.price.total_cents,
+        discount_cents: draft.price.discount_cents,
+        total_cents: draft.price.payable_cents,
         pay_form: &signed.pay_form,
         order_time: draft.at,
         expire_at: draft.expire_at,
@@ -220,26 +275,68 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Option<OrderT
         "shopper",
         "order placed, stock reserved, payment form issued",
     ));
-    match product::reserve_at_price(conn, &draft.product_id, draft.price_cents, &rows) {
-        Ok(true) => {}
-        Ok(false) => return Ok(None),
+    let placed = match draft.coupon_id {
+        None => reserve(conn, draft, &rows),
+        Some(coupon_id) => {
+            isolated_write_transaction(conn, |c| place_with_coupon(c, signed, coupon_id, &rows))
+        }
+    };
+    match placed {
+        Ok(()) => {}
+        Err(NotPlaced::Moved) => return Ok(Placed::Moved),
+        Err(NotPlaced::Repriced) => return Ok(Placed::Repriced),
+        Err(NotPlaced::Coupon(refusal)) => return Err(refusal.into()),
         // The order id comes from a sequence, so the only unique index the order can hit is "one
         // open order per shopper and product".
-        Err(e) if is_unique_violation(&e) => return Ok(None),
-        Err(e) => return Err(e.into()),
+        Err(NotPlaced::Database(e)) if is_unique_violation(&e) => return Ok(Placed::Moved),
+        Err(NotPlaced::Database(e)) => return Err(e.into()),
     }
-    log::info!("order {order_id} created for openid {} product {}", draft.openid, draft.product_id);
+    log::info!("order {order_id} created for openid {} product {}", draft.shopper.openid, draft.product_id);
     // All the checkout shows was just written: nothing to read back.
     let order = OrderAtCheckout {
         order_id: order_id.to_owned(),
         product_name: draft.product_name.clone(),
-        total_cents: draft.price_cents,
+        total_cents: draft.price.payable_cents,
         expire_at: draft.expire_at,
     };
-    Ok(Some(OrderToPay { order, pay_form: signed.pay_form.clone() }))
+    Ok(Placed::Order(OrderToPay { order, pay_form: signed.pay_form.clone() }))
 }
 
-/// `CREATE|PAY_WAIT -> CLOSE`, releasing the reserved stock. Returns whether this call closed it.
+/// One unit reserved at the draft's list price, and then `rows`.
+fn reserve(conn: &mut DbConn, draft: &OrderDraft, rows: &Inserts) -> Result<(), NotPlaced> {
+    match product::reserve_at_price(conn, &draft.product_id, draft.price.total_cents, rows)? {
+        true => Ok(()),
+        false => Err(NotPlaced::Moved),
+    }
+}
+
+/// [`place`] for an order with a coupon, inside its transaction: priced again from the product
+/// and the coupon as they are now, reserved, its discounts stored, the coupon locked.
+fn place_with_coupon(
+    conn: &mut DbConn,
+    signed: &SignedOrder,
+    coupon_id: i64,
+    rows: &Inserts,
+) -> Result<(), NotPlaced> {
+    let draft = &signed.draft;
+    let product = Product::find(conn, &draft.product_id)?.ok_or(NotPlaced::Moved)?;
+    let coupon = coupon::find_coupon(conn, coupon_id)?.ok_or(NotPlaced::Coupon(CouponRefusal::Unknown))?;
+    let choices = PricingChoices { coupon: Some(&coupon) };
+    let price =
+        pricing::price(&product, Some(&draft.shopper), &choices, draft.at).map_err(NotPlaced::Coupon)?;
+    if price != draft.price {
+        return Err(NotPlaced::Repriced);
+    }
+    reserve(conn, draft, rows)?;
+    let discounts: Vec<_> = price.applied.iter().map(AppliedDiscount::as_new).collect();
+    order_discount::insert(conn, &signed.order_id, &discounts, draft.at)?;
+    if !coupon::lock(conn, coupon_id, draft.shopper.user_id, &signed.order_id, draft.at)? {
+        return Err(NotPlaced::Coupon(CouponRefusal::NotAvailable));
+    }
+    Ok(())
+}
+
+/// `CREATE|PAY_WAIT -> CLOSE`, releasing the reserved stock and the coupon. Returns whether this call closed it.
 pub fn close(conn: &mut DbConn, order_id: &str, cause: &str, detail: &str) -> AppResult<bool> {
     write_transaction(conn, |c| {
         let Some(order) = Order::find(c, order_id)? else { return Ok(false) };
@@ -247,6 +344,7 @@ pub fn close(conn: &mut DbConn, order_id: &str, cause: &str, detail: &str) -> Ap
             return Ok(false);
         }
         product::release_one(c, &order.product_id)?;
+        coupon::release(c, order_id, now())?;
         order_event::record(c, order_id, Some(order.status), OrderStatus::Close, cause, detail)?;
         log::info!("order {order_id} closed by {cause}: {detail}");
         Ok(true)
@@ -263,4 +361,44 @@ pub fn of_shopper(conn: &mut DbConn, user: &AppUser, order_id: &str) -> AppResul
 
 pub fn page_of_shopper(conn: &mut DbConn, user: &AppUser, page: i64, per_page: i64) -> AppResult<Vec<Order>> {
     Ok(Order::page_of_user(conn, user.user_id, (page.max(1) - 1) * per_page, per_page)?)
+}
+
+/// What the shopper's 取消订单 / 申请退款 came to (MARKETING.md §5.8).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundReply {
+    pub success: bool,
+    pub message: &'static str,
+    pub order_id: String,
+}
+
+/// The shopper asks to cancel or refund their order. An unpaid order is closed at Alipay first,
+/// then here, under the order's lease ([`reconcile::close`]); when Alipay says it was paid, the
+/// payment is recorded and the answer is the paid order's. A paid order is refunded by the admin
+/// only; a refund under way or done answers success and starts nothing.
+pub fn shopper_refund(
+    reconciler: &Reconciler,
+    pool: &DbPool,
+    user: &AppUser,
+    order_id: &str,
+) -> AppResult<RefundReply> {
+    let order = of_shopper(&mut *pool.get()?, user, order_id)?;
+    let was_open = order.status.is_open();
+    let status = if was_open {
+        if reconciler.under_lease(pool, order_id, "shopper", reconcile::close)?.is_none() {
+            return Err(AppError::Conflict("订单正在处理中，请稍后再试".into()));
+        }
+        of_shopper(&mut *pool.get()?, user, order_id)?.status
+    } else {
+        order.status
+    };
+    let (success, message) = match status {
+        OrderStatus::Close if was_open => (true, "订单已取消"),
+        OrderStatus::Close => (false, "订单已关闭"),
+        OrderStatus::Create | OrderStatus::PayWait => (false, "支付宝暂时无法关闭订单，请稍后再试"),
+        OrderStatus::PaySuccess | OrderStatus::DealDone => (false, "请联系客服退款"),
+        OrderStatus::RefundWait => (true, "退款中"),
+        OrderStatus::Refunded => (true, "已退款"),
+    };
+    Ok(RefundReply { success, message, order_id: order_id.to_owned() })
 }

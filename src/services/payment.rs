@@ -1,11 +1,11 @@
 //! Payments: Alipay's notifications and the answers of `alipay.trade.query` end in the same
-//! place, [`settle_paid`], so a payment is recorded once whichever arrives first.
+//! place, [`record`], so a payment is recorded once, by the same rules, whichever arrives first.
 
 use chrono::NaiveDateTime;
 
 use crate::china_time;
-use crate::config::Settings;
-use crate::db::{DbConn, DbPool, Inserts, write_transaction};
+use crate::config::{DatabaseSettings, Settings};
+use crate::db::{DbConn, DbPool, InsertRows, Inserts, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, NotifyForm, Refused, VerifiedNotification};
 use crate::gateways::weixin::WeixinClient;
@@ -14,8 +14,8 @@ use crate::models::alipay_notify::{self, NewNotify};
 use crate::models::order::{Order, OrderStatus};
 use crate::models::orphan::{self, NewOrphan, OrphanKind};
 use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
+use crate::models::{coupon, now, product};
 use crate::models::{gateway_call, order_event, shipment};
-use crate::models::{now, product};
 use crate::money::{format_yuan, parse_yuan};
 use crate::services::weixin_token;
 
@@ -33,13 +33,6 @@ impl NotifyAnswer {
             NotifyAnswer::Fail => "fail",
         }
     }
-}
-
-/// Where a payment came from, for the timeline.
-pub struct PaymentEvidence<'a> {
-    pub cause: &'a str,
-    pub trade_no: &'a str,
-    pub paid_at: NaiveDateTime,
 }
 
 /// A notification as Alipay sent it: the raw body its audit row keeps, and either the fields
@@ -80,81 +73,93 @@ impl Notification {
 }
 
 /// Handles one notification: a refused one leaves only its bounded audit row; a verified one is
-/// checked against the order (exact amount, trade not used by another order), acted on, and
-/// stored whole with what came of it, all at once: the usual payment in one statement
-/// ([`pay_if_waiting`]), anything else in one transaction. If the work fails, it is undone and
-/// the caller keeps the notification with [`keep_unprocessed`], so none is ever lost.
-pub fn handle_notify(conn: &mut DbConn, notification: &Notification) -> AppResult<NotifyAnswer> {
-    let (answer, outcome) = match &notification.verdict {
+/// acted on by [`record`] when it reports a payment, and stored whole with what came of it, in
+/// the same statement or transaction. If the work fails, it is undone and the caller keeps the
+/// notification with [`keep_unprocessed`], so none is ever lost.
+pub fn handle_notify(
+    conn: &mut DbConn,
+    settings: &DatabaseSettings,
+    notification: &Notification,
+) -> AppResult<NotifyAnswer> {
+    let recorded = match &notification.verdict {
         Err(refused) => {
             alipay_notify::store(conn, &unverified_record(refused, &notification.raw))?;
-            (NotifyAnswer::Fail, refused.reason.clone())
+            Recorded::refused(refused.reason.clone())
         }
-        Ok(verified) => handle_verified(conn, verified, &notification.raw)?,
+        Ok(verified) => handle_verified(conn, settings, verified, &notification.raw)?,
     };
     let described = notification.describe();
+    let answer = recorded.answer();
     match answer {
-        NotifyAnswer::Success => log::info!("alipay notify {described}: {outcome}"),
-        NotifyAnswer::Fail => log::warn!("alipay notify {described} refused: {outcome}"),
+        NotifyAnswer::Success => log::info!("alipay notify {described}: {}", recorded.outcome),
+        NotifyAnswer::Fail => log::warn!("alipay notify {described} refused: {}", recorded.outcome),
     }
     Ok(answer)
 }
 
+/// A verified notification: a payment goes to [`record`], with the notification's audit row;
+/// anything else is only stored with what it means.
 fn handle_verified(
     conn: &mut DbConn,
+    settings: &DatabaseSettings,
     notification: &VerifiedNotification,
     raw: &str,
-) -> AppResult<(NotifyAnswer, String)> {
-    let cause = format!("notify {}", notification.field("notify_id").unwrap_or("-"));
-    let evidence = PaymentEvidence {
-        cause: &cause,
-        trade_no: notification.field("trade_no").unwrap_or(""),
+) -> AppResult<Recorded> {
+    let audit = |recorded: &Recorded| {
+        let verified = recorded.verdict != Verdict::Refused;
+        alipay_notify::row(&verified_record(notification, raw, verified, &recorded.outcome))
+    };
+    let keep = |conn: &mut DbConn, recorded: Recorded| -> AppResult<Recorded> {
+        audit(&recorded).execute(conn)?;
+        Ok(recorded)
+    };
+    let Some(out_trade_no) = notification.field("out_trade_no") else {
+        return keep(conn, Recorded::refused("no out_trade_no"));
+    };
+    let Some(amount_cents) = notification.field("total_amount").and_then(parse_yuan) else {
+        return keep(conn, Recorded::refused("missing or malformed total_amount"));
+    };
+    if !is_paid_status(notification) {
+        let recorded = trade_status_recorded(conn, notification, out_trade_no, amount_cents)?;
+        return keep(conn, recorded);
+    }
+    let trade_no = notification.field("trade_no").unwrap_or("");
+    if trade_no.is_empty() {
+        return keep(conn, Recorded::refused("a payment without trade_no"));
+    }
+    let notify_id = notification.field("notify_id");
+    let cause = format!("notify {}", notify_id.unwrap_or("-"));
+    let payment = Payment {
+        out_trade_no,
+        amount_cents,
+        trade_no,
         paid_at: notification.field("gmt_payment").and_then(china_time::parse).unwrap_or_else(now),
+        cause: &cause,
+        notify_id,
     };
-    if pay_if_waiting(conn, notification, raw, &evidence)? {
-        return Ok((NotifyAnswer::Success, "paid".to_owned()));
-    }
-    write_transaction(conn, |c| {
-        let mut inserts = Inserts::default();
-        let (answer, verified, outcome) = decide(c, notification, &evidence, &mut inserts)?;
-        inserts.add(alipay_notify::row(&verified_record(notification, raw, verified, &outcome)));
-        inserts.run(c)?;
-        Ok::<_, AppError>((answer, outcome))
-    })
-}
-
-/// The usual notification: a payment for an order waiting for exactly its amount, by a trade
-/// that paid no other order. The order is paid, and its rows and the notification's are added,
-/// by one statement; `false` and nothing changed for anything else, which [`decide`] then
-/// looks at.
-fn pay_if_waiting(
-    conn: &mut DbConn,
-    notification: &VerifiedNotification,
-    raw: &str,
-    evidence: &PaymentEvidence,
-) -> AppResult<bool> {
-    if !is_paid_status(notification) || evidence.trade_no.is_empty() {
-        return Ok(false);
-    }
-    let (Some(order_id), Some(amount)) =
-        (notification.field("out_trade_no"), notification.field("total_amount").and_then(parse_yuan))
-    else {
-        return Ok(false);
-    };
-    let mut inserts = Inserts::default();
-    add_payment_rows(
-        &mut inserts,
-        order_id,
-        OrderStatus::PayWait,
-        evidence,
-        &format!("trade_no {}", evidence.trade_no),
-    );
-    inserts.add(alipay_notify::row(&verified_record(notification, raw, true, "paid")));
-    Ok(Order::pay_waiting(conn, order_id, amount, evidence.trade_no, evidence.paid_at, &inserts)?)
+    record(conn, settings.payment_in_one_statement, &payment, |recorded| Some(audit(recorded)))
 }
 
 fn is_paid_status(notification: &VerifiedNotification) -> bool {
     matches!(notification.field("trade_status"), Some("TRADE_SUCCESS" | "TRADE_FINISHED"))
+}
+
+/// A notification of a trade's state other than paid, for one of our orders at its amount:
+/// recorded, nothing more.
+fn trade_status_recorded(
+    conn: &mut DbConn,
+    notification: &VerifiedNotification,
+    out_trade_no: &str,
+    amount_cents: i64,
+) -> AppResult<Recorded> {
+    let Some(order) = Order::find(conn, out_trade_no)?.filter(|o| o.total_cents == amount_cents) else {
+        return Ok(Recorded::refused("unknown order or another amount"));
+    };
+    Ok(match notification.field("trade_status").unwrap_or("") {
+        "TRADE_CLOSED" => Recorded::done(format!("trade of {} closed at Alipay (recorded)", order.order_id)),
+        "WAIT_BUYER_PAY" => Recorded::done("waiting for the buyer (recorded)"),
+        other => Recorded::held(format!("unknown trade_status {}", Untrusted(other))),
+    })
 }
 
 /// A notification whose [`handle_notify`] failed, and was undone: stored with the reason, and
@@ -216,126 +221,169 @@ fn prefix(text: &str, max_bytes: usize) -> &str {
     }
     &text[..end]
 }
-/// What a verified notification that [`pay_if_waiting`] did not take means (answer, accepted,
-/// outcome) and its effect, inside the caller's transaction, with the rows it adds left in
-/// `inserts`. A payment that no order takes is never dropped: for an order the shop does not
-/// know it becomes an orphan payment to refund; for a trade that paid another order it is
-/// refused and held for the admin.
-fn decide(
+/// A payment Alipay confirmed for one of our order numbers, by notification or by query.
+pub struct Payment<'a> {
+    pub out_trade_no: &'a str,
+    pub amount_cents: i64,
+    pub trade_no: &'a str,
+    pub paid_at: NaiveDateTime,
+    /// Where it came from, for the timeline: `notify <id>`, `compensation`, `admin`.
+    pub cause: &'a str,
+    /// The notification that brought it, for an orphan's record.
+    pub notify_id: Option<&'a str>,
+}
+
+/// What Alipay's word on a payment came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Acted on, or recorded: a notification is answered `success`.
+    Done,
+    /// Alipay's, but the money is held for the admin (a trade that paid another order) or the
+    /// state is unknown: answered `fail`, kept as evidence.
+    Held,
+    /// Not acted on (another amount, missing fields): answered `fail`.
+    Refused,
+}
+
+/// What recording a payment came to, and why, for the logs and the audit row.
+pub struct Recorded {
+    pub verdict: Verdict,
+    pub outcome: String,
+}
+
+impl Recorded {
+    fn done(outcome: impl Into<String>) -> Self {
+        Recorded { verdict: Verdict::Done, outcome: outcome.into() }
+    }
+
+    fn held(outcome: impl Into<String>) -> Self {
+        Recorded { verdict: Verdict::Held, outcome: outcome.into() }
+    }
+
+    fn refused(outcome: impl Into<String>) -> Self {
+        Recorded { verdict: Verdict::Refused, outcome: outcome.into() }
+    }
+
+    fn answer(&self) -> NotifyAnswer {
+        if self.verdict == Verdict::Done { NotifyAnswer::Success } else { NotifyAnswer::Fail }
+    }
+}
+
+/// Records a payment: the one function that does, for notifications and queries alike, by these
+/// rules. An order waiting for exactly the amount is paid, once: `PAY_SUCCESS`, its coupon
+/// USED, the delivery and the WeChat message enqueued. A trade that already paid another order
+/// pays nothing and is held for the admin; a payment for an order the shop does not know
+/// becomes an orphan payment to refund; another amount is refused. A payment for an order the
+/// shop closed is honoured if the order had no discount and stock allows, otherwise refunded:
+/// never dropped. An order paid or being refunded already: nothing more.
+///
+/// The usual case, an order waiting with no discount to settle, is one statement
+/// ([`Order::pay_waiting`], docs/PERFORMANCE.md "The usual payment in one statement") when
+/// `one_statement` is set; everything else in one transaction. `audit` gives a row to write
+/// with the outcome (a notification's own), in the same statement or transaction.
+pub fn record(
     conn: &mut DbConn,
-    notification: &VerifiedNotification,
-    evidence: &PaymentEvidence,
-    inserts: &mut Inserts,
-) -> AppResult<(NotifyAnswer, bool, String)> {
-    let refused = |reason: &str| Ok((NotifyAnswer::Fail, false, reason.to_owned()));
-    let Some(out_trade_no) = notification.field("out_trade_no") else { return refused("no out_trade_no") };
-    let Some(amount) = notification.field("total_amount").and_then(parse_yuan) else {
-        return refused("missing or malformed total_amount");
-    };
-    let order = Order::find(conn, out_trade_no)?;
-    if !is_paid_status(notification) {
-        let Some(order) = order.filter(|o| o.total_cents == amount) else {
-            return refused("unknown order or another amount");
-        };
-        return Ok(match notification.field("trade_status").unwrap_or("") {
-            "TRADE_CLOSED" => (
-                NotifyAnswer::Success,
-                true,
-                format!("trade of {} closed at Alipay (recorded)", order.order_id),
-            ),
-            "WAIT_BUYER_PAY" => (NotifyAnswer::Success, true, "waiting for the buyer (recorded)".to_owned()),
-            other => (NotifyAnswer::Fail, true, format!("unknown trade_status {}", Untrusted(other))),
-        });
+    one_statement: bool,
+    payment: &Payment,
+    audit: impl Fn(&Recorded) -> Option<InsertRows>,
+) -> AppResult<Recorded> {
+    if one_statement {
+        let paid = Recorded::done("paid");
+        let mut rows = Inserts::default();
+        let detail = format!("trade_no {}", payment.trade_no);
+        add_payment_rows(&mut rows, payment.out_trade_no, OrderStatus::PayWait, payment, &detail);
+        if let Some(row) = audit(&paid) {
+            rows.add(row);
+        }
+        if Order::pay_waiting(
+            conn,
+            payment.out_trade_no,
+            payment.amount_cents,
+            payment.trade_no,
+            payment.paid_at,
+            &rows,
+        )? {
+            return Ok(paid);
+        }
     }
-    if evidence.trade_no.is_empty() {
-        return refused("a payment without trade_no");
-    }
+    write_transaction(conn, |c| {
+        let mut rows = Inserts::default();
+        let recorded = settle(c, payment, &mut rows)?;
+        if let Some(row) = audit(&recorded) {
+            rows.add(row);
+        }
+        rows.run(c)?;
+        Ok(recorded)
+    })
+}
+
+/// [`record`]'s rules, inside its transaction, leaving the rows they add in `rows`.
+fn settle(conn: &mut DbConn, payment: &Payment, rows: &mut Inserts) -> AppResult<Recorded> {
+    let id = payment.out_trade_no;
     let record_orphan = |c: &mut DbConn, kind, detail: &str| {
         let new = NewOrphan {
             kind,
-            out_trade_no,
-            trade_no: evidence.trade_no,
-            amount_cents: amount,
-            notify_id: notification.field("notify_id"),
+            out_trade_no: id,
+            trade_no: payment.trade_no,
+            amount_cents: payment.amount_cents,
+            notify_id: payment.notify_id,
             detail,
         };
         orphan::insert(c, &new)
     };
-    if let Some(holder) = Order::paid_by_trade(conn, evidence.trade_no)?.filter(|id| id != out_trade_no) {
-        let detail = format!("trade_no {} already paid order {holder}", Untrusted(evidence.trade_no));
+    if let Some(holder) = Order::paid_by_trade(conn, payment.trade_no)?.filter(|holder| holder != id) {
+        let detail = format!("trade_no {} already paid order {holder}", Untrusted(payment.trade_no));
         record_orphan(conn, OrphanKind::TradeNoReused, &detail)?;
-        return Ok((NotifyAnswer::Fail, true, format!("refused: {detail}; held for the admin")));
+        return Ok(Recorded::held(format!("refused: {detail}; held for the admin")));
     }
-    let Some(order) = order else {
+    let Some(order) = Order::find(conn, id)? else {
         let new = record_orphan(conn, OrphanKind::UnknownOrder, "paid for an order the shop does not know")?;
-        let outcome = if new {
+        return Ok(Recorded::done(if new {
             "orphan payment: no such order, to be refunded"
         } else {
             "orphan payment, recorded already"
-        };
-        return Ok((NotifyAnswer::Success, true, outcome.to_owned()));
+        }));
     };
-    if amount != order.total_cents {
-        return refused(&format!(
+    if payment.amount_cents != order.total_cents {
+        return Ok(Recorded::refused(format!(
             "total_amount {} differs from the order's {}",
-            format_yuan(amount),
+            format_yuan(payment.amount_cents),
             format_yuan(order.total_cents)
-        ));
+        )));
     }
-    Ok((NotifyAnswer::Success, true, record_payment(conn, &order, evidence, inserts)?))
-}
-
-/// Records a payment that Alipay confirmed (by notify or by query) and returns what happened.
-/// Open order: `PAY_SUCCESS` plus delivery and the WeChat message, once. Already paid: nothing.
-/// Closed at the shop: honoured if stock allows, otherwise refunded automatically — never dropped.
-pub fn settle_paid(conn: &mut DbConn, order: &Order, evidence: &PaymentEvidence) -> AppResult<String> {
-    write_transaction(conn, |c| {
-        let mut inserts = Inserts::default();
-        let outcome = record_payment(c, order, evidence, &mut inserts)?;
-        inserts.run(c)?;
-        Ok(outcome)
-    })
-}
-
-/// [`settle_paid`] inside the caller's transaction, leaving the rows it adds (timeline, outbox)
-/// in `inserts`, which the caller runs before it commits, with rows of its own.
-fn record_payment(
-    conn: &mut DbConn,
-    order: &Order,
-    evidence: &PaymentEvidence,
-    inserts: &mut Inserts,
-) -> AppResult<String> {
-    let id = order.order_id.as_str();
-    if Order::mark_paid(conn, id, &OrderStatus::OPEN, evidence.trade_no, evidence.paid_at)? {
-        let detail = format!("trade_no {}", evidence.trade_no);
-        add_payment_rows(inserts, id, order.status, evidence, &detail);
-        return Ok("paid".to_owned());
+    if Order::mark_paid(conn, id, &OrderStatus::OPEN, payment.trade_no, payment.paid_at)? {
+        coupon::mark_used(conn, id)?;
+        add_payment_rows(rows, id, order.status, payment, &format!("trade_no {}", payment.trade_no));
+        return Ok(Recorded::done("paid"));
     }
     let current = Order::find(conn, id)?.ok_or_else(|| AppError::internal("order vanished"))?;
     if current.status != OrderStatus::Close {
-        return Ok(format!("duplicate: already {}", current.status));
+        return Ok(Recorded::done(format!("duplicate: already {}", current.status)));
     }
-    if product::reserve_one(conn, &current.product_id)?.is_some()
-        && Order::mark_paid(conn, id, &[OrderStatus::Close], evidence.trade_no, evidence.paid_at)?
+    if current.discount_cents == 0
+        && product::reserve_one(conn, &current.product_id)?.is_some()
+        && Order::mark_paid(conn, id, &[OrderStatus::Close], payment.trade_no, payment.paid_at)?
     {
         let detail = "paid after the shop closed it; stock allowed, honoured";
-        add_payment_rows(inserts, id, OrderStatus::Close, evidence, detail);
-        return Ok("paid after close: honoured".to_owned());
+        add_payment_rows(rows, id, OrderStatus::Close, payment, detail);
+        return Ok(Recorded::done("paid after close: honoured"));
     }
     if Order::transition(conn, id, &[OrderStatus::Close], OrderStatus::RefundWait)? {
-        Order::set_trade_no(conn, id, evidence.trade_no)?;
-        let detail = "paid after the shop closed it; sold out, refunding";
-        inserts.add(order_event::row(
+        Order::set_trade_no(conn, id, payment.trade_no)?;
+        let why =
+            if current.discount_cents == 0 { "sold out" } else { "its coupon went back to the shopper" };
+        let detail = format!("paid after the shop closed it; {why}, refunding");
+        rows.add(order_event::row(
             id,
             Some(OrderStatus::Close),
             OrderStatus::RefundWait,
-            evidence.cause,
-            detail,
+            payment.cause,
+            &detail,
         ));
-        enqueue_refund(conn, order, "sold out after the order closed", false)?;
-        return Ok("paid after close: sold out, refund enqueued".to_owned());
+        enqueue_refund(conn, &current, &format!("paid after the order closed; {why}"), false)?;
+        return Ok(Recorded::done(format!("paid after close: {why}, refund enqueued")));
     }
-    Ok("duplicate: already being refunded".to_owned())
+    Ok(Recorded::done("duplicate: already being refunded"))
 }
 
 /// The rows of a recorded payment: its timeline row (`from -> PAY_SUCCESS`), and in the outbox
@@ -345,10 +393,10 @@ fn add_payment_rows(
     inserts: &mut Inserts,
     order_id: &str,
     from: OrderStatus,
-    evidence: &PaymentEvidence,
+    payment: &Payment,
     detail: &str,
 ) {
-    inserts.add(order_event::row(order_id, Some(from), OrderStatus::PaySuccess, evidence.cause, detail));
+    inserts.add(order_event::row(order_id, Some(from), OrderStatus::PaySuccess, payment.cause, detail));
     inserts.add(OutboxEntry::insert(&[
         NewOutboxEntry {
             kind: OutboxKind::Delivery,

@@ -14,7 +14,8 @@ use crate::models::gateway_call;
 use crate::models::now;
 use crate::models::order::Order;
 use crate::money::parse_yuan;
-use crate::services::{order as orders, payment};
+use crate::services::order as orders;
+use crate::services::payment::{self, Payment, Verdict};
 
 const LEASE_SECS: i64 = 60;
 const MAX_BACKOFF_SECS: i64 = 300;
@@ -98,21 +99,34 @@ fn record_call<T: std::fmt::Debug>(
     Ok(gateway_call::record(conn, order_id, call, cause, &outcome)?)
 }
 
-/// Asks Alipay; a confirmed payment of the right amount is settled exactly like a notify.
+/// Asks Alipay; a confirmed payment is recorded exactly like a notified one ([`payment::record`]).
 pub fn query(r: &Reconciler, pool: &DbPool, order: &Order, cause: &str) -> AppResult<Look> {
     let answer = r.alipay.trade_query(&order.order_id, now());
     let conn = &mut *pool.get()?;
     record_call(conn, &order.order_id, "alipay.trade.query", cause, &answer)?;
     match answer? {
         TradeState::Paid { trade_no, total_amount, paid_at } => {
-            if parse_yuan(&total_amount) != Some(order.total_cents) {
+            let Some(amount_cents) = parse_yuan(&total_amount) else {
                 return Ok(Look::Later(format!(
-                    "Alipay reports a payment of {total_amount}, not the order's amount; left for an operator"
+                    "Alipay reports a malformed amount {total_amount}; left for an operator"
                 )));
-            }
-            let evidence =
-                payment::PaymentEvidence { cause, trade_no: &trade_no, paid_at: paid_at.unwrap_or_else(now) };
-            Ok(Look::Settled(payment::settle_paid(conn, order, &evidence)?))
+            };
+            let payment = Payment {
+                out_trade_no: &order.order_id,
+                amount_cents,
+                trade_no: &trade_no,
+                paid_at: paid_at.unwrap_or_else(now),
+                cause,
+                notify_id: None,
+            };
+            let recorded =
+                payment::record(conn, r.settings.database.payment_in_one_statement, &payment, |_| None)?;
+            Ok(match recorded.verdict {
+                Verdict::Done => Look::Settled(recorded.outcome),
+                Verdict::Held | Verdict::Refused => {
+                    Look::Later(format!("{}; left for an operator", recorded.outcome))
+                }
+            })
         }
         TradeState::Closed => {
             orders::close(conn, &order.order_id, cause, "Alipay closed the trade")?;

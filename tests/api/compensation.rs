@@ -1,11 +1,16 @@
-use crate::helpers::{Backend, GIFT, MUG, TestApp, both_backends, order_id_of};
+use crate::helpers::{
+    Backend, GIFT, MUG, PaymentPath, TestApp, both_backends, every_payment_path, order_id_of,
+};
 
 fn make_due_now(app: &TestApp) {
     app.execute("UPDATE pay_order SET next_query_at = order_time");
 }
 
-fn a_dropped_notify_is_recovered_by_query(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |s| s.compensation.query_after_secs = 0);
+fn a_dropped_notify_is_recovered_by_query(backend: Backend, path: PaymentPath) {
+    let app = TestApp::spawn_with(backend, |s| {
+        path.apply(s);
+        s.compensation.query_after_secs = 0;
+    });
     app.faults(serde_json::json!({ "drop_notify": true }));
     let mut shopper = app.login("o-dropped");
     let form = app.create_order(&mut shopper, GIFT);
@@ -63,8 +68,9 @@ fn an_unpaid_order_closes_at_alipay_and_locally(backend: Backend) {
     assert_eq!(refused.status, 409);
 }
 
-fn a_close_racing_a_payment_ends_paid(backend: Backend) {
+fn a_close_racing_a_payment_ends_paid(backend: Backend, path: PaymentPath) {
     let app = TestApp::spawn_with(backend, |s| {
+        path.apply(s);
         s.compensation.close_after_minutes = 0;
         s.compensation.query_after_secs = 3600;
     });
@@ -189,10 +195,11 @@ fn two_instances_settle_every_order_once(backend: Backend) {
 }
 
 both_backends!(
-    a_dropped_notify_is_recovered_by_query,
     a_pool_of_one_connection_is_enough,
     an_unpaid_order_closes_at_alipay_and_locally,
-    a_close_racing_a_payment_ends_paid,
     gateway_errors_leave_orders_as_they_were,
     two_instances_settle_every_order_once,
 );
+
+// The payment rules, through both ways a payment is recorded.
+every_payment_path!(a_dropped_notify_is_recovered_by_query, a_close_racing_a_payment_ends_paid,);

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use diesel::RunQueryDsl;
-pub use paymall::both_backends;
 use paymall::config::{Secret, Settings};
 pub use paymall::db::Backend;
 use paymall::gateways::alipay::{append_sign, load_private_key, sign_notification};
@@ -20,7 +19,9 @@ use paymall::jobs::Worker;
 use paymall::sandbox::alipay::sandbox_key_paths;
 use paymall::services::session::SESSION_COOKIE;
 use paymall::startup::Application;
+pub use paymall::test_support::PaymentPath;
 pub use paymall::test_support::TestDatabase;
+pub use paymall::{both_backends, every_payment_path};
 
 /// The seeded gift, ¥1.68, a thousand in stock.
 pub const GIFT: &str = "100010090091";
@@ -58,6 +59,11 @@ impl TestApp {
     }
 
     /// Spawns with the test defaults, after `customize` has had its say.
+    /// An app that records payments through `path`.
+    pub fn spawn_paying(backend: Backend, path: PaymentPath) -> TestApp {
+        TestApp::spawn_with(backend, |s| path.apply(s))
+    }
+
     pub fn spawn_with(backend: Backend, customize: impl FnOnce(&mut Settings)) -> TestApp {
         let _ = env_logger::builder().is_test(true).try_init();
         let db = TestDatabase::new(backend);

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{Backend, GIFT, TestApp, both_backends, hidden, order_id_of};
+use crate::helpers::{
+    Backend, GIFT, PaymentPath, TestApp, both_backends, every_payment_path, hidden, order_id_of,
+};
 
 fn encoded(params: &[(String, String)]) -> String {
     serde_urlencoded::to_string(params).expect("form")
@@ -17,8 +19,8 @@ fn amount_of(app: &TestApp, order_id: &str) -> String {
 /// The attacks of the finding: a notification Alipay once signed (for another order, for a
 /// trade still waiting, for another merchant) with the victim's fields put before it. The
 /// signature covered one reading of the form and the payment acted on another.
-fn repeated_fields_pay_nothing(backend: Backend) {
-    let app = TestApp::spawn(backend);
+fn repeated_fields_pay_nothing(backend: Backend, path: PaymentPath) {
+    let app = TestApp::spawn_paying(backend, path);
     let mut victim = app.login("o-victim");
     let target = order_id_of(&app.create_order(&mut victim, GIFT));
     let mut other = app.login("o-other");
@@ -67,8 +69,8 @@ fn repeated_fields_pay_nothing(backend: Backend) {
 
 /// One Alipay trade pays one order: a second order naming a trade that paid another is refused,
 /// changes nothing and is held for the admin, however often it comes.
-fn a_trade_pays_one_order_only(backend: Backend) {
-    let app = TestApp::spawn(backend);
+fn a_trade_pays_one_order_only(backend: Backend, path: PaymentPath) {
+    let app = TestApp::spawn_paying(backend, path);
     let mut first = app.login("o-first");
     let paid = order_id_of(&app.create_order(&mut first, GIFT));
     let mut second = app.login("o-second");
@@ -256,8 +258,8 @@ fn an_orphan_whose_number_an_order_now_holds_is_held(backend: Backend) {
 /// A signed notification replayed with fields of empty value added (Alipay's signature leaves
 /// them out) changes nothing and stores nothing more; a text Alipay signed that is not a
 /// notification (no `notify_type`, as a return_url's parameters) is refused like junk.
-fn replays_padded_with_empty_fields_store_nothing_more(backend: Backend) {
-    let app = TestApp::spawn(backend);
+fn replays_padded_with_empty_fields_store_nothing_more(backend: Backend, path: PaymentPath) {
+    let app = TestApp::spawn_paying(backend, path);
     let mut shopper = app.login("o-padded");
     let order_id = order_id_of(&app.create_order(&mut shopper, GIFT));
     let pays = app.signed_notify(&[("out_trade_no", &order_id)], false);
@@ -317,13 +319,17 @@ fn retention_drops_old_junk_and_keeps_payment_evidence(backend: Backend) {
 
 both_backends!(
     an_orphan_whose_number_an_order_now_holds_is_held,
-    replays_padded_with_empty_fields_store_nothing_more,
     a_signed_text_split_another_way_pays_nothing,
     retention_drops_old_junk_and_keeps_payment_evidence,
-    repeated_fields_pay_nothing,
-    a_trade_pays_one_order_only,
     junk_notifications_are_stored_bounded,
     failing_notifications_are_rate_limited_and_verified_ones_never,
     an_orphan_payment_is_refunded_once_from_the_console,
     an_orphan_payment_is_refunded_once_when_due,
+);
+
+// The payment rules, through both ways a payment is recorded.
+every_payment_path!(
+    repeated_fields_pay_nothing,
+    a_trade_pays_one_order_only,
+    replays_padded_with_empty_fields_store_nothing_more,
 );

@@ -1,7 +1,9 @@
-use crate::helpers::{Backend, Browser, GIFT, TestApp, both_backends, hidden, order_id_of};
+use crate::helpers::{
+    Backend, Browser, GIFT, PaymentPath, TestApp, both_backends, every_payment_path, hidden, order_id_of,
+};
 
-fn login_buy_pay_deliver(backend: Backend) {
-    let app = TestApp::spawn(backend);
+fn login_buy_pay_deliver(backend: Backend, path: PaymentPath) {
+    let app = TestApp::spawn_paying(backend, path);
     let mut shopper = app.login_by_scan("o-buyer-1");
     let page = shopper.get(&format!("/products/{GIFT}"));
     let csrf = hidden(&page.body, "csrf").to_owned();
@@ -117,8 +119,8 @@ fn order_numbers_come_in_blocks_that_instances_never_share(backend: Backend) {
     assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM order_number"), 2, "one block each, taken once");
 }
 
-fn bad_notifications_fail_and_change_nothing(backend: Backend) {
-    let app = TestApp::spawn(backend);
+fn bad_notifications_fail_and_change_nothing(backend: Backend, path: PaymentPath) {
+    let app = TestApp::spawn_paying(backend, path);
     let mut shopper = app.login("o-bad-notify");
     let order_id = order_id_of(&app.create_order(&mut shopper, GIFT));
     let id = order_id.as_str();
@@ -157,8 +159,8 @@ fn bad_notifications_fail_and_change_nothing(backend: Backend) {
 /// A notification whose effect cannot be stored (here a trigger refuses the timeline row) is
 /// still kept, raw and with the reason, and answered `fail`: nothing of its effect remains, and
 /// Alipay's resend pays the order once the database takes it.
-fn a_notify_that_cannot_be_processed_is_kept_and_answered_fail(backend: Backend) {
-    let app = TestApp::spawn(backend);
+fn a_notify_that_cannot_be_processed_is_kept_and_answered_fail(backend: Backend, path: PaymentPath) {
+    let app = TestApp::spawn_paying(backend, path);
     let mut shopper = app.login("o-unprocessed");
     let order_id = order_id_of(&app.create_order(&mut shopper, GIFT));
     let refuse = match backend {
@@ -201,8 +203,8 @@ fn a_notify_that_cannot_be_processed_is_kept_and_answered_fail(backend: Backend)
     );
 }
 
-fn fifty_concurrent_copies_of_one_notify_pay_once(backend: Backend) {
-    let app = TestApp::spawn(backend);
+fn fifty_concurrent_copies_of_one_notify_pay_once(backend: Backend, path: PaymentPath) {
+    let app = TestApp::spawn_paying(backend, path);
     let mut shopper = app.login("o-fifty");
     let order_id = order_id_of(&app.create_order(&mut shopper, GIFT));
     let params = app.signed_notify(&[("out_trade_no", &order_id)], false);
@@ -303,8 +305,8 @@ fn someone_elses_order_is_not_found(backend: Backend) {
     assert!(orders_page.body.contains(&order_id));
 }
 
-fn a_payment_for_a_closed_order_is_never_dropped(backend: Backend) {
-    let app = TestApp::spawn(backend);
+fn a_payment_for_a_closed_order_is_never_dropped(backend: Backend, path: PaymentPath) {
+    let app = TestApp::spawn_paying(backend, path);
     let mut shopper = app.login("o-late");
     let honoured = order_id_of(&app.create_order(&mut shopper, GIFT));
     let refunded = order_id_of(&app.create_order(&mut shopper, "100010090095"));
@@ -368,18 +370,22 @@ fn a_burst_of_payments_is_delivered_in_one_tick(backend: Backend) {
 }
 
 both_backends!(
-    login_buy_pay_deliver,
     buy_needs_login_and_a_csrf_token,
     asking_again_returns_the_same_open_order,
     an_open_order_whose_form_expired_or_is_gone_is_closed_and_replaced,
     order_numbers_come_in_blocks_that_instances_never_share,
-    bad_notifications_fail_and_change_nothing,
-    a_notify_that_cannot_be_processed_is_kept_and_answered_fail,
-    fifty_concurrent_copies_of_one_notify_pay_once,
     twenty_concurrent_buys_make_one_order,
     stock_k_and_three_k_buyers_sell_exactly_k,
     checkout_needs_no_gateway_and_loses_no_stock,
     someone_elses_order_is_not_found,
-    a_payment_for_a_closed_order_is_never_dropped,
     a_burst_of_payments_is_delivered_in_one_tick,
+);
+
+// The payment rules, through both ways a payment is recorded.
+every_payment_path!(
+    login_buy_pay_deliver,
+    bad_notifications_fail_and_change_nothing,
+    fifty_concurrent_copies_of_one_notify_pay_once,
+    a_payment_for_a_closed_order_is_never_dropped,
+    a_notify_that_cannot_be_processed_is_kept_and_answered_fail,
 );
