@@ -32,9 +32,21 @@ text_enum!(OutboxKind {
     OrphanRefund = "orphan_refund",
 });
 
-pub const PENDING: &str = "PENDING";
-pub const DONE: &str = "DONE";
-pub const DEAD: &str = "DEAD";
+/// Where an entry stands, stored as its upper-case name in `outbox.status`: `PENDING` (due at
+/// `next_attempt_at`, retried after a failure), then `DONE`, or `DEAD` after
+/// `jobs::MAX_OUTBOX_ATTEMPTS` failed attempts (kept, shown to the admin, retried on request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStatus {
+    Pending,
+    Done,
+    Dead,
+}
+
+text_enum!(OutboxStatus {
+    Pending = "PENDING",
+    Done = "DONE",
+    Dead = "DEAD",
+});
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = outbox)]
@@ -46,7 +58,8 @@ pub struct OutboxEntry {
     pub dedupe_key: String,
     pub order_id: Option<String>,
     pub payload: String,
-    pub status: String,
+    #[diesel(deserialize_as = String)]
+    pub status: OutboxStatus,
     pub attempts: i32,
     pub next_attempt_at: NaiveDateTime,
     pub last_error: Option<String>,
@@ -97,7 +110,7 @@ impl OutboxEntry {
                     Value::Text(e.dedupe_key.to_owned()),
                     Value::OptionalText(e.order_id.map(str::to_owned)),
                     Value::Text(e.payload.to_owned()),
-                    Value::Text(PENDING.to_owned()),
+                    Value::Text(OutboxStatus::Pending.as_str().to_owned()),
                     Value::Integer(0),
                     Value::at(at),
                     Value::at(at),
@@ -117,7 +130,7 @@ impl OutboxEntry {
     pub fn due_ids(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<i64>> {
         let at = now();
         outbox::table
-            .filter(outbox::status.eq(PENDING))
+            .filter(outbox::status.eq(OutboxStatus::Pending.as_str()))
             .filter(outbox::next_attempt_at.le(at))
             .filter(outbox::lease_until.is_null().or(outbox::lease_until.lt(at)))
             .order(outbox::next_attempt_at.asc())
@@ -137,7 +150,7 @@ impl OutboxEntry {
         let claimed = diesel::update(
             outbox::table
                 .filter(outbox::outbox_id.eq(outbox_id))
-                .filter(outbox::status.eq(PENDING))
+                .filter(outbox::status.eq(OutboxStatus::Pending.as_str()))
                 .filter(outbox::lease_until.is_null().or(outbox::lease_until.lt(at))),
         )
         .set((outbox::lease_owner.eq(owner), outbox::lease_until.eq(at + lease)))
@@ -155,7 +168,7 @@ impl OutboxEntry {
             outbox::table.filter(outbox::outbox_id.eq(outbox_id)).filter(outbox::lease_owner.eq(owner)),
         )
         .set((
-            outbox::status.eq(DONE),
+            outbox::status.eq(OutboxStatus::Done.as_str()),
             outbox::attempts.eq(outbox::attempts + 1),
             outbox::last_error.eq(None::<String>),
             outbox::lease_owner.eq(None::<String>),
@@ -179,7 +192,7 @@ impl OutboxEntry {
             outbox::table.filter(outbox::outbox_id.eq(outbox_id)).filter(outbox::lease_owner.eq(owner)),
         )
         .set((
-            outbox::status.eq(if retry_at.is_some() { PENDING } else { DEAD }),
+            outbox::status.eq(if retry_at.is_some() { OutboxStatus::Pending } else { OutboxStatus::Dead }.as_str()),
             outbox::attempts.eq(outbox::attempts + 1),
             outbox::next_attempt_at.eq(retry_at.unwrap_or(at)),
             outbox::last_error.eq(Some(error)),
@@ -211,9 +224,9 @@ impl OutboxEntry {
 impl OutboxEntry {
     /// A retrying or dead entry due now (the admin's "retry now"); its history stays.
     pub fn retry_now(conn: &mut DbConn, outbox_id: i64) -> QueryResult<bool> {
-        diesel::update(outbox::table.filter(outbox::outbox_id.eq(outbox_id)).filter(outbox::status.ne(DONE)))
+        diesel::update(outbox::table.filter(outbox::outbox_id.eq(outbox_id)).filter(outbox::status.ne(OutboxStatus::Done.as_str())))
             .set((
-                outbox::status.eq(PENDING),
+                outbox::status.eq(OutboxStatus::Pending.as_str()),
                 outbox::next_attempt_at.eq(now()),
                 outbox::updated_at.eq(now()),
             ))
@@ -225,8 +238,8 @@ impl OutboxEntry {
     /// Entries that failed at least once and are not done: retrying or dead.
     pub fn troubled(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<OutboxEntry>> {
         outbox::table
-            .filter(outbox::status.ne(DONE))
-            .filter(outbox::attempts.gt(0).or(outbox::status.eq(DEAD)))
+            .filter(outbox::status.ne(OutboxStatus::Done.as_str()))
+            .filter(outbox::attempts.gt(0).or(outbox::status.eq(OutboxStatus::Dead.as_str())))
             .order(outbox::outbox_id.desc())
             .limit(limit)
             .select(OutboxEntry::as_select())
