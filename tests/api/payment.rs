@@ -395,10 +395,10 @@ fn an_entry_whose_payload_does_not_parse_fails_alone(backend: Backend) {
     let broken = "SELECT COUNT(*) AS n FROM outbox WHERE dedupe_key = 'broken' AND status = 'PENDING' \
                   AND attempts >= 1 AND last_error LIKE '%payload does not parse%'";
     assert_eq!(app.scalar(broken), 1);
-    let attempts = app.scalar("SELECT attempts AS n FROM outbox WHERE dedupe_key = 'broken'");
+    let attempts = app.scalar("SELECT CAST(attempts AS BIGINT) AS n FROM outbox WHERE dedupe_key = 'broken'");
     app.execute("UPDATE outbox SET next_attempt_at = created_at WHERE dedupe_key = 'broken'");
     app.worker.tick();
-    let retried = app.scalar("SELECT attempts AS n FROM outbox WHERE dedupe_key = 'broken'");
+    let retried = app.scalar("SELECT CAST(attempts AS BIGINT) AS n FROM outbox WHERE dedupe_key = 'broken'");
     assert_eq!(retried, attempts + 1, "it is retried");
 }
 
