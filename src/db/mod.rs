@@ -302,7 +302,7 @@ mod tests {
     use diesel::connection::{Connection, InstrumentationEvent};
 
     use super::{Backend, Inserts};
-    use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
+    use crate::models::outbox::{NewOutboxEntry, OutboxEntry, WxTemplate};
     use crate::models::product;
     use crate::test_support::TestDatabase;
 
@@ -321,13 +321,8 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(product::release_one(&mut conn, "100010090091").unwrap(), 1);
             let mut inserts = Inserts::default();
-            let entry = NewOutboxEntry {
-                kind: OutboxKind::Delivery,
-                dedupe_key: "once",
-                order_id: None,
-                payload: "{}",
-            };
-            inserts.add(OutboxEntry::insert(&[entry]));
+            let entry = WxTemplate { client_msg_id: "once".into(), body: Default::default() };
+            inserts.add(OutboxEntry::insert([NewOutboxEntry::of(&entry)]));
             inserts.run(&mut conn).unwrap();
         }
         let prepared = prepared.lock().unwrap();

@@ -480,7 +480,7 @@ mod tests {
     use super::{Failure, Inserts, sqlite_text};
     use crate::db::schema::{order_event, outbox, product};
     use crate::db::{Backend, DbConn, KeepPreparedDsl};
-    use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
+    use crate::models::outbox::{NewOutboxEntry, OutboxEntry, WxTemplate};
     use crate::models::{order, order_event as timeline};
     use crate::test_support::TestDatabase;
 
@@ -502,13 +502,8 @@ mod tests {
             "test",
             "restocked",
         ));
-        let entry = NewOutboxEntry {
-            kind: OutboxKind::Delivery,
-            dedupe_key: "restock",
-            order_id: None,
-            payload: "{}",
-        };
-        inserts.add(OutboxEntry::insert(&[entry]));
+        let entry = WxTemplate { client_msg_id: "restock".into(), body: Default::default() };
+        inserts.add(OutboxEntry::insert([NewOutboxEntry::of(&entry)]));
         let update = diesel::update(product::table.filter(product::product_id.eq(product_id)))
             .set(product::stock.eq(product::stock + 1))
             .keep_prepared();

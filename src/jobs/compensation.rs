@@ -13,7 +13,7 @@ use super::Worker;
 use crate::error::AppError;
 use crate::models::now;
 use crate::models::order::{Order, OrderStatus};
-use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
+use crate::models::outbox::{Delivery, OutboxEntry};
 use crate::services::reconcile::{self, LookAt, Reconciler};
 
 const BATCH: i64 = 50;
@@ -42,11 +42,8 @@ pub fn deliver_stranded(worker: &Worker) -> Result<usize, AppError> {
     let mut conn = worker.conn()?;
     let stranded = Order::paid_without_delivery(&mut conn, BATCH)?;
     for order_id in &stranded {
-        let id = order_id.as_str();
-        let entry =
-            NewOutboxEntry { kind: OutboxKind::Delivery, dedupe_key: id, order_id: Some(id), payload: "{}" };
-        if OutboxEntry::enqueue(&mut conn, &entry)? {
-            log::warn!("order {id} was paid without a delivery enqueued; enqueued it");
+        if OutboxEntry::enqueue(&mut conn, &Delivery { order_id: order_id.clone() })? {
+            log::warn!("order {order_id} was paid without a delivery enqueued; enqueued it");
         }
     }
     Ok(stranded.len())

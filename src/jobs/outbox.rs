@@ -1,14 +1,18 @@
-//! Drains the outbox: each due entry is claimed with a lease, handed to its consumer, and then
-//! marked done, or retried with exponential backoff until it is `DEAD` (kept, visible, never
-//! silently dropped). Consumers are idempotent: a lease that ran out may run an entry twice.
+//! Drains the outbox: each due entry is claimed with a lease, its job read by its kind and run
+//! by that kind's consumer ([`Consume`]), and then marked done, or retried with exponential
+//! backoff until it is `DEAD` (kept, visible, never silently dropped). An entry of a kind this
+//! build does not know, or whose payload does not parse, fails the same way, alone. Consumers are
+//! idempotent: a lease that ran out may run an entry twice.
 
 use chrono::Duration;
 
 use super::Worker;
 use crate::error::AppError;
 use crate::models::now;
-use crate::models::outbox::{OutboxEntry, OutboxKind};
-use crate::services::{login, orphan, payment};
+use crate::models::outbox::{
+    Delivery, OrphanRefund, OutboxEntry, OutboxJob, OutboxKind, Refund, WxPaid, WxTemplate,
+};
+use crate::services::{fulfilment, login, orphan};
 
 /// After this many failed attempts an entry is `DEAD`.
 pub const MAX_ATTEMPTS: i32 = 10;
@@ -76,23 +80,55 @@ fn handle(worker: &Worker, outbox_id: i64) -> Result<bool, AppError> {
     Ok(true)
 }
 
-/// Hands an entry to the consumer of its kind.
+/// The consumer of one kind: runs a job read from its entry. It takes its own connections.
+trait Consume: OutboxJob {
+    fn run(&self, worker: &Worker) -> Result<(), AppError>;
+}
+
+impl Consume for Delivery {
+    fn run(&self, worker: &Worker) -> Result<(), AppError> {
+        fulfilment::deliver(&mut *worker.conn()?, &self.order_id)
+    }
+}
+
+impl Consume for WxPaid {
+    fn run(&self, worker: &Worker) -> Result<(), AppError> {
+        fulfilment::send_paid_message(&worker.pool, &worker.weixin, &worker.settings, &worker.owner, self)
+    }
+}
+
+impl Consume for WxTemplate {
+    fn run(&self, worker: &Worker) -> Result<(), AppError> {
+        login::send_template(&worker.pool, &worker.weixin, &worker.owner, self)
+    }
+}
+
+impl Consume for Refund {
+    fn run(&self, worker: &Worker) -> Result<(), AppError> {
+        fulfilment::refund(&worker.pool, &worker.alipay, self)
+    }
+}
+
+impl Consume for OrphanRefund {
+    fn run(&self, worker: &Worker) -> Result<(), AppError> {
+        orphan::refund(&worker.pool, &worker.alipay, self)
+    }
+}
+
+/// Reads an entry's job by its kind and hands it to that kind's consumer.
 fn consume(worker: &Worker, entry: &OutboxEntry) -> Result<(), AppError> {
     let kind = entry.kind().map_err(|e| AppError::internal(format!("no consumer: {e}")))?;
-    match (kind, entry.order_id.as_deref()) {
-        (OutboxKind::Delivery, Some(order_id)) => payment::deliver(&mut *worker.conn()?, order_id),
-        (OutboxKind::Refund, Some(_)) => payment::refund(&worker.pool, &worker.alipay, entry),
-        (OutboxKind::OrphanRefund, _) => orphan::refund(&worker.pool, &worker.alipay, entry),
-        (OutboxKind::WxTemplate, _) => {
-            login::send_template(&worker.pool, &worker.weixin, &worker.owner, entry)
-        }
-        (OutboxKind::WxPaid, _) => {
-            payment::send_paid_message(&worker.pool, &worker.weixin, &worker.settings, &worker.owner, entry)
-        }
-        (kind @ (OutboxKind::Delivery | OutboxKind::Refund), None) => {
-            Err(AppError::internal(format!("outbox {kind} entry without an order")))
-        }
+    match kind {
+        OutboxKind::Delivery => run::<Delivery>(worker, entry),
+        OutboxKind::WxPaid => run::<WxPaid>(worker, entry),
+        OutboxKind::WxTemplate => run::<WxTemplate>(worker, entry),
+        OutboxKind::Refund => run::<Refund>(worker, entry),
+        OutboxKind::OrphanRefund => run::<OrphanRefund>(worker, entry),
     }
+}
+
+fn run<J: Consume>(worker: &Worker, entry: &OutboxEntry) -> Result<(), AppError> {
+    entry.job::<J>().map_err(AppError::internal)?.run(worker)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::gateways::weixin::WeixinClient;
 use crate::log_escape::Untrusted;
 use crate::models::login::LoginTicket;
 use crate::models::now;
-use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
+use crate::models::outbox::{OutboxEntry, WxTemplate};
 use crate::models::user::AppUser;
 use crate::services::{session, weixin_token};
 
@@ -103,21 +103,16 @@ pub fn check(
             return Ok(None);
         }
         let (user, token) = session::start(c, &openid)?;
-        let message = serde_json::json!({
+        let serde_json::Value::Object(body) = serde_json::json!({
             "touser": openid,
             "template_id": settings.weixin.login_template_id,
             "url": settings.server.public_url,
             "data": { "time": { "value": china_time::format(now()) } },
-        });
-        OutboxEntry::enqueue(
-            c,
-            &NewOutboxEntry {
-                kind: OutboxKind::WxTemplate,
-                dedupe_key: &format!("login-{}", found.ticket),
-                order_id: None,
-                payload: &message.to_string(),
-            },
-        )?;
+        }) else {
+            unreachable!("a JSON object")
+        };
+        let message = WxTemplate { client_msg_id: format!("login-{}", found.ticket), body };
+        OutboxEntry::enqueue(c, &message)?;
         log::info!("login: openid {} logged in (user {})", Untrusted(&openid), user.user_id);
         Ok(Some((user, token)))
     })
@@ -128,10 +123,10 @@ pub fn send_template(
     pool: &DbPool,
     client: &WeixinClient,
     owner: &str,
-    entry: &OutboxEntry,
+    message: &WxTemplate,
 ) -> AppResult<()> {
-    let body = serde_json::from_str(&entry.payload).map_err(crate::error::AppError::internal)?;
-    weixin_token::send_template(pool, client, owner, &entry.dedupe_key, body)
+    let body = serde_json::Value::Object(message.body.clone());
+    weixin_token::send_template(pool, client, owner, &message.client_msg_id, body)
 }
 
 pub fn purge_expired(conn: &mut DbConn) -> AppResult<usize> {

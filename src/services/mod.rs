@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod catalogue;
 pub mod coupon;
+pub mod fulfilment;
 pub mod login;
 pub mod order;
 pub mod orphan;

@@ -14,12 +14,7 @@ use crate::models::gateway_call;
 use crate::models::now;
 use crate::models::order::Order;
 use crate::models::orphan::{self, OrphanPayment, OrphanStatus};
-use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct RefundPayload {
-    orphan_id: i64,
-}
+use crate::models::outbox::{OrphanRefund, OutboxEntry};
 
 /// `OPEN -> REFUND_WAIT` and the refund enqueued, in one transaction; `false` when the orphan
 /// is not open (being refunded or refunded already, or held because it is not refundable), or
@@ -30,16 +25,7 @@ pub fn request_refund(conn: &mut DbConn, orphan_id: i64, by: &str) -> AppResult<
         if hold_if_claimed(c, &payment)? || !orphan::start_refund(c, orphan_id, by)? {
             return Ok(false);
         }
-        let payload = serde_json::to_string(&RefundPayload { orphan_id }).map_err(AppError::internal)?;
-        OutboxEntry::enqueue(
-            c,
-            &NewOutboxEntry {
-                kind: OutboxKind::OrphanRefund,
-                dedupe_key: &format!("orphan-{orphan_id}"),
-                order_id: None,
-                payload: &payload,
-            },
-        )?;
+        OutboxEntry::enqueue(c, &OrphanRefund { orphan_id })?;
         log::info!("orphan payment {orphan_id}: refund requested by {by}");
         Ok(true)
     })
@@ -76,16 +62,15 @@ pub fn latest(conn: &mut DbConn) -> AppResult<Vec<OrphanPayment>> {
     Ok(orphan::latest(conn, 200)?)
 }
 
-/// Consumer of [`OutboxKind::OrphanRefund`], whose payload names the orphan, unless it is held
-/// (an order holds its number or trade by now): asks Alipay (the same `out_request_no` on every try), then
-/// `REFUND_WAIT -> REFUNDED`. No pooled connection is held while Alipay answers.
-pub fn refund(pool: &DbPool, alipay: &AlipayClient, entry: &OutboxEntry) -> AppResult<()> {
-    let payload: RefundPayload = serde_json::from_str(&entry.payload).map_err(AppError::internal)?;
+/// Consumer of `orphan_refund`, unless the orphan is held (an order holds its number or trade
+/// by now): asks Alipay (the same `out_request_no` on every try), then `REFUND_WAIT -> REFUNDED`.
+/// No pooled connection is held while Alipay answers.
+pub fn refund(pool: &DbPool, alipay: &AlipayClient, job: &OrphanRefund) -> AppResult<()> {
     let payment = {
         let conn = &mut *pool.get()?;
-        let found = orphan::find(conn, payload.orphan_id)?;
+        let found = orphan::find(conn, job.orphan_id)?;
         let payment =
-            found.ok_or_else(|| AppError::internal(format!("no orphan payment {}", payload.orphan_id)))?;
+            found.ok_or_else(|| AppError::internal(format!("no orphan payment {}", job.orphan_id)))?;
         // Checked again as it is sent: an order may have taken the number or the trade meanwhile.
         if payment.status != OrphanStatus::RefundWait || hold_if_claimed(conn, &payment)? {
             return Ok(());

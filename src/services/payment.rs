@@ -4,20 +4,18 @@
 use chrono::NaiveDateTime;
 
 use crate::china_time;
-use crate::config::{DatabaseSettings, Settings};
-use crate::db::{DbConn, DbPool, InsertRows, Inserts, write_transaction};
+use crate::config::DatabaseSettings;
+use crate::db::{DbConn, InsertRows, Inserts, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, NotifyForm, Refused, VerifiedNotification};
-use crate::gateways::weixin::WeixinClient;
 use crate::log_escape::Untrusted;
 use crate::models::alipay_notify::{self, NewNotify};
 use crate::models::order::{Order, OrderStatus};
+use crate::models::order_event;
 use crate::models::orphan::{self, NewOrphan, OrphanKind};
-use crate::models::outbox::{NewOutboxEntry, OutboxEntry, OutboxKind};
+use crate::models::outbox::{Delivery, NewOutboxEntry, OutboxEntry, Refund, WxPaid};
 use crate::models::{coupon, now, product};
-use crate::models::{gateway_call, order_event, shipment};
 use crate::money::{format_yuan, parse_yuan};
-use crate::services::weixin_token;
 
 /// What the notify endpoint answers: Alipay resends until it reads exactly `success`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,7 +386,8 @@ fn settle(conn: &mut DbConn, payment: &Payment, rows: &mut Inserts) -> AppResult
 
 /// The rows of a recorded payment: its timeline row (`from -> PAY_SUCCESS`), and in the outbox
 /// the delivery and the "paid" WeChat message, which is written when it is sent
-/// ([`send_paid_message`]), so that these rows need nothing of the order but its id.
+/// ([`crate::services::fulfilment::send_paid_message`]), so that these rows need nothing of the
+/// order but its id.
 fn add_payment_rows(
     inserts: &mut Inserts,
     order_id: &str,
@@ -397,132 +396,16 @@ fn add_payment_rows(
     detail: &str,
 ) {
     inserts.add(order_event::row(order_id, Some(from), OrderStatus::PaySuccess, payment.cause, detail));
-    inserts.add(OutboxEntry::insert(&[
-        NewOutboxEntry {
-            kind: OutboxKind::Delivery,
-            dedupe_key: order_id,
-            order_id: Some(order_id),
-            payload: "{}",
-        },
-        NewOutboxEntry {
-            kind: OutboxKind::WxPaid,
-            dedupe_key: &format!("paid-{order_id}"),
-            order_id: Some(order_id),
-            payload: "{}",
-        },
+    let order_id = order_id.to_owned();
+    inserts.add(OutboxEntry::insert([
+        NewOutboxEntry::of(&Delivery { order_id: order_id.clone() }),
+        NewOutboxEntry::of(&WxPaid { order_id }),
     ]));
-}
-
-/// Consumer of `wx_paid`: the "paid" template message to the shopper, written from the order.
-pub fn send_paid_message(
-    pool: &DbPool,
-    weixin: &WeixinClient,
-    settings: &Settings,
-    owner: &str,
-    entry: &OutboxEntry,
-) -> AppResult<()> {
-    let order_id =
-        entry.order_id.as_deref().ok_or_else(|| AppError::internal("paid message without order"))?;
-    let order = Order::find(&mut *pool.get()?, order_id)?
-        .ok_or_else(|| AppError::internal(format!("paid message for unknown order {order_id}")))?;
-    let message = serde_json::json!({
-        "touser": order.openid,
-        "template_id": settings.weixin.paid_template_id,
-        "url": format!("{}/orders/{order_id}", settings.server.public_url),
-        "data": {
-            "orderId": { "value": order_id },
-            "product": { "value": order.product_name },
-            "amount": { "value": format_yuan(order.total_cents) },
-        },
-    });
-    weixin_token::send_template(pool, weixin, owner, &entry.dedupe_key, message)
 }
 
 /// Enqueues the refund of an order's whole amount under a stable request number, so a retry or a
 /// double click never refunds twice. `restock` puts the unit back once Alipay confirms.
 pub fn enqueue_refund(conn: &mut DbConn, order: &Order, reason: &str, restock: bool) -> AppResult<bool> {
-    let payload = serde_json::json!({ "reason": reason, "restock": restock }).to_string();
-    let out_request_no = format!("{}-R1", order.order_id);
-    Ok(OutboxEntry::enqueue(
-        conn,
-        &NewOutboxEntry {
-            kind: OutboxKind::Refund,
-            dedupe_key: &out_request_no,
-            order_id: Some(&order.order_id),
-            payload: &payload,
-        },
-    )?)
-}
-
-/// Consumer of `delivery`: records the shipment (once: unique per order) and moves
-/// `PAY_SUCCESS -> DEAL_DONE`.
-pub fn deliver(conn: &mut DbConn, order_id: &str) -> AppResult<()> {
-    write_transaction(conn, |c| {
-        let Some(order) = Order::find(c, order_id)? else {
-            return Err(AppError::internal(format!("delivery for unknown order {order_id}")));
-        };
-        let shipped =
-            shipment::insert(c, order_id, &format!("{} x1 to {}", order.product_name, order.openid))?;
-        if Order::transition(c, order_id, &[OrderStatus::PaySuccess], OrderStatus::DealDone)? {
-            order_event::record(
-                c,
-                order_id,
-                Some(OrderStatus::PaySuccess),
-                OrderStatus::DealDone,
-                "delivery",
-                "delivered",
-            )?;
-            log::info!("order {order_id} delivered to openid {}", order.openid);
-        } else if shipped {
-            log::warn!("order {order_id} shipped while {}", order.status);
-        }
-        Ok(())
-    })
-}
-
-#[derive(serde::Deserialize)]
-struct RefundPayload {
-    reason: String,
-    restock: bool,
-}
-
-/// Consumer of `refund`: asks Alipay (same `out_request_no` on every try), then
-/// `REFUND_WAIT -> REFUNDED`. No pooled connection is held while Alipay answers.
-pub fn refund(pool: &DbPool, alipay: &AlipayClient, entry: &OutboxEntry) -> AppResult<()> {
-    let order_id = entry.order_id.as_deref().ok_or_else(|| AppError::internal("refund without order"))?;
-    let payload: RefundPayload = serde_json::from_str(&entry.payload).map_err(AppError::internal)?;
-    let order = Order::find(&mut *pool.get()?, order_id)?
-        .ok_or_else(|| AppError::internal(format!("refund for unknown order {order_id}")))?;
-    let answer = alipay.trade_refund(
-        order_id,
-        order.trade_no.as_deref(),
-        order.total_cents,
-        &entry.dedupe_key,
-        &payload.reason,
-        now(),
-    );
-    let outcome = match &answer {
-        Ok(()) => format!("refunded ({})", entry.dedupe_key),
-        Err(e) => format!("error: {e}"),
-    };
-    let conn = &mut *pool.get()?;
-    gateway_call::record(conn, order_id, "alipay.trade.refund", "refund", &outcome)?;
-    answer?;
-    write_transaction(conn, |c| {
-        if Order::transition(c, order_id, &[OrderStatus::RefundWait], OrderStatus::Refunded)? {
-            if payload.restock {
-                product::release_one(c, &order.product_id)?;
-            }
-            order_event::record(
-                c,
-                order_id,
-                Some(OrderStatus::RefundWait),
-                OrderStatus::Refunded,
-                "refund",
-                &format!("Alipay refunded ({})", payload.reason),
-            )?;
-            log::info!("order {order_id} refunded: {}", payload.reason);
-        }
-        Ok(())
-    })
+    let job = Refund { order_id: order.order_id.clone(), reason: reason.to_owned(), restock };
+    Ok(OutboxEntry::enqueue(conn, &job)?)
 }

@@ -369,6 +369,41 @@ fn a_burst_of_payments_is_delivered_in_one_tick(backend: Backend) {
     }
 }
 
+/// An entry whose payload does not parse fails and is retried, while the entries after it run;
+/// entries whose payload leaves the order's id to the `order_id` column (`{}`) run as well.
+fn an_entry_whose_payload_does_not_parse_fails_alone(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600);
+    let mut shopper = app.login("o-unparsed");
+    let order_id = order_id_of(&app.create_order(&mut shopper, GIFT));
+    assert_eq!(app.post_notify(&app.signed_notify(&[("out_trade_no", order_id.as_str())], false)), "success");
+    app.execute(&format!("UPDATE outbox SET payload = '{{}}' WHERE order_id = '{order_id}'"));
+    // Due before the others, so it is the first of the batch.
+    app.execute(
+        "INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, \
+         created_at, updated_at) VALUES ('delivery', 'broken', NULL, 'not json', 'PENDING', 0, \
+         '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+    );
+    app.worker.tick();
+    assert_eq!(app.order_status(&mut shopper, &order_id), "DEAL_DONE");
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) AS n FROM outbox WHERE order_id = '{order_id}' AND status = 'DONE'"
+        )),
+        2
+    );
+    let paid = app.inbox().into_iter().filter(|m| m["touser"] == "o-unparsed").collect::<Vec<_>>();
+    assert_eq!(paid.len(), 1, "{paid:?}");
+    assert_eq!(paid[0]["client_msg_id"], format!("paid-{order_id}"));
+    let broken = "SELECT COUNT(*) AS n FROM outbox WHERE dedupe_key = 'broken' AND status = 'PENDING' \
+                  AND attempts >= 1 AND last_error LIKE '%payload does not parse%'";
+    assert_eq!(app.scalar(broken), 1);
+    let attempts = app.scalar("SELECT CAST(attempts AS BIGINT) AS n FROM outbox WHERE dedupe_key = 'broken'");
+    app.execute("UPDATE outbox SET next_attempt_at = created_at WHERE dedupe_key = 'broken'");
+    app.worker.tick();
+    let retried = app.scalar("SELECT CAST(attempts AS BIGINT) AS n FROM outbox WHERE dedupe_key = 'broken'");
+    assert_eq!(retried, attempts + 1, "it is retried");
+}
+
 both_backends!(
     buy_needs_login_and_a_csrf_token,
     asking_again_returns_the_same_open_order,
@@ -379,6 +414,7 @@ both_backends!(
     checkout_needs_no_gateway_and_loses_no_stock,
     someone_elses_order_is_not_found,
     a_burst_of_payments_is_delivered_in_one_tick,
+    an_entry_whose_payload_does_not_parse_fails_alone,
 );
 
 // The payment rules, through both ways a payment is recorded.

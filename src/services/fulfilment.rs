@@ -1,0 +1,106 @@
+//! What happens after a payment, run from the outbox (`jobs::outbox`): the delivery of a paid
+//! order, the "paid" WeChat message, and an order's refund. Each is idempotent: an entry whose
+//! lease ran out may run twice.
+
+use crate::config::Settings;
+use crate::db::{DbConn, DbPool, write_transaction};
+use crate::error::{AppError, AppResult};
+use crate::gateways::alipay::AlipayClient;
+use crate::gateways::weixin::WeixinClient;
+use crate::models::order::{Order, OrderStatus};
+use crate::models::outbox::{OutboxJob, Refund, WxPaid};
+use crate::models::{gateway_call, now, order_event, product, shipment};
+use crate::money::format_yuan;
+use crate::services::weixin_token;
+
+/// Consumer of `delivery`: records the shipment (once: unique per order) and moves
+/// `PAY_SUCCESS -> DEAL_DONE`.
+pub fn deliver(conn: &mut DbConn, order_id: &str) -> AppResult<()> {
+    write_transaction(conn, |c| {
+        let Some(order) = Order::find(c, order_id)? else {
+            return Err(AppError::internal(format!("delivery for unknown order {order_id}")));
+        };
+        let shipped =
+            shipment::insert(c, order_id, &format!("{} x1 to {}", order.product_name, order.openid))?;
+        if Order::transition(c, order_id, &[OrderStatus::PaySuccess], OrderStatus::DealDone)? {
+            order_event::record(
+                c,
+                order_id,
+                Some(OrderStatus::PaySuccess),
+                OrderStatus::DealDone,
+                "delivery",
+                "delivered",
+            )?;
+            log::info!("order {order_id} delivered to openid {}", order.openid);
+        } else if shipped {
+            log::warn!("order {order_id} shipped while {}", order.status);
+        }
+        Ok(())
+    })
+}
+
+/// Consumer of `wx_paid`: the "paid" template message to the shopper, written from the order,
+/// with the job's dedupe key as `client_msg_id`.
+pub fn send_paid_message(
+    pool: &DbPool,
+    weixin: &WeixinClient,
+    settings: &Settings,
+    owner: &str,
+    job: &WxPaid,
+) -> AppResult<()> {
+    let order_id = job.order_id.as_str();
+    let order = Order::find(&mut *pool.get()?, order_id)?
+        .ok_or_else(|| AppError::internal(format!("paid message for unknown order {order_id}")))?;
+    let message = serde_json::json!({
+        "touser": order.openid,
+        "template_id": settings.weixin.paid_template_id,
+        "url": format!("{}/orders/{order_id}", settings.server.public_url),
+        "data": {
+            "orderId": { "value": order_id },
+            "product": { "value": order.product_name },
+            "amount": { "value": format_yuan(order.total_cents) },
+        },
+    });
+    weixin_token::send_template(pool, weixin, owner, &job.dedupe_key(), message)
+}
+
+/// Consumer of `refund`: asks Alipay (the job's dedupe key as `out_request_no`, the same on
+/// every try), then `REFUND_WAIT -> REFUNDED`. No pooled connection is held while Alipay answers.
+pub fn refund(pool: &DbPool, alipay: &AlipayClient, job: &Refund) -> AppResult<()> {
+    let order_id = job.order_id.as_str();
+    let request_no = job.dedupe_key();
+    let order = Order::find(&mut *pool.get()?, order_id)?
+        .ok_or_else(|| AppError::internal(format!("refund for unknown order {order_id}")))?;
+    let answer = alipay.trade_refund(
+        order_id,
+        order.trade_no.as_deref(),
+        order.total_cents,
+        &request_no,
+        &job.reason,
+        now(),
+    );
+    let outcome = match &answer {
+        Ok(()) => format!("refunded ({request_no})"),
+        Err(e) => format!("error: {e}"),
+    };
+    let conn = &mut *pool.get()?;
+    gateway_call::record(conn, order_id, "alipay.trade.refund", "refund", &outcome)?;
+    answer?;
+    write_transaction(conn, |c| {
+        if Order::transition(c, order_id, &[OrderStatus::RefundWait], OrderStatus::Refunded)? {
+            if job.restock {
+                product::release_one(c, &order.product_id)?;
+            }
+            order_event::record(
+                c,
+                order_id,
+                Some(OrderStatus::RefundWait),
+                OrderStatus::Refunded,
+                "refund",
+                &format!("Alipay refunded ({})", job.reason),
+            )?;
+            log::info!("order {order_id} refunded: {}", job.reason);
+        }
+        Ok(())
+    })
+}
