@@ -6,6 +6,7 @@ pub mod catalogue;
 pub mod coupon;
 pub mod login;
 pub mod order;
+pub mod order_history;
 pub mod orphan;
 pub mod payment;
 pub mod pricing;
