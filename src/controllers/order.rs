@@ -1,5 +1,6 @@
 //! The shopper's side of ordering: Buy (page form and JSON API), checkout, order pages with live
-//! status, and the API views of orders.
+//! status and their price breakdown, and the API views of orders (one order, the numbered list,
+//! and the original project's keyset list `query_user_order_list`).
 
 use std::time::Duration;
 
@@ -15,8 +16,11 @@ use crate::china_time;
 use crate::config::url_origin;
 use crate::error::{AppError, Envelope};
 use crate::models::order::{Order, OrderAtCheckout, OrderStatus};
+use crate::models::order_discount::DiscountType;
 use crate::models::user::AppUser;
+use crate::money::format_yuan;
 use crate::services::order::{self as orders, OrderToPay, Purchase, RefundReply};
+use crate::services::order_history::{self as history, Breakdown, OrderCursor, OrderPage, PricedOrder};
 use crate::services::reconcile::Reconciler;
 use crate::services::session;
 use crate::state::AppState;
@@ -34,11 +38,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub fn api_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/alipay/create_pay_order", web::post().to(create_pay_order))
         .route("/v1/alipay/refund_order", web::post().to(refund_order))
+        .route("/v1/alipay/query_user_order_list", web::post().to(query_user_order_list))
         .route("/v1/orders", web::get().to(api_my_orders))
         .route("/v1/orders/{order_id}", web::get().to(api_order));
 }
 
-/// An order as the JSON API shows it.
+/// An order as the JSON API shows it. `totalAmount` is what Alipay charges, as is `payAmount`;
+/// `originalAmount` is the list price and `discountAmount` what `discounts` took off it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderView {
@@ -46,19 +52,47 @@ pub struct OrderView {
     pub product_id: String,
     pub product_name: String,
     pub total_amount: String,
+    pub original_amount: String,
+    pub discount_amount: String,
+    pub pay_amount: String,
+    pub discounts: Vec<DiscountView>,
     pub status: OrderStatus,
     pub order_time: String,
     pub pay_time: Option<String>,
     pub trade_no: Option<String>,
 }
 
-impl From<&Order> for OrderView {
-    fn from(o: &Order) -> Self {
+/// One discount applied to an order.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscountView {
+    #[serde(rename = "type")]
+    pub discount_type: &'static str,
+    pub ref_id: String,
+    pub name: String,
+    pub amount: String,
+}
+
+impl OrderView {
+    pub fn new(o: &Order, breakdown: &Breakdown) -> Self {
         OrderView {
             order_id: o.order_id.clone(),
             product_id: o.product_id.clone(),
             product_name: o.product_name.clone(),
-            total_amount: crate::money::format_yuan(o.total_cents),
+            total_amount: format_yuan(o.total_cents),
+            original_amount: format_yuan(breakdown.original_cents),
+            discount_amount: format_yuan(breakdown.discount_cents),
+            pay_amount: format_yuan(breakdown.payable_cents),
+            discounts: breakdown
+                .discounts
+                .iter()
+                .map(|d| DiscountView {
+                    discount_type: d.discount_type.as_str(),
+                    ref_id: d.ref_id.clone(),
+                    name: d.name.clone(),
+                    amount: format_yuan(d.amount_cents),
+                })
+                .collect(),
             status: o.status,
             order_time: china_time::format(o.order_time),
             pay_time: o.pay_time.map(china_time::format),
@@ -67,28 +101,91 @@ impl From<&Order> for OrderView {
     }
 }
 
+impl From<&PricedOrder> for OrderView {
+    fn from(o: &PricedOrder) -> Self {
+        OrderView::new(&o.order, &o.breakdown)
+    }
+}
+
+/// The original project's order list (`query_user_order_list`): `totalAmount` is the list
+/// price, the deductions what each kind of discount took off it, `payAmount` what Alipay
+/// charges; `payUrl` is the order's page; `lastId` starts the next page.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserOrderList {
+    pub order_list: Vec<UserOrderItem>,
+    pub has_more: bool,
+    pub last_id: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserOrderItem {
+    pub id: i64,
+    pub user_id: i64,
+    pub order_id: String,
+    pub product_id: String,
+    pub product_name: String,
+    pub order_time: String,
+    pub total_amount: String,
+    pub market_deduction_amount: String,
+    pub coupon_deduction_amount: String,
+    pub pay_amount: String,
+    pub status: OrderStatus,
+    pub pay_time: Option<String>,
+    pub pay_url: String,
+}
+
+impl From<&OrderPage> for UserOrderList {
+    fn from(page: &OrderPage) -> Self {
+        let order_list = page
+            .orders
+            .iter()
+            .map(|PricedOrder { order: o, breakdown }| UserOrderItem {
+                id: o.id,
+                user_id: o.user_id,
+                order_id: o.order_id.clone(),
+                product_id: o.product_id.clone(),
+                product_name: o.product_name.clone(),
+                order_time: china_time::format(o.order_time),
+                total_amount: format_yuan(breakdown.original_cents),
+                market_deduction_amount: format_yuan(breakdown.deduction_cents(DiscountType::GroupBuy)),
+                coupon_deduction_amount: format_yuan(breakdown.deduction_cents(DiscountType::Coupon)),
+                pay_amount: format_yuan(breakdown.payable_cents),
+                status: o.status,
+                pay_time: o.pay_time.map(china_time::format),
+                pay_url: format!("/orders/{}", o.order_id),
+            })
+            .collect();
+        UserOrderList { order_list, has_more: page.has_more, last_id: page.last_id }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "checkout.html")]
 struct CheckoutPage {
     nav: Nav,
     order: OrderAtCheckout,
+    breakdown: Breakdown,
     form: String,
 }
 
 #[derive(Template)]
 #[template(path = "order.html")]
-struct OrderPage {
+struct OrderDetailPage {
     nav: Nav,
     order: Order,
+    breakdown: Breakdown,
+    status_text: &'static str,
 }
 
 #[derive(Template)]
 #[template(path = "orders.html")]
 struct OrdersPage {
     nav: Nav,
-    orders: Vec<Order>,
-    page: i64,
-    has_more: bool,
+    page: OrderPage,
+    /// Whether this is a later page (a link back to the newest is shown).
+    later: bool,
 }
 
 #[derive(Deserialize)]
@@ -140,8 +237,11 @@ async fn buy(
         Err(AppError::NotLoggedIn) => return Ok(login()),
         other => other?,
     };
+    let (order_id, payable_cents) = (order.order_id.clone(), order.total_cents);
+    let breakdown =
+        state.engine.run(move |conn| history::at_checkout(conn, &order_id, payable_cents)).await?;
     let nav = MaybeShopper(Some(Shopper { user, token })).nav();
-    render(&CheckoutPage { nav, order, form: pay_form })
+    render(&CheckoutPage { nav, order, breakdown, form: pay_form })
 }
 
 async fn create_pay_order(
@@ -198,28 +298,69 @@ struct PageQuery {
     page: Option<i64>,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeysetQuery {
+    last_id: Option<i64>,
+}
+
+/// "My orders": newest first, [`history::DEFAULT_PAGE_SIZE`] a page, each next page the orders
+/// below the last one shown (`?lastId=`).
 async fn my_orders(
     state: web::Data<AppState>,
     shopper: MaybeShopper,
-    query: web::Query<PageQuery>,
+    query: web::Query<KeysetQuery>,
 ) -> Result<HttpResponse, AppError> {
     let Some(current) = shopper.0.clone() else { return Ok(super::see_other("/login?next=/orders")) };
-    let page = super::page_number(query.page)?;
+    let cursor = OrderCursor::new(query.last_id, None)?;
     let user = current.user.clone();
-    let mut orders =
-        state.engine.run(move |conn| orders::page_of_shopper(conn, &user, page, PER_PAGE + 1)).await?;
-    let has_more = orders.len() as i64 > PER_PAGE;
-    orders.truncate(PER_PAGE as usize);
-    render(&OrdersPage { nav: shopper.nav(), orders, page, has_more })
+    let page = state.engine.run(move |conn| history::keyset_page(conn, &user, cursor)).await?;
+    render(&OrdersPage { nav: shopper.nav(), page, later: cursor.before_id.is_some() })
+}
+
+/// `query_user_order_list`'s body. Both fields are whole numbers (a JSON number or a string of
+/// digits) or absent; anything else is a 0002.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QueryUserOrderList {
+    #[serde(default)]
+    last_id: Option<serde_json::Value>,
+    #[serde(default)]
+    page_size: Option<serde_json::Value>,
+}
+
+fn whole_number(name: &str, value: Option<serde_json::Value>) -> Result<Option<i64>, AppError> {
+    let number = match &value {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::Number(n)) => n.as_i64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        Some(_) => None,
+    };
+    number.map(Some).ok_or_else(|| AppError::BadRequest(format!("{name} must be a whole number")))
+}
+
+/// The original project's order list: the session's shopper's orders, newest first, keyset-paged
+/// by `lastId` (see [`history::OrderCursor`]).
+async fn query_user_order_list(
+    state: web::Data<AppState>,
+    shopper: Shopper,
+    body: web::Json<QueryUserOrderList>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let cursor =
+        OrderCursor::new(whole_number("lastId", body.last_id)?, whole_number("pageSize", body.page_size)?)?;
+    let user = shopper.user.clone();
+    let page = state.engine.run(move |conn| history::keyset_page(conn, &user, cursor)).await?;
+    Ok(Envelope::ok(UserOrderList::from(&page)))
 }
 
 async fn shoppers_order(
     state: &web::Data<AppState>,
     shopper: &Shopper,
     order_id: String,
-) -> Result<Order, AppError> {
+) -> Result<PricedOrder, AppError> {
     let user = shopper.user.clone();
-    state.engine.run(move |conn| orders::of_shopper(conn, &user, &order_id)).await
+    state.engine.run(move |conn| history::of_shopper(conn, &user, &order_id)).await
 }
 
 async fn order_page(
@@ -234,8 +375,9 @@ async fn order_page(
             super::url_encode(&format!("/orders/{order_id}"))
         )));
     };
-    let order = shoppers_order(&state, &current, order_id).await?;
-    render(&OrderPage { nav: shopper.nav(), order })
+    let PricedOrder { order, breakdown } = shoppers_order(&state, &current, order_id).await?;
+    let status_text = history::status_text(order.status);
+    render(&OrderDetailPage { nav: shopper.nav(), order, breakdown, status_text })
 }
 
 #[derive(Deserialize)]
@@ -268,7 +410,8 @@ async fn live_status(
     if origin.is_none() || origin != url_origin(&state.settings.server.public_url) {
         return Err(AppError::Forbidden("The live status is only for the shop's own pages.".into()).into());
     }
-    let order = shoppers_order(&state, &shopper, path.into_inner()).await?;
+    // The breakdown is the order's snapshot: read once, sent with every status.
+    let PricedOrder { order, breakdown } = shoppers_order(&state, &shopper, path.into_inner()).await?;
     let (response, mut session, mut messages) = actix_ws::handle(&req, stream)?;
     actix_web::rt::spawn(async move {
         let mut last_status = None;
@@ -287,7 +430,7 @@ async fn live_status(
                     if Some(current.status) != last_status {
                         last_status = Some(current.status);
                         idle_ticks = 0;
-                        let view = serde_json::to_string(&OrderView::from(&current)).unwrap_or_default();
+                        let view = serde_json::to_string(&OrderView::new(&current, &breakdown)).unwrap_or_default();
                         if session.text(view).await.is_err() { return; }
                     } else {
                         idle_ticks += 1;
@@ -310,7 +453,7 @@ async fn api_my_orders(
 ) -> Result<HttpResponse, AppError> {
     let page = super::page_number(query.page)?;
     let user = shopper.user.clone();
-    let orders = state.engine.run(move |conn| orders::page_of_shopper(conn, &user, page, PER_PAGE)).await?;
+    let orders = state.engine.run(move |conn| history::numbered_page(conn, &user, page, PER_PAGE)).await?;
     Ok(Envelope::ok(orders.iter().map(OrderView::from).collect::<Vec<_>>()))
 }
 

@@ -116,10 +116,6 @@ pub struct Order {
     pub product_name: String,
     /// What Alipay charges: the list price less the discounts.
     pub total_cents: i64,
-    /// The list price; `None` for an order placed before prices had discounts (the same as
-    /// `total_cents`).
-    pub original_cents: Option<i64>,
-    pub discount_cents: i64,
     #[diesel(deserialize_as = String)]
     pub status: OrderStatus,
     pub trade_no: Option<String>,
@@ -131,6 +127,18 @@ pub struct Order {
     pub lease_owner: Option<String>,
     pub lease_until: Option<NaiveDateTime>,
     pub updated_at: NaiveDateTime,
+    /// What the applied discounts took off the list price (0 without a discount).
+    pub discount_cents: i64,
+    /// The list price; `None` on an order placed without a price snapshot, whose list price is
+    /// `total_cents` (see [`Order::original_cents`]).
+    pub original_cents: Option<i64>,
+}
+
+impl Order {
+    /// The list price: the snapshot's, or `total_cents` for an order placed without one.
+    pub fn original_cents(&self) -> i64 {
+        self.original_cents.unwrap_or(self.total_cents)
+    }
 }
 
 /// What [`Order::checkout_start`] finds: the shopper, their open order for the product with its
@@ -264,6 +272,22 @@ impl Order {
             .limit(limit)
             .select(Order::as_select())
             .load(conn)
+    }
+
+    /// A shopper's orders older than `before_id` (all of them without it), newest first, at
+    /// most `limit`: keyset paging on the row id through the index `pay_order_by_user`
+    /// (user_id, id), so a page costs the same however deep it is.
+    pub fn keyset_of_user(
+        conn: &mut DbConn,
+        user_id: i64,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> QueryResult<Vec<Order>> {
+        let mut query = pay_order::table.filter(pay_order::user_id.eq(user_id)).into_boxed();
+        if let Some(before_id) = before_id {
+            query = query.filter(pay_order::id.lt(before_id));
+        }
+        query.order(pay_order::id.desc()).limit(limit).select(Order::as_select()).load(conn)
     }
 
     /// Moves the order from one of `from` to `to`; returns whether this caller made the move.

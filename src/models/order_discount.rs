@@ -76,3 +76,35 @@ pub fn for_order(conn: &mut DbConn, order_id: &str) -> QueryResult<Vec<OrderDisc
         .select(OrderDiscount::as_select())
         .load(conn)
 }
+
+/// The discounts of each of `order_ids` (one query for a page of orders), in the order they were
+/// applied.
+pub fn for_orders(conn: &mut DbConn, order_ids: &[&str]) -> QueryResult<Vec<OrderDiscount>> {
+    if order_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    order_discount::table
+        .filter(order_discount::order_id.eq_any(order_ids))
+        .order(order_discount::id.asc())
+        .select(OrderDiscount::as_select())
+        .load(conn)
+}
+
+impl OrderDiscount {
+    /// What the shopper calls this kind of discount.
+    pub fn label(&self) -> &'static str {
+        match self.discount_type {
+            DiscountType::Coupon => "优惠券",
+            DiscountType::GroupBuy => "拼团优惠",
+        }
+    }
+
+    /// The rule in words as it was applied (`满100减10`), from the copy's `words`; empty when the
+    /// copy has none.
+    pub fn rule_in_words(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.rule)
+            .ok()
+            .and_then(|rule| rule.get("words").and_then(|w| w.as_str()).map(str::to_owned))
+            .unwrap_or_default()
+    }
+}

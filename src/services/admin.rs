@@ -14,7 +14,7 @@ use crate::log_escape::Untrusted;
 use crate::models::order::{Order, OrderFilter, OrderStatus};
 use crate::models::{admin, now, outbox::OutboxEntry};
 use crate::models::{alipay_notify, gateway_call, order_event};
-use crate::services::{payment, session::token_hash};
+use crate::services::{order_history, payment, session::token_hash};
 
 pub const ADMIN_COOKIE: &str = "paymall_admin";
 const SESSION_HOURS: i64 = 12;
@@ -115,6 +115,8 @@ pub fn totals(conn: &mut DbConn, filter: &OrderFilter) -> AppResult<BTreeMap<Str
 /// Everything the order page shows.
 pub struct OrderStory {
     pub order: Order,
+    /// The list price, each discount applied (with the copy of its rule) and the payable.
+    pub breakdown: order_history::Breakdown,
     pub events: Vec<order_event::OrderEvent>,
     pub notifies: Vec<alipay_notify::AlipayNotify>,
     pub outbox: Vec<OutboxEntry>,
@@ -125,6 +127,7 @@ pub fn story(conn: &mut DbConn, order_id: &str) -> AppResult<OrderStory> {
     let order = Order::find(conn, order_id)?
         .ok_or_else(|| AppError::NotFound(format!("There is no order {order_id}.")))?;
     Ok(OrderStory {
+        breakdown: order_history::breakdown(conn, &order)?,
         events: order_event::of_order(conn, order_id)?,
         notifies: alipay_notify::of_order(conn, order_id)?,
         outbox: OutboxEntry::for_order(conn, order_id)?,

@@ -7,6 +7,7 @@ pub mod coupon;
 pub mod fulfilment;
 pub mod login;
 pub mod order;
+pub mod order_history;
 pub mod orphan;
 pub mod payment;
 pub mod pricing;

@@ -14,5 +14,6 @@ mod hardening;
 mod login;
 mod notify_attacks;
 mod operations;
+mod order_views;
 mod payment;
 mod portal;
