@@ -70,14 +70,15 @@ impl Worker {
     }
 }
 
-/// Expired sessions, login tickets, old push dedupe rows and portal nonces; idle rate-limit
-/// state.
+/// Expired sessions, login tickets, old push dedupe rows and portal nonces; coupons past their
+/// validity; idle rate-limit state.
 fn purge_expired(worker: &Worker) -> Result<usize, AppError> {
     worker.limits.forget_idle();
     let mut conn = worker.conn()?;
     Ok(crate::models::session::purge_expired(&mut conn)?
         + crate::services::login::purge_expired(&mut conn)?
-        + crate::services::weixin_portal::purge_nonces(&mut conn)?)
+        + crate::services::weixin_portal::purge_nonces(&mut conn)?
+        + crate::services::coupon::expire_due(&mut conn)?)
 }
 
 /// Orphan payments of unknown orders older than `alipay.orphan_refund_after_hours`.

@@ -14,6 +14,7 @@ use crate::error::{AppError, AppResult};
 use crate::models::coupon::{
     self, CouponStatus, NewCoupon, NewTemplate, TemplateStatus, TemplateWithProducts, UserCouponWithTemplate,
 };
+use crate::models::now;
 use crate::models::product::Product;
 use crate::models::user::AppUser;
 use crate::services::pricing::{self, Price, PricingChoices};
@@ -196,4 +197,9 @@ pub fn create_template(conn: &mut DbConn, new: &NewTemplate, at: NaiveDateTime) 
         }
         Ok(coupon::insert_template(conn, new, at)?)
     })
+}
+
+/// Marks the AVAILABLE coupons past their validity EXPIRED (reads count them expired already).
+pub fn expire_due(conn: &mut DbConn) -> AppResult<usize> {
+    Ok(coupon::expire_due(conn, now())?)
 }

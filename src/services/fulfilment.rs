@@ -9,32 +9,33 @@ use crate::gateways::alipay::AlipayClient;
 use crate::gateways::weixin::WeixinClient;
 use crate::models::order::{Order, OrderStatus};
 use crate::models::outbox::{OutboxJob, Refund, WxPaid};
-use crate::models::{gateway_call, now, order_event, product, shipment};
+use crate::models::{coupon, gateway_call, now, order_event, product, shipment};
 use crate::money::format_yuan;
 use crate::services::weixin_token;
 
-/// Consumer of `delivery`: records the shipment (once: unique per order) and moves
-/// `PAY_SUCCESS -> DEAL_DONE`.
+/// Consumer of `delivery`: `PAY_SUCCESS -> DEAL_DONE` and the shipment (once: unique per order);
+/// an order no longer `PAY_SUCCESS` (delivered already, or refunded first) ships nothing.
 pub fn deliver(conn: &mut DbConn, order_id: &str) -> AppResult<()> {
     write_transaction(conn, |c| {
         let Some(order) = Order::find(c, order_id)? else {
             return Err(AppError::internal(format!("delivery for unknown order {order_id}")));
         };
-        let shipped =
-            shipment::insert(c, order_id, &format!("{} x1 to {}", order.product_name, order.openid))?;
-        if Order::transition(c, order_id, &[OrderStatus::PaySuccess], OrderStatus::DealDone)? {
-            order_event::record(
-                c,
-                order_id,
-                Some(OrderStatus::PaySuccess),
-                OrderStatus::DealDone,
-                "delivery",
-                "delivered",
-            )?;
-            log::info!("order {order_id} delivered to openid {}", order.openid);
-        } else if shipped {
-            log::warn!("order {order_id} shipped while {}", order.status);
+        // Only a paid order ships: one refunded (or being refunded) before its delivery ran
+        // does not.
+        if !Order::transition(c, order_id, &[OrderStatus::PaySuccess], OrderStatus::DealDone)? {
+            log::info!("order {order_id} not delivered: it is {}", order.status);
+            return Ok(());
         }
+        shipment::insert(c, order_id, &format!("{} x1 to {}", order.product_name, order.openid))?;
+        order_event::record(
+            c,
+            order_id,
+            Some(OrderStatus::PaySuccess),
+            OrderStatus::DealDone,
+            "delivery",
+            "delivered",
+        )?;
+        log::info!("order {order_id} delivered to openid {}", order.openid);
         Ok(())
     })
 }
@@ -90,6 +91,10 @@ pub fn refund(pool: &DbPool, alipay: &AlipayClient, job: &Refund) -> AppResult<(
         if Order::transition(c, order_id, &[OrderStatus::RefundWait], OrderStatus::Refunded)? {
             if job.restock {
                 product::release_one(c, &order.product_id)?;
+            }
+            // Refunded before delivery, the order gives its coupon back (MARKETING.md §5.10).
+            if shipment::count_of(c, order_id)? == 0 {
+                coupon::restore_used(c, order_id, now())?;
             }
             order_event::record(
                 c,

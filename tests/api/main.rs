@@ -9,6 +9,7 @@ mod admin;
 mod catalogue;
 mod compensation;
 mod coupon;
+mod coupon_orders;
 mod crash;
 mod hardening;
 mod login;
