@@ -2,6 +2,7 @@
 //! server-to-server calls `alipay.trade.query`, `.close` and `.refund`, whose answers are
 //! verified over the raw text of their `*_response` object. Facts: shared/PROTOCOLS.md.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::path::{Path, PathBuf};
@@ -215,11 +216,16 @@ const ACTED_ON: [&str; 8] = [
 ];
 
 impl NotifyForm {
-    /// Parses `application/x-www-form-urlencoded` text.
+    /// Parses `application/x-www-form-urlencoded` text; a field whose bytes are not UTF-8 is
+    /// refused rather than read with replacement characters.
     pub fn parse(body: &str) -> Result<NotifyForm, Refused> {
         let refuse = |reason: String| Refused { form: None, reason };
         let mut fields = BTreeMap::new();
-        for (key, value) in form_urlencoded::parse(body.as_bytes()) {
+        for pair in body.split('&').filter(|pair| !pair.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let (Some(key), Some(value)) = (form_decoded(key), form_decoded(value)) else {
+                return Err(refuse(format!("field {} is not UTF-8", Untrusted(key))));
+            };
             if key.contains(['&', '=']) || (ACTED_ON.contains(&&*key) && value.contains(['&', '='])) {
                 return Err(refuse(format!("field {} holds '&' or '='", Untrusted(&key))));
             }
@@ -245,6 +251,17 @@ impl NotifyForm {
     pub fn signing_content(&self) -> String {
         signing_content(self.fields(), &NOTIFY_UNSIGNED)
     }
+}
+
+/// One name or value of a form: `+` is a space and `%XX` a byte; `None` when the bytes are not
+/// UTF-8. Most of a notification's fields need no decoding and are borrowed as they are.
+fn form_decoded(text: &str) -> Option<Cow<'_, str>> {
+    if !text.contains(['+', '%']) {
+        return Some(Cow::Borrowed(text));
+    }
+    let spaced = text.replace('+', " ");
+    let decoded = percent_encoding::percent_decode_str(&spaced).decode_utf8().ok()?;
+    Some(Cow::Owned(decoded.into_owned()))
 }
 
 /// A notification signed by Alipay for our app and seller: built only by
@@ -611,6 +628,20 @@ mod tests {
         assert!(refused.form.is_none());
         let form = NotifyForm::parse("b=2&a=1&c=").unwrap();
         assert_eq!((form.field("a"), form.field("c"), form.field("d")), (Some("1"), Some(""), None));
+    }
+
+    #[test]
+    fn a_form_decodes_plus_and_percent_and_refuses_bytes_that_are_not_utf8() {
+        let form =
+            NotifyForm::parse("gmt_payment=2026-12-04+10%3A00%3A00&subject=%E6%B5%8B%E8%AF%95&s%69gn=a%2Bb")
+                .unwrap();
+        assert_eq!(form.field("gmt_payment"), Some("2026-12-04 10:00:00"));
+        assert_eq!(form.field("subject"), Some("测试"));
+        assert_eq!(form.field("sign"), Some("a+b"));
+        let refused = NotifyForm::parse("subject=%FF%FE").unwrap_err();
+        assert_eq!(refused.reason, "field subject is not UTF-8");
+        let twice = NotifyForm::parse("sign=a&s%69gn=b").unwrap_err();
+        assert_eq!(twice.reason, "field sign repeated");
     }
 
     proptest::proptest! {
