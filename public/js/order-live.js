@@ -15,6 +15,10 @@
     document.getElementById("order-status-text").textContent = words[order.status] || "";
     if (order.payTime) document.getElementById("order-pay-time").textContent = order.payTime;
     if (order.tradeNo) document.getElementById("order-trade-no").textContent = order.tradeNo;
+    // The actions its status allows (取消订单 while open, 申请退款 once paid).
+    document.querySelectorAll("[data-statuses]").forEach(function (form) {
+      form.hidden = form.getAttribute("data-statuses").split(" ").indexOf(order.status) < 0;
+    });
   }
   function poll() {
     fetch("/api/v1/orders/" + orderId, { credentials: "same-origin" })
