@@ -9,6 +9,7 @@ mod admin;
 mod catalogue;
 mod compensation;
 mod coupon;
+mod coupon_pages;
 mod crash;
 mod hardening;
 mod login;
