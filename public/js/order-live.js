@@ -8,13 +8,24 @@
     PAY_SUCCESS: "Paid. Preparing your delivery…", DEAL_DONE: "Paid and delivered. Thank you!",
     CLOSE: "Closed without payment.", REFUND_WAIT: "Refund in progress…", REFUNDED: "Refunded."
   };
+  // As services::order_history::status_text says them.
+  var zh = {
+    CREATE: "待支付", PAY_WAIT: "待支付", PAY_SUCCESS: "已支付", DEAL_DONE: "已完成",
+    CLOSE: "已关闭", REFUND_WAIT: "退款中", REFUNDED: "已退款"
+  };
   function show(order) {
     var status = document.getElementById("order-status");
     status.textContent = order.status;
     status.className = "status status-" + order.status;
     document.getElementById("order-status-text").textContent = words[order.status] || "";
+    var statusZh = document.getElementById("order-status-zh");
+    if (statusZh) statusZh.textContent = zh[order.status] || "";
     if (order.payTime) document.getElementById("order-pay-time").textContent = order.payTime;
     if (order.tradeNo) document.getElementById("order-trade-no").textContent = order.tradeNo;
+    // The actions its status allows (取消订单 while open, 申请退款 once paid).
+    document.querySelectorAll("[data-statuses]").forEach(function (form) {
+      form.hidden = form.getAttribute("data-statuses").split(" ").indexOf(order.status) < 0;
+    });
   }
   function poll() {
     fetch("/api/v1/orders/" + orderId, { credentials: "same-origin" })

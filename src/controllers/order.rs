@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
+use chrono::NaiveDateTime;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -15,11 +16,12 @@ use super::{Nav, csrf, filters, render};
 use crate::china_time;
 use crate::config::url_origin;
 use crate::error::{AppError, Envelope};
+use crate::models::now;
 use crate::models::order::{Order, OrderAtCheckout, OrderStatus};
 use crate::models::order_discount::DiscountType;
 use crate::models::user::AppUser;
 use crate::money::format_yuan;
-use crate::services::order::{self as orders, OrderToPay, Purchase, RefundReply};
+use crate::services::order::{self as orders, OrderToPay, Purchase, RefundOutcome, RefundReply};
 use crate::services::order_history::{self as history, Breakdown, OrderCursor, OrderPage, PricedOrder};
 use crate::services::reconcile::Reconciler;
 use crate::services::session;
@@ -32,6 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/orders", web::get().to(my_orders))
         .route("/orders/return", web::get().to(returned))
         .route("/orders/{order_id}", web::get().to(order_page))
+        .route("/orders/{order_id}/cancel", web::post().to(cancel))
         .route("/orders/{order_id}/live", web::get().to(live_status));
 }
 
@@ -168,6 +171,9 @@ struct CheckoutPage {
     order: OrderAtCheckout,
     breakdown: Breakdown,
     form: String,
+    /// The shopper's open order from an earlier Buy: the page offers to pay or cancel it instead
+    /// of going on to the cashier by itself.
+    existing: bool,
 }
 
 #[derive(Template)]
@@ -177,6 +183,29 @@ struct OrderDetailPage {
     order: Order,
     breakdown: Breakdown,
     status_text: &'static str,
+    /// What the last 取消订单 / 申请退款 came to.
+    notice: Option<&'static str>,
+}
+
+/// The notices of the order page's 取消订单 / 申请退款, by the key its redirect carries: the
+/// service's answers ([`RefundOutcome::key`]), `busy` and `failed`. Only these texts are shown,
+/// so a link cannot put words on the page.
+fn cancel_notice(key: &str) -> Option<&'static str> {
+    match key {
+        "busy" => Some("订单正在处理中，请稍后再试"),
+        "failed" => Some("暂时无法处理，请稍后再试"),
+        key => RefundOutcome::from_key(key).map(RefundOutcome::message),
+    }
+}
+
+#[derive(Deserialize)]
+struct NoticeQuery {
+    notice: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: Option<String>,
 }
 
 #[derive(Template)]
@@ -233,15 +262,24 @@ async fn buy(
         return if user.is_none() { Ok(login()) } else { Err(refused) };
     }
     let purchase = Purchase { product_id: product_id.clone(), coupon_id: form.coupon_id()? };
+    let started = now();
     let (user, OrderToPay { order, pay_form }) = match checkout(&state, token.clone(), purchase).await {
         Err(AppError::NotLoggedIn) => return Ok(login()),
         other => other?,
     };
+    let existing = placed_before(&state, &order, started);
     let (order_id, payable_cents) = (order.order_id.clone(), order.total_cents);
     let breakdown =
         state.engine.run(move |conn| history::at_checkout(conn, &order_id, payable_cents)).await?;
     let nav = MaybeShopper(Some(Shopper { user, token })).nav();
-    render(&CheckoutPage { nav, order, breakdown, form: pay_form })
+    render(&CheckoutPage { nav, order, breakdown, form: pay_form, existing })
+}
+
+/// Whether the checkout handed out an order placed before `started`, the shopper's open order
+/// from an earlier Buy: an order is placed at its `expire_at` less `alipay.pay_timeout_minutes`.
+fn placed_before(state: &AppState, order: &OrderAtCheckout, started: NaiveDateTime) -> bool {
+    let pay_timeout = chrono::Duration::minutes(i64::from(state.settings.alipay.pay_timeout_minutes));
+    order.expire_at - pay_timeout < started
 }
 
 async fn create_pay_order(
@@ -278,6 +316,33 @@ async fn shopper_refund(state: &AppState, user: AppUser, order_id: String) -> Re
             orders::shopper_refund(&reconciler, pool, &user, &order_id)
         })
         .await
+}
+
+/// The order and checkout pages' 取消订单 / 申请退款: [`orders::shopper_refund`], then back to the
+/// order page with a notice key ([`cancel_notice`]). A visitor is sent to log in; a form without
+/// this session's token is refused and changes nothing; another shopper's order is not found.
+async fn cancel(
+    state: web::Data<AppState>,
+    shopper: MaybeShopper,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, AppError> {
+    let order_id = path.into_inner();
+    let page = format!("/orders/{}", super::url_encode(&order_id));
+    let Some(current) = shopper.0 else {
+        return Ok(super::see_other(&format!("/login?next={}", super::url_encode(&page))));
+    };
+    csrf::verify(&current.token, form.csrf.as_deref())?;
+    let key = match shopper_refund(&state, current.user, order_id).await {
+        Ok(reply) => reply.outcome.key(),
+        Err(AppError::Conflict(_)) => "busy",
+        Err(e @ (AppError::Gateway { .. } | AppError::Unavailable(_))) => {
+            log::warn!("a shopper's cancel of {page} failed: {}", e.detail());
+            "failed"
+        }
+        Err(other) => return Err(other),
+    };
+    Ok(super::see_other(&format!("{page}?notice={key}")))
 }
 
 #[derive(Deserialize)]
@@ -367,6 +432,7 @@ async fn order_page(
     state: web::Data<AppState>,
     shopper: MaybeShopper,
     path: web::Path<String>,
+    query: web::Query<NoticeQuery>,
 ) -> Result<HttpResponse, AppError> {
     let order_id = path.into_inner();
     let Some(current) = shopper.0.clone() else {
@@ -377,7 +443,8 @@ async fn order_page(
     };
     let PricedOrder { order, breakdown } = shoppers_order(&state, &current, order_id).await?;
     let status_text = history::status_text(order.status);
-    render(&OrderDetailPage { nav: shopper.nav(), order, breakdown, status_text })
+    let notice = query.notice.as_deref().and_then(cancel_notice);
+    render(&OrderDetailPage { nav: shopper.nav(), order, breakdown, status_text, notice })
 }
 
 #[derive(Deserialize)]

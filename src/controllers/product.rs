@@ -6,8 +6,11 @@ use askama::Template;
 use super::identity::MaybeShopper;
 use super::{Nav, filters, render};
 use crate::error::AppError;
+use crate::models::now;
 use crate::models::product::Product;
-use crate::services::catalogue;
+use crate::money::format_yuan;
+use crate::services::catalogue::{self, ProductWithOffers};
+use crate::services::coupon::CouponOffer;
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -28,6 +31,42 @@ struct ProductPage {
     product: Product,
     /// The Buy form's token, for a logged-in shopper.
     csrf: Option<String>,
+    /// The coupon picker's choices after "不使用优惠券" (empty: no picker).
+    coupons: Vec<CouponChoice>,
+    /// The best price a coupon gives, when one applies.
+    best_cents: Option<i64>,
+}
+
+/// One of the shopper's coupons in the Buy form's picker: its rule in words with the price it
+/// gives, or with why it does not apply (then it cannot be picked).
+struct CouponChoice {
+    coupon_id: i64,
+    label: String,
+    selected: bool,
+    disabled: bool,
+}
+
+impl CouponChoice {
+    /// The choices in the offers' order (the best first, which is preselected).
+    fn list(offers: &[CouponOffer]) -> Vec<CouponChoice> {
+        offers
+            .iter()
+            .enumerate()
+            .map(|(i, offer)| {
+                let rule = offer.coupon.template.template.rule_in_words();
+                let (label, disabled) = match &offer.price {
+                    Ok(price) => (format!("{rule} · 到手价 ¥{}", format_yuan(price.payable_cents)), false),
+                    Err(refusal) => (format!("{rule} · {}", refusal.info()), true),
+                };
+                CouponChoice {
+                    coupon_id: offer.coupon.coupon.coupon_id,
+                    label,
+                    selected: i == 0 && !disabled,
+                    disabled,
+                }
+            })
+            .collect()
+    }
 }
 
 async fn list(state: web::Data<AppState>, shopper: MaybeShopper) -> Result<HttpResponse, AppError> {
@@ -41,7 +80,13 @@ async fn detail(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let product_id = path.into_inner();
-    let product = state.engine.run(move |conn| catalogue::product(conn, &product_id)).await?;
+    let user = shopper.0.as_ref().map(|s| s.user.clone());
+    let ProductWithOffers { product, offers } = state
+        .engine
+        .run(move |conn| catalogue::product_with_offers(conn, user.as_ref(), &product_id, now()))
+        .await?;
     let csrf = shopper.0.as_ref().map(|s| super::csrf::token_for(&s.token));
-    render(&ProductPage { nav: shopper.nav(), product, csrf })
+    let best_cents = offers.first().and_then(CouponOffer::payable_cents);
+    let coupons = CouponChoice::list(&offers);
+    render(&ProductPage { nav: shopper.nav(), product, csrf, coupons, best_cents })
 }

@@ -3,9 +3,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDateTime;
+
 use crate::db::DbConn;
 use crate::error::{AppError, AppResult};
 use crate::models::product::Product;
+use crate::models::user::AppUser;
+use crate::services::coupon::{self, CouponOffer};
 
 pub fn products_on_sale(conn: &mut DbConn) -> AppResult<Vec<Product>> {
     Ok(Product::list_on_sale(conn)?)
@@ -15,6 +19,28 @@ pub fn products_on_sale(conn: &mut DbConn) -> AppResult<Vec<Product>> {
 pub fn product(conn: &mut DbConn, product_id: &str) -> AppResult<Product> {
     Product::find(conn, product_id)?
         .ok_or_else(|| AppError::NotFound(format!("There is no product {product_id}.")))
+}
+
+/// A product as its page shows it: for a shopper, also each of their AVAILABLE coupons priced
+/// for it ([`coupon::offers`], the best first); a visitor's list is empty.
+pub struct ProductWithOffers {
+    pub product: Product,
+    pub offers: Vec<CouponOffer>,
+}
+
+/// The product page's product, priced with the shopper's coupons as of `at`.
+pub fn product_with_offers(
+    conn: &mut DbConn,
+    shopper: Option<&AppUser>,
+    product_id: &str,
+    at: NaiveDateTime,
+) -> AppResult<ProductWithOffers> {
+    let product = product(conn, product_id)?;
+    let offers = match shopper {
+        Some(shopper) => coupon::offers(conn, shopper, &product, at)?,
+        None => Vec::new(),
+    };
+    Ok(ProductWithOffers { product, offers })
 }
 
 /// The products on sale as the product list page shows them: a snapshot at most `max_age` old,

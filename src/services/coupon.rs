@@ -167,6 +167,43 @@ pub fn trial(
     Ok(pricing::price(&product, shopper, &PricingChoices { coupon: coupon.as_ref() }, at)?)
 }
 
+/// One of the shopper's AVAILABLE coupons priced for a product: the price it gives, or why it
+/// does not apply.
+#[derive(Debug, Clone)]
+pub struct CouponOffer {
+    pub coupon: UserCouponWithTemplate,
+    pub price: Result<Price, CouponRefusal>,
+}
+
+impl CouponOffer {
+    /// What the shopper pays with this coupon, when it applies.
+    pub fn payable_cents(&self) -> Option<i64> {
+        self.price.as_ref().ok().map(|p| p.payable_cents)
+    }
+}
+
+/// The shopper's coupons as they apply to `product`: each one AVAILABLE as of `at` priced by
+/// [`pricing::price`], the applicable ones first, cheapest first (of equal prices the one that
+/// expires first), then the refused ones with their reason. The first offer with a price is the
+/// best one.
+pub fn offers(
+    conn: &mut DbConn,
+    shopper: &AppUser,
+    product: &Product,
+    at: NaiveDateTime,
+) -> AppResult<Vec<CouponOffer>> {
+    let mut offers: Vec<CouponOffer> = coupon::of_user(conn, shopper.user_id)?
+        .into_iter()
+        .filter(|c| c.coupon.status_at(at) == CouponStatus::Available)
+        .map(|coupon| {
+            let price = pricing::price(product, Some(shopper), &PricingChoices { coupon: Some(&coupon) }, at);
+            CouponOffer { coupon, price }
+        })
+        .collect();
+    offers.sort_by_key(|o| (o.payable_cents().is_none(), o.payable_cents(), o.coupon.coupon.valid_until));
+    Ok(offers)
+}
+
 /// The templates open for claims now, and, for a shopper, their coupons.
 pub fn centre(
     conn: &mut DbConn,

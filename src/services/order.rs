@@ -370,6 +370,67 @@ pub struct RefundReply {
     pub success: bool,
     pub message: &'static str,
     pub order_id: String,
+    /// The same answer as a value, for pages.
+    #[serde(skip)]
+    pub outcome: RefundOutcome,
+}
+
+/// The answers of [`shopper_refund`], each with whether it is a success and its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundOutcome {
+    /// The open order is closed now.
+    Cancelled,
+    /// The order was closed already.
+    Closed,
+    /// Alipay could not close the order yet; it stays open.
+    NotClosed,
+    /// The order is paid: the customer service refunds it.
+    ContactService,
+    Refunding,
+    Refunded,
+}
+
+impl RefundOutcome {
+    pub const ALL: [RefundOutcome; 6] = [
+        RefundOutcome::Cancelled,
+        RefundOutcome::Closed,
+        RefundOutcome::NotClosed,
+        RefundOutcome::ContactService,
+        RefundOutcome::Refunding,
+        RefundOutcome::Refunded,
+    ];
+
+    pub fn success(self) -> bool {
+        matches!(self, RefundOutcome::Cancelled | RefundOutcome::Refunding | RefundOutcome::Refunded)
+    }
+
+    /// The shopper-facing text.
+    pub fn message(self) -> &'static str {
+        match self {
+            RefundOutcome::Cancelled => "订单已取消",
+            RefundOutcome::Closed => "订单已关闭",
+            RefundOutcome::NotClosed => "支付宝暂时无法关闭订单，请稍后再试",
+            RefundOutcome::ContactService => "请联系客服退款",
+            RefundOutcome::Refunding => "退款中",
+            RefundOutcome::Refunded => "已退款",
+        }
+    }
+
+    /// A short name for links (`?notice=cancelled`).
+    pub fn key(self) -> &'static str {
+        match self {
+            RefundOutcome::Cancelled => "cancelled",
+            RefundOutcome::Closed => "closed",
+            RefundOutcome::NotClosed => "not-closed",
+            RefundOutcome::ContactService => "contact",
+            RefundOutcome::Refunding => "refunding",
+            RefundOutcome::Refunded => "refunded",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<RefundOutcome> {
+        RefundOutcome::ALL.into_iter().find(|o| o.key() == key)
+    }
 }
 
 /// The shopper asks to cancel or refund their order. An unpaid order is closed at Alipay first,
@@ -392,13 +453,18 @@ pub fn shopper_refund(
     } else {
         order.status
     };
-    let (success, message) = match status {
-        OrderStatus::Close if was_open => (true, "订单已取消"),
-        OrderStatus::Close => (false, "订单已关闭"),
-        OrderStatus::Create | OrderStatus::PayWait => (false, "支付宝暂时无法关闭订单，请稍后再试"),
-        OrderStatus::PaySuccess | OrderStatus::DealDone => (false, "请联系客服退款"),
-        OrderStatus::RefundWait => (true, "退款中"),
-        OrderStatus::Refunded => (true, "已退款"),
+    let outcome = match status {
+        OrderStatus::Close if was_open => RefundOutcome::Cancelled,
+        OrderStatus::Close => RefundOutcome::Closed,
+        OrderStatus::Create | OrderStatus::PayWait => RefundOutcome::NotClosed,
+        OrderStatus::PaySuccess | OrderStatus::DealDone => RefundOutcome::ContactService,
+        OrderStatus::RefundWait => RefundOutcome::Refunding,
+        OrderStatus::Refunded => RefundOutcome::Refunded,
     };
-    Ok(RefundReply { success, message, order_id: order_id.to_owned() })
+    Ok(RefundReply {
+        success: outcome.success(),
+        message: outcome.message(),
+        order_id: order_id.to_owned(),
+        outcome,
+    })
 }

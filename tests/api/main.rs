@@ -10,6 +10,7 @@ mod catalogue;
 mod compensation;
 mod coupon;
 mod coupon_orders;
+mod coupon_pages;
 mod crash;
 mod hardening;
 mod login;

@@ -1,7 +1,10 @@
 // A shopper's walk through the shop in headless Chromium (Debian's), as a person would see it:
 // product -> Buy -> login QR -> the sandbox phone scans it in a second tab -> logged in -> Buy ->
 // checkout -> sandbox cashier -> Pay -> the order page turns paid, then delivered, without a
-// reload -> the admin signs in and finds the order. Screenshots go to target/screenshots/.
+// reload -> the admin signs in and finds the order; then, on a phone's 375 px wide screen, the
+// shopper claims 直减5元 at 领券中心, finds it preselected on the tea's page at ¥53.00, sees the
+// breakdown at checkout, pays ¥53.00, and the coupon is 已使用. Screenshots go to
+// target/screenshots/.
 //
 // Usage: node walkthrough.mjs <shop base URL> <admin password>
 import { chromium } from "playwright-core";
@@ -123,6 +126,76 @@ try {
     expectText(await admin.textContent("#admin-status"), "DEAL_DONE", "admin status");
     expectText(await admin.textContent("main"), "payment form issued", "timeline");
     await shot(admin, "admin-order");
+  });
+
+  // A phone's screen from here on: nothing may be wider than it.
+  async function fitsThePhone(page) {
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+    if (wide > 375) throw new Error(`the page is ${wide} px wide on a 375 px screen`);
+  }
+  const tea = "100010090092";
+  let couponOrderId = "";
+
+  await check("on a phone, the shopper claims 直减5元 at 领券中心", async () => {
+    await shop.setViewportSize({ width: 375, height: 812 });
+    await shop.goto(`${base}/coupons`);
+    await shop.click("#template-9003 button[type=submit]");
+    await shop.waitForURL((url) => url.pathname === "/coupons" && url.searchParams.has("claimed"));
+    expectText(await shop.textContent("#coupon-notice"), "领取成功", "claim notice");
+    expectText(await shop.textContent("#mine-AVAILABLE"), "直减5", "the coupon is available");
+    await fitsThePhone(shop);
+    await shot(shop, "coupon-claimed");
+  });
+
+  await check("the tea's page preselects the coupon with the price it gives", async () => {
+    await shop.goto(`${base}/products/${tea}`);
+    expectText(await shop.textContent(".price"), "¥58.00", "list price");
+    const picked = await shop.$eval("#coupon-picker", (select) => select.options[select.selectedIndex].textContent);
+    expectText(picked, "直减5 · 到手价 ¥53.00", "the preselected coupon");
+    expectText(await shop.textContent("#coupon-best"), "¥53.00", "the best price");
+    await fitsThePhone(shop);
+    await shot(shop, "product-coupon");
+  });
+
+  await check("Buy -> the checkout shows the breakdown -> the cashier charges ¥53.00", async () => {
+    // Without checkout.js the checkout page stays, as in a browser without JavaScript.
+    await shop.route("**/public/js/checkout.js", (route) => route.abort());
+    await shop.click("#buy");
+    await shop.waitForSelector(".checkout");
+    expectText(await shop.textContent(".breakdown-original"), "58.00", "商品原价");
+    expectText(await shop.textContent(".breakdown-discount"), "-¥5.00", "优惠券");
+    expectText(await shop.textContent(".breakdown-discount"), "优惠券", "优惠券 label");
+    expectText(await shop.textContent("#pay-amount"), "¥53.00", "实付");
+    couponOrderId = (await shop.textContent(".order-id")).trim();
+    await fitsThePhone(shop);
+    await shot(shop, "checkout-breakdown");
+    await shop.unroute("**/public/js/checkout.js");
+    await shop.click("form[name=punchout_form] button[type=submit]");
+    await shop.waitForURL((url) => url.pathname === "/sandbox/alipay/gateway.do", { timeout: 15000 });
+    expectText(await shop.textContent(".cashier"), "¥53.00", "cashier amount");
+    expectText(await shop.textContent(".out-trade-no"), couponOrderId, "cashier order");
+    await shot(shop, "cashier-coupon");
+  });
+
+  await check("Pay -> the order page turns paid at 实付 ¥53.00 and offers 申请退款", async () => {
+    await shop.click("#pay");
+    await shop.waitForURL((url) => url.pathname === `/orders/${couponOrderId}`, { timeout: 15000 });
+    await shop.waitForFunction(() => /PAY_SUCCESS|DEAL_DONE/.test(document.getElementById("order-status").textContent), null, { timeout: 20000 });
+    expectText(await shop.textContent("#pay-amount"), "¥53.00", "实付");
+    expectText(await shop.textContent(".breakdown-discount"), "-¥5.00", "优惠券");
+    expectText(await shop.textContent("#order-status-zh"), "已", "the status in Chinese follows");
+    if (!(await shop.isVisible("#refund-order"))) throw new Error("申请退款 is not shown for a paid order");
+    if (await shop.isVisible("#cancel-order")) throw new Error("取消订单 is still shown for a paid order");
+    await fitsThePhone(shop);
+    await shot(shop, "order-paid-coupon");
+  });
+
+  await check("the coupon shows as 已使用 at 领券中心", async () => {
+    await shop.goto(`${base}/coupons`);
+    expectText(await shop.textContent("#mine-USED"), "直减5", "the used coupon");
+    expectText(await shop.textContent("#mine-AVAILABLE"), "无", "no coupon left available");
+    await fitsThePhone(shop);
+    await shot(shop, "coupon-used");
   });
 
   await check("no page broke the content security policy", async () => {
