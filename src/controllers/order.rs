@@ -7,7 +7,6 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use chrono::NaiveDateTime;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +15,6 @@ use super::{Nav, csrf, filters, render};
 use crate::china_time;
 use crate::config::url_origin;
 use crate::error::{AppError, Envelope};
-use crate::models::now;
 use crate::models::order::{Order, OrderAtCheckout, OrderStatus};
 use crate::models::order_discount::DiscountType;
 use crate::models::user::AppUser;
@@ -262,24 +260,16 @@ async fn buy(
         return if user.is_none() { Ok(login()) } else { Err(refused) };
     }
     let purchase = Purchase { product_id: product_id.clone(), coupon_id: form.coupon_id()? };
-    let started = now();
-    let (user, OrderToPay { order, pay_form }) = match checkout(&state, token.clone(), purchase).await {
-        Err(AppError::NotLoggedIn) => return Ok(login()),
-        other => other?,
-    };
-    let existing = placed_before(&state, &order, started);
+    let (user, OrderToPay { order, pay_form, existing }) =
+        match checkout(&state, token.clone(), purchase).await {
+            Err(AppError::NotLoggedIn) => return Ok(login()),
+            other => other?,
+        };
     let (order_id, payable_cents) = (order.order_id.clone(), order.total_cents);
     let breakdown =
         state.engine.run(move |conn| history::at_checkout(conn, &order_id, payable_cents)).await?;
     let nav = MaybeShopper(Some(Shopper { user, token })).nav();
     render(&CheckoutPage { nav, order, breakdown, form: pay_form, existing })
-}
-
-/// Whether the checkout handed out an order placed before `started`, the shopper's open order
-/// from an earlier Buy: an order is placed at its `expire_at` less `alipay.pay_timeout_minutes`.
-fn placed_before(state: &AppState, order: &OrderAtCheckout, started: NaiveDateTime) -> bool {
-    let pay_timeout = chrono::Duration::minutes(i64::from(state.settings.alipay.pay_timeout_minutes));
-    order.expire_at - pay_timeout < started
 }
 
 async fn create_pay_order(

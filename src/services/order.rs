@@ -41,6 +41,8 @@ pub enum Checkout {
 pub struct OrderToPay {
     pub order: OrderAtCheckout,
     pub pay_form: String,
+    /// The shopper's open order from an earlier checkout, handed out again.
+    pub existing: bool,
 }
 
 /// What a shopper buys: the product and the marketing choices priced with it.
@@ -131,7 +133,7 @@ pub fn begin_checkout(
         if open.expire_at - Duration::seconds(FORM_MARGIN_SECS) > now()
             && let Some(pay_form) = form
         {
-            return Ok((user, Checkout::Open(OrderToPay { order: open, pay_form })));
+            return Ok((user, Checkout::Open(OrderToPay { order: open, pay_form, existing: true })));
         }
         replaces = Some(open.order_id);
     }
@@ -299,7 +301,7 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Placed> {
         total_cents: draft.price.payable_cents,
         expire_at: draft.expire_at,
     };
-    Ok(Placed::Order(OrderToPay { order, pay_form: signed.pay_form.clone() }))
+    Ok(Placed::Order(OrderToPay { order, pay_form: signed.pay_form.clone(), existing: false }))
 }
 
 /// One unit reserved at the draft's list price, and then `rows`.
