@@ -381,6 +381,33 @@ mod tests {
         );
     }
 
+    /// A row of a test's query: a name and a number.
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+
+    /// A fresh SQLite database (foreign keys on) migrated up to and including `version`, to
+    /// test the next migration against rows written before it.
+    fn sqlite_migrated_to(version: &str) -> (TestDatabase, diesel::SqliteConnection) {
+        use diesel::connection::SimpleConnection;
+        use diesel_migrations::MigrationHarness;
+
+        // Configured first, as the shop does: a connection before it would keep SQLite's defaults
+        // and fail `sqlite_is_configured_before_its_first_connection`, which runs alongside.
+        super::configure_sqlite();
+        let database = TestDatabase::new(Backend::Sqlite);
+        let mut conn = diesel::SqliteConnection::establish(&database.url).unwrap();
+        conn.batch_execute("PRAGMA foreign_keys = ON").unwrap();
+        while !conn.applied_migrations().unwrap().iter().any(|v| v.to_string() == version) {
+            conn.run_next_migration(super::SQLITE_MIGRATIONS).unwrap();
+        }
+        (database, conn)
+    }
+
     /// The migration that rebuilds `pay_order` and `outbox` for their status checks keeps every
     /// row and the ids to come, and the checks still refuse an unknown status; the next one
     /// moves the forms out of `pay_order` and keeps its rows.
@@ -388,26 +415,9 @@ mod tests {
     fn the_pay_order_rebuilds_keep_rows_ids_forms_and_checks() {
         use diesel::RunQueryDsl;
         use diesel::connection::SimpleConnection;
-        use diesel::sql_types::{BigInt, Text};
         use diesel_migrations::MigrationHarness;
 
-        #[derive(diesel::QueryableByName, Debug, PartialEq)]
-        struct Row {
-            #[diesel(sql_type = Text)]
-            name: String,
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        // Configured first, as the shop does: a connection before it would keep SQLite's defaults
-        // and fail `sqlite_is_configured_before_its_first_connection`, which runs alongside.
-        super::configure_sqlite();
-        let database = TestDatabase::new(Backend::Sqlite);
-        let mut conn = diesel::SqliteConnection::establish(&database.url).unwrap();
-        conn.batch_execute("PRAGMA foreign_keys = ON").unwrap();
-        let before_rebuild = "20261122000030";
-        while !conn.applied_migrations().unwrap().iter().any(|v| v.to_string() == before_rebuild) {
-            conn.run_next_migration(super::SQLITE_MIGRATIONS).unwrap();
-        }
+        let (_database, mut conn) = sqlite_migrated_to("20261122000030");
         conn.batch_execute(
             "INSERT INTO app_user (openid) VALUES ('o1');
              INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, total_cents, status,
@@ -485,23 +495,9 @@ mod tests {
     fn the_price_snapshot_backfills_old_orders() {
         use diesel::RunQueryDsl;
         use diesel::connection::SimpleConnection;
-        use diesel::sql_types::{BigInt, Text};
         use diesel_migrations::MigrationHarness;
 
-        #[derive(diesel::QueryableByName, Debug, PartialEq)]
-        struct Row {
-            #[diesel(sql_type = Text)]
-            name: String,
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        super::configure_sqlite();
-        let database = TestDatabase::new(Backend::Sqlite);
-        let mut conn = diesel::SqliteConnection::establish(&database.url).unwrap();
-        let before = "20261204000070";
-        while !conn.applied_migrations().unwrap().iter().any(|v| v.to_string() == before) {
-            conn.run_next_migration(super::SQLITE_MIGRATIONS).unwrap();
-        }
+        let (_database, mut conn) = sqlite_migrated_to("20261204000070");
         conn.batch_execute(
             "INSERT INTO app_user (openid) VALUES ('o1');
              INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, total_cents, status,
