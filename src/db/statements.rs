@@ -477,7 +477,7 @@ mod tests {
     use diesel::connection::{Connection, InstrumentationEvent};
     use diesel::prelude::*;
 
-    use super::{Failure, Inserts, sqlite_text};
+    use super::{Chain, Failure, InsertRows, Inserts, sqlite_text};
     use crate::db::schema::{order_event, outbox, product};
     use crate::db::{Backend, DbConn, KeepPreparedDsl};
     use crate::models::outbox::{NewOutboxEntry, OutboxEntry, WxTemplate};
@@ -541,6 +541,88 @@ mod tests {
     }
 
     crate::both_backends!(rows_are_added_only_with_a_change_and_on_postgresql_in_its_statement);
+
+    /// One insert of each call site.
+    fn every_kind_of_insert() -> Vec<InsertRows> {
+        use crate::models::alipay_notify::{self, NewNotify};
+        use crate::models::order::{NewOrder, Order};
+        let at = crate::models::now();
+        let order = NewOrder {
+            order_id: "0000000000000001",
+            user_id: 1,
+            openid: "o1",
+            product_id: "p",
+            product_name: "Tea",
+            original_cents: 100,
+            discount_cents: 0,
+            total_cents: 100,
+            pay_form: "<form/>",
+            order_time: at,
+            expire_at: at,
+            next_query_at: at,
+        };
+        let [row, form] = Order::insert(&order);
+        let notify = NewNotify {
+            notify_id: Some("n"),
+            out_trade_no: None,
+            trade_status: None,
+            raw: "raw",
+            raw_sha256: None,
+            verified: true,
+            outcome: "paid",
+        };
+        let entry = |key: &str| {
+            NewOutboxEntry::of(&WxTemplate { client_msg_id: key.into(), body: Default::default() })
+        };
+        vec![
+            row,
+            form,
+            timeline::row("0000000000000001", None, order::OrderStatus::PayWait, "c", "d"),
+            alipay_notify::row(&notify),
+            OutboxEntry::insert([entry("a"), entry("b")]),
+        ]
+    }
+
+    /// The statements' text on both backends, alone, chained and guarded: the columns named by
+    /// diesel, written as they are named, unquoted.
+    #[test]
+    fn inserts_are_written_with_their_columns() {
+        use diesel::query_builder::{QueryBuilder, QueryFragment};
+        use diesel::{pg::Pg, sqlite::Sqlite};
+        let inserts = every_kind_of_insert();
+        let sqlite: Vec<String> = inserts
+            .iter()
+            .map(|insert| {
+                let mut sql = diesel::sqlite::SqliteQueryBuilder::new();
+                QueryFragment::<Sqlite>::to_sql(insert, &mut sql, &Sqlite).unwrap();
+                sql.finish()
+            })
+            .collect();
+        assert_eq!(
+            sqlite,
+            [
+                "INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, original_cents, discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO pay_form (order_id, form) VALUES (?, ?)",
+                "INSERT INTO order_event (order_id, from_status, to_status, cause, detail, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            ]
+        );
+        let update = diesel::dsl::sql::<diesel::sql_types::Integer>("UPDATE t SET c = 1 RETURNING 1");
+        let pg = |changed| {
+            let mut sql = diesel::pg::PgQueryBuilder::default();
+            QueryFragment::<Pg>::to_sql(&Chain { changed, inserts: &inserts }, &mut sql, &Pg).unwrap();
+            sql.finish()
+        };
+        assert_eq!(
+            pg(None),
+            "WITH s0 AS (INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, original_cents, discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)), s1 AS (INSERT INTO pay_form (order_id, form) VALUES ($15, $16)), s2 AS (INSERT INTO order_event (order_id, from_status, to_status, cause, detail, created_at) VALUES ($17, $18, $19, $20, $21, $22)), s3 AS (INSERT INTO alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at) VALUES ($23, $24, $25, $26, $27, $28, $29, $30) ON CONFLICT DO NOTHING) INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, created_at, updated_at) VALUES ($31, $32, $33, $34, $35, $36, $37, $38, $39), ($40, $41, $42, $43, $44, $45, $46, $47, $48) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            pg(Some(&update)),
+            "WITH changed AS (UPDATE t SET c = 1 RETURNING 1), s0 AS (INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, original_cents, discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, updated_at) SELECT * FROM (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)) AS v WHERE EXISTS (SELECT FROM changed)), s1 AS (INSERT INTO pay_form (order_id, form) SELECT * FROM (VALUES ($15, $16)) AS v WHERE EXISTS (SELECT FROM changed)), s2 AS (INSERT INTO order_event (order_id, from_status, to_status, cause, detail, created_at) SELECT * FROM (VALUES ($17, $18, $19, $20, $21, $22)) AS v WHERE EXISTS (SELECT FROM changed)), s3 AS (INSERT INTO alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at) SELECT * FROM (VALUES ($23, $24, $25, $26, $27, $28, $29, $30)) AS v WHERE EXISTS (SELECT FROM changed) ON CONFLICT DO NOTHING), s4 AS (INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, created_at, updated_at) SELECT * FROM (VALUES ($31, $32, $33, $34, $35, $36, $37, $38, $39), ($40, $41, $42, $43, $44, $45, $46, $47, $48)) AS v WHERE EXISTS (SELECT FROM changed) ON CONFLICT DO NOTHING) SELECT 1 FROM changed"
+        );
+    }
 
     #[test]
     fn sqlite_timestamps_are_written_as_diesel_writes_them() {
