@@ -30,13 +30,14 @@ use chrono::{Datelike, NaiveDateTime, Timelike};
 use diesel::backend::Backend;
 use diesel::dsl::{Returning, sql};
 use diesel::expression::SqlLiteral;
+use diesel::internal::table_macro::{Identifier, StaticQueryFragment};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId, UpdateStatement};
 use diesel::query_dsl::LoadQuery;
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::{BigInt, Bool, HasSqlType, Integer, Nullable, Text, Timestamp};
 use diesel::sqlite::Sqlite;
-use diesel::{AsExpression, PgConnection, QueryResult, RunQueryDsl, SqliteConnection, Table};
+use diesel::{AsExpression, Column, PgConnection, QueryResult, RunQueryDsl, SqliteConnection, Table};
 
 use super::{DbConn, MultiBackend, isolated_write_transaction, write_transaction};
 
@@ -159,20 +160,65 @@ where
     }
 }
 
+/// Columns of one table `T`, `N` of them, in the order of a row's values: a tuple of diesel's
+/// columns, such as `(pay_form::order_id, pay_form::form)` (up to 16).
+pub trait ColumnsOf<T, const N: usize> {
+    /// The columns' names as diesel names them.
+    const NAMES: &'static [&'static str];
+}
+
+macro_rules! columns_of {
+    ($($n:literal: $($column:ident)+;)+) => {
+        $(impl<T, $($column: Column<Table = T>),+> ColumnsOf<T, $n> for ($($column,)+) {
+            const NAMES: &'static [&'static str] = &[$($column::NAME),+];
+        })+
+    };
+}
+
+columns_of! {
+    1: A;
+    2: A B;
+    3: A B C;
+    4: A B C D;
+    5: A B C D E;
+    6: A B C D E F;
+    7: A B C D E F G;
+    8: A B C D E F G H;
+    9: A B C D E F G H I;
+    10: A B C D E F G H I J;
+    11: A B C D E F G H I J K;
+    12: A B C D E F G H I J K L;
+    13: A B C D E F G H I J K L M;
+    14: A B C D E F G H I J K L M N;
+    15: A B C D E F G H I J K L M N O;
+    16: A B C D E F G H I J K L M N O P;
+}
+
 /// `INSERT INTO table (columns) VALUES (..), (..)`, written by hand rather than by diesel so
 /// that a chain on PostgreSQL can also write it as `INSERT ... SELECT` that adds its rows only
-/// if the chain's UPDATE changed a row.
+/// if the chain's UPDATE changed a row. Table and columns are diesel's, written unquoted.
 pub struct InsertRows {
-    /// `table (column, ...)`
-    into: &'static str,
-    rows: Vec<Vec<Value>>,
+    table: &'static str,
+    columns: &'static [&'static str],
+    /// The rows' values one after another, one per column.
+    values: Vec<Value>,
     skip_conflicts: bool,
 }
 
 impl InsertRows {
-    /// `into` is `table (column, ...)`; every row has one value per column, in that order.
-    pub fn new(into: &'static str, rows: Vec<Vec<Value>>) -> Self {
-        InsertRows { into, rows, skip_conflicts: false }
+    /// The rows into `columns` of `table`, each with one value per column, in their order. A row
+    /// of another length, or a column of another table, does not compile.
+    pub fn new<T, C, const N: usize>(
+        _table: T,
+        _columns: C,
+        rows: impl IntoIterator<Item = [Value; N]>,
+    ) -> Self
+    where
+        T: Table + StaticQueryFragment<Component = Identifier<'static>>,
+        C: ColumnsOf<T, N>,
+    {
+        let values = rows.into_iter().flatten().collect();
+        InsertRows { table: T::STATIC_COMPONENT.0, columns: C::NAMES, values, skip_conflicts: false }
     }
 
     /// Adds `ON CONFLICT DO NOTHING` (both backends speak it): a row that would break a unique
@@ -192,9 +238,19 @@ impl InsertRows {
         }
     }
 
+    /// `table (column, ...)`
+    fn walk_into<DB: Backend>(&self, out: &mut AstPass<'_, '_, DB>) {
+        out.push_sql(self.table);
+        for (i, column) in self.columns.iter().enumerate() {
+            out.push_sql(if i == 0 { " (" } else { ", " });
+            out.push_sql(column);
+        }
+        out.push_sql(")");
+    }
+
     fn walk_values<'b, DB: BindValue>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_sql("VALUES ");
-        for (i, row) in self.rows.iter().enumerate() {
+        for (i, row) in self.values.chunks(self.columns.len()).enumerate() {
             out.push_sql(if i == 0 { "(" } else { ", (" });
             for (j, value) in row.iter().enumerate() {
                 if j > 0 {
@@ -216,7 +272,7 @@ impl InsertRows {
     /// The rows only if the chain's `changed` CTE returned one.
     fn walk_guarded<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql("INSERT INTO ");
-        out.push_sql(self.into);
+        self.walk_into(&mut out);
         out.push_sql(" SELECT * FROM (");
         self.walk_values(&mut out)?;
         out.push_sql(") AS v WHERE EXISTS (SELECT FROM changed)");
@@ -228,7 +284,7 @@ impl InsertRows {
 impl<DB: BindValue> QueryFragment<DB> for InsertRows {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_sql("INSERT INTO ");
-        out.push_sql(self.into);
+        self.walk_into(&mut out);
         out.push_sql(" ");
         self.walk_values(&mut out)?;
         self.walk_tail(&mut out);

@@ -192,14 +192,29 @@ impl Order {
     /// with others ([`Inserts`]).
     pub fn insert(order: &NewOrder) -> [InsertRows; 2] {
         let form = InsertRows::new(
-            "pay_form (order_id, form)",
-            vec![vec![Value::Text(order.order_id.to_owned()), Value::Text(order.pay_form.to_owned())]],
+            pay_form::table,
+            (pay_form::order_id, pay_form::form),
+            [[Value::Text(order.order_id.to_owned()), Value::Text(order.pay_form.to_owned())]],
         );
         let row = InsertRows::new(
-            "pay_order (order_id, user_id, openid, product_id, product_name, original_cents, \
-             discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, \
-             updated_at)",
-            vec![vec![
+            pay_order::table,
+            (
+                pay_order::order_id,
+                pay_order::user_id,
+                pay_order::openid,
+                pay_order::product_id,
+                pay_order::product_name,
+                pay_order::original_cents,
+                pay_order::discount_cents,
+                pay_order::total_cents,
+                pay_order::status,
+                pay_order::order_time,
+                pay_order::expire_at,
+                pay_order::next_query_at,
+                pay_order::query_attempts,
+                pay_order::updated_at,
+            ),
+            [[
                 Value::Text(order.order_id.to_owned()),
                 Value::BigInt(order.user_id),
                 Value::Text(order.openid.to_owned()),
