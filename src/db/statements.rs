@@ -29,7 +29,9 @@
 use chrono::{Datelike, NaiveDateTime, Timelike};
 use diesel::backend::Backend;
 use diesel::dsl::{Returning, sql};
-use diesel::expression::SqlLiteral;
+use diesel::expression::{
+    AppearsOnTable, Expression, SelectableExpression, SqlLiteral, ValidGrouping, is_aggregate,
+};
 use diesel::internal::table_macro::{Identifier, StaticQueryFragment};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId, UpdateStatement};
@@ -39,7 +41,9 @@ use diesel::sql_types::{BigInt, Bool, HasSqlType, Integer, Nullable, Text, Times
 use diesel::sqlite::Sqlite;
 use diesel::{AsExpression, Column, PgConnection, QueryResult, RunQueryDsl, SqliteConnection, Table};
 
+use super::schema::pay_order;
 use super::{DbConn, MultiBackend, isolated_write_transaction, write_transaction};
+use crate::models::order::OrderStatus;
 
 /// A column's value in [`InsertRows`], bound as a parameter.
 pub enum Value {
@@ -444,6 +448,42 @@ impl<I: QueryId> QueryId for InsertOrSkip<I> {
 }
 
 impl<I, Conn> RunQueryDsl<Conn> for InsertOrSkip<I> {}
+
+/// `pay_order.status IN ('A', 'B')` with the statuses written into the SQL (docs/PERFORMANCE.md,
+/// "Statements kept prepared"). Bound as parameters, SQLite would compare their values with the
+/// condition of the partial index `pay_order_one_open` and plan the statement again on every run,
+/// and diesel does not cache a bound IN list at all. The statuses are `OrderStatus` constants
+/// (`&'static`), never input.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusIn(pub &'static [OrderStatus]);
+
+impl Expression for StatusIn {
+    type SqlType = Bool;
+}
+
+impl<DB: Backend> QueryFragment<DB> for StatusIn {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("pay_order.status IN (");
+        for (i, status) in self.0.iter().enumerate() {
+            out.push_sql(if i == 0 { "'" } else { ", '" });
+            out.push_sql(status.as_str());
+            out.push_sql("'");
+        }
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+impl QueryId for StatusIn {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<QS> AppearsOnTable<QS> for StatusIn where pay_order::status: AppearsOnTable<QS> {}
+impl<QS> SelectableExpression<QS> for StatusIn where pay_order::status: SelectableExpression<QS> {}
+impl<GroupBy> ValidGrouping<GroupBy> for StatusIn {
+    type IsAggregate = is_aggregate::Never;
+}
 
 /// Loads a query's rows on the backend's own connection, past the MultiConnection (see the
 /// module): for the reads of the hottest pages, and statements only a backend's own connection
