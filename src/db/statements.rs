@@ -174,14 +174,31 @@ where
 /// Columns of one table `T`, `N` of them, in the order of a row's values: a tuple of diesel's
 /// columns, such as `(pay_form::order_id, pay_form::form)` (up to 16).
 pub trait ColumnsOf<T, const N: usize> {
-    /// The columns' names as diesel names them.
-    const NAMES: &'static [&'static str];
+    /// `table (column, ...)`, unquoted, written once when the program is compiled.
+    const INTO: &'static str;
+}
+
+/// The [`Joined`] text behind [`ColumnsOf::INTO`].
+trait Join<T> {
+    const JOINED: Joined;
 }
 
 macro_rules! columns_of {
     ($($n:literal: $($column:ident)+;)+) => {
-        $(impl<T, $($column: Column<Table = T>),+> ColumnsOf<T, $n> for ($($column,)+) {
-            const NAMES: &'static [&'static str] = &[$($column::NAME),+];
+        $(impl<T, $($column),+> Join<T> for ($($column,)+)
+        where
+            T: Table + StaticQueryFragment<Component = Identifier<'static>>,
+            $($column: Column<Table = T>),+
+        {
+            const JOINED: Joined = Joined::of(T::STATIC_COMPONENT.0, &[$($column::NAME),+]);
+        }
+
+        impl<T, $($column),+> ColumnsOf<T, $n> for ($($column,)+)
+        where
+            T: Table + StaticQueryFragment<Component = Identifier<'static>>,
+            $($column: Column<Table = T>),+
+        {
+            const INTO: &'static str = <Self as Join<T>>::JOINED.text();
         })+
     };
 }
@@ -205,31 +222,66 @@ columns_of! {
     16: A B C D E F G H I J K L M N O P;
 }
 
+/// `table (column, ...)` joined by the compiler (longer than 512 bytes, it does not compile), so
+/// that every run of an insert writes it into its SQL in one piece, as it would a literal, and not
+/// name by name on the notification's path.
+struct Joined {
+    bytes: [u8; 512],
+    len: usize,
+}
+
+impl Joined {
+    const fn of(table: &str, columns: &[&str]) -> Joined {
+        let mut joined = Joined { bytes: [0; 512], len: 0 };
+        joined.push(table);
+        let mut i = 0;
+        while i < columns.len() {
+            joined.push(if i == 0 { " (" } else { ", " });
+            joined.push(columns[i]);
+            i += 1;
+        }
+        joined.push(")");
+        joined
+    }
+
+    const fn push(&mut self, text: &str) {
+        let mut i = 0;
+        while i < text.len() {
+            self.bytes[self.len] = text.as_bytes()[i];
+            self.len += 1;
+            i += 1;
+        }
+    }
+
+    const fn text(&self) -> &str {
+        match std::str::from_utf8(self.bytes.split_at(self.len).0) {
+            Ok(text) => text,
+            Err(_) => panic!("names are text"),
+        }
+    }
+}
+
 /// `INSERT INTO table (columns) VALUES (..), (..)`, written by hand rather than by diesel so
 /// that a chain on PostgreSQL can also write it as `INSERT ... SELECT` that adds its rows only
 /// if the chain's UPDATE changed a row. Table and columns are diesel's, written unquoted.
 pub struct InsertRows {
-    table: &'static str,
-    columns: &'static [&'static str],
-    /// The rows' values one after another, one per column.
+    /// `table (column, ...)`
+    into: &'static str,
+    /// The rows' values one after another, `width` to a row.
     values: Vec<Value>,
+    width: usize,
     skip_conflicts: bool,
 }
 
 impl InsertRows {
     /// The rows into `columns` of `table`, each with one value per column, in their order. A row
     /// of another length, or a column of another table, does not compile.
-    pub fn new<T, C, const N: usize>(
-        _table: T,
-        _columns: C,
-        rows: impl IntoIterator<Item = [Value; N]>,
-    ) -> Self
+    pub fn new<T, C, const N: usize>(_table: T, _columns: C, rows: Vec<[Value; N]>) -> Self
     where
-        T: Table + StaticQueryFragment<Component = Identifier<'static>>,
+        T: Table,
         C: ColumnsOf<T, N>,
     {
-        let values = rows.into_iter().flatten().collect();
-        InsertRows { table: T::STATIC_COMPONENT.0, columns: C::NAMES, values, skip_conflicts: false }
+        InsertRows { into: C::INTO, values: rows.into_flattened(), width: N, skip_conflicts: false }
     }
 
     /// Adds `ON CONFLICT DO NOTHING` (both backends speak it): a row that would break a unique
@@ -249,19 +301,9 @@ impl InsertRows {
         }
     }
 
-    /// `table (column, ...)`
-    fn walk_into<DB: Backend>(&self, out: &mut AstPass<'_, '_, DB>) {
-        out.push_sql(self.table);
-        for (i, column) in self.columns.iter().enumerate() {
-            out.push_sql(if i == 0 { " (" } else { ", " });
-            out.push_sql(column);
-        }
-        out.push_sql(")");
-    }
-
     fn walk_values<'b, DB: BindValue>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_sql("VALUES ");
-        for (i, row) in self.values.chunks(self.columns.len()).enumerate() {
+        for (i, row) in self.values.chunks(self.width).enumerate() {
             out.push_sql(if i == 0 { "(" } else { ", (" });
             for (j, value) in row.iter().enumerate() {
                 if j > 0 {
@@ -283,7 +325,7 @@ impl InsertRows {
     /// The rows only if the chain's `changed` CTE returned one.
     fn walk_guarded<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql("INSERT INTO ");
-        self.walk_into(&mut out);
+        out.push_sql(self.into);
         out.push_sql(" SELECT * FROM (");
         self.walk_values(&mut out)?;
         out.push_sql(") AS v WHERE EXISTS (SELECT FROM changed)");
@@ -295,7 +337,7 @@ impl InsertRows {
 impl<DB: BindValue> QueryFragment<DB> for InsertRows {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_sql("INSERT INTO ");
-        self.walk_into(&mut out);
+        out.push_sql(self.into);
         out.push_sql(" ");
         self.walk_values(&mut out)?;
         self.walk_tail(&mut out);

@@ -54,7 +54,7 @@ pub fn row(notify: &NewNotify) -> InsertRows {
             alipay_notify::outcome,
             alipay_notify::received_at,
         ),
-        [[
+        vec![[
             Value::OptionalText(notify.notify_id.map(str::to_owned)),
             Value::OptionalText(notify.out_trade_no.map(str::to_owned)),
             Value::OptionalText(notify.trade_status.map(str::to_owned)),

@@ -155,7 +155,7 @@ impl Order {
         let form = InsertRows::new(
             pay_form::table,
             (pay_form::order_id, pay_form::form),
-            [[Value::Text(order.order_id.to_owned()), Value::Text(order.pay_form.to_owned())]],
+            vec![[Value::Text(order.order_id.to_owned()), Value::Text(order.pay_form.to_owned())]],
         );
         let row = InsertRows::new(
             pay_order::table,
@@ -175,7 +175,7 @@ impl Order {
                 pay_order::query_attempts,
                 pay_order::updated_at,
             ),
-            [[
+            vec![[
                 Value::Text(order.order_id.to_owned()),
                 Value::BigInt(order.user_id),
                 Value::Text(order.openid.to_owned()),

@@ -51,7 +51,7 @@ pub fn row(
             order_event::detail,
             order_event::created_at,
         ),
-        [[
+        vec![[
             Value::Text(order_id.to_owned()),
             Value::OptionalText(from.map(|s| s.as_str().to_owned())),
             Value::Text(to.as_str().to_owned()),

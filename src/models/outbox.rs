@@ -309,7 +309,7 @@ impl OutboxEntry {
                 outbox::created_at,
                 outbox::updated_at,
             ),
-            rows,
+            rows.collect(),
         )
         .skipping_conflicts()
     }
