@@ -1,44 +1,56 @@
-//! The shop's hand-written SQL, fenced here: plain diesel everywhere else, unless a statement is
-//! on a hot path named in docs/PERFORMANCE.md. What is here and why:
+//! The shop's hand-written SQL, fenced here. The rule: plain diesel everywhere else, and here only
+//! a statement on a hot path named in docs/PERFORMANCE.md, or one that diesel's MultiConnection
+//! cannot build. Table and column names come from diesel's schema. What is here, why, and every
+//! call site:
 //!
-//! - [`Inserts`] / [`InsertRows`]: the inserts of one change (timeline, outbox, the raw
+//! - [`InsertRows`] / [`Inserts`]: the inserts of one change (timeline, outbox, the raw
 //!   notification) run together. On PostgreSQL a statement costs a round trip, so they go as one
 //!   statement, a chain of data-modifying CTEs, and the usual payment goes with its UPDATE in that
 //!   same statement ([`Inserts::run_if_changed`]): one round trip and no `BEGIN`/`COMMIT`, where it
 //!   took four. SQLite, where a statement costs no round trip, runs them one by one. Both run on
 //!   the backend's own connection: through the MultiConnection a statement has its SQL written
 //!   three times per run and every bind converted ("Inserts chained into one statement").
+//!   Rows from `Order::insert`, `models::order_event::row`, `models::alipay_notify::row` and
+//!   `OutboxEntry::insert`; gathered by `services::order::place` (run by
+//!   `models::product::reserve_at_price`) and `services::payment::record` (with `settle`,
+//!   `add_payment_rows` and `handle_verified`'s audit row; run by `Order::pay_waiting` or
+//!   [`Inserts::run`]); run alone by `order_event::record`, `alipay_notify::store`,
+//!   `OutboxEntry::enqueue_all` and `services::payment::handle_verified`.
+//! - [`KeepPrepared`]: UPDATEs kept in the prepared-statement cache ("Statements kept prepared"):
+//!   `Order` (`transition`, `mark_paid`, `pay_waiting`, `set_trade_no`, `lease`, `release`),
+//!   `OutboxEntry` (`claim`, `complete`, `fail`, `retry_now`), `models::product` (`reserve_one`,
+//!   `reserve_at_price`, `release_one`, `update`), `models::login` (`record_scan`, `consume`,
+//!   `lease`, `store_and_release`) and `AppUser::record_login`.
+//! - [`StatusIn`]: order statuses written into the SQL ("Statements kept prepared"): `Order`
+//!   (`checkout_start`, `transition`, `mark_paid`, `pay_waiting`, `due`).
 //! - [`Stamp`]: timestamps bound without chrono's format string ("Timestamps without a format
-//!   string").
-//! - [`KeepPrepared`]: UPDATEs kept in the prepared-statement cache ("Statements kept prepared").
-//! - [`InsertOrSkip`]: `INSERT ... ON CONFLICT DO NOTHING` on either backend.
-//! - [`load_natively`]: a query run on the backend's own connection.
-//!
-//! `models::order::StatusIn` (status lists written into the SQL) stays beside the order model
-//! whose statuses it names.
-//!
-//! Call sites: `models::order` (`Order::insert`, `pay_waiting`, `mark_paid`, `transition`,
-//! `set_trade_no`, `due`, `lease`, `release`), `models::order_event::row`,
-//! `models::alipay_notify::row`, `models::outbox` (`OutboxEntry::insert`, claims and updates),
-//! `models::product` (`reserve_at_price`, `reserve_one`, `release_one`, `list_on_sale`, `find`),
-//! `models::admin::record_failure`, `models::login`, `models::user`, `models::weixin_nonce`,
-//! `models::shipment::insert`, `models::orphan::insert`, and the services that gather a change's
-//! rows: `services::payment` (`pay_if_waiting`, `handle_verified`, `settle_paid`) and
-//! `services::order::place`.
+//!   string"): every [`Value::at`] of the rows above, and `Order::mark_paid` and `pay_waiting`. It
+//!   stays: diesel's own binding formats through chrono, 4 to 7% of a notification's instructions.
+//! - [`InsertOrSkip`]: `INSERT ... ON CONFLICT DO NOTHING`, which the MultiConnection does not
+//!   build: `models::shipment::insert`, `models::orphan::insert`, `models::weixin_nonce::remember`.
+//! - [`load_natively`]: `models::admin::record_failure` only, an upsert (`ON CONFLICT ... DO UPDATE
+//!   ... RETURNING`). The MultiConnection's backend declares no ON CONFLICT clause (its
+//!   `SqlDialect::OnConflictClause` is `DoesNotSupportOnConflictClause`), so diesel builds that
+//!   statement only for a backend's own connection.
 
 use chrono::{Datelike, NaiveDateTime, Timelike};
 use diesel::backend::Backend;
 use diesel::dsl::{Returning, sql};
-use diesel::expression::SqlLiteral;
+use diesel::expression::{
+    AppearsOnTable, Expression, SelectableExpression, SqlLiteral, ValidGrouping, is_aggregate,
+};
+use diesel::internal::table_macro::{Identifier, StaticQueryFragment};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId, UpdateStatement};
 use diesel::query_dsl::LoadQuery;
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::{BigInt, Bool, HasSqlType, Integer, Nullable, Text, Timestamp};
 use diesel::sqlite::Sqlite;
-use diesel::{AsExpression, PgConnection, QueryResult, RunQueryDsl, SqliteConnection, Table};
+use diesel::{AsExpression, Column, PgConnection, QueryResult, RunQueryDsl, SqliteConnection, Table};
 
+use super::schema::pay_order;
 use super::{DbConn, MultiBackend, isolated_write_transaction, write_transaction};
+use crate::models::order::OrderStatus;
 
 /// A column's value in [`InsertRows`], bound as a parameter.
 pub enum Value {
@@ -159,20 +171,117 @@ where
     }
 }
 
+/// Columns of one table `T`, `N` of them, in the order of a row's values: a tuple of diesel's
+/// columns, such as `(pay_form::order_id, pay_form::form)` (up to 16).
+pub trait ColumnsOf<T, const N: usize> {
+    /// `table (column, ...)`, unquoted, written once when the program is compiled.
+    const INTO: &'static str;
+}
+
+/// The [`Joined`] text behind [`ColumnsOf::INTO`].
+trait Join<T> {
+    const JOINED: Joined;
+}
+
+macro_rules! columns_of {
+    ($($n:literal: $($column:ident)+;)+) => {
+        $(impl<T, $($column),+> Join<T> for ($($column,)+)
+        where
+            T: Table + StaticQueryFragment<Component = Identifier<'static>>,
+            $($column: Column<Table = T>),+
+        {
+            const JOINED: Joined = Joined::of(T::STATIC_COMPONENT.0, &[$($column::NAME),+]);
+        }
+
+        impl<T, $($column),+> ColumnsOf<T, $n> for ($($column,)+)
+        where
+            T: Table + StaticQueryFragment<Component = Identifier<'static>>,
+            $($column: Column<Table = T>),+
+        {
+            const INTO: &'static str = <Self as Join<T>>::JOINED.text();
+        })+
+    };
+}
+
+columns_of! {
+    1: A;
+    2: A B;
+    3: A B C;
+    4: A B C D;
+    5: A B C D E;
+    6: A B C D E F;
+    7: A B C D E F G;
+    8: A B C D E F G H;
+    9: A B C D E F G H I;
+    10: A B C D E F G H I J;
+    11: A B C D E F G H I J K;
+    12: A B C D E F G H I J K L;
+    13: A B C D E F G H I J K L M;
+    14: A B C D E F G H I J K L M N;
+    15: A B C D E F G H I J K L M N O;
+    16: A B C D E F G H I J K L M N O P;
+}
+
+/// `table (column, ...)` joined by the compiler (longer than 512 bytes, it does not compile), so
+/// that every run of an insert writes it into its SQL in one piece, as it would a literal, and not
+/// name by name on the notification's path.
+struct Joined {
+    bytes: [u8; 512],
+    len: usize,
+}
+
+impl Joined {
+    const fn of(table: &str, columns: &[&str]) -> Joined {
+        let mut joined = Joined { bytes: [0; 512], len: 0 };
+        joined.push(table);
+        let mut i = 0;
+        while i < columns.len() {
+            joined.push(if i == 0 { " (" } else { ", " });
+            joined.push(columns[i]);
+            i += 1;
+        }
+        joined.push(")");
+        joined
+    }
+
+    const fn push(&mut self, text: &str) {
+        let mut i = 0;
+        while i < text.len() {
+            self.bytes[self.len] = text.as_bytes()[i];
+            self.len += 1;
+            i += 1;
+        }
+    }
+
+    const fn text(&self) -> &str {
+        match std::str::from_utf8(self.bytes.split_at(self.len).0) {
+            Ok(text) => text,
+            Err(_) => panic!("names are text"),
+        }
+    }
+}
+
 /// `INSERT INTO table (columns) VALUES (..), (..)`, written by hand rather than by diesel so
 /// that a chain on PostgreSQL can also write it as `INSERT ... SELECT` that adds its rows only
-/// if the chain's UPDATE changed a row.
+/// if the chain's UPDATE changed a row. Table and columns are diesel's, written unquoted.
 pub struct InsertRows {
     /// `table (column, ...)`
     into: &'static str,
-    rows: Vec<Vec<Value>>,
+    /// The rows' values one after another, `width` to a row.
+    values: Vec<Value>,
+    width: usize,
     skip_conflicts: bool,
 }
 
 impl InsertRows {
-    /// `into` is `table (column, ...)`; every row has one value per column, in that order.
-    pub fn new(into: &'static str, rows: Vec<Vec<Value>>) -> Self {
-        InsertRows { into, rows, skip_conflicts: false }
+    /// The rows into `columns` of `table`, each with one value per column, in their order. A row
+    /// of another length, or a column of another table, does not compile.
+    pub fn new<T, C, const N: usize>(_table: T, _columns: C, rows: Vec<[Value; N]>) -> Self
+    where
+        T: Table,
+        C: ColumnsOf<T, N>,
+    {
+        InsertRows { into: C::INTO, values: rows.into_flattened(), width: N, skip_conflicts: false }
     }
 
     /// Adds `ON CONFLICT DO NOTHING` (both backends speak it): a row that would break a unique
@@ -194,7 +303,7 @@ impl InsertRows {
 
     fn walk_values<'b, DB: BindValue>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_sql("VALUES ");
-        for (i, row) in self.rows.iter().enumerate() {
+        for (i, row) in self.values.chunks(self.width).enumerate() {
             out.push_sql(if i == 0 { "(" } else { ", (" });
             for (j, value) in row.iter().enumerate() {
                 if j > 0 {
@@ -389,9 +498,44 @@ impl<I: QueryId> QueryId for InsertOrSkip<I> {
 
 impl<I, Conn> RunQueryDsl<Conn> for InsertOrSkip<I> {}
 
-/// Loads a query's rows on the backend's own connection, past the MultiConnection (see the
-/// module): for the reads of the hottest pages, and statements only a backend's own connection
-/// builds (`ON CONFLICT ... DO UPDATE ... RETURNING`).
+/// `pay_order.status IN ('A', 'B')` with the statuses written into the SQL (docs/PERFORMANCE.md,
+/// "Statements kept prepared"). Bound as parameters, SQLite would compare their values with the
+/// condition of the partial index `pay_order_one_open` and plan the statement again on every run,
+/// and diesel does not cache a bound IN list at all. The statuses are `OrderStatus` constants
+/// (`&'static`), never input.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusIn(pub &'static [OrderStatus]);
+
+impl Expression for StatusIn {
+    type SqlType = Bool;
+}
+
+impl<DB: Backend> QueryFragment<DB> for StatusIn {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("pay_order.status IN (");
+        for (i, status) in self.0.iter().enumerate() {
+            out.push_sql(if i == 0 { "'" } else { ", '" });
+            out.push_sql(status.as_str());
+            out.push_sql("'");
+        }
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+impl QueryId for StatusIn {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<QS> AppearsOnTable<QS> for StatusIn where pay_order::status: AppearsOnTable<QS> {}
+impl<QS> SelectableExpression<QS> for StatusIn where pay_order::status: SelectableExpression<QS> {}
+impl<GroupBy> ValidGrouping<GroupBy> for StatusIn {
+    type IsAggregate = is_aggregate::Never;
+}
+
+/// Loads a query's rows on the backend's own connection, past the MultiConnection: for a statement
+/// that only a backend's own connection builds, an upsert (see the module).
 pub fn load_natively<'q, Q, U>(conn: &mut DbConn, query: Q) -> QueryResult<Vec<U>>
 where
     Q: LoadQuery<'q, SqliteConnection, U> + LoadQuery<'q, PgConnection, U>,
@@ -477,7 +621,7 @@ mod tests {
     use diesel::connection::{Connection, InstrumentationEvent};
     use diesel::prelude::*;
 
-    use super::{Failure, Inserts, sqlite_text};
+    use super::{Chain, Failure, InsertRows, Inserts, sqlite_text};
     use crate::db::schema::{order_event, outbox, product};
     use crate::db::{Backend, DbConn, KeepPreparedDsl};
     use crate::models::outbox::{NewOutboxEntry, OutboxEntry, WxTemplate};
@@ -541,6 +685,88 @@ mod tests {
     }
 
     crate::both_backends!(rows_are_added_only_with_a_change_and_on_postgresql_in_its_statement);
+
+    /// One insert of each call site.
+    fn every_kind_of_insert() -> Vec<InsertRows> {
+        use crate::models::alipay_notify::{self, NewNotify};
+        use crate::models::order::{NewOrder, Order};
+        let at = crate::models::now();
+        let order = NewOrder {
+            order_id: "0000000000000001",
+            user_id: 1,
+            openid: "o1",
+            product_id: "p",
+            product_name: "Tea",
+            original_cents: 100,
+            discount_cents: 0,
+            total_cents: 100,
+            pay_form: "<form/>",
+            order_time: at,
+            expire_at: at,
+            next_query_at: at,
+        };
+        let [row, form] = Order::insert(&order);
+        let notify = NewNotify {
+            notify_id: Some("n"),
+            out_trade_no: None,
+            trade_status: None,
+            raw: "raw",
+            raw_sha256: None,
+            verified: true,
+            outcome: "paid",
+        };
+        let entry = |key: &str| {
+            NewOutboxEntry::of(&WxTemplate { client_msg_id: key.into(), body: Default::default() })
+        };
+        vec![
+            row,
+            form,
+            timeline::row("0000000000000001", None, order::OrderStatus::PayWait, "c", "d"),
+            alipay_notify::row(&notify),
+            OutboxEntry::insert([entry("a"), entry("b")]),
+        ]
+    }
+
+    /// The statements' text on both backends, alone, chained and guarded: the columns named by
+    /// diesel, written as they are named, unquoted.
+    #[test]
+    fn inserts_are_written_with_their_columns() {
+        use diesel::query_builder::{QueryBuilder, QueryFragment};
+        use diesel::{pg::Pg, sqlite::Sqlite};
+        let inserts = every_kind_of_insert();
+        let sqlite: Vec<String> = inserts
+            .iter()
+            .map(|insert| {
+                let mut sql = diesel::sqlite::SqliteQueryBuilder::new();
+                QueryFragment::<Sqlite>::to_sql(insert, &mut sql, &Sqlite).unwrap();
+                sql.finish()
+            })
+            .collect();
+        assert_eq!(
+            sqlite,
+            [
+                "INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, original_cents, discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO pay_form (order_id, form) VALUES (?, ?)",
+                "INSERT INTO order_event (order_id, from_status, to_status, cause, detail, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            ]
+        );
+        let update = diesel::dsl::sql::<diesel::sql_types::Integer>("UPDATE t SET c = 1 RETURNING 1");
+        let pg = |changed| {
+            let mut sql = diesel::pg::PgQueryBuilder::default();
+            QueryFragment::<Pg>::to_sql(&Chain { changed, inserts: &inserts }, &mut sql, &Pg).unwrap();
+            sql.finish()
+        };
+        assert_eq!(
+            pg(None),
+            "WITH s0 AS (INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, original_cents, discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)), s1 AS (INSERT INTO pay_form (order_id, form) VALUES ($15, $16)), s2 AS (INSERT INTO order_event (order_id, from_status, to_status, cause, detail, created_at) VALUES ($17, $18, $19, $20, $21, $22)), s3 AS (INSERT INTO alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at) VALUES ($23, $24, $25, $26, $27, $28, $29, $30) ON CONFLICT DO NOTHING) INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, created_at, updated_at) VALUES ($31, $32, $33, $34, $35, $36, $37, $38, $39), ($40, $41, $42, $43, $44, $45, $46, $47, $48) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            pg(Some(&update)),
+            "WITH changed AS (UPDATE t SET c = 1 RETURNING 1), s0 AS (INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, original_cents, discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, updated_at) SELECT * FROM (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)) AS v WHERE EXISTS (SELECT FROM changed)), s1 AS (INSERT INTO pay_form (order_id, form) SELECT * FROM (VALUES ($15, $16)) AS v WHERE EXISTS (SELECT FROM changed)), s2 AS (INSERT INTO order_event (order_id, from_status, to_status, cause, detail, created_at) SELECT * FROM (VALUES ($17, $18, $19, $20, $21, $22)) AS v WHERE EXISTS (SELECT FROM changed)), s3 AS (INSERT INTO alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at) SELECT * FROM (VALUES ($23, $24, $25, $26, $27, $28, $29, $30)) AS v WHERE EXISTS (SELECT FROM changed) ON CONFLICT DO NOTHING), s4 AS (INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, created_at, updated_at) SELECT * FROM (VALUES ($31, $32, $33, $34, $35, $36, $37, $38, $39), ($40, $41, $42, $43, $44, $45, $46, $47, $48)) AS v WHERE EXISTS (SELECT FROM changed) ON CONFLICT DO NOTHING) SELECT 1 FROM changed"
+        );
+    }
 
     #[test]
     fn sqlite_timestamps_are_written_as_diesel_writes_them() {

@@ -43,8 +43,18 @@ pub fn store(conn: &mut DbConn, notify: &NewNotify) -> QueryResult<()> {
 /// changes nothing adds nothing.
 pub fn row(notify: &NewNotify) -> InsertRows {
     InsertRows::new(
-        "alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at)",
-        vec![vec![
+        alipay_notify::table,
+        (
+            alipay_notify::notify_id,
+            alipay_notify::out_trade_no,
+            alipay_notify::trade_status,
+            alipay_notify::raw,
+            alipay_notify::raw_sha256,
+            alipay_notify::verified,
+            alipay_notify::outcome,
+            alipay_notify::received_at,
+        ),
+        vec![[
             Value::OptionalText(notify.notify_id.map(str::to_owned)),
             Value::OptionalText(notify.out_trade_no.map(str::to_owned)),
             Value::OptionalText(notify.trade_status.map(str::to_owned)),

@@ -4,15 +4,11 @@
 use std::ops::Range;
 
 use chrono::NaiveDateTime;
-use diesel::backend::Backend;
-use diesel::expression::{AppearsOnTable, ValidGrouping, is_aggregate};
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::Bool;
 
 use super::now;
 use crate::db::schema::{app_user, order_number, pay_form, pay_order, product, user_session};
-use crate::db::{DbConn, Failure, InsertRows, Inserts, KeepPreparedDsl, Stamp, Value};
+use crate::db::{DbConn, Failure, InsertRows, Inserts, KeepPreparedDsl, Stamp, StatusIn, Value};
 use crate::models::product::Product;
 use crate::models::user::AppUser;
 
@@ -69,41 +65,6 @@ text_enum!(OrderStatus {
 /// How many order numbers an instance takes from the sequence at a time (unused ones of a block
 /// are skipped when it stops: order numbers have gaps, as a sequence's do).
 pub const NUMBER_BLOCK: i64 = 100;
-
-/// `pay_order.status IN ('A', 'B')` with our status constants written into the SQL. Bound as
-/// parameters, SQLite would compare their values with the condition of the partial index
-/// `pay_order_one_open` and plan the statement again on every run, and diesel does not cache a
-/// bound IN list at all. The statuses are this module's constants, never input.
-#[derive(Debug, Clone, Copy)]
-pub struct StatusIn(pub &'static [OrderStatus]);
-
-impl Expression for StatusIn {
-    type SqlType = Bool;
-}
-
-impl<DB: Backend> QueryFragment<DB> for StatusIn {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        out.push_sql("pay_order.status IN (");
-        for (i, status) in self.0.iter().enumerate() {
-            out.push_sql(if i == 0 { "'" } else { ", '" });
-            out.push_sql(status.as_str());
-            out.push_sql("'");
-        }
-        out.push_sql(")");
-        Ok(())
-    }
-}
-
-impl QueryId for StatusIn {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<QS> AppearsOnTable<QS> for StatusIn where pay_order::status: AppearsOnTable<QS> {}
-impl<QS> SelectableExpression<QS> for StatusIn where pay_order::status: SelectableExpression<QS> {}
-impl<GroupBy> ValidGrouping<GroupBy> for StatusIn {
-    type IsAggregate = is_aggregate::Never;
-}
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = pay_order)]
@@ -192,14 +153,29 @@ impl Order {
     /// with others ([`Inserts`]).
     pub fn insert(order: &NewOrder) -> [InsertRows; 2] {
         let form = InsertRows::new(
-            "pay_form (order_id, form)",
-            vec![vec![Value::Text(order.order_id.to_owned()), Value::Text(order.pay_form.to_owned())]],
+            pay_form::table,
+            (pay_form::order_id, pay_form::form),
+            vec![[Value::Text(order.order_id.to_owned()), Value::Text(order.pay_form.to_owned())]],
         );
         let row = InsertRows::new(
-            "pay_order (order_id, user_id, openid, product_id, product_name, original_cents, \
-             discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, \
-             updated_at)",
-            vec![vec![
+            pay_order::table,
+            (
+                pay_order::order_id,
+                pay_order::user_id,
+                pay_order::openid,
+                pay_order::product_id,
+                pay_order::product_name,
+                pay_order::original_cents,
+                pay_order::discount_cents,
+                pay_order::total_cents,
+                pay_order::status,
+                pay_order::order_time,
+                pay_order::expire_at,
+                pay_order::next_query_at,
+                pay_order::query_attempts,
+                pay_order::updated_at,
+            ),
+            vec![[
                 Value::Text(order.order_id.to_owned()),
                 Value::BigInt(order.user_id),
                 Value::Text(order.openid.to_owned()),

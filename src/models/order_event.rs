@@ -42,8 +42,16 @@ pub fn row(
     detail: &str,
 ) -> InsertRows {
     InsertRows::new(
-        "order_event (order_id, from_status, to_status, cause, detail, created_at)",
-        vec![vec![
+        order_event::table,
+        (
+            order_event::order_id,
+            order_event::from_status,
+            order_event::to_status,
+            order_event::cause,
+            order_event::detail,
+            order_event::created_at,
+        ),
+        vec![[
             Value::Text(order_id.to_owned()),
             Value::OptionalText(from.map(|s| s.as_str().to_owned())),
             Value::Text(to.as_str().to_owned()),

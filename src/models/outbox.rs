@@ -283,26 +283,33 @@ impl OutboxEntry {
     /// is enqueued already.
     pub fn insert(entries: impl IntoIterator<Item = NewOutboxEntry>) -> InsertRows {
         let at = now();
-        let rows = entries
-            .into_iter()
-            .map(|e| {
-                vec![
-                    Value::Text(e.kind.as_str().to_owned()),
-                    Value::Text(e.dedupe_key),
-                    Value::OptionalText(e.order_id),
-                    Value::Text(e.payload),
-                    Value::Text(OutboxStatus::Pending.as_str().to_owned()),
-                    Value::Integer(0),
-                    Value::at(at),
-                    Value::at(at),
-                    Value::at(at),
-                ]
-            })
-            .collect();
+        let rows = entries.into_iter().map(|e| {
+            [
+                Value::Text(e.kind.as_str().to_owned()),
+                Value::Text(e.dedupe_key),
+                Value::OptionalText(e.order_id),
+                Value::Text(e.payload),
+                Value::Text(OutboxStatus::Pending.as_str().to_owned()),
+                Value::Integer(0),
+                Value::at(at),
+                Value::at(at),
+                Value::at(at),
+            ]
+        });
         InsertRows::new(
-            "outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, \
-             created_at, updated_at)",
-            rows,
+            outbox::table,
+            (
+                outbox::kind,
+                outbox::dedupe_key,
+                outbox::order_id,
+                outbox::payload,
+                outbox::status,
+                outbox::attempts,
+                outbox::next_attempt_at,
+                outbox::created_at,
+                outbox::updated_at,
+            ),
+            rows.collect(),
         )
         .skipping_conflicts()
     }

@@ -1,7 +1,7 @@
 use diesel::prelude::*;
 
 use crate::db::schema::product;
-use crate::db::{DbConn, Failure, Inserts, KeepPreparedDsl, MultiBackend, load_natively};
+use crate::db::{DbConn, Failure, Inserts, KeepPreparedDsl};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = product)]
@@ -17,18 +17,13 @@ pub struct Product {
 }
 
 impl Product {
-    /// The columns of a product, the same for every backend ([`load_natively`] runs on either).
-    fn columns() -> <Product as Selectable<MultiBackend>>::SelectExpression {
-        <Product as Selectable<MultiBackend>>::construct_selection()
-    }
-
     /// What the shop window shows: products on sale, in the shop's order.
     pub fn list_on_sale(conn: &mut DbConn) -> QueryResult<Vec<Product>> {
-        let on_sale = product::table
+        product::table
             .filter(product::on_sale.eq(true))
             .order((product::sort_order.asc(), product::product_id.asc()))
-            .select(Product::columns());
-        load_natively(conn, on_sale)
+            .select(Product::as_select())
+            .load(conn)
     }
 
     pub fn all(conn: &mut DbConn) -> QueryResult<Vec<Product>> {
@@ -39,8 +34,7 @@ impl Product {
     }
 
     pub fn find(conn: &mut DbConn, product_id: &str) -> QueryResult<Option<Product>> {
-        let found = load_natively(conn, product::table.find(product_id).select(Product::columns()))?;
-        Ok(found.into_iter().next())
+        product::table.find(product_id).select(Product::as_select()).get_result(conn).optional()
     }
 }
 
