@@ -30,11 +30,19 @@ const PLATFORM: &str = "Alipay";
 
 /// Parameters are signed as `k=v&...` over sorted keys, leaving out empty values and `exclude`.
 pub fn signing_content<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>, exclude: &[&str]) -> String {
-    let sorted: BTreeMap<&str, &str> =
-        params.into_iter().filter(|(k, v)| !v.is_empty() && !exclude.contains(k)).collect();
-    // Written into one string: a notification has about 16 pairs, each once a string of its own.
-    let mut content = String::with_capacity(sorted.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
-    for (k, v) in sorted {
+    let sorted: BTreeMap<&str, &str> = params.into_iter().filter(|(k, v)| is_signed(k, v, exclude)).collect();
+    joined(sorted.iter().map(|(k, v)| (*k, *v)))
+}
+
+fn is_signed(key: &str, value: &str, exclude: &[&str]) -> bool {
+    !value.is_empty() && !exclude.contains(&key)
+}
+
+/// `k=v&...` of pairs already in the order of their keys, written into one string: a
+/// notification has about 16 pairs, each once a string of its own.
+fn joined<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> String {
+    let mut content = String::with_capacity(pairs.clone().map(|(k, v)| k.len() + v.len() + 2).sum());
+    for (k, v) in pairs {
         if !content.is_empty() {
             content.push('&');
         }
@@ -243,13 +251,14 @@ impl NotifyForm {
         self.0.get(name).map(String::as_str)
     }
 
-    fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+    fn fields(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
-    /// What Alipay signs of a notification: every field but `sign` and `sign_type`.
+    /// What Alipay signs of a notification: every field but `sign` and `sign_type` (the form
+    /// keeps its fields in the order of their keys already).
     pub fn signing_content(&self) -> String {
-        signing_content(self.fields(), &NOTIFY_UNSIGNED)
+        joined(self.fields().filter(|(k, v)| is_signed(k, v, &NOTIFY_UNSIGNED)))
     }
 }
 

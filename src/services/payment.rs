@@ -86,11 +86,15 @@ pub fn handle_notify(
         }
         Ok(verified) => handle_verified(conn, settings, verified, &notification.raw)?,
     };
-    let described = notification.describe();
     let answer = recorded.answer();
     match answer {
-        NotifyAnswer::Success => log::info!("alipay notify {described}: {}", recorded.outcome),
-        NotifyAnswer::Fail => log::warn!("alipay notify {described} refused: {}", recorded.outcome),
+        NotifyAnswer::Success if log::log_enabled!(log::Level::Info) => {
+            log::info!("alipay notify {}: {}", notification.describe(), recorded.outcome);
+        }
+        NotifyAnswer::Success => {}
+        NotifyAnswer::Fail => {
+            log::warn!("alipay notify {} refused: {}", notification.describe(), recorded.outcome);
+        }
     }
     Ok(answer)
 }
