@@ -125,6 +125,9 @@ pub struct CatalogueSettings {
 pub struct AdminSettings {
     pub username: String,
     pub password: Secret,
+    /// How many orders the orders page counts for a filter's total at most; past it the page
+    /// says "at least" this many. A status alone, and no filter, are counted exactly at any size.
+    pub filter_total_cap: u32,
 }
 
 /// Per-client rate limits, in requests per minute with a burst of as many: ticket creation and

@@ -17,16 +17,20 @@ use super::{csrf, filters, render, see_other, url_encode};
 use crate::china_time;
 use crate::error::AppError;
 use crate::models::coupon::{CouponKind, NewTemplate, TemplateWithProducts};
-use crate::models::order::{Order, OrderFilter, OrderStatus};
+use crate::models::order::{OrderFilter, OrderStatus};
+use crate::models::order_total::StatusTotal;
 use crate::models::orphan::OrphanPayment;
 use crate::models::outbox::OutboxEntry;
 use crate::models::product::Product;
-use crate::services::admin::{self, ADMIN_COOKIE, OrderStory, ProductEdit, Refusal};
+use crate::services::admin::{
+    self, ADMIN_COOKIE, Cursor, FilterTotal, OrderStory, OrdersList, ProductEdit, Refusal,
+};
 use crate::services::reconcile::{self, Reconciler};
 use crate::services::{coupon as coupons, orphan};
 use crate::state::AppState;
 
 const PER_PAGE: i64 = 50;
+const MAX_PER_PAGE: i64 = 200;
 /// The sign-in form's own CSRF cookie (there is no session yet to derive a token from).
 const FORM_COOKIE: &str = "paymall_admin_form";
 
@@ -211,7 +215,12 @@ struct OrdersQuery {
     openid: Option<String>,
     order_id: Option<String>,
     product_id: Option<String>,
-    page: Option<i64>,
+    /// The cursor of an older page: orders below this row id.
+    before: Option<i64>,
+    /// The cursor of a newer page: orders above this row id.
+    after: Option<i64>,
+    /// Orders a page shows, 1 to [`MAX_PER_PAGE`] ([`PER_PAGE`] without it).
+    per_page: Option<String>,
 }
 
 impl OrdersQuery {
@@ -239,7 +248,25 @@ impl OrdersQuery {
         })
     }
 
-    /// The filter as a query string, for links that keep it.
+    fn cursor(&self) -> Result<Cursor, AppError> {
+        match (self.before, self.after) {
+            (None, None) => Ok(Cursor::Newest),
+            (Some(before), None) => Ok(Cursor::Before(before)),
+            (None, Some(after)) => Ok(Cursor::After(after)),
+            (Some(_), Some(_)) => Err(AppError::BadRequest("give before or after, not both".into())),
+        }
+    }
+
+    fn per_page(&self) -> Result<i64, AppError> {
+        match self.per_page.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(PER_PAGE),
+            Some(n) => n.parse().ok().filter(|n| (1..=MAX_PER_PAGE).contains(n)).ok_or_else(|| {
+                AppError::BadRequest(format!("per_page must be a number from 1 to {MAX_PER_PAGE}"))
+            }),
+        }
+    }
+
+    /// The filter (and the page size) as a query string, for links that keep it.
     fn keep(&self) -> String {
         let pairs = [
             ("status", &self.status),
@@ -248,6 +275,7 @@ impl OrdersQuery {
             ("openid", &self.openid),
             ("order_id", &self.order_id),
             ("product_id", &self.product_id),
+            ("per_page", &self.per_page),
         ];
         pairs
             .iter()
@@ -264,15 +292,20 @@ impl OrdersQuery {
 struct OrdersPage {
     admin: String,
     csrf: String,
-    orders: Vec<Order>,
-    totals: Vec<(String, i64, i64)>,
+    list: OrdersList,
+    /// The filter's orders per status, when they were all counted.
+    filter_exact: Option<Vec<StatusTotal>>,
+    /// The filter's orders and amount over every status (when all were counted).
+    filter_sum: (i64, i64),
+    /// The count a filter's total stopped at, when more orders match.
+    filter_at_least: Option<i64>,
     query: OrdersQuery,
     keep: String,
-    page: i64,
-    has_more: bool,
     statuses: [OrderStatus; 7],
 }
 
+/// The orders list: keyset-paged with `before` / `after` (row ids), filtered, with the shop's
+/// totals per status and the filter's own.
 async fn orders(
     state: web::Data<AppState>,
     admin_user: Admin,
@@ -280,27 +313,26 @@ async fn orders(
 ) -> Result<HttpResponse, AppError> {
     let query = query.into_inner();
     let filter = query.filter()?;
-    let page = super::page_number(query.page)?;
-    let (mut orders, totals) = state
-        .engine
-        .run(move |conn| {
-            let orders = filter.page(conn, (page - 1) * PER_PAGE, PER_PAGE + 1)?;
-            Ok((orders, admin::totals(conn, &filter)?))
-        })
-        .await?;
-    let has_more = orders.len() as i64 > PER_PAGE;
-    orders.truncate(PER_PAGE as usize);
-    let totals = totals.into_iter().map(|(status, (n, cents))| (status, n, cents)).collect();
+    let cursor = query.cursor()?;
+    let per_page = query.per_page()?;
+    let cap = i64::from(state.settings.admin.filter_total_cap);
+    let list = state.engine.run(move |conn| admin::orders_list(conn, &filter, cursor, per_page, cap)).await?;
+    let filter_sum = list.filtered.as_ref().map(FilterTotal::sum).unwrap_or_default();
+    let (filter_exact, filter_at_least) = match &list.filtered {
+        None => (None, None),
+        Some(FilterTotal::Exact(totals)) => (Some(totals.clone()), None),
+        Some(FilterTotal::AtLeast(n)) => (None, Some(*n)),
+    };
     let keep = query.keep();
     render(&OrdersPage {
         csrf: admin_user.csrf(),
         admin: admin_user.username,
-        orders,
-        totals,
+        list,
+        filter_exact,
+        filter_sum,
+        filter_at_least,
         query,
         keep,
-        page,
-        has_more,
         statuses: OrderStatus::ALL,
     })
 }

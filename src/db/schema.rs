@@ -272,6 +272,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    order_status_total (status) {
+        status -> Text,
+        orders -> BigInt,
+        cents -> BigInt,
+    }
+}
+
+diesel::table! {
+    order_total_checkpoint (id) {
+        id -> Integer,
+        folded_through -> BigInt,
+        pending_through -> Nullable<BigInt>,
+        pending_vxids -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(user_session -> app_user (user_id));
 diesel::joinable!(user_coupon -> coupon_template (template_id));
 diesel::joinable!(user_coupon -> app_user (user_id));
@@ -300,4 +318,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     coupon_template,
     coupon_template_product,
     user_coupon,
+    order_status_total,
+    order_total_checkpoint,
 );

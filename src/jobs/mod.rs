@@ -51,7 +51,7 @@ impl Worker {
 
     /// Runs every task once. A failing task is logged and the others still run.
     pub fn tick(&self) {
-        let tasks: [(&str, Task); 7] = [
+        let tasks: [(&str, Task); 8] = [
             ("query dropped notifies", compensation::query_dropped),
             ("close unpaid orders", compensation::close_expired),
             ("deliver stranded payments", compensation::deliver_stranded),
@@ -59,6 +59,7 @@ impl Worker {
             ("outbox", outbox::drain),
             ("purge expired", purge_expired),
             ("retention", enforce_retention),
+            ("fold order totals", fold_order_totals),
         ];
         for (name, task) in tasks {
             match task(self) {
@@ -85,6 +86,11 @@ fn purge_expired(worker: &Worker) -> Result<usize, AppError> {
 fn refund_orphans(worker: &Worker) -> Result<usize, AppError> {
     let after = chrono::Duration::hours(i64::from(worker.settings.alipay.orphan_refund_after_hours));
     crate::services::orphan::refund_due(&mut *worker.conn()?, after)
+}
+
+/// The timeline's new events into the admin's totals per status (`models::order_total`).
+fn fold_order_totals(worker: &Worker) -> Result<usize, AppError> {
+    crate::services::admin::fold_totals(&mut *worker.conn()?)
 }
 
 /// Audit rows past their retention.

@@ -51,6 +51,7 @@ pub mod login;
 pub mod order;
 pub mod order_discount;
 pub mod order_event;
+pub mod order_total;
 pub mod orphan;
 pub mod outbox;
 pub mod product;

@@ -425,9 +425,11 @@ impl Order {
     }
 }
 
-/// The open orders' rows through `pay_order_by_status`, each order id looked up in its index.
-const READ_OPEN_ORDERS: &str = "SELECT count(*) AS count FROM pay_order AS open \
-    JOIN pay_order AS same ON same.order_id = open.order_id WHERE open.status = 'PAY_WAIT'";
+/// The open orders' rows through `pay_order_by_status`, their entries in
+/// `pay_order_by_status_id`, and each order id looked up in its index.
+const READ_OPEN_ORDERS: &str = "SELECT count(*) AS count FROM pay_order AS open INDEXED BY pay_order_by_status \
+    JOIN pay_order AS same ON same.order_id = open.order_id WHERE open.status = 'PAY_WAIT' \
+    AND open.id IN (SELECT id FROM pay_order INDEXED BY pay_order_by_status_id WHERE status = 'PAY_WAIT')";
 
 #[derive(diesel::QueryableByName)]
 struct Count {
@@ -437,8 +439,8 @@ struct Count {
 
 impl Order {
     /// SQLite: reads the pages a payment writes, for every order waiting for one: its row, and
-    /// its entries in `pay_order_by_status` and the order id's index, so that they are cached when
-    /// the payment comes (`database.sqlite_read_open_orders_secs`, docs/PERFORMANCE.md). The
+    /// its entries in `pay_order_by_status`, `pay_order_by_status_id` and the order id's index,
+    /// so that they are cached when the payment comes (`database.sqlite_read_open_orders_secs`, docs/PERFORMANCE.md). The
     /// other index a payment changes, `pay_order_one_open`, is small and every order reads it.
     /// Returns how many orders it read.
     pub fn read_open_orders(conn: &mut diesel::SqliteConnection) -> QueryResult<i64> {
@@ -471,7 +473,11 @@ impl OrderFilter {
             query = query.filter(pay_order::order_time.lt(before));
         }
         if let Some(openid) = &self.openid {
-            query = query.filter(pay_order::openid.eq(openid));
+            // Through the shopper's user id, so `pay_order_by_user (user_id, id)` serves it.
+            let user = app_user::table.filter(app_user::openid.eq(openid)).select(app_user::user_id);
+            query = query
+                .filter(pay_order::user_id.nullable().eq(user.single_value()))
+                .filter(pay_order::openid.eq(openid));
         }
         if let Some(order_id) = &self.order_id {
             query = query.filter(pay_order::order_id.eq(order_id));
@@ -492,9 +498,56 @@ impl OrderFilter {
             .load(conn)
     }
 
-    /// (status, total cents) of every matching order, for the counts and sums per status.
-    pub fn amounts(&self, conn: &mut DbConn) -> QueryResult<Vec<(String, i64)>> {
-        self.query().select((pay_order::status, pay_order::total_cents)).load(conn)
+    /// Whether the filter narrows anything down.
+    pub fn is_empty(&self) -> bool {
+        self.status.is_none()
+            && self.placed_from.is_none()
+            && self.placed_before.is_none()
+            && self.openid.is_none()
+            && self.order_id.is_none()
+            && self.product_id.is_none()
+    }
+
+    /// Whether the filter is a status and nothing else.
+    pub fn is_status_only(&self) -> bool {
+        self.status.is_some() && OrderFilter { status: None, ..self.clone() }.is_empty()
+    }
+
+    /// Matching orders below the row id `before` (from the newest without it), newest first, at
+    /// most `limit`: keyset paging on `id`, through the filter's index (`pay_order_by_status_id`,
+    /// `pay_order_by_product`, `pay_order_by_time`, `pay_order_by_user`, each ending in `id`), so
+    /// a page costs the same however deep it is.
+    pub fn older_than(&self, conn: &mut DbConn, before: Option<i64>, limit: i64) -> QueryResult<Vec<Order>> {
+        let mut query = self.query();
+        if let Some(before) = before {
+            query = query.filter(pay_order::id.lt(before));
+        }
+        query.order(pay_order::id.desc()).limit(limit).select(Order::as_select()).load(conn)
+    }
+
+    /// Matching orders above the row id `after`, oldest first, at most `limit` (the page before,
+    /// read from its near end).
+    pub fn newer_than(&self, conn: &mut DbConn, after: i64, limit: i64) -> QueryResult<Vec<Order>> {
+        self.query()
+            .filter(pay_order::id.gt(after))
+            .order(pay_order::id.asc())
+            .limit(limit)
+            .select(Order::as_select())
+            .load(conn)
+    }
+
+    /// Whether an order matches above (`newer`) or below the row id `id`.
+    pub fn any_beyond(&self, conn: &mut DbConn, id: i64, newer: bool) -> QueryResult<bool> {
+        let query = self.query();
+        let query =
+            if newer { query.filter(pay_order::id.gt(id)) } else { query.filter(pay_order::id.lt(id)) };
+        Ok(!query.select(pay_order::id).limit(1).load::<i64>(conn)?.is_empty())
+    }
+
+    /// (status, total cents) of the matching orders, at most `limit` of them: a count and sum
+    /// bounded by the limit, whatever the filter.
+    pub fn amounts(&self, conn: &mut DbConn, limit: i64) -> QueryResult<Vec<(String, i64)>> {
+        self.query().select((pay_order::status, pay_order::total_cents)).limit(limit).load(conn)
     }
 }
 
@@ -548,6 +601,7 @@ mod tests {
             .map(|step| step.detail)
             .collect();
         assert!(plan[0].contains("USING INDEX pay_order_by_status (status=?)"), "{plan:?}");
-        assert!(plan[1].contains("USING COVERING INDEX sqlite_autoindex_pay_order"), "{plan:?}");
+        assert!(plan[2].contains("USING COVERING INDEX pay_order_by_status_id (status=?)"), "{plan:?}");
+        assert!(plan.last().unwrap().contains("USING COVERING INDEX sqlite_autoindex_pay_order"), "{plan:?}");
     }
 }

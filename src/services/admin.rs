@@ -12,6 +12,7 @@ use crate::db::{DbConn, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::log_escape::Untrusted;
 use crate::models::order::{Order, OrderFilter, OrderStatus};
+use crate::models::order_total::{self, StatusTotal};
 use crate::models::{admin, now, outbox::OutboxEntry};
 use crate::models::{alipay_notify, gateway_call, order_event};
 use crate::services::{order_history, payment, session::token_hash};
@@ -101,15 +102,119 @@ pub fn sign_out(conn: &mut DbConn, token: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// Count and sum (cents) per status over the filter.
-pub fn totals(conn: &mut DbConn, filter: &OrderFilter) -> AppResult<BTreeMap<String, (i64, i64)>> {
-    let mut totals = BTreeMap::new();
-    for (status, cents) in filter.amounts(conn)? {
-        let entry = totals.entry(status).or_insert((0, 0));
+/// Where a page of the orders list starts: the newest, below a row id (older), or above one
+/// (newer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    Newest,
+    Before(i64),
+    After(i64),
+}
+
+/// What a filter's total covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterTotal {
+    /// Every matching order, per status.
+    Exact(Vec<StatusTotal>),
+    /// More than this many orders match; they were not counted further.
+    AtLeast(i64),
+}
+
+impl FilterTotal {
+    /// The orders and their amount over every status (for `Exact`).
+    pub fn sum(&self) -> (i64, i64) {
+        match self {
+            FilterTotal::Exact(totals) => totals.iter().fold((0, 0), |(n, c), t| (n + t.orders, c + t.cents)),
+            FilterTotal::AtLeast(n) => (*n, 0),
+        }
+    }
+}
+
+/// One page of the admin's orders list, with its cursors and its totals.
+pub struct OrdersList {
+    /// Newest first.
+    pub orders: Vec<Order>,
+    /// The cursor of the page of newer orders (`after`), if there are any.
+    pub newer: Option<i64>,
+    /// The cursor of the page of older orders (`before`), if there are any.
+    pub older: Option<i64>,
+    /// Every order of the shop per status, exact (statuses without orders left out).
+    pub all: Vec<StatusTotal>,
+    /// What the filter matches; `None` without a filter (`all` is that).
+    pub filtered: Option<FilterTotal>,
+}
+
+/// A page of the orders the filter matches, newest first, and the totals. The cost is the same
+/// at any number of orders: the page is keyset-paged through an index, the totals per status are
+/// folded (`models::order_total`), and a filter's total counts at most `cap` orders (more is
+/// "at least `cap`"; a status alone is exact, from the totals per status).
+pub fn orders_list(
+    conn: &mut DbConn,
+    filter: &OrderFilter,
+    cursor: Cursor,
+    per_page: i64,
+    cap: i64,
+) -> AppResult<OrdersList> {
+    let (orders, newer, older) = match cursor {
+        Cursor::Newest | Cursor::Before(_) => {
+            let before = if let Cursor::Before(id) = cursor { Some(id) } else { None };
+            let mut orders = filter.older_than(conn, before, per_page + 1)?;
+            let more = orders.len() as i64 > per_page;
+            orders.truncate(per_page as usize);
+            let older = if more { orders.last().map(|o| o.id) } else { None };
+            let newer = match (before, orders.first()) {
+                (None, _) => None,
+                (Some(_), Some(top)) => filter.any_beyond(conn, top.id, true)?.then_some(top.id),
+                (Some(before), None) => filter.any_beyond(conn, before - 1, true)?.then_some(before - 1),
+            };
+            (orders, newer, older)
+        }
+        Cursor::After(after) => {
+            let mut orders = filter.newer_than(conn, after, per_page + 1)?;
+            let more = orders.len() as i64 > per_page;
+            orders.truncate(per_page as usize);
+            let newer = if more { orders.last().map(|o| o.id) } else { None };
+            orders.reverse();
+            let older = match orders.last() {
+                Some(bottom) => filter.any_beyond(conn, bottom.id, false)?.then_some(bottom.id),
+                None => filter.any_beyond(conn, after + 1, false)?.then_some(after + 1),
+            };
+            (orders, newer, older)
+        }
+    };
+    let mut all = order_total::current(conn)?;
+    all.retain(|t| t.orders != 0);
+    let filtered = if filter.is_empty() {
+        None
+    } else if filter.is_status_only() {
+        let status = filter.status.map(|s| s.as_str()).unwrap_or_default();
+        Some(FilterTotal::Exact(all.iter().filter(|t| t.status == status).cloned().collect()))
+    } else {
+        Some(filter_total(conn, filter, cap)?)
+    };
+    Ok(OrdersList { orders, newer, older, all, filtered })
+}
+
+/// The filter's orders per status, counting at most `cap` of them.
+fn filter_total(conn: &mut DbConn, filter: &OrderFilter, cap: i64) -> AppResult<FilterTotal> {
+    let amounts = filter.amounts(conn, cap.saturating_add(1))?;
+    if amounts.len() as i64 > cap {
+        return Ok(FilterTotal::AtLeast(cap));
+    }
+    let mut totals = BTreeMap::<String, (i64, i64)>::new();
+    for (status, cents) in amounts {
+        let entry = totals.entry(status).or_default();
         entry.0 += 1;
         entry.1 += cents;
     }
-    Ok(totals)
+    Ok(FilterTotal::Exact(
+        totals.into_iter().map(|(status, (orders, cents))| StatusTotal { status, orders, cents }).collect(),
+    ))
+}
+
+/// The background thread's fold of new timeline events into the totals per status.
+pub fn fold_totals(conn: &mut DbConn) -> AppResult<usize> {
+    Ok(order_total::fold(conn)?)
 }
 
 /// Everything the order page shows.

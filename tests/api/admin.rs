@@ -247,10 +247,245 @@ fn orders_are_paged_newest_first(backend: Backend) {
     let first = admin.get("/admin?product_id=100010090094").body;
     assert_eq!(first.matches("class=\"order-row\"").count(), 50);
     assert!(first.find(&newest).expect("newest on page 1") < first.find("o-page-0").unwrap_or(usize::MAX));
-    assert!(first.contains("id=\"older\""));
-    let second = admin.get("/admin?product_id=100010090094&page=2").body;
+    assert!(first.contains("id=\"older\"") && !first.contains("id=\"newer\""));
+    let second = admin.get(&link(&first, "older")).body;
     assert_eq!(second.matches("class=\"order-row\"").count(), 2);
     assert!(second.contains("o-page-0") && !second.contains("id=\"older\""));
+    let back = admin.get(&link(&second, "newer")).body;
+    assert_eq!(back.matches("class=\"order-row\"").count(), 50);
+    assert!(back.contains(&newest) && !back.contains("id=\"newer\""));
+}
+
+/// The href of the pager's link `id` ("older" or "newer").
+fn link(page: &str, id: &str) -> String {
+    let at = page.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no {id} link: {page}"));
+    let start = page[..at].rfind("href=\"").expect("href") + "href=\"".len();
+    page[start..].split('"').next().expect("href").replace("&#38;", "&").replace("&amp;", "&")
+}
+
+/// The order ids of a page of the orders list, top to bottom.
+fn order_ids(page: &str) -> Vec<String> {
+    page.split("<a href=\"/admin/orders/")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_owned())
+        .collect()
+}
+
+/// Orders of a few shoppers and products in several states: 30 orders, 10 paid, 5 closed.
+fn thirty_orders(app: &TestApp) -> Vec<(String, Browser)> {
+    let products = [GIFT, MUG, "100010090092"];
+    let mut placed = Vec::new();
+    for i in 0..30 {
+        let mut shopper = app.login(&format!("o-mix-{}", i % 10));
+        let form = app.create_order(&mut shopper, products[i / 10]);
+        let order_id = if i % 3 == 0 { app.pay_at_cashier(&mut shopper, &form) } else { order_id_of(&form) };
+        placed.push((order_id, shopper));
+    }
+    for (i, (order_id, shopper)) in placed.iter_mut().enumerate() {
+        if i % 3 == 0 {
+            app.wait_for_status(shopper, order_id, "PAY_SUCCESS");
+        }
+    }
+    let mut admin = app.admin();
+    let csrf = admin.csrf("/admin");
+    for (order_id, shopper) in placed.iter_mut().filter(|_| true).skip(1).step_by(6) {
+        let closed = admin.post_form(&format!("/admin/orders/{order_id}/close"), &[("csrf", &csrf)]);
+        assert_eq!(closed.status, 303);
+        assert_eq!(app.order_status(shopper, order_id), "CLOSE");
+    }
+    placed
+}
+
+fn cursors_page_through_every_filter_without_gaps_or_repeats(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let placed = thirty_orders(&app);
+    let today = (chrono::Utc::now().naive_utc() + chrono::Duration::hours(8)).format("%Y-%m-%d").to_string();
+    let filters = [
+        (String::new(), "1 = 1".to_owned()),
+        ("status=PAY_WAIT".to_owned(), "status = 'PAY_WAIT'".to_owned()),
+        ("status=CLOSE".to_owned(), "status = 'CLOSE'".to_owned()),
+        (format!("product_id={MUG}"), format!("product_id = '{MUG}'")),
+        ("openid=o-mix-3".to_owned(), "openid = 'o-mix-3'".to_owned()),
+        (format!("from={today}&to={today}"), "1 = 1".to_owned()),
+        (
+            format!("status=PAY_SUCCESS&product_id={GIFT}"),
+            format!("status = 'PAY_SUCCESS' AND product_id = '{GIFT}'"),
+        ),
+    ];
+    let mut admin = app.admin();
+    for (query, condition) in &filters {
+        let expected = app.scalar(&format!("SELECT COUNT(*) AS n FROM pay_order WHERE {condition}"));
+        assert!(expected > 0, "{query}");
+        // Older, page after page, from the newest.
+        let mut pages = Vec::new();
+        let mut page = admin.get(&format!("/admin?{query}&per_page=4")).body;
+        assert!(!page.contains("id=\"newer\""), "{query}: the first page has nothing newer");
+        loop {
+            pages.push(order_ids(&page));
+            if !page.contains("id=\"older\"") {
+                break;
+            }
+            page = admin.get(&link(&page, "older")).body;
+            assert!(page.contains("id=\"newer\""), "{query}: an older page links back");
+        }
+        let seen: Vec<&String> = pages.iter().flatten().collect();
+        let unique: std::collections::BTreeSet<&&String> = seen.iter().collect();
+        assert_eq!(seen.len() as i64, expected, "{query}: every order once: {pages:?}");
+        assert_eq!(unique.len(), seen.len(), "{query}: no order twice: {pages:?}");
+        for order_id in &seen {
+            assert!(placed.iter().any(|(id, _)| id == *order_id));
+        }
+        // Newest first: the order numbers fall.
+        let mut sorted = seen.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(sorted, seen, "{query}");
+        // And newer, page after page, back to the first, through the same pages.
+        let mut back = vec![order_ids(&page)];
+        while page.contains("id=\"newer\"") {
+            page = admin.get(&link(&page, "newer")).body;
+            back.push(order_ids(&page));
+        }
+        back.reverse();
+        assert_eq!(back, pages, "{query}");
+    }
+    assert_eq!(admin.get("/admin?before=5&after=3").status, 400);
+    assert_eq!(admin.get("/admin?per_page=0").status, 400);
+    let beyond = admin.get("/admin?before=1").body;
+    assert_eq!(order_ids(&beyond).len(), 0);
+    assert!(beyond.contains("id=\"newer\""), "{beyond}");
+}
+
+/// Every status's count and amount, as a full `GROUP BY` counts them.
+fn full_count(app: &TestApp) -> Vec<(String, i64, i64)> {
+    paymall::models::order::OrderStatus::ALL
+        .iter()
+        .map(|s| {
+            let condition = format!("FROM pay_order WHERE status = '{s}'");
+            let n = app.scalar(&format!("SELECT COUNT(*) AS n {condition}"));
+            let cents =
+                app.scalar(&format!("SELECT CAST(COALESCE(SUM(total_cents), 0) AS BIGINT) AS n {condition}"));
+            (s.to_string(), n, cents)
+        })
+        .collect()
+}
+
+/// The admin page's totals, the totals as read for it, and the folded table (when `folded`)
+/// all equal a full count.
+fn assert_totals_exact(app: &TestApp, admin: &mut Browser, folded: bool) {
+    let expected = full_count(app);
+    let page = admin.get("/admin").body;
+    let read = paymall::models::order_total::current(&mut app.db.connect()).expect("totals");
+    for (status, n, cents) in &expected {
+        let shown = page
+            .split(&format!("class=\"count-{status}\">"))
+            .nth(1)
+            .map_or(0, |rest| rest.split('<').next().unwrap().parse::<i64>().unwrap());
+        assert_eq!(shown, *n, "{status} on the page: {page}");
+        let row = read.iter().find(|t| &t.status == status).expect("every status has a row");
+        assert_eq!((row.orders, row.cents), (*n, *cents), "{status} as read");
+        if folded {
+            let table = |column: &str| {
+                app.scalar(&format!("SELECT {column} AS n FROM order_status_total WHERE status = '{status}'"))
+            };
+            assert_eq!((table("orders"), table("cents")), (*n, *cents), "{status} folded");
+        }
+    }
+}
+
+/// Ticks until the checkpoint reaches the last event (PostgreSQL folds a tick after its barrier).
+fn fold_everything(app: &TestApp) {
+    for _ in 0..6 {
+        app.worker.tick();
+        let last = app.scalar("SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) AS n FROM order_event");
+        if app.scalar("SELECT folded_through AS n FROM order_total_checkpoint") == last {
+            return;
+        }
+    }
+    panic!("the totals were not folded to the last event");
+}
+
+fn totals_per_status_equal_a_full_count_through_changes_and_folds(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let mut admin = app.admin();
+    assert_totals_exact(&app, &mut admin, false);
+    let placed = thirty_orders(&app);
+    assert_totals_exact(&app, &mut admin, false);
+    fold_everything(&app);
+    // Delivered by the tick: PAY_SUCCESS -> DEAL_DONE, folded.
+    assert!(full_count(&app).iter().any(|(s, n, _)| s == "DEAL_DONE" && *n == 10));
+    assert_totals_exact(&app, &mut admin, true);
+    // Refunds and a placement after the fold: counted from the events until the next one.
+    let csrf = admin.csrf("/admin");
+    for (order_id, _) in placed.iter().step_by(3).take(4) {
+        assert_eq!(
+            admin.post_form(&format!("/admin/orders/{order_id}/refund"), &[("csrf", &csrf)]).status,
+            303
+        );
+    }
+    app.create_order(&mut app.login("o-late"), GIFT);
+    assert_totals_exact(&app, &mut admin, false);
+    app.worker.tick();
+    assert_totals_exact(&app, &mut admin, false);
+    fold_everything(&app);
+    assert!(full_count(&app).iter().any(|(s, n, _)| s == "REFUNDED" && *n == 4));
+    assert_totals_exact(&app, &mut admin, true);
+}
+
+fn an_event_committed_late_with_a_lower_id_is_still_counted(backend: Backend) {
+    use diesel::RunQueryDsl;
+    use diesel::connection::Connection;
+    if backend == Backend::Sqlite {
+        // SQLite's writers take turns: an id is taken and committed inside one write lock.
+        return;
+    }
+    let app = TestApp::spawn(backend);
+    let mut admin = app.admin();
+    let late = order_id_of(&app.create_order(&mut app.login("o-slow"), GIFT));
+    fold_everything(&app);
+    let mut slow = app.db.connect();
+    slow.transaction::<_, diesel::result::Error, _>(|c| {
+        // A close whose event takes its id now and commits after later events.
+        diesel::sql_query(format!("UPDATE pay_order SET status = 'CLOSE' WHERE order_id = '{late}'"))
+            .execute(c)?;
+        diesel::sql_query(format!(
+            "INSERT INTO order_event (order_id, from_status, to_status, cause, detail, created_at) \
+             VALUES ('{late}', 'PAY_WAIT', 'CLOSE', 'test', 'slow', now())"
+        ))
+        .execute(c)?;
+        app.create_order(&mut app.login("o-fast"), MUG);
+        for _ in 0..3 {
+            app.worker.tick();
+        }
+        let held = app.scalar(&format!("SELECT MAX(id) AS n FROM order_event WHERE order_id <> '{late}'"));
+        let checkpoint = app.scalar("SELECT folded_through AS n FROM order_total_checkpoint");
+        assert!(checkpoint < held, "the fold waits for the transaction still holding a lower id");
+        Ok(())
+    })
+    .expect("the slow transaction commits");
+    assert_totals_exact(&app, &mut admin, false);
+    fold_everything(&app);
+    assert_totals_exact(&app, &mut admin, true);
+}
+
+fn a_filters_total_says_at_least_past_its_cap(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.admin.filter_total_cap = 3);
+    for i in 0..5 {
+        app.create_order(&mut app.login(&format!("o-cap-{i}")), GIFT);
+    }
+    app.create_order(&mut app.login("o-cap-0"), MUG);
+    let mut admin = app.admin();
+    let many = admin.get(&format!("/admin?product_id={GIFT}")).body;
+    assert!(many.contains("This filter: at least 3 orders"), "{many}");
+    let few = admin.get(&format!("/admin?product_id={MUG}")).body;
+    assert!(few.contains("This filter: 1 orders, ¥"), "{few}");
+    let one_shopper = admin.get("/admin?openid=o-cap-0").body;
+    assert!(one_shopper.contains("This filter: 2 orders"), "{one_shopper}");
+    // A status alone is counted exactly at any size, from the totals per status.
+    let status = admin.get("/admin?status=PAY_WAIT").body;
+    assert!(status.contains("This filter: 6 orders"), "{status}");
+    // Without a filter the page has the shop's totals only.
+    let all = admin.get("/admin").body;
+    assert!(!all.contains("This filter") && all.contains("class=\"count-PAY_WAIT\">6<"), "{all}");
 }
 
 fn sync_close_and_refund_move_orders_through_the_sandbox(backend: Backend) {
@@ -340,6 +575,10 @@ both_backends!(
     product_edits_need_the_csrf_token_and_valid_values,
     orders_filter_page_and_export,
     orders_are_paged_newest_first,
+    cursors_page_through_every_filter_without_gaps_or_repeats,
+    totals_per_status_equal_a_full_count_through_changes_and_folds,
+    an_event_committed_late_with_a_lower_id_is_still_counted,
+    a_filters_total_says_at_least_past_its_cap,
     sync_close_and_refund_move_orders_through_the_sandbox,
     the_outbox_page_shows_dead_entries_and_retries_them,
 );
