@@ -522,6 +522,38 @@ impl OrderFilter {
     }
 }
 
+impl Order {
+    /// How many orders there are of each status (statuses without orders are left out).
+    pub fn count_by_status(conn: &mut DbConn) -> QueryResult<Vec<(String, i64)>> {
+        pay_order::table
+            .group_by(pay_order::status)
+            .select((pay_order::status, diesel::dsl::count_star()))
+            .load(conn)
+    }
+
+    /// The earliest `next_query_at` already passed of a `PAY_WAIT` order: how far the
+    /// compensation's queries are behind.
+    pub fn oldest_overdue_query(conn: &mut DbConn, at: NaiveDateTime) -> QueryResult<Option<NaiveDateTime>> {
+        pay_order::table
+            .filter(pay_order::status.eq(OrderStatus::PayWait.as_str()))
+            .filter(pay_order::next_query_at.le(at))
+            .select(diesel::dsl::min(pay_order::next_query_at))
+            .get_result(conn)
+    }
+}
+
+impl OrderFilter {
+    /// Up to `limit` matching orders with an id below `below` (from the newest when `None`),
+    /// newest first: one step of a keyset walk by `pay_order.id` (the CSV export).
+    pub fn older_than(&self, conn: &mut DbConn, below: Option<i64>, limit: i64) -> QueryResult<Vec<Order>> {
+        let mut query = self.query();
+        if let Some(below) = below {
+            query = query.filter(pay_order::id.lt(below));
+        }
+        query.order(pay_order::id.desc()).limit(limit).select(Order::as_select()).load(conn)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Order, OrderStatus, READ_OPEN_ORDERS};
