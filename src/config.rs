@@ -20,6 +20,7 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub limits: LimitSettings,
     pub retention: RetentionSettings,
+    pub metrics: MetricsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +111,9 @@ pub struct CompensationSettings {
     pub interval_secs: u64,
     pub query_after_secs: u64,
     pub close_after_minutes: u64,
+    /// A payment's delivery is drained as soon as the payment commits (the background thread is
+    /// woken); false leaves it to the next tick.
+    pub drain_on_payment: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,6 +162,14 @@ pub struct RetentionSettings {
     pub weixin_event_days: u32,
     /// Admin sign-in failure counters, counted from the last failure.
     pub admin_failure_days: u32,
+}
+
+/// `/metrics`: with a token, scrapers must send it as `Authorization: Bearer <token>`; without
+/// one the endpoint is open (keep it off the public network then).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub token: Secret,
 }
 
 /// A value that must never reach a log: `Debug` prints a placeholder.

@@ -9,6 +9,7 @@ pub mod error;
 pub mod gateways;
 pub mod jobs;
 pub mod log_escape;
+pub mod metrics;
 pub mod models;
 pub mod money;
 pub mod random;

@@ -26,6 +26,7 @@ use crate::gateways::alipay::{AlipayClient, SettingKeyError};
 use crate::gateways::weixin::WeixinClient;
 use crate::jobs::{Background, Worker};
 use crate::log_escape::Untrusted;
+use crate::metrics::HttpMetrics;
 use crate::rate_limit::RateLimits;
 use crate::sandbox::alipay::{AlipaySandbox, SandboxKeyError};
 use crate::sandbox::weixin::WeixinSandbox;
@@ -196,6 +197,8 @@ fn share(
         shop_window: ShopWindow::new(Duration::from_millis(settings.catalogue.list_max_age_ms)),
         order_numbers: OrderNumbers::default(),
         limits,
+        wake: worker.wake.clone(),
+        http_metrics: HttpMetrics::new(),
     });
     Ok((state, worker))
 }
@@ -233,6 +236,13 @@ fn serve(
                 }),
             ))
             .wrap(headers.iter().cloned().fold(DefaultHeaders::new(), DefaultHeaders::add))
+            // Outermost: the latency covers every middleware, and the answer's final status.
+            .wrap(from_fn({
+                let worker_metrics = state.http_metrics.for_worker();
+                move |req: ServiceRequest, next: Next<_>| {
+                    crate::metrics::measure(req, next, worker_metrics.clone())
+                }
+            }))
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .app_data(web::QueryConfig::default().error_handler(query_error))

@@ -6,6 +6,8 @@ use crate::config::Settings;
 use crate::engine::Engine;
 use crate::gateways::alipay::AlipayClient;
 use crate::gateways::weixin::WeixinClient;
+use crate::jobs::Wake;
+use crate::metrics::HttpMetrics;
 use crate::rate_limit::RateLimits;
 use crate::services::catalogue::ShopWindow;
 use crate::services::order::OrderNumbers;
@@ -24,4 +26,9 @@ pub struct AppState {
     pub order_numbers: OrderNumbers,
     /// Per-client rate limits (shared with the background thread, which forgets idle clients).
     pub limits: Arc<RateLimits>,
+    /// Wakes this instance's background thread to drain the outbox after a commit that
+    /// enqueued work.
+    pub wake: Wake,
+    /// The HTTP metrics every request updates (`metrics::measure`) and `/metrics` renders.
+    pub http_metrics: HttpMetrics,
 }

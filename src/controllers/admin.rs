@@ -14,7 +14,6 @@ use serde::Deserialize;
 
 use super::client::ClientAddr;
 use super::{csrf, filters, render, see_other, url_encode};
-use crate::china_time;
 use crate::error::AppError;
 use crate::models::coupon::{CouponKind, NewTemplate, TemplateWithProducts};
 use crate::models::order::{OrderFilter, OrderStatus};
@@ -26,7 +25,7 @@ use crate::services::admin::{
     self, ADMIN_COOKIE, Cursor, FilterTotal, OrderStory, OrdersList, ProductEdit, Refusal,
 };
 use crate::services::reconcile::{self, Reconciler};
-use crate::services::{coupon as coupons, orphan};
+use crate::services::{coupon as coupons, order_export, orphan};
 use crate::state::AppState;
 
 const PER_PAGE: i64 = 50;
@@ -337,42 +336,46 @@ async fn orders(
     })
 }
 
-/// The CSV export of exactly what the orders page filters to.
+/// The CSV export of exactly what the orders page filters to, newest first, streamed as it is
+/// read ([`order_export`]): the file is named after the filters.
 async fn orders_csv(
     state: web::Data<AppState>,
     _admin: Admin,
     query: web::Query<OrdersQuery>,
 ) -> Result<HttpResponse, AppError> {
     let filter = query.filter()?;
-    let orders = state.engine.run(move |conn| Ok(filter.page(conn, 0, i64::MAX)?)).await?;
-    let mut csv = String::from(
-        "order_id,status,openid,product_id,product_name,total_amount,order_time,pay_time,trade_no\n",
-    );
-    for o in &orders {
-        let fields = [
-            o.order_id.clone(),
-            o.status.to_string(),
-            o.openid.clone(),
-            o.product_id.clone(),
-            o.product_name.clone(),
-            crate::money::format_yuan(o.total_cents),
-            china_time::format(o.order_time),
-            o.pay_time.map(china_time::format).unwrap_or_default(),
-            o.trade_no.clone().unwrap_or_default(),
-        ];
-        csv.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
-        csv.push('\n');
-    }
+    let mut pieces = order_export::csv(&state.engine, filter)?;
+    let body = futures_util::stream::poll_fn(move |cx| {
+        pieces.poll_recv(cx).map(|piece| piece.map(|text| text.map(web::Bytes::from)))
+    });
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
-        .insert_header(("Content-Disposition", "attachment; filename=\"orders.csv\""))
-        .body(csv))
+        .insert_header(("Content-Disposition", format!("attachment; filename=\"{}\"", csv_filename(&query))))
+        .streaming(body))
 }
 
-fn csv_field(value: &str) -> String {
-    // Quote always; a leading formula character is neutralised for spreadsheet safety.
-    let safe = if value.starts_with(['=', '+', '-', '@']) { format!("'{value}") } else { value.to_owned() };
-    format!("\"{}\"", safe.replace('"', "\"\""))
+/// `orders.csv`, or with the filters in its name: `orders_status-PAY_SUCCESS_from-2026-11-01.csv`.
+/// Only letters, digits, `-` and `.` of the values are kept (others become `_`), 40 of each.
+fn csv_filename(query: &OrdersQuery) -> String {
+    let parts = [
+        ("status", &query.status),
+        ("from", &query.from),
+        ("to", &query.to),
+        ("openid", &query.openid),
+        ("order", &query.order_id),
+        ("product", &query.product_id),
+    ];
+    let mut name = String::from("orders");
+    for (key, value) in parts {
+        let Some(value) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) else { continue };
+        let safe: String = value
+            .chars()
+            .take(40)
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+            .collect();
+        name.push_str(&format!("_{key}-{safe}"));
+    }
+    name + ".csv"
 }
 
 #[derive(Template)]
@@ -416,6 +419,7 @@ async fn order_action(
     let (order_id, action) = path.into_inner();
     let cause = format!("admin {}", admin_user.username);
     let (alipay, settings, owner) = (state.alipay.clone(), state.settings.clone(), state.instance.clone());
+    let wake = state.wake.clone();
     let id = order_id.clone();
     let look_at = match action.as_str() {
         "sync" => reconcile::query,
@@ -431,7 +435,7 @@ async fn order_action(
     let outcome = state
         .engine
         .call_out(move |pool| {
-            let reconciler = Reconciler { alipay: &alipay, settings: &settings, owner: &owner };
+            let reconciler = Reconciler { alipay: &alipay, settings: &settings, owner: &owner, wake: &wake };
             reconcile::by_admin(&reconciler, pool, &id, &cause, look_at)
         })
         .await?;

@@ -32,8 +32,15 @@ async fn notify(
     let handled =
         state.engine.write(move |conn| payment::handle_notify(conn, &settings.database, &received)).await;
     let answer = match handled {
-        Ok(answer) => answer,
+        Ok(handled) => {
+            // Committed: the background thread delivers now instead of at its next tick.
+            if handled.enqueued {
+                state.wake.wake();
+            }
+            handled.answer
+        }
         Err(e) => state.engine.write(move |conn| payment::keep_unprocessed(conn, &notification, &e)).await?,
     };
+    crate::metrics::notification_answered(answer == NotifyAnswer::Success);
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(answer.as_str()))
 }

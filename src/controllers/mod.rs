@@ -9,6 +9,7 @@ pub mod csrf;
 pub mod health;
 pub mod identity;
 pub mod login;
+pub mod metrics;
 pub mod next;
 pub mod order;
 pub mod product;
@@ -31,6 +32,7 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
 /// Pages and operational endpoints.
 pub fn page_routes(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
+    metrics::routes(cfg);
     product::routes(cfg);
     login::routes(cfg);
     order::routes(cfg);

@@ -299,10 +299,11 @@ async fn refund_order(
 /// [`orders::shopper_refund`]: it asks Alipay holding the order's lease and no pooled connection.
 async fn shopper_refund(state: &AppState, user: AppUser, order_id: String) -> Result<RefundReply, AppError> {
     let (alipay, settings, owner) = (state.alipay.clone(), state.settings.clone(), state.instance.clone());
+    let wake = state.wake.clone();
     state
         .engine
         .call_out(move |pool| {
-            let reconciler = Reconciler { alipay: &alipay, settings: &settings, owner: &owner };
+            let reconciler = Reconciler { alipay: &alipay, settings: &settings, owner: &owner, wake: &wake };
             orders::shopper_refund(&reconciler, pool, &user, &order_id)
         })
         .await

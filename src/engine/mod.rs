@@ -126,6 +126,29 @@ impl Engine {
         let pool = self.pool.clone();
         on_own_thread(move || work(&pool)).await?
     }
+
+    /// Runs `produce` on a thread of its own (named `name`) that hands what it makes to the
+    /// returned receiver through a channel of `capacity` items: `blocking_send` waits while the
+    /// channel is full, so the reader sets the pace, and fails once the receiver is dropped, when
+    /// `produce` stops. It takes pooled connections itself, one step at a time.
+    pub fn feed<T, F>(
+        &self,
+        capacity: usize,
+        name: &str,
+        produce: F,
+    ) -> Result<tokio::sync::mpsc::Receiver<T>, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&DbPool, &tokio::sync::mpsc::Sender<T>) + Send + 'static,
+    {
+        let (send, receive) = tokio::sync::mpsc::channel(capacity);
+        let pool = self.pool.clone();
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || produce(&pool, &send))
+            .map_err(|e| AppError::internal(format!("cannot start a thread: {e}")))?;
+        Ok(receive)
+    }
 }
 
 /// Runs blocking work on a new thread and waits for it without blocking the async worker.

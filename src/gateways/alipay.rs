@@ -488,6 +488,10 @@ impl AlipayClient {
     }
 
     pub fn trade_query(&self, out_trade_no: &str, now: NaiveDateTime) -> Result<TradeState, GatewayError> {
+        counted("alipay.trade.query", self.query(out_trade_no, now))
+    }
+
+    fn query(&self, out_trade_no: &str, now: NaiveDateTime) -> Result<TradeState, GatewayError> {
         let answer =
             self.call("alipay.trade.query", serde_json::json!({ "out_trade_no": out_trade_no }), now)?;
         match (answer.code.as_str(), answer.sub_code.as_str()) {
@@ -510,6 +514,10 @@ impl AlipayClient {
     }
 
     pub fn trade_close(&self, out_trade_no: &str, now: NaiveDateTime) -> Result<CloseOutcome, GatewayError> {
+        counted("alipay.trade.close", self.close(out_trade_no, now))
+    }
+
+    fn close(&self, out_trade_no: &str, now: NaiveDateTime) -> Result<CloseOutcome, GatewayError> {
         let answer =
             self.call("alipay.trade.close", serde_json::json!({ "out_trade_no": out_trade_no }), now)?;
         match (answer.code.as_str(), answer.sub_code.as_str()) {
@@ -541,9 +549,16 @@ impl AlipayClient {
         if let Some(trade_no) = trade_no {
             biz["trade_no"] = trade_no.into();
         }
-        let answer = self.call("alipay.trade.refund", biz, now)?;
-        if answer.code == "10000" { Ok(()) } else { Err(refused(&answer)) }
+        let answered = self.call("alipay.trade.refund", biz, now);
+        let refunded = answered.and_then(|a| if a.code == "10000" { Ok(()) } else { Err(refused(&a)) });
+        counted("alipay.trade.refund", refunded)
     }
+}
+
+/// Counts a call of `kind` in the metrics, failed when it is an error.
+fn counted<T>(kind: &str, result: Result<T, GatewayError>) -> Result<T, GatewayError> {
+    crate::metrics::gateway_call(kind, result.is_err());
+    result
 }
 
 fn refused(answer: &OpenApiAnswer) -> GatewayError {

@@ -55,7 +55,12 @@ fn look_at_each(
     cause: &str,
     look_at: LookAt,
 ) -> Result<usize, AppError> {
-    let reconciler = Reconciler { alipay: &worker.alipay, settings: &worker.settings, owner: &worker.owner };
+    let reconciler = Reconciler {
+        alipay: &worker.alipay,
+        settings: &worker.settings,
+        owner: &worker.owner,
+        wake: &worker.wake,
+    };
     let mut handled = 0;
     for order_id in order_ids {
         if reconciler.under_lease(&worker.pool, order_id, cause, look_at)?.is_some() {

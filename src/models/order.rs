@@ -488,16 +488,6 @@ impl OrderFilter {
         query
     }
 
-    /// Matching orders, newest first.
-    pub fn page(&self, conn: &mut DbConn, offset: i64, limit: i64) -> QueryResult<Vec<Order>> {
-        self.query()
-            .order(pay_order::id.desc())
-            .offset(offset)
-            .limit(limit)
-            .select(Order::as_select())
-            .load(conn)
-    }
-
     /// Whether the filter narrows anything down.
     pub fn is_empty(&self) -> bool {
         self.status.is_none()
@@ -516,7 +506,8 @@ impl OrderFilter {
     /// Matching orders below the row id `before` (from the newest without it), newest first, at
     /// most `limit`: keyset paging on `id`, through the filter's index (`pay_order_by_status_id`,
     /// `pay_order_by_product`, `pay_order_by_time`, `pay_order_by_user`, each ending in `id`), so
-    /// a page costs the same however deep it is.
+    /// a page costs the same however deep it is. The admin's list and the CSV export (which walks
+    /// the whole filter this way) read through it.
     pub fn older_than(&self, conn: &mut DbConn, before: Option<i64>, limit: i64) -> QueryResult<Vec<Order>> {
         let mut query = self.query();
         if let Some(before) = before {
@@ -548,6 +539,18 @@ impl OrderFilter {
     /// bounded by the limit, whatever the filter.
     pub fn amounts(&self, conn: &mut DbConn, limit: i64) -> QueryResult<Vec<(String, i64)>> {
         self.query().select((pay_order::status, pay_order::total_cents)).limit(limit).load(conn)
+    }
+}
+
+impl Order {
+    /// The earliest `next_query_at` already passed of a `PAY_WAIT` order: how far the
+    /// compensation's queries are behind.
+    pub fn oldest_overdue_query(conn: &mut DbConn, at: NaiveDateTime) -> QueryResult<Option<NaiveDateTime>> {
+        pay_order::table
+            .filter(pay_order::status.eq(OrderStatus::PayWait.as_str()))
+            .filter(pay_order::next_query_at.le(at))
+            .select(diesel::dsl::min(pay_order::next_query_at))
+            .get_result(conn)
     }
 }
 

@@ -35,6 +35,16 @@ text_enum!(OutboxKind {
     OrphanRefund = "orphan_refund",
 });
 
+impl OutboxKind {
+    pub const ALL: [OutboxKind; 5] = [
+        OutboxKind::Delivery,
+        OutboxKind::WxTemplate,
+        OutboxKind::WxPaid,
+        OutboxKind::Refund,
+        OutboxKind::OrphanRefund,
+    ];
+}
+
 /// Where an entry stands, stored as its upper-case name in `outbox.status`: `PENDING` (due at
 /// `next_attempt_at`, retried after a failure), then `DONE`, or `DEAD` after
 /// `jobs::MAX_OUTBOX_ATTEMPTS` failed attempts (kept, shown to the admin, retried on request).
@@ -325,6 +335,24 @@ impl OutboxEntry {
             .limit(limit)
             .select(outbox::outbox_id)
             .load(conn)
+    }
+
+    /// (kind, status, count) of the entries that are `PENDING` or `DEAD`.
+    pub fn count_open_by_kind(conn: &mut DbConn) -> QueryResult<Vec<(String, String, i64)>> {
+        outbox::table
+            .filter(outbox::status.eq_any([OutboxStatus::Pending.as_str(), OutboxStatus::Dead.as_str()]))
+            .group_by((outbox::kind, outbox::status))
+            .select((outbox::kind, outbox::status, diesel::dsl::count_star()))
+            .load(conn)
+    }
+
+    /// When the longest-waiting `PENDING` entry that is due now became due.
+    pub fn oldest_due(conn: &mut DbConn, at: NaiveDateTime) -> QueryResult<Option<NaiveDateTime>> {
+        outbox::table
+            .filter(outbox::status.eq(OutboxStatus::Pending.as_str()))
+            .filter(outbox::next_attempt_at.le(at))
+            .select(diesel::dsl::min(outbox::next_attempt_at))
+            .get_result(conn)
     }
 
     /// Takes the lease on one entry; `None` when another worker holds it or it is no longer due.

@@ -78,7 +78,7 @@ pub fn handle_notify(
     conn: &mut DbConn,
     settings: &DatabaseSettings,
     notification: &Notification,
-) -> AppResult<NotifyAnswer> {
+) -> AppResult<Handled> {
     let recorded = match &notification.verdict {
         Err(refused) => {
             alipay_notify::store(conn, &unverified_record(refused, &notification.raw))?;
@@ -96,7 +96,16 @@ pub fn handle_notify(
             log::warn!("alipay notify {} refused: {}", notification.describe(), recorded.outcome);
         }
     }
-    Ok(answer)
+    Ok(Handled { answer, enqueued: recorded.enqueued })
+}
+
+/// What [`handle_notify`] came to: the answer, and whether outbox work was enqueued with it;
+/// once the work is committed the caller wakes the background thread
+/// ([`crate::jobs::Wake`]) to deliver it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handled {
+    pub answer: NotifyAnswer,
+    pub enqueued: bool,
 }
 
 /// A verified notification: a payment goes to [`record`], with the notification's audit row;
@@ -251,19 +260,26 @@ pub enum Verdict {
 pub struct Recorded {
     pub verdict: Verdict,
     pub outcome: String,
+    /// Outbox work (a delivery, a refund) was enqueued with it.
+    pub enqueued: bool,
 }
 
 impl Recorded {
     fn done(outcome: impl Into<String>) -> Self {
-        Recorded { verdict: Verdict::Done, outcome: outcome.into() }
+        Recorded { verdict: Verdict::Done, outcome: outcome.into(), enqueued: false }
+    }
+
+    /// Done, with outbox work enqueued in the same statement or transaction.
+    fn enqueued(outcome: impl Into<String>) -> Self {
+        Recorded { verdict: Verdict::Done, outcome: outcome.into(), enqueued: true }
     }
 
     fn held(outcome: impl Into<String>) -> Self {
-        Recorded { verdict: Verdict::Held, outcome: outcome.into() }
+        Recorded { verdict: Verdict::Held, outcome: outcome.into(), enqueued: false }
     }
 
     fn refused(outcome: impl Into<String>) -> Self {
-        Recorded { verdict: Verdict::Refused, outcome: outcome.into() }
+        Recorded { verdict: Verdict::Refused, outcome: outcome.into(), enqueued: false }
     }
 
     fn answer(&self) -> NotifyAnswer {
@@ -290,7 +306,7 @@ pub fn record(
     audit: impl Fn(&Recorded) -> Option<InsertRows>,
 ) -> AppResult<Recorded> {
     if one_statement {
-        let paid = Recorded::done("paid");
+        let paid = Recorded::enqueued("paid");
         let mut rows = Inserts::default();
         let detail = format!("trade_no {}", payment.trade_no);
         add_payment_rows(&mut rows, payment.out_trade_no, OrderStatus::PayWait, payment, &detail);
@@ -356,7 +372,7 @@ fn settle(conn: &mut DbConn, payment: &Payment, rows: &mut Inserts) -> AppResult
     if Order::mark_paid(conn, id, &OrderStatus::OPEN, payment.trade_no, payment.paid_at)? {
         coupon::mark_used(conn, id)?;
         add_payment_rows(rows, id, order.status, payment, &format!("trade_no {}", payment.trade_no));
-        return Ok(Recorded::done("paid"));
+        return Ok(Recorded::enqueued("paid"));
     }
     let current = Order::find(conn, id)?.ok_or_else(|| AppError::internal("order vanished"))?;
     if current.status != OrderStatus::Close {
@@ -368,7 +384,7 @@ fn settle(conn: &mut DbConn, payment: &Payment, rows: &mut Inserts) -> AppResult
     {
         let detail = "paid after the shop closed it; stock allowed, honoured";
         add_payment_rows(rows, id, OrderStatus::Close, payment, detail);
-        return Ok(Recorded::done("paid after close: honoured"));
+        return Ok(Recorded::enqueued("paid after close: honoured"));
     }
     if Order::transition(conn, id, &[OrderStatus::Close], OrderStatus::RefundWait)? {
         Order::set_trade_no(conn, id, payment.trade_no)?;
@@ -383,7 +399,7 @@ fn settle(conn: &mut DbConn, payment: &Payment, rows: &mut Inserts) -> AppResult
             &detail,
         ));
         enqueue_refund(conn, &current, &format!("paid after the order closed; {why}"), false)?;
-        return Ok(Recorded::done(format!("paid after close: {why}, refund enqueued")));
+        return Ok(Recorded::enqueued(format!("paid after close: {why}, refund enqueued")));
     }
     Ok(Recorded::done("duplicate: already being refunded"))
 }

@@ -10,6 +10,7 @@ use crate::db::{DbConn, DbPool};
 use crate::error::{AppError, AppResult};
 use crate::gateways::GatewayError;
 use crate::gateways::alipay::{AlipayClient, CloseOutcome, TradeState};
+use crate::jobs::Wake;
 use crate::models::gateway_call;
 use crate::models::now;
 use crate::models::order::Order;
@@ -48,6 +49,8 @@ pub struct Reconciler<'a> {
     pub settings: &'a Settings,
     /// Holds the lease: this instance.
     pub owner: &'a str,
+    /// Woken once a payment is recorded with work enqueued, after its commit.
+    pub wake: &'a Wake,
 }
 
 pub type LookAt = fn(&Reconciler, &DbPool, &Order, &str) -> AppResult<Look>;
@@ -121,6 +124,9 @@ pub fn query(r: &Reconciler, pool: &DbPool, order: &Order, cause: &str) -> AppRe
             };
             let recorded =
                 payment::record(conn, r.settings.database.payment_in_one_statement, &payment, |_| None)?;
+            if recorded.enqueued {
+                r.wake.wake();
+            }
             Ok(match recorded.verdict {
                 Verdict::Done => Look::Settled(recorded.outcome),
                 Verdict::Held | Verdict::Refused => {

@@ -201,5 +201,48 @@ both_backends!(
     two_instances_settle_every_order_once,
 );
 
+/// Waits up to `seconds` for the order to reach `wanted`, with nobody ticking the worker.
+fn delivered_within(app: &TestApp, shopper: &mut crate::helpers::Browser, order_id: &str, seconds: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let status = app.order_status(shopper, order_id);
+        if status == "DEAL_DONE" {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "order {order_id} stayed {status}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The background thread's tick is an hour away and nobody ticks by hand: a payment recorded by
+/// a notification, and one found by the admin's Sync (a query), wake the real thread, which
+/// delivers at once.
+fn a_payment_is_delivered_without_waiting_for_the_tick(backend: Backend, path: PaymentPath) {
+    let app = TestApp::spawn_with(backend, |s| {
+        path.apply(s);
+        s.compensation.drain_on_payment = true;
+    });
+    assert_eq!(app.settings.compensation.interval_secs, 3600);
+    let mut shopper = app.login("o-woken");
+    let form = app.create_order(&mut shopper, GIFT);
+    let notified = app.pay_at_cashier(&mut shopper, &form);
+    delivered_within(&app, &mut shopper, &notified, 5);
+
+    app.faults(serde_json::json!({ "drop_notify": true }));
+    let form = app.create_order(&mut shopper, MUG);
+    let queried = app.pay_at_cashier(&mut shopper, &form);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(app.order_status(&mut shopper, &queried), "PAY_WAIT", "no notification came");
+    let mut admin = app.admin();
+    let csrf = admin.csrf(&format!("/admin/orders/{queried}"));
+    assert_eq!(admin.post_form(&format!("/admin/orders/{queried}/sync"), &[("csrf", &csrf)]).status, 303);
+    delivered_within(&app, &mut shopper, &queried, 5);
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM shipment"), 2);
+}
+
 // The payment rules, through both ways a payment is recorded.
-every_payment_path!(a_dropped_notify_is_recovered_by_query, a_close_racing_a_payment_ends_paid,);
+every_payment_path!(
+    a_dropped_notify_is_recovered_by_query,
+    a_close_racing_a_payment_ends_paid,
+    a_payment_is_delivered_without_waiting_for_the_tick,
+);

@@ -86,6 +86,10 @@ impl WeixinClient {
 
     /// `GET /cgi-bin/token`: a new access token and its lifetime in seconds.
     pub fn fetch_token(&self) -> Result<(String, i64), WeixinError> {
+        counted("weixin.token", self.token())
+    }
+
+    fn token(&self) -> Result<(String, i64), WeixinError> {
         let url = format!("{}/cgi-bin/token", self.api_base_url);
         let request = self
             .agent
@@ -111,6 +115,10 @@ impl WeixinClient {
         scene: &str,
         expire_seconds: i64,
     ) -> Result<QrTicket, WeixinError> {
+        counted("weixin.qrcode.create", self.qr_ticket(token, scene, expire_seconds))
+    }
+
+    fn qr_ticket(&self, token: &str, scene: &str, expire_seconds: i64) -> Result<QrTicket, WeixinError> {
         let url = format!("{}/cgi-bin/qrcode/create", self.api_base_url);
         let body = serde_json::json!({
             "expire_seconds": expire_seconds,
@@ -128,8 +136,7 @@ impl WeixinClient {
     /// `POST /cgi-bin/message/template/send` with a prepared body.
     pub fn send_template(&self, token: &str, body: &serde_json::Value) -> Result<(), WeixinError> {
         let url = format!("{}/cgi-bin/message/template/send", self.api_base_url);
-        self.post_json(&url, token, body)?;
-        Ok(())
+        counted("weixin.template.send", self.post_json(&url, token, body).map(|_| ()))
     }
 
     fn post_json(&self, url: &str, token: &str, body: &serde_json::Value) -> Result<Answer, WeixinError> {
@@ -141,4 +148,10 @@ impl WeixinClient {
                 .send(body.to_string()),
         )
     }
+}
+
+/// Counts a call of `kind` in the metrics, failed when it is an error.
+fn counted<T>(kind: &str, result: Result<T, WeixinError>) -> Result<T, WeixinError> {
+    crate::metrics::gateway_call(kind, result.is_err());
+    result
 }
