@@ -563,6 +563,59 @@ fn the_outbox_page_shows_dead_entries_and_retries_them(backend: Backend) {
     assert_eq!(admin.get("/admin").status, 303);
 }
 
+/// Payments, cancels and placements from several shoppers at once, with the background thread
+/// folding meanwhile: the totals equal a full count; and a walk through the older pages that
+/// starts before the new orders arrive sees every order that was there once, and nothing twice.
+fn totals_and_paging_hold_while_orders_change_at_once(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let placed = thirty_orders(&app);
+    let mut admin = app.admin();
+    let first = admin.get("/admin?per_page=4").body;
+    let before: std::collections::BTreeSet<String> = placed.iter().map(|(id, _)| id.clone()).collect();
+    std::thread::scope(|scope| {
+        for i in 0..6 {
+            let app = &app;
+            scope.spawn(move || {
+                let mut shopper = app.login(&format!("o-busy-{i}"));
+                let order_id = order_id_of(&app.create_order(&mut shopper, GIFT));
+                if i % 2 == 0 {
+                    let trade = format!("20261204220014{i:08}");
+                    let notify_id = format!("busy-{i}");
+                    let paid = app.signed_notify(
+                        &[("out_trade_no", &order_id), ("trade_no", &trade), ("notify_id", &notify_id)],
+                        false,
+                    );
+                    assert_eq!(app.post_notify(&paid), "success");
+                } else {
+                    let reply = shopper.post_json(
+                        "/api/v1/alipay/refund_order",
+                        &serde_json::json!({ "orderId": order_id }),
+                    );
+                    assert_eq!(reply.json()["data"]["message"], "订单已取消", "{}", reply.body);
+                }
+            });
+        }
+        scope.spawn(|| {
+            for _ in 0..4 {
+                app.worker.tick();
+            }
+        });
+        // The walk, while the orders above arrive.
+        let mut seen = order_ids(&first);
+        let mut page = first.clone();
+        while page.contains("id=\"older\"") {
+            page = admin.get(&link(&page, "older")).body;
+            seen.extend(order_ids(&page));
+        }
+        let unique: std::collections::BTreeSet<String> = seen.iter().cloned().collect();
+        assert_eq!(unique.len(), seen.len(), "no order twice: {seen:?}");
+        assert_eq!(unique, before, "every order that was there, once");
+    });
+    assert_totals_exact(&app, &mut admin, false);
+    fold_everything(&app);
+    assert_totals_exact(&app, &mut admin, true);
+}
+
 both_backends!(
     everything_needs_a_signed_in_admin,
     wrong_passwords_are_refused_slowed_and_locked_out,
@@ -578,6 +631,7 @@ both_backends!(
     cursors_page_through_every_filter_without_gaps_or_repeats,
     totals_per_status_equal_a_full_count_through_changes_and_folds,
     an_event_committed_late_with_a_lower_id_is_still_counted,
+    totals_and_paging_hold_while_orders_change_at_once,
     a_filters_total_says_at_least_past_its_cap,
     sync_close_and_refund_move_orders_through_the_sandbox,
     the_outbox_page_shows_dead_entries_and_retries_them,
