@@ -375,9 +375,13 @@ fn with_templates(conn: &mut DbConn, coupons: Vec<UserCoupon>) -> QueryResult<Ve
         .collect()
 }
 
+/// The coupon's own row, without its template.
+pub fn find_held(conn: &mut DbConn, coupon_id: i64) -> QueryResult<Option<UserCoupon>> {
+    user_coupon::table.find(coupon_id).select(UserCoupon::as_select()).get_result(conn).optional()
+}
+
 pub fn find_coupon(conn: &mut DbConn, coupon_id: i64) -> QueryResult<Option<UserCouponWithTemplate>> {
-    let found =
-        user_coupon::table.find(coupon_id).select(UserCoupon::as_select()).get_result(conn).optional()?;
+    let found = find_held(conn, coupon_id)?;
     Ok(with_templates(conn, found.into_iter().collect())?.pop())
 }
 

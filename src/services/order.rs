@@ -15,7 +15,7 @@ use crate::db::{DbConn, DbPool, Inserts, isolated_write_transaction, write_trans
 use crate::engine::Engine;
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, PagePay};
-use crate::models::coupon;
+use crate::models::coupon::{self, UserCouponWithTemplate};
 use crate::models::order::{CheckoutStart, NewOrder, Order, OrderAtCheckout, OrderStatus};
 use crate::models::product::{self, Product};
 use crate::models::user::AppUser;
@@ -34,7 +34,7 @@ const FORM_MARGIN_SECS: i64 = 60;
 /// number from [`OrderNumbers`], and [`place`].
 pub enum Checkout {
     Open(OrderToPay),
-    New(OrderDraft),
+    New(Box<OrderDraft>),
 }
 
 /// An order waiting for its payment, and the signed form that pays it at Alipay's cashier.
@@ -61,10 +61,10 @@ pub struct Purchase {
 /// so that orders arriving together were signed one after another.
 pub struct OrderDraft {
     shopper: AppUser,
-    product_id: String,
-    product_name: String,
+    /// The product as priced; its list price is what [`place`]'s reservation checks.
+    product: Product,
     price: Price,
-    coupon_id: Option<i64>,
+    coupon: Option<UserCouponWithTemplate>,
     at: NaiveDateTime,
     expire_at: NaiveDateTime,
     next_query_at: NaiveDateTime,
@@ -157,16 +157,15 @@ pub fn begin_checkout(
     let price = pricing::price(&product, Some(&user), &PricingChoices { coupon: coupon.as_ref() }, at)?;
     let draft = OrderDraft {
         shopper: user.clone(),
-        product_id: product.product_id,
-        product_name: product.name,
+        product,
         price,
-        coupon_id: purchase.coupon_id,
+        coupon,
         at,
         expire_at: at + pay_timeout,
         next_query_at: at + first_look,
         replaces,
     };
-    Ok((user, Checkout::New(draft)))
+    Ok((user, Checkout::New(Box::new(draft))))
 }
 
 impl OrderDraft {
@@ -176,7 +175,7 @@ impl OrderDraft {
         let pay = PagePay {
             out_trade_no: &order_id,
             total_cents: self.price.payable_cents,
-            subject: &self.product_name,
+            subject: &self.product.name,
             time_expire: self.expire_at,
         };
         let pay_form = alipay.page_pay_form(&pay, self.at);
@@ -258,8 +257,8 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Placed> {
         order_id,
         user_id: draft.shopper.user_id,
         openid: &draft.shopper.openid,
-        product_id: &draft.product_id,
-        product_name: &draft.product_name,
+        product_id: &draft.product.product_id,
+        product_name: &draft.product.name,
         original_cents: draft.price.total_cents,
         discount_cents: draft.price.discount_cents,
         total_cents: draft.price.payable_cents,
@@ -277,11 +276,9 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Placed> {
         "shopper",
         "order placed, stock reserved, payment form issued",
     ));
-    let placed = match draft.coupon_id {
+    let placed = match &draft.coupon {
         None => reserve(conn, draft, &rows),
-        Some(coupon_id) => {
-            isolated_write_transaction(conn, |c| place_with_coupon(c, signed, coupon_id, &rows))
-        }
+        Some(coupon) => isolated_write_transaction(conn, |c| place_with_coupon(c, signed, coupon, &rows)),
     };
     match placed {
         Ok(()) => {}
@@ -293,11 +290,15 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Placed> {
         Err(NotPlaced::Database(e)) if is_unique_violation(&e) => return Ok(Placed::Moved),
         Err(NotPlaced::Database(e)) => return Err(e.into()),
     }
-    log::info!("order {order_id} created for openid {} product {}", draft.shopper.openid, draft.product_id);
+    log::info!(
+        "order {order_id} created for openid {} product {}",
+        draft.shopper.openid,
+        draft.product.product_id
+    );
     // All the checkout shows was just written: nothing to read back.
     let order = OrderAtCheckout {
         order_id: order_id.to_owned(),
-        product_name: draft.product_name.clone(),
+        product_name: draft.product.name.clone(),
         total_cents: draft.price.payable_cents,
         expire_at: draft.expire_at,
     };
@@ -306,26 +307,29 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Placed> {
 
 /// One unit reserved at the draft's list price, and then `rows`.
 fn reserve(conn: &mut DbConn, draft: &OrderDraft, rows: &Inserts) -> Result<(), NotPlaced> {
-    match product::reserve_at_price(conn, &draft.product_id, draft.price.total_cents, rows)? {
+    match product::reserve_at_price(conn, &draft.product.product_id, draft.price.total_cents, rows)? {
         true => Ok(()),
         false => Err(NotPlaced::Moved),
     }
 }
 
-/// [`place`] for an order with a coupon, inside its transaction: priced again from the product
-/// and the coupon as they are now, reserved, its discounts stored, the coupon locked.
+/// [`place`] for an order with a coupon, inside its transaction: priced again with the coupon's
+/// row as it is now (its template and scope are never edited once created) and the product as
+/// priced, whose list price the reservation then checks; reserved; its discounts stored; the
+/// coupon locked.
 fn place_with_coupon(
     conn: &mut DbConn,
     signed: &SignedOrder,
-    coupon_id: i64,
+    priced_with: &UserCouponWithTemplate,
     rows: &Inserts,
 ) -> Result<(), NotPlaced> {
     let draft = &signed.draft;
-    let product = Product::find(conn, &draft.product_id)?.ok_or(NotPlaced::Moved)?;
-    let coupon = coupon::find_coupon(conn, coupon_id)?.ok_or(NotPlaced::Coupon(CouponRefusal::Unknown))?;
+    let coupon_id = priced_with.coupon.coupon_id;
+    let held = coupon::find_held(conn, coupon_id)?.ok_or(NotPlaced::Coupon(CouponRefusal::Unknown))?;
+    let coupon = UserCouponWithTemplate { coupon: held, template: priced_with.template.clone() };
     let choices = PricingChoices { coupon: Some(&coupon) };
-    let price =
-        pricing::price(&product, Some(&draft.shopper), &choices, draft.at).map_err(NotPlaced::Coupon)?;
+    let price = pricing::price(&draft.product, Some(&draft.shopper), &choices, draft.at)
+        .map_err(NotPlaced::Coupon)?;
     if price != draft.price {
         return Err(NotPlaced::Repriced);
     }
