@@ -449,6 +449,9 @@ impl Order {
     }
 }
 
+/// The longest date range whose page of the admin's list is read through the range and sorted.
+pub const SORTED_RANGE_DAYS: i64 = 31;
+
 /// What the admin's orders page narrows down to. Empty fields do not filter.
 #[derive(Debug, Default, Clone)]
 pub struct OrderFilter {
@@ -506,25 +509,57 @@ impl OrderFilter {
     /// Matching orders below the row id `before` (from the newest without it), newest first, at
     /// most `limit`: keyset paging on `id`, through the filter's index (`pay_order_by_status_id`,
     /// `pay_order_by_product`, `pay_order_by_time`, `pay_order_by_user`, each ending in `id`), so
-    /// a page costs the same however deep it is. The admin's list and the CSV export (which walks
-    /// the whole filter this way) read through it.
+    /// a page costs the same however deep it is. The CSV export walks the whole filter this way.
     pub fn older_than(&self, conn: &mut DbConn, before: Option<i64>, limit: i64) -> QueryResult<Vec<Order>> {
+        self.older(conn, before, limit, false)
+    }
+
+    /// A page of [`OrderFilter::older_than`] for the admin's list: a date range of at most
+    /// [`SORTED_RANGE_DAYS`] is read through `(order_time, id)` and its orders sorted by `id`
+    /// (few enough to sort), where walking `id` down to an old range would pass every order
+    /// newer than it.
+    pub fn page_older_than(
+        &self,
+        conn: &mut DbConn,
+        before: Option<i64>,
+        limit: i64,
+    ) -> QueryResult<Vec<Order>> {
+        self.older(conn, before, limit, self.sorts_its_range())
+    }
+
+    fn older(
+        &self,
+        conn: &mut DbConn,
+        before: Option<i64>,
+        limit: i64,
+        sorted: bool,
+    ) -> QueryResult<Vec<Order>> {
         let mut query = self.query();
         if let Some(before) = before {
             query = query.filter(pay_order::id.lt(before));
         }
-        query.order(pay_order::id.desc()).limit(limit).select(Order::as_select()).load(conn)
+        // `id + 0` orders the same rows, but through no index: the range's is used instead.
+        query =
+            if sorted { query.order((pay_order::id + 0).desc()) } else { query.order(pay_order::id.desc()) };
+        query.limit(limit).select(Order::as_select()).load(conn)
     }
 
     /// Matching orders above the row id `after`, oldest first, at most `limit` (the page before,
-    /// read from its near end).
+    /// read from its near end; a short date range as in [`OrderFilter::page_older_than`]).
     pub fn newer_than(&self, conn: &mut DbConn, after: i64, limit: i64) -> QueryResult<Vec<Order>> {
-        self.query()
-            .filter(pay_order::id.gt(after))
-            .order(pay_order::id.asc())
-            .limit(limit)
-            .select(Order::as_select())
-            .load(conn)
+        let query = self.query().filter(pay_order::id.gt(after));
+        let query = if self.sorts_its_range() {
+            query.order((pay_order::id + 0).asc())
+        } else {
+            query.order(pay_order::id.asc())
+        };
+        query.limit(limit).select(Order::as_select()).load(conn)
+    }
+
+    /// Whether the filter is a date range of at most [`SORTED_RANGE_DAYS`].
+    fn sorts_its_range(&self) -> bool {
+        matches!((self.placed_from, self.placed_before),
+            (Some(from), Some(before)) if before - from <= chrono::Duration::days(SORTED_RANGE_DAYS))
     }
 
     /// Whether an order matches above (`newer`) or below the row id `id`.

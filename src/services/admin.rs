@@ -158,7 +158,7 @@ pub fn orders_list(
     let (orders, newer, older) = match cursor {
         Cursor::Newest | Cursor::Before(_) => {
             let before = if let Cursor::Before(id) = cursor { Some(id) } else { None };
-            let mut orders = filter.older_than(conn, before, per_page + 1)?;
+            let mut orders = filter.page_older_than(conn, before, per_page + 1)?;
             let more = orders.len() as i64 > per_page;
             orders.truncate(per_page as usize);
             let older = if more { orders.last().map(|o| o.id) } else { None };
