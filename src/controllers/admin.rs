@@ -354,7 +354,7 @@ async fn orders_csv(
         .streaming(body))
 }
 
-/// `orders.csv`, or with the filters in its name: `orders_status-PAY_SUCCESS_from-2026-11-01.csv`.
+/// `orders.csv`, or with the filters in its name: `orders_status-PAY_SUCCESS_from-<day>.csv`.
 /// Only letters, digits, `-` and `.` of the values are kept (others become `_`), 40 of each.
 fn csv_filename(query: &OrdersQuery) -> String {
     let parts = [
