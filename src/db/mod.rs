@@ -7,8 +7,8 @@ mod statements;
 
 pub use checkpointer::Checkpointer;
 pub use statements::{
-    Failure, InsertOrSkip, InsertRows, Inserts, KeepPrepared, KeepPreparedDsl, Stamp, StatusIn, Value,
-    load_natively,
+    Failure, InsertOrSkip, InsertRows, Inserts, KeepPrepared, KeepPreparedDsl, Stamp, StatusIn, StatusNotIn,
+    Value, load_natively,
 };
 
 use std::path::Path;

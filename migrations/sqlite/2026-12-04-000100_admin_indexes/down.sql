@@ -1,3 +1,3 @@
 DROP INDEX pay_order_by_time;
 DROP INDEX pay_order_by_product;
-DROP INDEX pay_order_by_status_id;
+DROP INDEX pay_order_by_settled_status;
