@@ -23,6 +23,8 @@
 //!   `lease`, `store_and_release`) and `AppUser::record_login`.
 //! - [`StatusIn`]: order statuses written into the SQL ("Statements kept prepared"): `Order`
 //!   (`checkout_start`, `transition`, `mark_paid`, `pay_waiting`, `due`).
+//! - [`StatusNotIn`]: the condition of the partial index `pay_order_by_settled_status`, repeated
+//!   word for word so that SQLite uses it ("Admin pages at any size"): `OrderFilter`'s status.
 //! - [`Stamp`]: timestamps bound without chrono's format string ("Timestamps without a format
 //!   string"): every [`Value::at`] of the rows above, and `Order::mark_paid` and `pay_waiting`. It
 //!   stays: diesel's own binding formats through chrono, 4 to 7% of a notification's instructions.
