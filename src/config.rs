@@ -21,6 +21,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub retention: RetentionSettings,
     pub metrics: MetricsSettings,
+    pub group_buy: GroupBuySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +171,21 @@ pub struct RetentionSettings {
 #[serde(deny_unknown_fields)]
 pub struct MetricsSettings {
     pub token: Secret,
+}
+
+/// Group buying (拼团).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupBuySettings {
+    /// Off: no group buying is offered or placed (the original's downgrade switch, E0003); teams
+    /// already open still complete, expire and refund.
+    pub enabled: bool,
+    /// A team is not joined when it has less than this left before it expires (E0006): the
+    /// joiner needs time to pay.
+    pub min_join_window_secs: u64,
+    /// When set, `POST /api/v1/alipay/group_buy_notify` is routed for an outside market service,
+    /// signed with this key (HMAC-SHA256 of the body in `X-Paymall-Signature`).
+    pub inbound_notify_secret: Secret,
 }
 
 /// A value that must never reach a log: `Debug` prints a placeholder.

@@ -10,6 +10,18 @@ pub fn format_yuan(cents: i64) -> String {
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
+/// An amount in yuan as few characters say it: `5000` -> `50`, `1050` -> `10.5`.
+pub fn short_yuan(cents: i64) -> String {
+    let text = format_yuan(cents);
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// A rate in basis points as 折: 8000 -> `8`, 8500 -> `8.5`, 8850 -> `8.85`.
+pub fn zhe(rate_bp: i32) -> String {
+    let text = format!("{}.{:03}", rate_bp / 1000, rate_bp % 1000);
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 /// Parses an amount in yuan exactly (`"1.68"`, `"1.6"`, `"2"`) into cents. Only
 /// `^\d{1,10}(\.\d{1,2})?$` is an amount: no sign, spaces, exponent, leading `.` or third
 /// decimal, so every reader of an amount (notifications, query answers, admin forms) agrees on

@@ -300,7 +300,7 @@ struct OrdersPage {
     filter_at_least: Option<i64>,
     query: OrdersQuery,
     keep: String,
-    statuses: [OrderStatus; 7],
+    statuses: [OrderStatus; 8],
 }
 
 /// The orders list: keyset-paged with `before` / `after` (row ids), filtered, with the shop's

@@ -141,6 +141,8 @@ async fn api_my_coupons(
 struct TrialBody {
     product_id: String,
     coupon_id: Option<i64>,
+    #[serde(flatten)]
+    market: super::order::MarketChoice,
 }
 
 #[derive(Serialize)]
@@ -188,14 +190,19 @@ async fn api_trial(
     shopper: MaybeShopper,
     body: web::Json<TrialBody>,
 ) -> Result<HttpResponse, AppError> {
-    let TrialBody { product_id, coupon_id } = body.into_inner();
+    let TrialBody { product_id, coupon_id, market } = body.into_inner();
     if product_id.trim().is_empty() {
         return Err(AppError::BadRequest("productId is required".into()));
     }
+    let group = market.pick()?;
     let user = shopper.0.map(|s| s.user);
+    let settings = state.settings.clone();
     let price = state
         .engine
-        .run(move |conn| coupons::trial(conn, user.as_ref(), product_id.trim(), coupon_id, now()))
+        .run(move |conn| {
+            let product_id = product_id.trim();
+            coupons::trial(conn, &settings, user.as_ref(), product_id, coupon_id, group.as_ref(), now())
+        })
         .await?;
     Ok(Envelope::ok(TrialView::from(price)))
 }

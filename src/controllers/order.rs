@@ -19,6 +19,7 @@ use crate::models::order::{Order, OrderAtCheckout, OrderStatus};
 use crate::models::order_discount::DiscountType;
 use crate::models::user::AppUser;
 use crate::money::format_yuan;
+use crate::services::group_buy::GroupBuyPick;
 use crate::services::order::{self as orders, OrderToPay, Purchase, RefundOutcome, RefundReply};
 use crate::services::order_history::{self as history, Breakdown, OrderCursor, OrderPage, PricedOrder};
 use crate::services::reconcile::Reconciler;
@@ -220,6 +221,42 @@ struct BuyForm {
     csrf: Option<String>,
     /// The coupon picked on the product page; empty for none.
     coupon_id: Option<String>,
+    /// 开团购买 / 参与拼团: the product's group-buy activity, and the team joined (none: open one).
+    activity_id: Option<String>,
+    team_id: Option<String>,
+}
+
+/// The group-buy choice of a page form: an activity id (empty: bought alone) and a team id
+/// (empty: open a team).
+fn group_pick(activity_id: Option<&str>, team_id: Option<&str>) -> Result<Option<GroupBuyPick>, AppError> {
+    let Some(activity_id) = activity_id.map(str::trim).filter(|id| !id.is_empty()) else { return Ok(None) };
+    let activity_id = activity_id.parse().map_err(|_| AppError::BadRequest("拼团活动编号无效".into()))?;
+    let team_id = team_id.map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned);
+    Ok(Some(GroupBuyPick { activity_id, team_id }))
+}
+
+/// The API's marketing choice (`marketType`, `activityId`, `teamId`): `marketType` 1 is a group
+/// buy, which needs its activity; 0 or none is bought alone.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MarketChoice {
+    market_type: Option<i64>,
+    activity_id: Option<i64>,
+    team_id: Option<String>,
+}
+
+impl MarketChoice {
+    pub fn pick(self) -> Result<Option<GroupBuyPick>, AppError> {
+        match (self.market_type.unwrap_or(0), self.activity_id) {
+            (0, _) => Ok(None),
+            (1, Some(activity_id)) => {
+                let team_id = self.team_id.filter(|id| !id.trim().is_empty());
+                Ok(Some(GroupBuyPick { activity_id, team_id }))
+            }
+            (1, None) => Err(AppError::BadRequest("activityId is required for marketType 1".into())),
+            _ => Err(AppError::BadRequest("marketType must be 0 or 1".into())),
+        }
+    }
 }
 
 impl BuyForm {
@@ -259,7 +296,8 @@ async fn buy(
         let user = state.engine.run(move |conn| session::user_for_token(conn, &lookup)).await?;
         return if user.is_none() { Ok(login()) } else { Err(refused) };
     }
-    let purchase = Purchase { product_id: product_id.clone(), coupon_id: form.coupon_id()? };
+    let group_buy = group_pick(form.activity_id.as_deref(), form.team_id.as_deref())?;
+    let purchase = Purchase { product_id: product_id.clone(), coupon_id: form.coupon_id()?, group_buy };
     let (user, OrderToPay { order, pay_form, existing }) =
         match checkout(&state, token.clone(), purchase).await {
             Err(AppError::NotLoggedIn) => return Ok(login()),
@@ -278,11 +316,12 @@ async fn create_pay_order(
     body: web::Json<CreatePayOrder>,
 ) -> Result<HttpResponse, AppError> {
     let token = session_token(&req).ok_or(AppError::NotLoggedIn)?;
-    let CreatePayOrder { product_id, coupon_id } = body.into_inner();
+    let CreatePayOrder { product_id, coupon_id, market } = body.into_inner();
     if product_id.trim().is_empty() {
         return Err(AppError::BadRequest("productId is required".into()));
     }
-    let (_, to_pay) = checkout(&state, token, Purchase { product_id, coupon_id }).await?;
+    let purchase = Purchase { product_id, coupon_id, group_buy: market.pick()? };
+    let (_, to_pay) = checkout(&state, token, purchase).await?;
     Ok(Envelope::ok(to_pay.pay_form))
 }
 
@@ -347,6 +386,8 @@ struct OrderRef {
 struct CreatePayOrder {
     product_id: String,
     coupon_id: Option<i64>,
+    #[serde(flatten)]
+    market: MarketChoice,
 }
 
 #[derive(Deserialize)]
@@ -433,7 +474,7 @@ async fn order_page(
         )));
     };
     let PricedOrder { order, breakdown } = shoppers_order(&state, &current, order_id).await?;
-    let status_text = history::status_text(order.status);
+    let status_text = history::status_text(&order);
     let notice = query.notice.as_deref().and_then(cancel_notice);
     render(&OrderDetailPage { nav: shopper.nav(), order, breakdown, status_text, notice })
 }

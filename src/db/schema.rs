@@ -81,6 +81,7 @@ diesel::table! {
         updated_at -> Timestamp,
         discount_cents -> BigInt,
         original_cents -> Nullable<BigInt>,
+        team_id -> Nullable<Text>,
     }
 }
 
@@ -290,10 +291,94 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    crowd_tag (tag_id) {
+        tag_id -> BigInt,
+        name -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    crowd_tag_member (tag_id, user_id) {
+        tag_id -> BigInt,
+        user_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    group_buy_activity (activity_id) {
+        activity_id -> BigInt,
+        name -> Text,
+        product_id -> Text,
+        plan -> Text,
+        off_cents -> BigInt,
+        threshold_cents -> BigInt,
+        rate_bp -> Integer,
+        n_price_cents -> BigInt,
+        target_count -> Integer,
+        valid_minutes -> Integer,
+        take_limit -> Integer,
+        status -> Text,
+        start_at -> Timestamp,
+        end_at -> Timestamp,
+        tag_id -> Nullable<BigInt>,
+        tag_limits_visibility -> Bool,
+        tag_limits_joining -> Bool,
+        discount_tag_only -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    group_buy_team (team_id) {
+        team_id -> Text,
+        activity_id -> BigInt,
+        product_id -> Text,
+        leader_user_id -> BigInt,
+        target_count -> Integer,
+        lock_count -> Integer,
+        paid_count -> Integer,
+        status -> Text,
+        opened_at -> Timestamp,
+        expires_at -> Timestamp,
+        completed_at -> Nullable<Timestamp>,
+        failed_at -> Nullable<Timestamp>,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    group_buy_member (id) {
+        id -> BigInt,
+        team_id -> Text,
+        activity_id -> BigInt,
+        user_id -> BigInt,
+        order_id -> Text,
+        status -> Text,
+        refund_type -> Nullable<Text>,
+        locked_at -> Timestamp,
+        paid_at -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    group_buy_take (activity_id, user_id) {
+        activity_id -> BigInt,
+        user_id -> BigInt,
+        held -> Integer,
+    }
+}
+
 diesel::joinable!(user_session -> app_user (user_id));
 diesel::joinable!(user_coupon -> coupon_template (template_id));
 diesel::joinable!(user_coupon -> app_user (user_id));
 diesel::joinable!(coupon_template_product -> coupon_template (template_id));
+diesel::joinable!(group_buy_member -> group_buy_team (team_id));
+diesel::joinable!(group_buy_team -> group_buy_activity (activity_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     product,
@@ -320,4 +405,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     user_coupon,
     order_status_total,
     order_total_checkpoint,
+    crowd_tag,
+    crowd_tag_member,
+    group_buy_activity,
+    group_buy_team,
+    group_buy_member,
+    group_buy_take,
 );

@@ -3,7 +3,8 @@
 //!   backoff, and a confirmed payment goes through the very same path as a notification;
 //! - an order left unpaid too long is closed at Alipay first, then locally (stock released),
 //!   unless Alipay says it was paid meanwhile: then it is marked paid instead;
-//! - a paid order whose delivery was never enqueued gets it.
+//! - a paid order whose delivery was never enqueued gets it (a group order once its team formed);
+//! - a group-buy team past its expiry forms or fails, and its paid members are refunded.
 //!
 //! Each order is worked on under a lease, so instances never handle the same order at once.
 
@@ -14,6 +15,7 @@ use crate::error::AppError;
 use crate::models::now;
 use crate::models::order::{Order, OrderStatus};
 use crate::models::outbox::{Delivery, OutboxEntry};
+use crate::services::group_buy;
 use crate::services::reconcile::{self, LookAt, Reconciler};
 
 const BATCH: i64 = 50;
@@ -49,18 +51,23 @@ pub fn deliver_stranded(worker: &Worker) -> Result<usize, AppError> {
     Ok(stranded.len())
 }
 
+/// Group-buy teams past their expiry: their unpaid members closed, then formed or failed and
+/// refunded (`services::group_buy::expire`).
+pub fn expire_teams(worker: &Worker) -> Result<usize, AppError> {
+    group_buy::expire_due(&reconciler(worker), &worker.pool, BATCH)
+}
+
+fn reconciler(worker: &Worker) -> Reconciler<'_> {
+    Reconciler { alipay: &worker.alipay, settings: &worker.settings, owner: &worker.owner, wake: &worker.wake }
+}
+
 fn look_at_each(
     worker: &Worker,
     order_ids: &[String],
     cause: &str,
     look_at: LookAt,
 ) -> Result<usize, AppError> {
-    let reconciler = Reconciler {
-        alipay: &worker.alipay,
-        settings: &worker.settings,
-        owner: &worker.owner,
-        wake: &worker.wake,
-    };
+    let reconciler = reconciler(worker);
     let mut handled = 0;
     for order_id in order_ids {
         if reconciler.under_lease(&worker.pool, order_id, cause, look_at)?.is_some() {

@@ -55,9 +55,10 @@ impl Worker {
 
     /// Runs every task once. A failing task is logged and the others still run.
     pub fn tick(&self) {
-        let tasks: [(&str, Task); 8] = [
+        let tasks: [(&str, Task); 9] = [
             ("query dropped notifies", compensation::query_dropped),
             ("close unpaid orders", compensation::close_expired),
+            ("expire group-buy teams", compensation::expire_teams),
             ("deliver stranded payments", compensation::deliver_stranded),
             ("refund orphan payments", refund_orphans),
             ("outbox", outbox::drain),

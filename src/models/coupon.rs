@@ -15,7 +15,7 @@ use diesel::prelude::*;
 
 use crate::db::DbConn;
 use crate::db::schema::{coupon_template, coupon_template_product, user_coupon};
-use crate::money::format_yuan;
+use crate::money::{short_yuan, zhe};
 
 /// What a coupon takes off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,12 +100,6 @@ pub struct CouponTemplate {
     pub created_at: NaiveDateTime,
 }
 
-/// An amount in yuan as few characters say it: `5000` -> `50`, `1050` -> `10.5`.
-fn short_yuan(cents: i64) -> String {
-    let text = format_yuan(cents);
-    text.trim_end_matches('0').trim_end_matches('.').to_owned()
-}
-
 impl CouponTemplate {
     /// The rule as shoppers read it: `满50减10`, `8折 最多减20`, `直减5`.
     pub fn rule_in_words(&self) -> String {
@@ -114,15 +108,10 @@ impl CouponTemplate {
             CouponKind::Mj => {
                 format!("满{}减{}", short_yuan(self.threshold_cents), short_yuan(self.off_cents))
             }
-            CouponKind::Zk => {
-                // Basis points as 折: 8000 -> 8, 8500 -> 8.5, 8850 -> 8.85.
-                let zhe = format!("{}.{:03}", self.rate_bp / 1000, self.rate_bp % 1000);
-                let zhe = zhe.trim_end_matches('0').trim_end_matches('.');
-                match self.max_off_cents {
-                    Some(cap) => format!("{zhe}折 最多减{}", short_yuan(cap)),
-                    None => format!("{zhe}折"),
-                }
-            }
+            CouponKind::Zk => match self.max_off_cents {
+                Some(cap) => format!("{}折 最多减{}", zhe(self.rate_bp), short_yuan(cap)),
+                None => format!("{}折", zhe(self.rate_bp)),
+            },
         }
     }
 

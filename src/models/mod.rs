@@ -47,6 +47,7 @@ pub mod admin;
 pub mod alipay_notify;
 pub mod coupon;
 pub mod gateway_call;
+pub mod group_buy;
 pub mod login;
 pub mod order;
 pub mod order_discount;

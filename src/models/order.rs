@@ -26,10 +26,12 @@ pub enum OrderStatus {
     Close,
     RefundWait,
     Refunded,
+    /// A group order whose team formed (已成团): paid, its delivery enqueued.
+    Market,
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 7] = [
+    pub const ALL: [OrderStatus; 8] = [
         OrderStatus::Create,
         OrderStatus::PayWait,
         OrderStatus::PaySuccess,
@@ -37,11 +39,12 @@ impl OrderStatus {
         OrderStatus::Close,
         OrderStatus::RefundWait,
         OrderStatus::Refunded,
+        OrderStatus::Market,
     ];
     /// Not paid yet and not closed: one per shopper and product at most.
     pub const OPEN: [OrderStatus; 2] = [OrderStatus::Create, OrderStatus::PayWait];
     /// Paid and not refunded: what a refund may start from.
-    pub const REFUNDABLE: [OrderStatus; 2] = [OrderStatus::PaySuccess, OrderStatus::DealDone];
+    pub const REFUNDABLE: [OrderStatus; 3] = [OrderStatus::PaySuccess, OrderStatus::Market, OrderStatus::DealDone];
     /// The statuses `pay_order_by_settled_status` leaves out, in the order of its condition (the
     /// admin's list repeats it word for word).
     pub const UNSETTLED: [OrderStatus; 3] =
@@ -64,6 +67,7 @@ text_enum!(OrderStatus {
     Close = "CLOSE",
     RefundWait = "REFUND_WAIT",
     Refunded = "REFUNDED",
+    Market = "MARKET",
 });
 
 /// How many order numbers an instance takes from the sequence at a time (unused ones of a block
@@ -97,6 +101,8 @@ pub struct Order {
     /// The list price; `None` on an order placed without a price snapshot, whose list price is
     /// `total_cents` (see [`Order::original_cents`]).
     pub original_cents: Option<i64>,
+    /// The group-buy team of a group order (拼团); `None` for an order bought alone.
+    pub team_id: Option<String>,
 }
 
 impl Order {
@@ -136,6 +142,8 @@ pub struct NewOrder<'a> {
     pub discount_cents: i64,
     pub total_cents: i64,
     pub pay_form: &'a str,
+    /// The team it opens or joins, for a group order.
+    pub team_id: Option<&'a str>,
     pub order_time: NaiveDateTime,
     pub expire_at: NaiveDateTime,
     pub next_query_at: NaiveDateTime,
@@ -178,6 +186,7 @@ impl Order {
                 pay_order::next_query_at,
                 pay_order::query_attempts,
                 pay_order::updated_at,
+                pay_order::team_id,
             ),
             vec![[
                 Value::Text(order.order_id.to_owned()),
@@ -194,6 +203,7 @@ impl Order {
                 Value::at(order.next_query_at),
                 Value::Integer(0),
                 Value::at(order.order_time),
+                Value::OptionalText(order.team_id.map(str::to_owned)),
             ]],
         );
         [row, form]
@@ -304,8 +314,8 @@ impl Order {
             .map(|n| n == 1)
     }
 
-    /// `PAY_WAIT -> PAY_SUCCESS` if the order waits for exactly `total_cents`, has no discount to
-    /// settle with it, and no order holds `trade_no` yet, and only then, in the same statement on
+    /// `PAY_WAIT -> PAY_SUCCESS` if the order waits for exactly `total_cents`, has no discount or
+    /// team to settle with it, and no order holds `trade_no` yet, and only then, in the same statement on
     /// PostgreSQL, the payment's rows (`with`); `false` and nothing changed otherwise.
     pub fn pay_waiting(
         conn: &mut DbConn,
@@ -322,6 +332,7 @@ impl Order {
                 .filter(StatusIn(&[OrderStatus::PayWait]))
                 .filter(pay_order::total_cents.eq(total_cents))
                 .filter(pay_order::discount_cents.eq(0))
+                .filter(pay_order::team_id.is_null())
                 .filter(diesel::dsl::not(diesel::dsl::exists(
                     holder
                         .filter(holder.field(pay_order::trade_no).eq(trade_no))
@@ -413,11 +424,18 @@ impl Order {
         .execute(conn)
     }
 
-    /// Paid orders with no delivery enqueued (a crash between two steps must not strand them).
+    /// Orders due a delivery with none enqueued (a crash between two steps must not strand
+    /// them): paid orders bought alone, and group orders whose team formed. A group order paid
+    /// while its team is open waits for the team.
     pub fn paid_without_delivery(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<String>> {
         use crate::db::schema::outbox;
         pay_order::table
-            .filter(pay_order::status.eq(OrderStatus::PaySuccess.as_str()))
+            .filter(
+                pay_order::status
+                    .eq(OrderStatus::PaySuccess.as_str())
+                    .and(pay_order::team_id.is_null())
+                    .or(pay_order::status.eq(OrderStatus::Market.as_str())),
+            )
             .filter(diesel::dsl::not(diesel::dsl::exists(
                 outbox::table
                     .filter(outbox::kind.eq(crate::models::outbox::OutboxKind::Delivery.as_str()))
@@ -604,8 +622,8 @@ mod tests {
             assert_eq!(status.as_str().parse::<OrderStatus>().unwrap(), status);
             assert_eq!(OrderStatus::try_from(status.to_string()).unwrap(), status);
         }
-        let unknown = "MARKET".parse::<OrderStatus>().unwrap_err();
-        assert_eq!(unknown.to_string(), "unknown OrderStatus \"MARKET\"");
+        let unknown = "TEAM_DONE".parse::<OrderStatus>().unwrap_err();
+        assert_eq!(unknown.to_string(), "unknown OrderStatus \"TEAM_DONE\"");
     }
 
     #[test]

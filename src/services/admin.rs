@@ -241,8 +241,9 @@ pub fn story(conn: &mut DbConn, order_id: &str) -> AppResult<OrderStory> {
     })
 }
 
-/// `PAY_SUCCESS|DEAL_DONE -> REFUND_WAIT` and the refund enqueued under a stable request
-/// number: a double click refunds once. Alipay's confirmation moves it to `REFUNDED` and puts
+/// `PAY_SUCCESS|MARKET|DEAL_DONE -> REFUND_WAIT` and the refund enqueued under a stable request
+/// number: a double click refunds once. A group order's seat leaves its team (a formed team
+/// turns COMPLETE_FAIL). Alipay's confirmation moves it to `REFUNDED` and puts
 /// the unit back in stock.
 pub fn refund(conn: &mut DbConn, order_id: &str, admin_name: &str) -> AppResult<String> {
     write_transaction(conn, |c| {
@@ -251,6 +252,7 @@ pub fn refund(conn: &mut DbConn, order_id: &str, admin_name: &str) -> AppResult<
         if !Order::transition(c, order_id, &OrderStatus::REFUNDABLE, OrderStatus::RefundWait)? {
             return Ok(format!("not refundable: the order is {}", order.status));
         }
+        crate::services::group_buy::refund_seat(c, order_id)?;
         order_event::record(
             c,
             order_id,

@@ -9,6 +9,7 @@
 
 use chrono::NaiveDateTime;
 
+use crate::config::Settings;
 use crate::db::{DbConn, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::models::coupon::{
@@ -17,7 +18,8 @@ use crate::models::coupon::{
 use crate::models::now;
 use crate::models::product::Product;
 use crate::models::user::AppUser;
-use crate::services::pricing::{self, Price, PricingChoices};
+use crate::services::group_buy::{self, GroupBuyPick};
+use crate::services::pricing::{self, Price, PricingChoices, Refusal};
 
 /// Why a coupon is refused, with the code and text the API answers (the checkout answers the
 /// same).
@@ -149,13 +151,15 @@ pub fn of_shopper(conn: &mut DbConn, user_id: i64) -> AppResult<Vec<UserCouponWi
     Ok(coupon::of_user(conn, user_id)?)
 }
 
-/// What the shopper would pay for the product with the coupon (if any), as of `at`. A coupon
-/// needs a logged-in shopper; a visitor gets the plain price.
+/// What the shopper would pay for the product with the coupon and the group buy (if any), as of
+/// `at`. A coupon needs a logged-in shopper; a visitor gets the plain or group price.
 pub fn trial(
     conn: &mut DbConn,
+    settings: &Settings,
     shopper: Option<&AppUser>,
     product_id: &str,
     coupon_id: Option<i64>,
+    group: Option<&GroupBuyPick>,
     at: NaiveDateTime,
 ) -> AppResult<Price> {
     let product = Product::find(conn, product_id)?.ok_or_else(|| AppError::NotFound("商品不存在".into()))?;
@@ -164,7 +168,12 @@ pub fn trial(
         Some(_) if shopper.is_none() => return Err(AppError::NotLoggedIn),
         Some(id) => Some(coupon::find_coupon(conn, id)?.ok_or(CouponRefusal::Unknown)?),
     };
-    Ok(pricing::price(&product, shopper, &PricingChoices { coupon: coupon.as_ref() }, at)?)
+    let group = match group {
+        Some(pick) => Some(group_buy::prepare(conn, settings, pick, product_id, shopper, at)?),
+        None => None,
+    };
+    let choices = PricingChoices { coupon: coupon.as_ref(), group_buy: group.as_ref() };
+    Ok(pricing::price(&product, shopper, &choices, at)?)
 }
 
 /// One of the shopper's AVAILABLE coupons priced for a product: the price it gives, or why it
@@ -172,7 +181,7 @@ pub fn trial(
 #[derive(Debug, Clone)]
 pub struct CouponOffer {
     pub coupon: UserCouponWithTemplate,
-    pub price: Result<Price, CouponRefusal>,
+    pub price: Result<Price, Refusal>,
 }
 
 impl CouponOffer {
@@ -196,7 +205,8 @@ pub fn offers(
         .into_iter()
         .filter(|c| c.coupon.status_at(at) == CouponStatus::Available)
         .map(|coupon| {
-            let price = pricing::price(product, Some(shopper), &PricingChoices { coupon: Some(&coupon) }, at);
+            let choices = PricingChoices { coupon: Some(&coupon), group_buy: None };
+            let price = pricing::price(product, Some(shopper), &choices, at);
             CouponOffer { coupon, price }
         })
         .collect();

@@ -11,18 +11,20 @@ use crate::models::order::{Order, OrderStatus};
 use crate::models::outbox::{OutboxJob, Refund, WxPaid};
 use crate::models::{coupon, gateway_call, now, order_event, product, shipment};
 use crate::money::format_yuan;
-use crate::services::weixin_token;
+use crate::services::{group_buy, weixin_token};
 
-/// Consumer of `delivery`: `PAY_SUCCESS -> DEAL_DONE` and the shipment (once: unique per order);
-/// an order no longer `PAY_SUCCESS` (delivered already, or refunded first) ships nothing.
+/// Consumer of `delivery`: `PAY_SUCCESS -> DEAL_DONE` (a group order: `MARKET -> DEAL_DONE`, once
+/// its team formed) and the shipment (once: unique per order); an order in any other status
+/// (delivered already, refunded first, a team still forming) ships nothing.
 pub fn deliver(conn: &mut DbConn, order_id: &str) -> AppResult<()> {
     write_transaction(conn, |c| {
         let Some(order) = Order::find(c, order_id)? else {
             return Err(AppError::internal(format!("delivery for unknown order {order_id}")));
         };
         // Only a paid order ships: one refunded (or being refunded) before its delivery ran
-        // does not.
-        if !Order::transition(c, order_id, &[OrderStatus::PaySuccess], OrderStatus::DealDone)? {
+        // does not, nor a group order before its team forms.
+        let from = if order.team_id.is_some() { OrderStatus::Market } else { OrderStatus::PaySuccess };
+        if !Order::transition(c, order_id, deliverable_from(from), OrderStatus::DealDone)? {
             log::info!("order {order_id} not delivered: it is {}", order.status);
             return Ok(());
         }
@@ -30,7 +32,7 @@ pub fn deliver(conn: &mut DbConn, order_id: &str) -> AppResult<()> {
         order_event::record(
             c,
             order_id,
-            Some(OrderStatus::PaySuccess),
+            Some(from),
             OrderStatus::DealDone,
             "delivery",
             "delivered",
@@ -38,6 +40,14 @@ pub fn deliver(conn: &mut DbConn, order_id: &str) -> AppResult<()> {
         log::info!("order {order_id} delivered to openid {}", order.openid);
         Ok(())
     })
+}
+
+/// The one status an order ships from, as the slice a transition takes.
+fn deliverable_from(from: OrderStatus) -> &'static [OrderStatus] {
+    match from {
+        OrderStatus::Market => &[OrderStatus::Market],
+        _ => &[OrderStatus::PaySuccess],
+    }
 }
 
 /// Consumer of `wx_paid`: the "paid" template message to the shopper, written from the order,
@@ -96,6 +106,7 @@ pub fn refund(pool: &DbPool, alipay: &AlipayClient, job: &Refund) -> AppResult<(
             if shipment::count_of(c, order_id)? == 0 {
                 coupon::restore_used(c, order_id, now())?;
             }
+            group_buy::seat_refunded(c, order_id)?;
             order_event::record(
                 c,
                 order_id,

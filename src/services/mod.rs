@@ -5,6 +5,7 @@ pub mod admin;
 pub mod catalogue;
 pub mod coupon;
 pub mod fulfilment;
+pub mod group_buy;
 pub mod login;
 pub mod operations;
 pub mod order;

@@ -22,6 +22,7 @@ use crate::models::user::AppUser;
 use crate::models::{is_unique_violation, now};
 use crate::models::{order_discount, order_event};
 use crate::services::coupon::CouponRefusal;
+use crate::services::group_buy::{self, GroupBuyDraft, GroupBuyPick};
 use crate::services::pricing::{self, AppliedDiscount, Price, PricingChoices};
 use crate::services::reconcile::{self, Reconciler};
 use crate::services::session;
@@ -51,6 +52,8 @@ pub struct Purchase {
     pub product_id: String,
     /// One of the shopper's coupons (one per order).
     pub coupon_id: Option<i64>,
+    /// A group buy (拼团): open a team, or join one.
+    pub group_buy: Option<GroupBuyPick>,
 }
 
 /// A new order before it exists: the product as priced now ([`pricing::price`]), and the
@@ -65,6 +68,7 @@ pub struct OrderDraft {
     product: Product,
     price: Price,
     coupon: Option<UserCouponWithTemplate>,
+    group_buy: Option<GroupBuyDraft>,
     at: NaiveDateTime,
     expire_at: NaiveDateTime,
     next_query_at: NaiveDateTime,
@@ -96,9 +100,8 @@ pub async fn checkout(
     // moves between the signature and the placement twice is refused.
     let mut repriced = 0;
     for _ in 0..3 {
-        let (lookup, wanted, settings) = (token.clone(), purchase.clone(), settings.clone());
-        let (user, next) =
-            engine.write(move |conn| begin_checkout(conn, &settings, &lookup, &wanted)).await?;
+        let (lookup, wanted, begin) = (token.clone(), purchase.clone(), settings.clone());
+        let (user, next) = engine.write(move |conn| begin_checkout(conn, &begin, &lookup, &wanted)).await?;
         let draft = match next {
             Checkout::Open(to_pay) => return Ok((user, to_pay)),
             Checkout::New(draft) => draft,
@@ -106,7 +109,8 @@ pub async fn checkout(
         let number = numbers.next(|| engine.write(take_numbers)).await?;
         let alipay = alipay.clone();
         let sign = move || draft.sign(number, &alipay);
-        match engine.sign_then_write(sign, |conn, signed| place(conn, &signed)).await? {
+        let settings = settings.clone();
+        match engine.sign_then_write(sign, move |conn, signed| place(conn, &settings, &signed)).await? {
             Placed::Order(to_pay) => return Ok((user, to_pay)),
             Placed::Repriced if repriced > 0 => return Err(AppError::Conflict("价格已变化".into())),
             Placed::Repriced => repriced += 1,
@@ -154,14 +158,22 @@ pub fn begin_checkout(
         Some(id) => Some(coupon::find_coupon(conn, id)?.ok_or(CouponRefusal::Unknown)?),
         None => None,
     };
-    let price = pricing::price(&product, Some(&user), &PricingChoices { coupon: coupon.as_ref() }, at)?;
+    let group_buy = match &purchase.group_buy {
+        Some(pick) => Some(group_buy::prepare(conn, settings, pick, product_id, Some(&user), at)?),
+        None => None,
+    };
+    let choices = PricingChoices { coupon: coupon.as_ref(), group_buy: group_buy.as_ref() };
+    let price = pricing::price(&product, Some(&user), &choices, at)?;
+    // A group order's payment window ends with its team.
+    let expire_at = group_buy.as_ref().map_or(at + pay_timeout, |g| (at + pay_timeout).min(g.team_expires_at()));
     let draft = OrderDraft {
         shopper: user.clone(),
         product,
         price,
         coupon,
+        group_buy,
         at,
-        expire_at: at + pay_timeout,
+        expire_at,
         next_query_at: at + first_look,
         replaces,
     };
@@ -229,8 +241,15 @@ pub enum Placed {
 enum NotPlaced {
     Moved,
     Repriced,
-    Coupon(CouponRefusal),
+    /// A marketing rule refused it (a coupon, a seat, the take limit).
+    Refused(AppError),
     Database(diesel::result::Error),
+}
+
+impl From<AppError> for NotPlaced {
+    fn from(e: AppError) -> Self {
+        NotPlaced::Refused(e)
+    }
 }
 
 impl From<diesel::result::Error> for NotPlaced {
@@ -241,18 +260,20 @@ impl From<diesel::result::Error> for NotPlaced {
 
 /// Places a signed order, born `PAY_WAIT` with its form and its price snapshot (list price,
 /// discount, payable): one unit reserved at the list price that was priced, the order, its
-/// timeline row, and with a coupon its discount rows and the coupon locked, all or nothing. A
-/// plain order is one statement on PostgreSQL: its price is the list price, which the
-/// reservation checks. An order with a coupon is priced again inside its transaction
-/// ([`pricing::price`]) and not placed when the payable amount differs from the one signed; a
-/// coupon another order locked meanwhile is refused (C0002) and nothing stays.
-pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Placed> {
+/// timeline row, and with marketing choices its discount rows, its group-buy seat and its coupon
+/// locked, all or nothing. A plain order is one statement on PostgreSQL: its price is the list
+/// price, which the reservation checks. An order with a coupon or a group buy is priced again
+/// inside its transaction ([`pricing::price`]) and not placed when the payable amount differs
+/// from the one signed; a coupon another order locked meanwhile (C0002), a team filled meanwhile
+/// (E0006) or the take limit (E0103) refuse it and nothing stays.
+pub fn place(conn: &mut DbConn, settings: &Settings, signed: &SignedOrder) -> AppResult<Placed> {
     let (order_id, draft) = (signed.order_id.as_str(), &signed.draft);
     if let Some(expired) = &draft.replaces {
         // Closed even if the new order is then refused: its form could not be used any more.
         close(conn, expired, "checkout", "payment form expired; a new order replaces it")?;
     }
     let mut rows = Inserts::default();
+    let team_id = draft.group_buy.as_ref().map(|g| g.team_id(order_id));
     let [order_row, form_row] = Order::insert(&NewOrder {
         order_id,
         user_id: draft.shopper.user_id,
@@ -263,6 +284,7 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Placed> {
         discount_cents: draft.price.discount_cents,
         total_cents: draft.price.payable_cents,
         pay_form: &signed.pay_form,
+        team_id: team_id.as_deref(),
         order_time: draft.at,
         expire_at: draft.expire_at,
         next_query_at: draft.next_query_at,
@@ -276,15 +298,15 @@ pub fn place(conn: &mut DbConn, signed: &SignedOrder) -> AppResult<Placed> {
         "shopper",
         "order placed, stock reserved, payment form issued",
     ));
-    let placed = match &draft.coupon {
-        None => reserve(conn, draft, &rows),
-        Some(coupon) => isolated_write_transaction(conn, |c| place_with_coupon(c, signed, coupon, &rows)),
+    let placed = match (&draft.coupon, &draft.group_buy) {
+        (None, None) => reserve(conn, draft, &rows),
+        _ => isolated_write_transaction(conn, |c| place_marketed(c, settings, signed, &rows)),
     };
     match placed {
         Ok(()) => {}
         Err(NotPlaced::Moved) => return Ok(Placed::Moved),
         Err(NotPlaced::Repriced) => return Ok(Placed::Repriced),
-        Err(NotPlaced::Coupon(refusal)) => return Err(refusal.into()),
+        Err(NotPlaced::Refused(refusal)) => return Err(refusal),
         // The order id comes from a sequence, so the only unique index the order can hit is "one
         // open order per shopper and product".
         Err(NotPlaced::Database(e)) if is_unique_violation(&e) => return Ok(Placed::Moved),
@@ -313,36 +335,51 @@ fn reserve(conn: &mut DbConn, draft: &OrderDraft, rows: &Inserts) -> Result<(), 
     }
 }
 
-/// [`place`] for an order with a coupon, inside its transaction: priced again with the coupon's
-/// row as it is now (its template and scope are never edited once created) and the product as
-/// priced, whose list price the reservation then checks; reserved; its discounts stored; the
-/// coupon locked.
-fn place_with_coupon(
+/// [`place`] for an order with a coupon or a group buy, inside its transaction: priced again
+/// with the coupon's row and the activity's as they are now (a coupon's template and scope are
+/// never edited once created) and the product as priced, whose list price the reservation then
+/// checks; reserved; its seat taken; its discounts stored; the coupon locked.
+fn place_marketed(
     conn: &mut DbConn,
+    settings: &Settings,
     signed: &SignedOrder,
-    priced_with: &UserCouponWithTemplate,
     rows: &Inserts,
 ) -> Result<(), NotPlaced> {
     let draft = &signed.draft;
-    let coupon_id = priced_with.coupon.coupon_id;
-    let held = coupon::find_held(conn, coupon_id)?.ok_or(NotPlaced::Coupon(CouponRefusal::Unknown))?;
-    let coupon = UserCouponWithTemplate { coupon: held, template: priced_with.template.clone() };
-    let choices = PricingChoices { coupon: Some(&coupon) };
-    let price = pricing::price(&draft.product, Some(&draft.shopper), &choices, draft.at)
-        .map_err(NotPlaced::Coupon)?;
+    let coupon = match &draft.coupon {
+        Some(priced_with) => {
+            let held = coupon::find_held(conn, priced_with.coupon.coupon_id)?
+                .ok_or(AppError::from(CouponRefusal::Unknown))?;
+            Some(UserCouponWithTemplate { coupon: held, template: priced_with.template.clone() })
+        }
+        None => None,
+    };
+    let group = match &draft.group_buy {
+        Some(priced_with) => Some(group_buy::reread(conn, priced_with)?),
+        None => None,
+    };
+    let choices = PricingChoices { coupon: coupon.as_ref(), group_buy: group.as_ref() };
+    let price =
+        pricing::price(&draft.product, Some(&draft.shopper), &choices, draft.at).map_err(AppError::from)?;
     if price != draft.price {
         return Err(NotPlaced::Repriced);
     }
     reserve(conn, draft, rows)?;
+    if let Some(group) = &group {
+        group_buy::take_seat(conn, settings, group, &draft.shopper, &signed.order_id, draft.at)?;
+    }
     let discounts: Vec<_> = price.applied.iter().map(AppliedDiscount::as_new).collect();
     order_discount::insert(conn, &signed.order_id, &discounts, draft.at)?;
-    if !coupon::lock(conn, coupon_id, draft.shopper.user_id, &signed.order_id, draft.at)? {
-        return Err(NotPlaced::Coupon(CouponRefusal::NotAvailable));
+    if let Some(coupon) = &coupon
+        && !coupon::lock(conn, coupon.coupon.coupon_id, draft.shopper.user_id, &signed.order_id, draft.at)?
+    {
+        return Err(AppError::from(CouponRefusal::NotAvailable).into());
     }
     Ok(())
 }
 
-/// `CREATE|PAY_WAIT -> CLOSE`, releasing the reserved stock and the coupon. Returns whether this call closed it.
+/// `CREATE|PAY_WAIT -> CLOSE`, releasing the reserved stock, the coupon and the group-buy seat.
+/// Returns whether this call closed it.
 pub fn close(conn: &mut DbConn, order_id: &str, cause: &str, detail: &str) -> AppResult<bool> {
     write_transaction(conn, |c| {
         let Some(order) = Order::find(c, order_id)? else { return Ok(false) };
@@ -351,6 +388,7 @@ pub fn close(conn: &mut DbConn, order_id: &str, cause: &str, detail: &str) -> Ap
         }
         product::release_one(c, &order.product_id)?;
         coupon::release(c, order_id, now())?;
+        group_buy::release_unpaid(c, order_id)?;
         order_event::record(c, order_id, Some(order.status), OrderStatus::Close, cause, detail)?;
         log::info!("order {order_id} closed by {cause}: {detail}");
         Ok(true)
@@ -394,6 +432,12 @@ pub enum RefundOutcome {
     ContactService,
     Refunding,
     Refunded,
+}
+
+impl RefundReply {
+    fn of(order_id: &str, outcome: RefundOutcome) -> Self {
+        RefundReply { success: outcome.success(), message: outcome.message(), order_id: order_id.to_owned(), outcome }
+    }
 }
 
 impl RefundOutcome {
@@ -441,8 +485,10 @@ impl RefundOutcome {
 
 /// The shopper asks to cancel or refund their order. An unpaid order is closed at Alipay first,
 /// then here, under the order's lease ([`reconcile::close`]); when Alipay says it was paid, the
-/// payment is recorded and the answer is the paid order's. A paid order is refunded by the admin
-/// only; a refund under way or done answers success and starts nothing.
+/// payment is recorded and the answer is the paid order's. A paid group order whose team is
+/// still forming leaves it and is refunded ([`group_buy::leave_forming_team`]); any other paid
+/// order is refunded by the admin only; a refund under way or done answers success and starts
+/// nothing.
 pub fn shopper_refund(
     reconciler: &Reconciler,
     pool: &DbPool,
@@ -450,6 +496,10 @@ pub fn shopper_refund(
     order_id: &str,
 ) -> AppResult<RefundReply> {
     let order = of_shopper(&mut *pool.get()?, user, order_id)?;
+    if order.status == OrderStatus::PaySuccess && group_buy::leave_forming_team(&mut *pool.get()?, &order)? {
+        reconciler.wake.wake();
+        return Ok(RefundReply::of(order_id, RefundOutcome::Refunding));
+    }
     let was_open = order.status.is_open();
     let status = if was_open {
         if reconciler.under_lease(pool, order_id, "shopper", reconcile::close)?.is_none() {
@@ -463,14 +513,9 @@ pub fn shopper_refund(
         OrderStatus::Close if was_open => RefundOutcome::Cancelled,
         OrderStatus::Close => RefundOutcome::Closed,
         OrderStatus::Create | OrderStatus::PayWait => RefundOutcome::NotClosed,
-        OrderStatus::PaySuccess | OrderStatus::DealDone => RefundOutcome::ContactService,
+        OrderStatus::PaySuccess | OrderStatus::Market | OrderStatus::DealDone => RefundOutcome::ContactService,
         OrderStatus::RefundWait => RefundOutcome::Refunding,
         OrderStatus::Refunded => RefundOutcome::Refunded,
     };
-    Ok(RefundReply {
-        success: outcome.success(),
-        message: outcome.message(),
-        order_id: order_id.to_owned(),
-        outcome,
-    })
+    Ok(RefundReply::of(order_id, outcome))
 }

@@ -68,15 +68,17 @@ pub struct PricedOrder {
 impl PricedOrder {
     /// The order's status in the shopper's words.
     pub fn status_text(&self) -> &'static str {
-        status_text(self.order.status)
+        status_text(&self.order)
     }
 }
 
-/// An order status in the shopper's words.
-pub fn status_text(status: OrderStatus) -> &'static str {
-    match status {
+/// An order's status in the shopper's words; a paid group order waits for its team (待成团).
+pub fn status_text(order: &Order) -> &'static str {
+    match order.status {
         OrderStatus::Create | OrderStatus::PayWait => "待支付",
+        OrderStatus::PaySuccess if order.team_id.is_some() => "待成团",
         OrderStatus::PaySuccess => "已支付",
+        OrderStatus::Market => "已成团",
         OrderStatus::DealDone => "已完成",
         OrderStatus::Close => "已关闭",
         OrderStatus::RefundWait => "退款中",

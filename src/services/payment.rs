@@ -16,6 +16,7 @@ use crate::models::orphan::{self, NewOrphan, OrphanKind};
 use crate::models::outbox::{Delivery, NewOutboxEntry, OutboxEntry, Refund, WxPaid};
 use crate::models::{coupon, now, product};
 use crate::money::{format_yuan, parse_yuan};
+use crate::services::group_buy::{self, TeamPayment};
 
 /// What the notify endpoint answers: Alipay resends until it reads exactly `success`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,10 +290,12 @@ impl Recorded {
 
 /// Records a payment: the one function that does, for notifications and queries alike, by these
 /// rules. An order waiting for exactly the amount is paid, once: `PAY_SUCCESS`, its coupon
-/// USED, the delivery and the WeChat message enqueued. A trade that already paid another order
+/// USED, the delivery and the WeChat message enqueued; a group order's payment is counted in its
+/// team instead of delivered, and the one that fills the team delivers every member
+/// ([`group_buy::count_payment`]). A trade that already paid another order
 /// pays nothing and is held for the admin; a payment for an order the shop does not know
 /// becomes an orphan payment to refund; another amount is refused. A payment for an order the
-/// shop closed is honoured if the order had no discount and stock allows, otherwise refunded:
+/// shop closed is honoured if the order had no discount or team and stock allows, otherwise refunded:
 /// never dropped. An order paid or being refunded already: nothing more.
 ///
 /// The usual case, an order waiting with no discount to settle, is one statement
@@ -309,7 +312,7 @@ pub fn record(
         let paid = Recorded::enqueued("paid");
         let mut rows = Inserts::default();
         let detail = format!("trade_no {}", payment.trade_no);
-        add_payment_rows(&mut rows, payment.out_trade_no, OrderStatus::PayWait, payment, &detail);
+        add_payment_rows(&mut rows, payment.out_trade_no, OrderStatus::PayWait, payment, &detail, true);
         if let Some(row) = audit(&paid) {
             rows.add(row);
         }
@@ -371,25 +374,43 @@ fn settle(conn: &mut DbConn, payment: &Payment, rows: &mut Inserts) -> AppResult
     }
     if Order::mark_paid(conn, id, &OrderStatus::OPEN, payment.trade_no, payment.paid_at)? {
         coupon::mark_used(conn, id)?;
-        add_payment_rows(rows, id, order.status, payment, &format!("trade_no {}", payment.trade_no));
-        return Ok(Recorded::enqueued("paid"));
+        let detail = format!("trade_no {}", payment.trade_no);
+        let Some(team_id) = &order.team_id else {
+            add_payment_rows(rows, id, order.status, payment, &detail, true);
+            return Ok(Recorded::enqueued("paid"));
+        };
+        // A group order is delivered once its team forms.
+        add_payment_rows(rows, id, order.status, payment, &detail, false);
+        return Ok(match group_buy::count_payment(conn, &order, team_id, payment.paid_at, payment.cause, rows)? {
+            TeamPayment::Counted => Recorded::enqueued(format!("paid; counted in team {team_id}")),
+            TeamPayment::Completed(orders) => {
+                Recorded::enqueued(format!("paid; team {team_id} formed, {} orders to deliver", orders.len()))
+            }
+            TeamPayment::TooLate => Recorded::enqueued(format!("paid after team {team_id} closed; refund enqueued")),
+        });
     }
     let current = Order::find(conn, id)?.ok_or_else(|| AppError::internal("order vanished"))?;
     if current.status != OrderStatus::Close {
         return Ok(Recorded::done(format!("duplicate: already {}", current.status)));
     }
     if current.discount_cents == 0
+        && current.team_id.is_none()
         && product::reserve_one(conn, &current.product_id)?.is_some()
         && Order::mark_paid(conn, id, &[OrderStatus::Close], payment.trade_no, payment.paid_at)?
     {
         let detail = "paid after the shop closed it; stock allowed, honoured";
-        add_payment_rows(rows, id, OrderStatus::Close, payment, detail);
+        add_payment_rows(rows, id, OrderStatus::Close, payment, detail, true);
         return Ok(Recorded::enqueued("paid after close: honoured"));
     }
     if Order::transition(conn, id, &[OrderStatus::Close], OrderStatus::RefundWait)? {
         Order::set_trade_no(conn, id, payment.trade_no)?;
-        let why =
-            if current.discount_cents == 0 { "sold out" } else { "its coupon went back to the shopper" };
+        let why = if current.team_id.is_some() {
+            "its group-buy seat went back"
+        } else if current.discount_cents == 0 {
+            "sold out"
+        } else {
+            "its coupon went back to the shopper"
+        };
         let detail = format!("paid after the shop closed it; {why}, refunding");
         rows.add(order_event::row(
             id,
@@ -405,22 +426,26 @@ fn settle(conn: &mut DbConn, payment: &Payment, rows: &mut Inserts) -> AppResult
 }
 
 /// The rows of a recorded payment: its timeline row (`from -> PAY_SUCCESS`), and in the outbox
-/// the delivery and the "paid" WeChat message, which is written when it is sent
+/// the "paid" WeChat message, which is written when it is sent
 /// ([`crate::services::fulfilment::send_paid_message`]), so that these rows need nothing of the
-/// order but its id.
+/// order but its id, and the delivery when `deliver` (not for a group order, which waits for its
+/// team).
 fn add_payment_rows(
     inserts: &mut Inserts,
     order_id: &str,
     from: OrderStatus,
     payment: &Payment,
     detail: &str,
+    deliver: bool,
 ) {
     inserts.add(order_event::row(order_id, Some(from), OrderStatus::PaySuccess, payment.cause, detail));
     let order_id = order_id.to_owned();
-    inserts.add(OutboxEntry::insert([
-        NewOutboxEntry::of(&Delivery { order_id: order_id.clone() }),
-        NewOutboxEntry::of(&WxPaid { order_id }),
-    ]));
+    let paid_message = NewOutboxEntry::of(&WxPaid { order_id: order_id.clone() });
+    inserts.add(if deliver {
+        OutboxEntry::insert([NewOutboxEntry::of(&Delivery { order_id }), paid_message])
+    } else {
+        OutboxEntry::insert([paid_message])
+    });
 }
 
 /// Enqueues the refund of an order's whole amount under a stable request number, so a retry or a

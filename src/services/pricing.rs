@@ -6,7 +6,18 @@
 //! applied discounts always add up to `total - payable`. A discount that would take nothing off
 //! (a product already at the minimum) is left out of `applied`.
 //!
-//! A coupon applies to the list price (the base) when the product is in its scope:
+//! A group buy (拼团) comes first and gives the base a coupon applies to; the activity must be
+//! effective and `at` inside its window (E0101, E0102), and a discount for its crowd only leaves
+//! others the list price:
+//! - 直减 (ZJ) pays `price − off_cents`;
+//! - 满减 (MJ) pays `price − off_cents` from a price of `threshold_cents` on, else the price;
+//! - 折扣 (ZK) pays `floor(price × rate_bp / 10000)`, rounded down to the cent;
+//! - N元购 (N) pays `n_price_cents`, never more than the price;
+//!
+//! and never less than [`MIN_PAYABLE_CENTS`].
+//!
+//! A coupon applies to the base (the list price, or the group price) when the product is in its
+//! scope:
 //! - 直减 (ZJ) takes off `off_cents`;
 //! - 满减 (MJ) takes off `off_cents` from a base of `threshold_cents` on;
 //! - 折扣 (ZK) makes the payable `floor(base × rate_bp / 10000)`, rounded down to the cent, so
@@ -17,11 +28,14 @@
 
 use chrono::NaiveDateTime;
 
+use crate::error::AppError;
 use crate::models::coupon::{CouponKind, CouponStatus, UserCouponWithTemplate};
+use crate::models::group_buy::{ActivityStatus, Plan};
 use crate::models::order_discount::{DiscountType, NewOrderDiscount};
 use crate::models::product::Product;
 use crate::models::user::AppUser;
 use crate::services::coupon::CouponRefusal;
+use crate::services::group_buy::{GroupBuyDraft, GroupBuyRefusal};
 
 /// The least an order may cost: Alipay takes nothing below one cent.
 pub const MIN_PAYABLE_CENTS: i64 = 1;
@@ -31,6 +45,46 @@ pub const MIN_PAYABLE_CENTS: i64 = 1;
 pub struct PricingChoices<'a> {
     /// The coupon to apply (at most one per order).
     pub coupon: Option<&'a UserCouponWithTemplate>,
+    /// The group buy to price with (`services::group_buy::prepare`).
+    pub group_buy: Option<&'a GroupBuyDraft>,
+}
+
+/// Why a choice does not apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Coupon(CouponRefusal),
+    GroupBuy(GroupBuyRefusal),
+}
+
+impl From<CouponRefusal> for Refusal {
+    fn from(refusal: CouponRefusal) -> Self {
+        Refusal::Coupon(refusal)
+    }
+}
+
+impl From<GroupBuyRefusal> for Refusal {
+    fn from(refusal: GroupBuyRefusal) -> Self {
+        Refusal::GroupBuy(refusal)
+    }
+}
+
+impl Refusal {
+    /// The shopper-facing text.
+    pub fn info(self) -> &'static str {
+        match self {
+            Refusal::Coupon(r) => r.info(),
+            Refusal::GroupBuy(r) => r.info(),
+        }
+    }
+}
+
+impl From<Refusal> for AppError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Coupon(r) => r.into(),
+            Refusal::GroupBuy(r) => r.into(),
+        }
+    }
 }
 
 /// One discount as applied: what it is, which rule gave it, how much it took off, and the rule
@@ -38,7 +92,7 @@ pub struct PricingChoices<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedDiscount {
     pub discount_type: DiscountType,
-    /// The coupon's id for a coupon.
+    /// The coupon's id for a coupon, the activity's for a group buy.
     pub ref_id: String,
     pub name: String,
     pub amount_cents: i64,
@@ -70,16 +124,29 @@ pub struct Price {
 }
 
 /// Prices one unit of `product` for `shopper` (`None`: a visitor) with `choices`, as of `at`;
-/// a coupon that does not apply is refused with its reason (C0001 to C0005).
+/// a choice that does not apply is refused with its reason (C0001 to C0005, E0101, E0102).
 pub fn price(
     product: &Product,
     shopper: Option<&AppUser>,
     choices: &PricingChoices,
     at: NaiveDateTime,
-) -> Result<Price, CouponRefusal> {
+) -> Result<Price, Refusal> {
     let total_cents = product.price_cents;
     let mut applied = Vec::new();
-    let base = total_cents;
+    let mut base = total_cents;
+    if let Some(group) = choices.group_buy {
+        let pay = group_price(group, total_cents, at)?;
+        if pay < total_cents {
+            applied.push(AppliedDiscount {
+                discount_type: DiscountType::GroupBuy,
+                ref_id: group.activity.activity_id.to_string(),
+                name: group.activity.name.clone(),
+                amount_cents: total_cents - pay,
+                rule: group_rule(group),
+            });
+        }
+        base = pay;
+    }
     if let Some(coupon) = choices.coupon {
         let amount_cents = coupon_deduction(coupon, &product.product_id, base, shopper, at)?;
         if amount_cents > 0 {
@@ -94,6 +161,44 @@ pub fn price(
     }
     let discount_cents: i64 = applied.iter().map(|d| d.amount_cents).sum();
     Ok(Price { total_cents, discount_cents, payable_cents: total_cents - discount_cents, applied })
+}
+
+/// What one pays for `price` in the group buy, or why it is not on at `at`.
+fn group_price(group: &GroupBuyDraft, price: i64, at: NaiveDateTime) -> Result<i64, GroupBuyRefusal> {
+    let activity = &group.activity;
+    if activity.status != ActivityStatus::Effective {
+        return Err(GroupBuyRefusal::NotEffective);
+    }
+    if !activity.is_on_at(at) {
+        return Err(GroupBuyRefusal::OutsideWindow);
+    }
+    if !group.discount_applies() {
+        return Ok(price);
+    }
+    let pay = match activity.plan {
+        Plan::Zj => price - activity.off_cents,
+        Plan::Mj if price < activity.threshold_cents => price,
+        Plan::Mj => price - activity.off_cents,
+        Plan::Zk => price * i64::from(activity.rate_bp) / 10_000,
+        Plan::N => activity.n_price_cents.min(price),
+    };
+    Ok(pay.max(MIN_PAYABLE_CENTS).min(price))
+}
+
+/// The group buy's rule as applied, for the order's snapshot.
+fn group_rule(group: &GroupBuyDraft) -> String {
+    let a = &group.activity;
+    serde_json::json!({
+        "activityId": a.activity_id,
+        "plan": a.plan.as_str(),
+        "offCents": a.off_cents,
+        "thresholdCents": a.threshold_cents,
+        "rateBp": a.rate_bp,
+        "nPriceCents": a.n_price_cents,
+        "targetCount": a.target_count,
+        "words": a.rule_in_words(),
+    })
+    .to_string()
 }
 
 /// What the coupon takes off `base` for `product_id`, or why it does not apply.
@@ -234,8 +339,9 @@ mod tests {
         coupon(CouponTemplate { rate_bp, max_off_cents: cap, ..template(CouponKind::Zk) })
     }
 
-    fn with(price_cents: i64, coupon: &UserCouponWithTemplate) -> Result<Price, CouponRefusal> {
-        price(&product(price_cents), Some(&shopper(1)), &PricingChoices { coupon: Some(coupon) }, at())
+    fn with(price_cents: i64, coupon: &UserCouponWithTemplate) -> Result<Price, Refusal> {
+        let choices = PricingChoices { coupon: Some(coupon), group_buy: None };
+        price(&product(price_cents), Some(&shopper(1)), &choices, at())
     }
 
     /// (total, discount, payable), checking that the applied discounts add up.
@@ -268,7 +374,7 @@ mod tests {
 
     #[test]
     fn mj_applies_from_its_threshold_on() {
-        assert_eq!(with(4999, &mj(5000, 1000)), Err(CouponRefusal::BelowThreshold));
+        assert_eq!(with(4999, &mj(5000, 1000)), Err(CouponRefusal::BelowThreshold.into()));
         assert_eq!(amounts(with(5000, &mj(5000, 1000)).unwrap()), (5000, 1000, 4000));
         assert_eq!(amounts(with(5001, &mj(5000, 1000)).unwrap()), (5001, 1000, 4001));
         assert_eq!(amounts(with(1000, &mj(1000, 1000)).unwrap()), (1000, 999, 1));
@@ -298,29 +404,29 @@ mod tests {
     #[test]
     fn a_coupon_that_does_not_apply_is_refused_with_its_reason() {
         let mine = zj(500);
-        let visitor = price(&product(5800), None, &PricingChoices { coupon: Some(&mine) }, at());
-        assert_eq!(visitor, Err(CouponRefusal::Unknown));
-        let someone_else =
-            price(&product(5800), Some(&shopper(2)), &PricingChoices { coupon: Some(&mine) }, at());
-        assert_eq!(someone_else, Err(CouponRefusal::Unknown));
+        let choices = PricingChoices { coupon: Some(&mine), group_buy: None };
+        let visitor = price(&product(5800), None, &choices, at());
+        assert_eq!(visitor, Err(CouponRefusal::Unknown.into()));
+        let someone_else = price(&product(5800), Some(&shopper(2)), &choices, at());
+        assert_eq!(someone_else, Err(CouponRefusal::Unknown.into()));
 
         for status in [CouponStatus::Locked, CouponStatus::Used, CouponStatus::Expired] {
             let mut held = zj(500);
             held.coupon.status = status;
-            assert_eq!(with(5800, &held), Err(CouponRefusal::NotAvailable), "{status}");
+            assert_eq!(with(5800, &held), Err(CouponRefusal::NotAvailable.into()), "{status}");
         }
 
         let mut late = zj(500);
         late.coupon.valid_until = at();
-        assert_eq!(with(5800, &late), Err(CouponRefusal::OutsideValidity));
+        assert_eq!(with(5800, &late), Err(CouponRefusal::OutsideValidity.into()));
         let mut early = zj(500);
         early.coupon.valid_from = at() + Duration::seconds(1);
-        assert_eq!(with(5800, &early), Err(CouponRefusal::OutsideValidity));
+        assert_eq!(with(5800, &early), Err(CouponRefusal::OutsideValidity.into()));
 
         let mut scoped = zj(500);
         scoped.template.template.scope = CouponScope::Products;
         scoped.template.product_ids = vec!["100010090093".into()];
-        assert_eq!(with(5800, &scoped), Err(CouponRefusal::OutOfScope));
+        assert_eq!(with(5800, &scoped), Err(CouponRefusal::OutOfScope.into()));
         scoped.template.product_ids.push("100010090092".into());
         assert_eq!(amounts(with(5800, &scoped).unwrap()), (5800, 500, 5300));
     }

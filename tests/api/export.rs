@@ -62,7 +62,7 @@ fn the_export_streams_every_matching_order_once_newest_first(backend: Backend) {
         Some("attachment; filename=\"orders_openid-nobody_.csv\"")
     );
     assert_eq!(none.body.lines().count(), 1, "only the header: {}", none.body);
-    assert_eq!(admin.get("/admin/orders.csv?status=MARKET").status, 400);
+    assert_eq!(admin.get("/admin/orders.csv?status=TEAM_DONE").status, 400);
 }
 
 both_backends!(the_export_streams_every_matching_order_once_newest_first);

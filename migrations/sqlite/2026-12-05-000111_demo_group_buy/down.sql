@@ -1,0 +1,1 @@
+DELETE FROM group_buy_activity WHERE activity_id = 100123;
