@@ -6,6 +6,7 @@ pub mod alipay;
 pub mod client;
 pub mod coupon;
 pub mod csrf;
+pub mod group_buy;
 pub mod health;
 pub mod identity;
 pub mod login;
@@ -24,6 +25,7 @@ use crate::error::AppError;
 pub fn api_routes(cfg: &mut web::ServiceConfig) {
     alipay::api_routes(cfg);
     coupon::api_routes(cfg);
+    group_buy::api_routes(cfg);
     login::api_routes(cfg);
     order::api_routes(cfg);
     weixin_portal::api_routes(cfg);

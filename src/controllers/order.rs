@@ -10,11 +10,14 @@ use askama::Template;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::group_buy::TeamView;
 use super::identity::{MaybeShopper, Shopper, session_token};
 use super::{Nav, csrf, filters, render};
 use crate::china_time;
 use crate::config::url_origin;
 use crate::error::{AppError, Envelope};
+use crate::models::group_buy::{Team, TeamStatus};
+use crate::models::now;
 use crate::models::order::{Order, OrderAtCheckout, OrderStatus};
 use crate::models::order_discount::DiscountType;
 use crate::models::user::AppUser;
@@ -59,9 +62,17 @@ pub struct OrderView {
     pub pay_amount: String,
     pub discounts: Vec<DiscountView>,
     pub status: OrderStatus,
+    /// The status in the shopper's words (a paid group order waits for its team: 待成团).
+    pub status_text: &'static str,
     pub order_time: String,
     pub pay_time: Option<String>,
     pub trade_no: Option<String>,
+    pub market_type: u8,
+    pub market_deduction_amount: String,
+    pub team_id: Option<String>,
+    pub team_status: Option<TeamStatus>,
+    /// A group order's team.
+    pub team: Option<TeamView>,
 }
 
 /// One discount applied to an order.
@@ -76,7 +87,7 @@ pub struct DiscountView {
 }
 
 impl OrderView {
-    pub fn new(o: &Order, breakdown: &Breakdown) -> Self {
+    pub fn new(o: &Order, breakdown: &Breakdown, team: Option<&Team>) -> Self {
         OrderView {
             order_id: o.order_id.clone(),
             product_id: o.product_id.clone(),
@@ -96,16 +107,24 @@ impl OrderView {
                 })
                 .collect(),
             status: o.status,
+            status_text: history::status_text(o),
             order_time: china_time::format(o.order_time),
             pay_time: o.pay_time.map(china_time::format),
             trade_no: o.trade_no.clone(),
+            market_type: market_type(o),
+            market_deduction_amount: format_yuan(breakdown.deduction_cents(DiscountType::GroupBuy)),
+            team_id: o.team_id.clone(),
+            team_status: team.map(|t| t.status),
+            // Only the shopper's own openid is at hand: another leader shows as `****`.
+            team: team
+                .map(|t| TeamView::new(t, if t.leader_user_id == o.user_id { &o.openid } else { "" }, now())),
         }
     }
 }
 
 impl From<&PricedOrder> for OrderView {
     fn from(o: &PricedOrder) -> Self {
-        OrderView::new(&o.order, &o.breakdown)
+        OrderView::new(&o.order, &o.breakdown, o.team.as_ref())
     }
 }
 
@@ -136,6 +155,14 @@ pub struct UserOrderItem {
     pub status: OrderStatus,
     pub pay_time: Option<String>,
     pub pay_url: String,
+    pub market_type: u8,
+    pub team_id: Option<String>,
+    pub team_status: Option<TeamStatus>,
+}
+
+/// The original's `marketType`: 1 for a group order, 0 for one bought alone.
+fn market_type(order: &Order) -> u8 {
+    u8::from(order.team_id.is_some())
 }
 
 impl From<&OrderPage> for UserOrderList {
@@ -143,7 +170,7 @@ impl From<&OrderPage> for UserOrderList {
         let order_list = page
             .orders
             .iter()
-            .map(|PricedOrder { order: o, breakdown }| UserOrderItem {
+            .map(|PricedOrder { order: o, breakdown, team }| UserOrderItem {
                 id: o.id,
                 user_id: o.user_id,
                 order_id: o.order_id.clone(),
@@ -157,6 +184,9 @@ impl From<&OrderPage> for UserOrderList {
                 status: o.status,
                 pay_time: o.pay_time.map(china_time::format),
                 pay_url: format!("/orders/{}", o.order_id),
+                market_type: market_type(o),
+                team_id: o.team_id.clone(),
+                team_status: team.as_ref().map(|t| t.status),
             })
             .collect();
         UserOrderList { order_list, has_more: page.has_more, last_id: page.last_id }
@@ -181,6 +211,8 @@ struct OrderDetailPage {
     nav: Nav,
     order: Order,
     breakdown: Breakdown,
+    /// A group order's team.
+    team: Option<Team>,
     status_text: &'static str,
     /// What the last 取消订单 / 申请退款 came to.
     notice: Option<&'static str>,
@@ -473,10 +505,10 @@ async fn order_page(
             super::url_encode(&format!("/orders/{order_id}"))
         )));
     };
-    let PricedOrder { order, breakdown } = shoppers_order(&state, &current, order_id).await?;
+    let PricedOrder { order, breakdown, team } = shoppers_order(&state, &current, order_id).await?;
     let status_text = history::status_text(&order);
     let notice = query.notice.as_deref().and_then(cancel_notice);
-    render(&OrderDetailPage { nav: shopper.nav(), order, breakdown, status_text, notice })
+    render(&OrderDetailPage { nav: shopper.nav(), order, breakdown, team, status_text, notice })
 }
 
 #[derive(Deserialize)]
@@ -510,7 +542,7 @@ async fn live_status(
         return Err(AppError::Forbidden("The live status is only for the shop's own pages.".into()).into());
     }
     // The breakdown is the order's snapshot: read once, sent with every status.
-    let PricedOrder { order, breakdown } = shoppers_order(&state, &shopper, path.into_inner()).await?;
+    let PricedOrder { order, breakdown, .. } = shoppers_order(&state, &shopper, path.into_inner()).await?;
     let (response, mut session, mut messages) = actix_ws::handle(&req, stream)?;
     actix_web::rt::spawn(async move {
         let mut last_status = None;
@@ -525,11 +557,12 @@ async fn live_status(
                 },
                 _ = tick.tick() => {
                     let (order_id, user) = (order.order_id.clone(), shopper.user.clone());
-                    let Ok(current) = state.engine.run(move |conn| orders::of_shopper(conn, &user, &order_id)).await else { break };
-                    if Some(current.status) != last_status {
-                        last_status = Some(current.status);
+                    let Ok((current, team)) = state.engine.run(move |conn| history::current(conn, &user, &order_id)).await else { break };
+                    let seen = (current.status, team.as_ref().map(|t| (t.status, t.lock_count, t.paid_count)));
+                    if Some(seen) != last_status {
+                        last_status = Some(seen);
                         idle_ticks = 0;
-                        let view = serde_json::to_string(&OrderView::new(&current, &breakdown)).unwrap_or_default();
+                        let view = serde_json::to_string(&OrderView::new(&current, &breakdown, team.as_ref())).unwrap_or_default();
                         if session.text(view).await.is_err() { return; }
                     } else {
                         idle_ticks += 1;

@@ -3,6 +3,7 @@
 //! an async worker. Nothing here touches the database.
 
 pub mod alipay;
+pub mod market;
 pub mod weixin;
 
 use std::time::Duration;

@@ -58,7 +58,12 @@ pub fn expire_teams(worker: &Worker) -> Result<usize, AppError> {
 }
 
 fn reconciler(worker: &Worker) -> Reconciler<'_> {
-    Reconciler { alipay: &worker.alipay, settings: &worker.settings, owner: &worker.owner, wake: &worker.wake }
+    Reconciler {
+        alipay: &worker.alipay,
+        settings: &worker.settings,
+        owner: &worker.owner,
+        wake: &worker.wake,
+    }
 }
 
 fn look_at_each(

@@ -11,7 +11,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::now;
-use crate::db::schema::{crowd_tag_member, group_buy_activity, group_buy_member, group_buy_take, group_buy_team};
+use crate::db::schema::{
+    crowd_tag_member, group_buy_activity, group_buy_member, group_buy_take, group_buy_team,
+};
 use crate::db::{DbConn, InsertOrSkip};
 
 /// How an activity prices the product for a team.
@@ -363,7 +365,10 @@ pub fn take_seat(conn: &mut DbConn, team_id: &str, joinable_until: NaiveDateTime
             .filter(group_buy_team::lock_count.lt(group_buy_team::target_count))
             .filter(group_buy_team::expires_at.gt(joinable_until)),
     )
-    .set((group_buy_team::lock_count.eq(group_buy_team::lock_count + 1), group_buy_team::updated_at.eq(now())))
+    .set((
+        group_buy_team::lock_count.eq(group_buy_team::lock_count + 1),
+        group_buy_team::updated_at.eq(now()),
+    ))
     .execute(conn)
     .map(|n| n == 1)
 }
@@ -414,7 +419,10 @@ pub fn count_payment(
             .filter(group_buy_team::paid_count.lt(group_buy_team::lock_count))
             .filter(group_buy_team::expires_at.gt(paid_at)),
     )
-    .set((group_buy_team::paid_count.eq(group_buy_team::paid_count + 1), group_buy_team::updated_at.eq(now())))
+    .set((
+        group_buy_team::paid_count.eq(group_buy_team::paid_count + 1),
+        group_buy_team::updated_at.eq(now()),
+    ))
     .returning((group_buy_team::paid_count, group_buy_team::target_count))
     .get_result(conn)
     .optional()
@@ -512,7 +520,10 @@ pub fn release_team(conn: &mut DbConn, team_id: &str, owner: &str) -> QueryResul
             .filter(group_buy_team::team_id.eq(team_id))
             .filter(group_buy_team::lease_owner.eq(owner)),
     )
-    .set((group_buy_team::lease_owner.eq(None::<String>), group_buy_team::lease_until.eq(None::<NaiveDateTime>)))
+    .set((
+        group_buy_team::lease_owner.eq(None::<String>),
+        group_buy_team::lease_until.eq(None::<NaiveDateTime>),
+    ))
     .execute(conn)
 }
 
@@ -598,7 +609,10 @@ pub fn member_refunded(conn: &mut DbConn, order_id: &str) -> QueryResult<bool> {
             .filter(group_buy_member::order_id.eq(order_id))
             .filter(group_buy_member::status.eq(MemberStatus::Refunding.as_str())),
     )
-    .set((group_buy_member::status.eq(MemberStatus::Refunded.as_str()), group_buy_member::updated_at.eq(now())))
+    .set((
+        group_buy_member::status.eq(MemberStatus::Refunded.as_str()),
+        group_buy_member::updated_at.eq(now()),
+    ))
     .execute(conn)
     .map(|n| n == 1)
 }

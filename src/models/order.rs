@@ -44,7 +44,8 @@ impl OrderStatus {
     /// Not paid yet and not closed: one per shopper and product at most.
     pub const OPEN: [OrderStatus; 2] = [OrderStatus::Create, OrderStatus::PayWait];
     /// Paid and not refunded: what a refund may start from.
-    pub const REFUNDABLE: [OrderStatus; 3] = [OrderStatus::PaySuccess, OrderStatus::Market, OrderStatus::DealDone];
+    pub const REFUNDABLE: [OrderStatus; 3] =
+        [OrderStatus::PaySuccess, OrderStatus::Market, OrderStatus::DealDone];
     /// The statuses `pay_order_by_settled_status` leaves out, in the order of its condition (the
     /// admin's list repeats it word for word).
     pub const UNSETTLED: [OrderStatus; 3] =

@@ -29,14 +29,7 @@ pub fn deliver(conn: &mut DbConn, order_id: &str) -> AppResult<()> {
             return Ok(());
         }
         shipment::insert(c, order_id, &format!("{} x1 to {}", order.product_name, order.openid))?;
-        order_event::record(
-            c,
-            order_id,
-            Some(from),
-            OrderStatus::DealDone,
-            "delivery",
-            "delivered",
-        )?;
+        order_event::record(c, order_id, Some(from), OrderStatus::DealDone, "delivery", "delivered")?;
         log::info!("order {order_id} delivered to openid {}", order.openid);
         Ok(())
     })

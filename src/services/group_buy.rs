@@ -17,14 +17,17 @@ use chrono::{Duration, NaiveDateTime};
 use crate::config::Settings;
 use crate::db::{DbConn, DbPool, Inserts, write_transaction};
 use crate::error::{AppError, AppResult};
+pub use crate::gateways::market::TeamNotice;
 use crate::models::group_buy::{
     self, Activity, ActivityStatus, Member, MemberStatus, NewActivity, NewTeam, RefundType, Team, TeamStatus,
 };
 use crate::models::order::{Order, OrderStatus};
 use crate::models::outbox::{Delivery, NewOutboxEntry, OutboxEntry};
+use crate::models::product::Product;
 use crate::models::user::AppUser;
 use crate::models::{now, order_event};
 use crate::services::payment;
+use crate::services::pricing::{self, PricingChoices};
 use crate::services::reconcile::{self, Reconciler};
 
 /// How long one instance holds a team while it expires it.
@@ -104,8 +107,13 @@ pub struct GroupBuyPick {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TeamSeat {
     /// A new team, its id the leader's order number, expiring then.
-    Open { expires_at: NaiveDateTime },
-    Join { team_id: String, expires_at: NaiveDateTime },
+    Open {
+        expires_at: NaiveDateTime,
+    },
+    Join {
+        team_id: String,
+        expires_at: NaiveDateTime,
+    },
 }
 
 /// A group purchase checked for the shopper: the activity as read, whether the shopper is in its
@@ -209,13 +217,16 @@ pub fn prepare(
 }
 
 fn is_joinable(team: &Team, joinable_until: NaiveDateTime) -> bool {
-    team.status == TeamStatus::Progress && team.lock_count < team.target_count && team.expires_at > joinable_until
+    team.status == TeamStatus::Progress
+        && team.lock_count < team.target_count
+        && team.expires_at > joinable_until
 }
 
 /// The group draft as it stands inside the placing transaction: the activity read again (its
 /// status or window may have changed since it was priced).
 pub fn reread(conn: &mut DbConn, draft: &GroupBuyDraft) -> AppResult<GroupBuyDraft> {
-    let activity = group_buy::find_activity(conn, draft.activity.activity_id)?.ok_or(GroupBuyRefusal::NoActivity)?;
+    let activity =
+        group_buy::find_activity(conn, draft.activity.activity_id)?.ok_or(GroupBuyRefusal::NoActivity)?;
     Ok(GroupBuyDraft { activity, ..draft.clone() })
 }
 
@@ -300,7 +311,13 @@ pub fn count_payment(
     }
     let detail = "paid after its team closed; refunding";
     Order::transition(conn, order_id, &[OrderStatus::PaySuccess], OrderStatus::RefundWait)?;
-    rows.add(order_event::row(order_id, Some(OrderStatus::PaySuccess), OrderStatus::RefundWait, cause, detail));
+    rows.add(order_event::row(
+        order_id,
+        Some(OrderStatus::PaySuccess),
+        OrderStatus::RefundWait,
+        cause,
+        detail,
+    ));
     payment::enqueue_refund(conn, order, "拼团未成团，退款", true)?;
     Ok(TeamPayment::TooLate)
 }
@@ -313,7 +330,13 @@ fn complete(conn: &mut DbConn, team_id: &str, cause: &str, rows: &mut Inserts) -
         let order_id = member.order_id;
         if Order::transition(conn, &order_id, &[OrderStatus::PaySuccess], OrderStatus::Market)? {
             let detail = format!("team {team_id} formed");
-            rows.add(order_event::row(&order_id, Some(OrderStatus::PaySuccess), OrderStatus::Market, cause, &detail));
+            rows.add(order_event::row(
+                &order_id,
+                Some(OrderStatus::PaySuccess),
+                OrderStatus::Market,
+                cause,
+                &detail,
+            ));
             formed.push(order_id);
         }
     }
@@ -511,12 +534,14 @@ pub fn expire_due(reconciler: &Reconciler, pool: &DbPool, batch: i64) -> AppResu
 #[derive(Debug, Clone)]
 pub struct MarketConfig {
     pub activity: Activity,
-    /// Whether the viewer gets the discount.
-    pub discount_applies: bool,
+    /// The list price, and what the viewer pays in a team.
+    pub original_cents: i64,
+    pub pay_cents: i64,
     /// Whether the viewer may open or join a team.
     pub may_join: bool,
-    /// Teams one may join now: the viewer's own first (at most one), then up to two others.
-    pub teams: Vec<Team>,
+    /// Teams one may join now, each with its leader's openid: the viewer's own first (at most
+    /// one), then up to two others.
+    pub teams: Vec<(Team, String)>,
     /// The viewer's own open team, if any.
     pub my_team: Option<String>,
     /// All teams of the activity, the formed ones, and their seats held.
@@ -533,6 +558,7 @@ pub fn market_config(
     at: NaiveDateTime,
 ) -> AppResult<Option<MarketConfig>> {
     let Some(activity) = group_buy::effective_for_product(conn, product_id)? else { return Ok(None) };
+    let Some(product) = Product::find(conn, product_id)? else { return Ok(None) };
     if !activity.is_on_at(at) {
         return Ok(None);
     }
@@ -543,7 +569,11 @@ pub fn market_config(
             Err(AppError::Refused { .. }) => return Ok(None),
             Err(other) => return Err(other),
         };
-    let discount_applies = !activity.discount_tag_only || in_crowd;
+    let draft =
+        GroupBuyDraft { seat: TeamSeat::Open { expires_at: activity.team_expiry(at) }, activity, in_crowd };
+    let choices = PricingChoices { coupon: None, group_buy: Some(&draft) };
+    let Ok(price) = pricing::price(&product, viewer, &choices, at) else { return Ok(None) };
+    let activity = draft.activity;
     let joinable = group_buy::joinable_teams(conn, activity.activity_id, joinable_until(settings, at), 50)?;
     let mut mine = None;
     if let Some(user) = viewer {
@@ -554,10 +584,36 @@ pub fn market_config(
             }
         }
     }
-    let mut teams: Vec<Team> = joinable.iter().filter(|t| Some(&t.team_id) == mine.as_ref()).cloned().collect();
-    teams.extend(joinable.into_iter().filter(|t| Some(&t.team_id) != mine.as_ref()).take(2));
+    let mut shown: Vec<Team> =
+        joinable.iter().filter(|t| Some(&t.team_id) == mine.as_ref()).cloned().collect();
+    shown.extend(joinable.into_iter().filter(|t| Some(&t.team_id) != mine.as_ref()).take(2));
+    let mut teams = Vec::with_capacity(shown.len());
+    for team in shown {
+        let leader = AppUser::find(conn, team.leader_user_id)?.map(|u| u.openid).unwrap_or_default();
+        teams.push((team, leader));
+    }
     let statistic = group_buy::statistic(conn, activity.activity_id)?;
-    Ok(Some(MarketConfig { activity, discount_applies, may_join, teams, my_team: mine, statistic }))
+    Ok(Some(MarketConfig {
+        activity,
+        original_cents: price.total_cents,
+        pay_cents: price.payable_cents,
+        may_join,
+        teams,
+        my_team: mine,
+        statistic,
+    }))
+}
+
+/// An outside market service says the team formed: whether it has, here, with every order it
+/// names among its members (then nothing is left to change). A formed team's paid members are
+/// all MARKET or further already, since the payment that filled it moved them.
+pub fn confirm_formed(conn: &mut DbConn, notice: &TeamNotice) -> AppResult<bool> {
+    let Some(team) = group_buy::find_team(conn, &notice.team_id)? else { return Ok(false) };
+    if !matches!(team.status, TeamStatus::Complete | TeamStatus::CompleteFail) {
+        return Ok(false);
+    }
+    let members = group_buy::members(conn, &team.team_id)?;
+    Ok(notice.out_trade_no_list.iter().all(|id| members.iter().any(|m| &m.order_id == id)))
 }
 
 /// A group order's team as its pages show it.

@@ -165,7 +165,8 @@ pub fn begin_checkout(
     let choices = PricingChoices { coupon: coupon.as_ref(), group_buy: group_buy.as_ref() };
     let price = pricing::price(&product, Some(&user), &choices, at)?;
     // A group order's payment window ends with its team.
-    let expire_at = group_buy.as_ref().map_or(at + pay_timeout, |g| (at + pay_timeout).min(g.team_expires_at()));
+    let expire_at =
+        group_buy.as_ref().map_or(at + pay_timeout, |g| (at + pay_timeout).min(g.team_expires_at()));
     let draft = OrderDraft {
         shopper: user.clone(),
         product,
@@ -436,7 +437,12 @@ pub enum RefundOutcome {
 
 impl RefundReply {
     fn of(order_id: &str, outcome: RefundOutcome) -> Self {
-        RefundReply { success: outcome.success(), message: outcome.message(), order_id: order_id.to_owned(), outcome }
+        RefundReply {
+            success: outcome.success(),
+            message: outcome.message(),
+            order_id: order_id.to_owned(),
+            outcome,
+        }
     }
 }
 
@@ -513,7 +519,9 @@ pub fn shopper_refund(
         OrderStatus::Close if was_open => RefundOutcome::Cancelled,
         OrderStatus::Close => RefundOutcome::Closed,
         OrderStatus::Create | OrderStatus::PayWait => RefundOutcome::NotClosed,
-        OrderStatus::PaySuccess | OrderStatus::Market | OrderStatus::DealDone => RefundOutcome::ContactService,
+        OrderStatus::PaySuccess | OrderStatus::Market | OrderStatus::DealDone => {
+            RefundOutcome::ContactService
+        }
         OrderStatus::RefundWait => RefundOutcome::Refunding,
         OrderStatus::Refunded => RefundOutcome::Refunded,
     };

@@ -10,9 +10,11 @@ use std::collections::HashMap;
 
 use crate::db::DbConn;
 use crate::error::{AppError, AppResult};
+use crate::models::group_buy::Team;
 use crate::models::order::{Order, OrderStatus};
 use crate::models::order_discount::{self, DiscountType, OrderDiscount};
 use crate::models::user::AppUser;
+use crate::services::group_buy;
 use crate::services::order as orders;
 
 /// Orders per page when the client does not say.
@@ -58,11 +60,12 @@ impl Breakdown {
     }
 }
 
-/// An order with its price breakdown.
+/// An order with its price breakdown, and a group order's team.
 #[derive(Debug, Clone)]
 pub struct PricedOrder {
     pub order: Order,
     pub breakdown: Breakdown,
+    pub team: Option<Team>,
 }
 
 impl PricedOrder {
@@ -146,11 +149,20 @@ pub fn numbered_page(
     with_discounts(conn, found)
 }
 
-/// The shopper's own order with its breakdown; anybody else's is "not found".
+/// The shopper's own order with its breakdown and team; anybody else's is "not found".
 pub fn of_shopper(conn: &mut DbConn, user: &AppUser, order_id: &str) -> AppResult<PricedOrder> {
     let order = orders::of_shopper(conn, user, order_id)?;
     let discounts = order_discount::for_order(conn, order_id)?;
-    Ok(PricedOrder { breakdown: Breakdown::of_order(&order, discounts), order })
+    let team = group_buy::team_of(conn, &order)?;
+    Ok(PricedOrder { breakdown: Breakdown::of_order(&order, discounts), order, team })
+}
+
+/// The shopper's own order as it changes (its status, and a group order's team), for the live
+/// status.
+pub fn current(conn: &mut DbConn, user: &AppUser, order_id: &str) -> AppResult<(Order, Option<Team>)> {
+    let order = orders::of_shopper(conn, user, order_id)?;
+    let team = group_buy::team_of(conn, &order)?;
+    Ok((order, team))
 }
 
 /// The breakdown of an order being checked out, from its payable amount and its discounts.
@@ -163,17 +175,28 @@ pub fn breakdown(conn: &mut DbConn, order: &Order) -> AppResult<Breakdown> {
     Ok(Breakdown::of_order(order, order_discount::for_order(conn, &order.order_id)?))
 }
 
+/// The orders with their discounts and teams: one query for each, whatever the page's length.
 fn with_discounts(conn: &mut DbConn, found: Vec<Order>) -> AppResult<Vec<PricedOrder>> {
     let ids: Vec<&str> = found.iter().map(|o| o.order_id.as_str()).collect();
     let mut by_order: HashMap<String, Vec<OrderDiscount>> = HashMap::new();
     for discount in order_discount::for_orders(conn, &ids)? {
         by_order.entry(discount.order_id.clone()).or_default().push(discount);
     }
+    let team_ids: Vec<&str> = found.iter().filter_map(|o| o.team_id.as_deref()).collect();
+    let teams: HashMap<String, Team> = if team_ids.is_empty() {
+        HashMap::new()
+    } else {
+        crate::models::group_buy::teams(conn, &team_ids)?
+            .into_iter()
+            .map(|t| (t.team_id.clone(), t))
+            .collect()
+    };
     Ok(found
         .into_iter()
         .map(|order| {
             let discounts = by_order.remove(&order.order_id).unwrap_or_default();
-            PricedOrder { breakdown: Breakdown::of_order(&order, discounts), order }
+            let team = order.team_id.as_ref().and_then(|id| teams.get(id)).cloned();
+            PricedOrder { breakdown: Breakdown::of_order(&order, discounts), order, team }
         })
         .collect())
 }

@@ -381,13 +381,18 @@ fn settle(conn: &mut DbConn, payment: &Payment, rows: &mut Inserts) -> AppResult
         };
         // A group order is delivered once its team forms.
         add_payment_rows(rows, id, order.status, payment, &detail, false);
-        return Ok(match group_buy::count_payment(conn, &order, team_id, payment.paid_at, payment.cause, rows)? {
-            TeamPayment::Counted => Recorded::enqueued(format!("paid; counted in team {team_id}")),
-            TeamPayment::Completed(orders) => {
-                Recorded::enqueued(format!("paid; team {team_id} formed, {} orders to deliver", orders.len()))
-            }
-            TeamPayment::TooLate => Recorded::enqueued(format!("paid after team {team_id} closed; refund enqueued")),
-        });
+        return Ok(
+            match group_buy::count_payment(conn, &order, team_id, payment.paid_at, payment.cause, rows)? {
+                TeamPayment::Counted => Recorded::enqueued(format!("paid; counted in team {team_id}")),
+                TeamPayment::Completed(orders) => Recorded::enqueued(format!(
+                    "paid; team {team_id} formed, {} orders to deliver",
+                    orders.len()
+                )),
+                TeamPayment::TooLate => {
+                    Recorded::enqueued(format!("paid after team {team_id} closed; refund enqueued"))
+                }
+            },
+        );
     }
     let current = Order::find(conn, id)?.ok_or_else(|| AppError::internal("order vanished"))?;
     if current.status != OrderStatus::Close {
