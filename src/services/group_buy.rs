@@ -629,11 +629,14 @@ pub fn activities(conn: &mut DbConn) -> AppResult<Vec<Activity>> {
     Ok(group_buy::all_activities(conn)?)
 }
 
+/// A team and its members, in the order they joined.
+pub type TeamWithMembers = (Team, Vec<Member>);
+
 /// An activity and its latest teams with their members, for the admin.
 pub fn activity_detail(
     conn: &mut DbConn,
     activity_id: i64,
-) -> AppResult<(Activity, Vec<(Team, Vec<Member>)>)> {
+) -> AppResult<(Activity, Vec<TeamWithMembers>)> {
     let activity = group_buy::find_activity(conn, activity_id)?
         .ok_or_else(|| AppError::NotFound(format!("There is no activity {activity_id}.")))?;
     let mut teams = Vec::new();
