@@ -431,6 +431,95 @@ mod tests {
         assert_eq!(amounts(with(5800, &scoped).unwrap()), (5800, 500, 5300));
     }
 
+    fn activity(plan: Plan) -> GroupBuyDraft {
+        use crate::models::group_buy::Activity;
+        use crate::services::group_buy::TeamSeat;
+        let activity = Activity {
+            activity_id: 100_123,
+            name: "团".into(),
+            product_id: "100010090092".into(),
+            plan,
+            off_cents: 0,
+            threshold_cents: 0,
+            rate_bp: 0,
+            n_price_cents: 0,
+            target_count: 3,
+            valid_minutes: 30,
+            take_limit: 1,
+            status: ActivityStatus::Effective,
+            start_at: at() - Duration::days(1),
+            end_at: at() + Duration::days(1),
+            tag_id: None,
+            tag_limits_visibility: false,
+            tag_limits_joining: false,
+            discount_tag_only: false,
+            created_at: at(),
+        };
+        GroupBuyDraft { activity, in_crowd: true, seat: TeamSeat::Open { expires_at: at() } }
+    }
+
+    fn grouped(price_cents: i64, group: &GroupBuyDraft, coupon: Option<&UserCouponWithTemplate>) -> Price {
+        let choices = PricingChoices { coupon, group_buy: Some(group) };
+        price(&product(price_cents), Some(&shopper(1)), &choices, at()).unwrap()
+    }
+
+    #[test]
+    fn group_plans_price_from_the_list_price_and_never_below_one_cent() {
+        let mut direct = activity(Plan::Zj);
+        direct.activity.off_cents = 2000;
+        assert_eq!(amounts(grouped(8900, &direct, None)), (8900, 2000, 6900));
+        assert_eq!(amounts(grouped(1500, &direct, None)), (1500, 1499, 1), "more off than the price");
+        let mut mj = activity(Plan::Mj);
+        (mj.activity.threshold_cents, mj.activity.off_cents) = (10_000, 1000);
+        assert_eq!(amounts(grouped(9999, &mj, None)), (9999, 0, 9999), "below the threshold");
+        assert_eq!(amounts(grouped(10_000, &mj, None)), (10_000, 1000, 9000));
+        let mut zk = activity(Plan::Zk);
+        zk.activity.rate_bp = 8000;
+        assert_eq!(amounts(grouped(9999, &zk, None)), (9999, 2000, 7999), "rounded down to the cent");
+        let mut n = activity(Plan::N);
+        n.activity.n_price_cents = 9900;
+        assert_eq!(amounts(grouped(8900, &n, None)), (8900, 0, 8900), "N above the price");
+        n.activity.n_price_cents = 0;
+        assert_eq!(amounts(grouped(8900, &n, None)), (8900, 8899, 1));
+        let applied = &grouped(8900, &direct, None).applied[0];
+        assert_eq!((applied.discount_type, applied.ref_id.as_str()), (DiscountType::GroupBuy, "100123"));
+    }
+
+    #[test]
+    fn a_coupon_applies_to_the_group_price_and_never_below_one_cent() {
+        let mut direct = activity(Plan::Zj);
+        direct.activity.off_cents = 2000;
+        let with_coupon = grouped(8900, &direct, Some(&zj(500)));
+        assert_eq!(amounts(with_coupon.clone()), (8900, 2500, 6400));
+        assert_eq!(with_coupon.applied.len(), 2);
+        assert_eq!(amounts(grouped(2100, &direct, Some(&zj(500)))), (2100, 2099, 1));
+        let below = PricingChoices { coupon: Some(&mj(8000, 1000)), group_buy: Some(&direct) };
+        let refused = price(&product(8900), Some(&shopper(1)), &below, at());
+        assert_eq!(refused, Err(CouponRefusal::BelowThreshold.into()), "69.00 is below 满80");
+    }
+
+    #[test]
+    fn a_group_buy_off_or_outside_its_window_is_refused_and_a_crowd_discount_is_the_crowds() {
+        let mut direct = activity(Plan::Zj);
+        direct.activity.off_cents = 2000;
+        let refused = |group: &GroupBuyDraft| {
+            price(&product(8900), None, &PricingChoices { coupon: None, group_buy: Some(group) }, at())
+        };
+        let mut ended = direct.clone();
+        ended.activity.status = ActivityStatus::Abandoned;
+        assert_eq!(refused(&ended), Err(GroupBuyRefusal::NotEffective.into()));
+        let mut later = direct.clone();
+        later.activity.start_at = at() + Duration::seconds(1);
+        assert_eq!(refused(&later), Err(GroupBuyRefusal::OutsideWindow.into()));
+        let mut crowd_only = direct.clone();
+        crowd_only.activity.tag_id = Some(1);
+        crowd_only.activity.discount_tag_only = true;
+        crowd_only.in_crowd = false;
+        assert_eq!(amounts(grouped(8900, &crowd_only, None)), (8900, 0, 8900));
+        crowd_only.in_crowd = true;
+        assert_eq!(amounts(grouped(8900, &crowd_only, None)), (8900, 2000, 6900));
+    }
+
     #[test]
     fn rules_read_as_shoppers_say_them() {
         assert_eq!(mj(5000, 1000).template.template.rule_in_words(), "满50减10");
