@@ -95,7 +95,9 @@ fn count(app: &TestApp, sql: &str) -> i64 {
 }
 
 fn team_row(app: &TestApp, team_id: &str, column: &str) -> i64 {
-    app.scalar(&format!("SELECT {column} AS n FROM group_buy_team WHERE team_id = '{team_id}'"))
+    app.scalar(&format!(
+        "SELECT CAST({column} AS BIGINT) AS n FROM group_buy_team WHERE team_id = '{team_id}'"
+    ))
 }
 
 fn team_status(app: &TestApp, team_id: &str) -> &'static str {
@@ -269,7 +271,7 @@ fn twenty_shoppers_race_for_the_last_seat(backend: Backend) {
     assert_eq!(app.stock(UMBRELLA), stock - 1);
     assert_eq!(team_row(&app, &team_id, "lock_count"), 3);
     assert_eq!(count(&app, &format!("group_buy_member WHERE team_id = '{team_id}'")), 3);
-    assert_eq!(app.scalar("SELECT SUM(held) AS n FROM group_buy_take"), 3);
+    assert_eq!(app.scalar("SELECT CAST(SUM(held) AS BIGINT) AS n FROM group_buy_take"), 3);
 }
 
 /// A team expires with two members paid (one with a coupon) and one not: the unpaid order is
@@ -326,7 +328,7 @@ fn an_expired_team_closes_the_unpaid_and_refunds_the_paid(backend: Backend, path
         count(&app, &format!("user_coupon WHERE coupon_id = {coupon_id} AND status = 'AVAILABLE'")),
         1
     );
-    assert_eq!(app.scalar("SELECT COALESCE(SUM(held), 0) AS n FROM group_buy_take"), 0);
+    assert_eq!(app.scalar("SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) AS n FROM group_buy_take"), 0);
 
     app.worker.tick();
     for order_id in [&leader_order, &second_order] {
@@ -389,7 +391,10 @@ fn the_take_limit_holds_against_joins_at_once(backend: Backend) {
     assert!(replies.iter().all(|r| r["code"] == "0000"), "{replies:?}");
     let user = "(SELECT user_id FROM app_user WHERE openid = 'o-take')";
     assert_eq!(count(&app, &format!("group_buy_member WHERE user_id = {user}")), 1);
-    assert_eq!(app.scalar(&format!("SELECT held AS n FROM group_buy_take WHERE user_id = {user}")), 1);
+    assert_eq!(
+        app.scalar(&format!("SELECT CAST(held AS BIGINT) AS n FROM group_buy_take WHERE user_id = {user}")),
+        1
+    );
     let order_id = order_id_of(replies[0]["data"].as_str().unwrap());
     pay(&app, &order_id, 0);
     let mut shopper = shopper;
