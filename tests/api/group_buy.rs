@@ -493,7 +493,133 @@ fn the_outside_team_notice_needs_its_key_and_a_formed_team(backend: Backend) {
     assert_eq!(count(&app, "pay_order WHERE status = 'MARKET'"), 3, "nothing more changed");
 }
 
+/// A member who cancels before paying gives the seat and the take back and may join again; a
+/// team whose last seat is given back fails.
+fn a_cancelled_member_frees_the_seat_and_may_join_again(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let stock = app.stock(UMBRELLA);
+    let (team_id, mut shoppers) = team(&app, "cancel", 1);
+    let (browser, order_id) = &mut shoppers[1];
+    let cancelled = browser.post_json("/api/v1/alipay/refund_order", &json!({ "orderId": order_id })).json();
+    assert_eq!(cancelled["data"]["message"], "订单已取消", "{cancelled}");
+    assert_eq!(team_row(&app, &team_id, "lock_count"), 1);
+    assert_eq!(count(&app, "group_buy_member WHERE status = 'RELEASED'"), 1);
+    let again = group_order(browser, Some(&team_id));
+    assert_eq!(again["code"], "0000", "the take came back: {again}");
+    assert_eq!(team_row(&app, &team_id, "lock_count"), 2);
+
+    let (leader, leader_order) = &mut shoppers[0];
+    leader.post_json("/api/v1/alipay/refund_order", &json!({ "orderId": leader_order }));
+    let (browser, _) = &mut shoppers[1];
+    let second = order_id_of(again["data"].as_str().unwrap());
+    browser.post_json("/api/v1/alipay/refund_order", &json!({ "orderId": second }));
+    assert_eq!(team_status(&app, &team_id), "FAIL", "no seat held");
+    assert_eq!(app.stock(UMBRELLA), stock);
+    assert_eq!(app.scalar("SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) AS n FROM group_buy_take"), 0);
+}
+
+/// A team about to expire takes no one (E0006); a shopper already in a team may not join it
+/// again (E0005); a team of another activity or none is refused; `marketType` 1 needs its
+/// activity.
+fn a_team_is_joined_only_while_it_may_be(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let (team_id, shoppers) = team(&app, "join", 0);
+    pay(&app, &shoppers[0].1, 0);
+    let mut leader = app.login("o-join-0");
+    assert_eq!(group_order(&mut leader, Some(&team_id))["code"], "E0005");
+    let mut stranger = app.login("o-join-stranger");
+    assert_eq!(group_order(&mut stranger, Some("0000000000"))["code"], "E0006");
+    let no_activity = stranger
+        .post_json(
+            "/api/v1/alipay/create_pay_order",
+            &json!({ "productId": "100010090092", "marketType": 1, "activityId": ACTIVITY }),
+        )
+        .json();
+    assert_eq!(no_activity["code"], "E0002");
+    let missing = stranger
+        .post_json("/api/v1/alipay/create_pay_order", &json!({ "productId": UMBRELLA, "marketType": 1 }))
+        .json();
+    assert_eq!(missing["code"], "0002");
+    app.execute(&format!("UPDATE group_buy_team SET expires_at = opened_at WHERE team_id = '{team_id}'"));
+    assert_eq!(group_order(&mut stranger, Some(&team_id))["code"], "E0006", "ending: no time to pay");
+    assert_eq!(count(&app, "pay_order"), 1, "nothing placed");
+}
+
+/// Crowds: a joining limit refuses outsiders (E0007), a visibility limit hides the activity, a
+/// crowd-only discount leaves outsiders the list price.
+fn a_crowd_limits_who_joins_sees_or_saves(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let mut insider = app.login("o-crowd-in");
+    let mut outsider = app.login("o-crowd-out");
+    app.execute("INSERT INTO crowd_tag (tag_id, name, created_at) VALUES (7, 'VIP', '2026-01-01 00:00:00')");
+    app.execute(
+        "INSERT INTO crowd_tag_member (tag_id, user_id) SELECT 7, user_id FROM app_user WHERE openid = 'o-crowd-in'",
+    );
+    let config = |browser: &mut Browser| {
+        browser
+            .post_json("/api/v1/gbm/index/query_group_buy_market_config", &json!({ "goodsId": UMBRELLA }))
+            .json()
+    };
+    let trial = |browser: &mut Browser| {
+        let body = json!({ "productId": UMBRELLA, "marketType": 1, "activityId": ACTIVITY });
+        browser.post_json("/api/v1/price/trial", &body).json()
+    };
+
+    app.execute(&format!(
+        "UPDATE group_buy_activity SET tag_id = 7, tag_limits_joining = TRUE WHERE activity_id = {ACTIVITY}"
+    ));
+    assert_eq!(group_order(&mut outsider, None)["code"], "E0007");
+    assert_eq!(config(&mut outsider)["code"], "0000", "still seen");
+    assert_eq!(group_order(&mut insider, None)["code"], "0000");
+
+    app.execute(&format!(
+        "UPDATE group_buy_activity SET tag_limits_joining = FALSE, tag_limits_visibility = TRUE WHERE activity_id = {ACTIVITY}"
+    ));
+    assert_eq!(config(&mut outsider)["code"], "E0002");
+    assert_eq!(config(&mut app.browser())["code"], "E0002", "a visitor is outside every crowd");
+    assert_eq!(config(&mut insider)["code"], "0000");
+
+    app.execute(&format!(
+        "UPDATE group_buy_activity SET tag_limits_visibility = FALSE, discount_tag_only = TRUE WHERE activity_id = {ACTIVITY}"
+    ));
+    assert_eq!(trial(&mut outsider)["data"]["payableAmount"], "89.00");
+    assert_eq!(trial(&mut insider)["data"]["payableAmount"], "69.00");
+}
+
+/// The admin refunds a member of a formed team: the team turns COMPLETE_FAIL, and FAIL once no
+/// paid member is left.
+fn an_admin_refund_after_forming_marks_the_team(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let (team_id, mut shoppers) = team_with_forms(&app, "admin", 2);
+    for shopper in &mut shoppers {
+        pay_at_cashier(&app, shopper);
+    }
+    app.worker.tick();
+    assert_eq!(count(&app, "pay_order WHERE status = 'DEAL_DONE'"), 3);
+    let mut admin = app.admin();
+    let csrf = admin.csrf("/admin");
+    let refund = |admin: &mut Browser, order_id: &str| {
+        assert_eq!(
+            admin.post_form(&format!("/admin/orders/{order_id}/refund"), &[("csrf", &csrf)]).status,
+            303
+        );
+    };
+    refund(&mut admin, &shoppers[0].1);
+    assert_eq!(team_status(&app, &team_id), "COMPLETE_FAIL");
+    assert_eq!(team_row(&app, &team_id, "paid_count"), 2);
+    refund(&mut admin, &shoppers[1].1);
+    refund(&mut admin, &shoppers[2].1);
+    assert_eq!(team_status(&app, &team_id), "FAIL", "no paid member left");
+    app.worker.tick();
+    assert_eq!(count(&app, "pay_order WHERE status = 'REFUNDED'"), 3);
+    assert_eq!(count(&app, "group_buy_member WHERE status = 'REFUNDED' AND refund_type = 'paid_formed'"), 3);
+}
+
 both_backends!(
+    a_cancelled_member_frees_the_seat_and_may_join_again,
+    a_team_is_joined_only_while_it_may_be,
+    a_crowd_limits_who_joins_sees_or_saves,
+    an_admin_refund_after_forming_marks_the_team,
     the_market_config_shows_the_group_price_and_open_teams,
     twenty_shoppers_race_for_the_last_seat,
     the_take_limit_holds_against_joins_at_once,
