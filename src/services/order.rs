@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::db::{DbConn, DbPool, Inserts, isolated_write_transaction, write_transaction};
 use crate::engine::Engine;
 use crate::error::{AppError, AppResult};
-use crate::gateways::alipay::{AlipayClient, PagePay};
+use crate::gateways::alipay::{AlipayClient, Cashier, PagePay};
 use crate::models::coupon::{self, UserCouponWithTemplate};
 use crate::models::order::{CheckoutStart, NewOrder, Order, OrderAtCheckout, OrderStatus};
 use crate::models::product::{self, Product};
@@ -51,6 +51,8 @@ pub struct Purchase {
     pub product_id: String,
     /// One of the shopper's coupons (one per order).
     pub coupon_id: Option<i64>,
+    /// The cashier a new order's form opens; an open order keeps the form it was signed with.
+    pub cashier: Cashier,
 }
 
 /// A new order before it exists: the product as priced now ([`pricing::price`]), and the
@@ -104,8 +106,8 @@ pub async fn checkout(
             Checkout::New(draft) => draft,
         };
         let number = numbers.next(|| engine.write(take_numbers)).await?;
-        let alipay = alipay.clone();
-        let sign = move || draft.sign(number, &alipay);
+        let (alipay, cashier) = (alipay.clone(), purchase.cashier);
+        let sign = move || draft.sign(number, &alipay, cashier);
         match engine.sign_then_write(sign, |conn, signed| place(conn, &signed)).await? {
             Placed::Order(to_pay) => return Ok((user, to_pay)),
             Placed::Repriced if repriced > 0 => return Err(AppError::Conflict("价格已变化".into())),
@@ -169,16 +171,17 @@ pub fn begin_checkout(
 }
 
 impl OrderDraft {
-    /// Numbers the order and signs its page-pay form (RSA2, local: no call out).
-    pub fn sign(self, number: i64, alipay: &AlipayClient) -> SignedOrder {
+    /// Numbers the order and signs its payment form for `cashier` (RSA2, local: no call out).
+    pub fn sign(self, number: i64, alipay: &AlipayClient, cashier: Cashier) -> SignedOrder {
         let order_id = format!("{}{number:010}", self.at.format("%y%m%d"));
         let pay = PagePay {
             out_trade_no: &order_id,
             total_cents: self.price.payable_cents,
             subject: &self.product.name,
+            product_id: &self.product.product_id,
             time_expire: self.expire_at,
         };
-        let pay_form = alipay.page_pay_form(&pay, self.at);
+        let pay_form = alipay.pay_form(&pay, cashier, self.at);
         SignedOrder { order_id, draft: self, pay_form }
     }
 }

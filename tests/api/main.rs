@@ -20,4 +20,5 @@ mod notify_attacks;
 mod operations;
 mod order_views;
 mod payment;
+mod phone;
 mod portal;
