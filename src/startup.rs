@@ -275,10 +275,12 @@ fn serve(
     Ok(server)
 }
 
-/// Query values that are credentials (WeChat's `secret` and `access_token`, seen by the sandbox)
-/// or would let a reader of the log replay a portal request (its signatures, nonce and
-/// `echostr`) never reach the access log.
-const SECRET_PARAMS: [&str; 6] = ["secret", "access_token", "signature", "msg_signature", "nonce", "echostr"];
+/// Query values that are credentials (WeChat's `secret` and `access_token`, seen by the sandbox),
+/// would let a reader of the log replay a portal request (its signatures, nonce and `echostr`),
+/// or belong to a login inside WeChat under way (its `code` and `state`, on the callback and the
+/// code exchange) never reach the access log. No other route takes parameters of these names.
+const SECRET_PARAMS: [&str; 8] =
+    ["secret", "access_token", "signature", "msg_signature", "nonce", "echostr", "code", "state"];
 
 /// `METHOD /path?query` with the values of [`SECRET_PARAMS`] replaced by `***`.
 pub fn redacted_request_line(method: &str, uri: &str) -> String {
@@ -510,6 +512,10 @@ mod tests {
         );
         assert_eq!(redacted_request_line("POST", "/x?access_token=abc&n=1"), "POST /x?access_token=***&n=1");
         assert_eq!(redacted_request_line("GET", "/products/1"), "GET /products/1");
+        assert_eq!(
+            redacted_request_line("GET", "/login/oauth/callback?code=061abc&state=9f2e"),
+            "GET /login/oauth/callback?code=***&state=***"
+        );
         assert_eq!(
             redacted_request_line(
                 "POST",

@@ -161,6 +161,42 @@ impl TestApp {
         reply.body
     }
 
+    /// A browser inside WeChat (its user agent) that has asked `/login?next=` and was sent to
+    /// WeChat's 网页授权 page; returns the browser and that page's URL (without its fragment).
+    pub fn start_login_in_wechat(&self, next: &str) -> (Browser, String) {
+        let mut browser = self.browser().with_header("User-Agent", WECHAT_UA);
+        let redirect = browser.get(&format!("/login?next={}", paymall::controllers::url_encode(next)));
+        assert_eq!(redirect.status, 302, "{}", redirect.body);
+        let location = redirect.header("location").expect("the authorize URL");
+        let url = location.strip_suffix("#wechat_redirect").expect("the #wechat_redirect fragment");
+        (browser, url.to_owned())
+    }
+
+    /// The sandbox's authorize page approved as `openid`: the shop's callback URL, with a fresh
+    /// code and the state of `authorize_url`.
+    pub fn approve_in_wechat(&self, authorize_url: &str, openid: &str) -> String {
+        let mut wechat = self.browser();
+        let page = wechat.get(authorize_url);
+        assert_eq!(page.status, 200, "{}", page.body);
+        let (redirect_uri, state) = (hidden(&page.body, "redirect_uri"), hidden(&page.body, "state"));
+        let fields = [("redirect_uri", unescape(redirect_uri)), ("state", unescape(state))];
+        let approved = wechat.post_form(
+            "/sandbox/weixin/connect/oauth2/approve",
+            &[("redirect_uri", &fields[0].1), ("state", &fields[1].1), ("openid", openid)],
+        );
+        assert_eq!(approved.status, 302, "{}", approved.body);
+        approved.header("location").expect("the callback URL").to_owned()
+    }
+
+    /// A browser inside WeChat logged in as `openid` through 网页授权 and the sandbox.
+    pub fn login_in_wechat(&self, openid: &str) -> Browser {
+        let (mut browser, authorize_url) = self.start_login_in_wechat("/orders");
+        let callback = self.approve_in_wechat(&authorize_url, openid);
+        let back = browser.get(&callback);
+        assert_eq!((back.status, back.header("location")), (303, Some("/orders")), "{}", back.body);
+        browser
+    }
+
     /// The scene of a ticket, as WeChat's scan event carries it.
     pub fn scene_of(&self, ticket: &str) -> String {
         use diesel::prelude::*;

@@ -22,3 +22,4 @@ mod order_views;
 mod payment;
 mod phone;
 mod portal;
+mod wechat_login;

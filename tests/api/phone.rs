@@ -5,8 +5,7 @@
 use paymall::gateways::alipay::{append_sign, load_private_key};
 
 use crate::helpers::{
-    Backend, Browser, DESKTOP_UA, GIFT, IPHONE_UA, MUG, TestApp, WECHAT_UA, attribute, both_backends,
-    order_id_of,
+    Backend, Browser, DESKTOP_UA, GIFT, IPHONE_UA, MUG, TestApp, attribute, both_backends, order_id_of,
 };
 
 /// The payment form in a checkout page (after the top bar's Log out form).
@@ -105,7 +104,7 @@ fn a_wap_order_pays_end_to_end(backend: Backend) {
 
 fn inside_wechat_the_checkout_shows_the_guide_and_the_pay_link(backend: Backend) {
     let app = TestApp::spawn(backend);
-    let mut wechat = shopper(&app, "o-in-wechat", WECHAT_UA);
+    let mut wechat = app.login_in_wechat("o-in-wechat");
     let checkout = app.buy(&mut wechat, GIFT);
     assert_eq!(checkout.status, 200, "{}", checkout.body);
     assert!(checkout.body.contains("点击右上角 ··· 选择在浏览器打开"), "{}", checkout.body);
