@@ -235,13 +235,16 @@ async fn scanned(
         _ => None,
     };
     match logged_in {
-        Some((_, token)) => {
-            let mut response = super::see_other(&next);
-            response.add_cookie(&session_cookie(token, secure(&state))).map_err(AppError::internal)?;
-            Ok(response)
-        }
+        Some((_, token)) => logged_in_to(&next, token, &state),
         None => Ok(super::see_other(&format!("/login?next={}", super::url_encode(&next)))),
     }
+}
+
+/// A login's answer to a page: on to `next`, with the session cookie of `token`.
+fn logged_in_to(next: &str, token: String, state: &AppState) -> Result<HttpResponse, AppError> {
+    let mut response = super::see_other(next);
+    response.add_cookie(&session_cookie(token, secure(state))).map_err(AppError::internal)?;
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -271,9 +274,7 @@ async fn oauth_callback(
         .call_out(move |pool| login::oauth_login(pool, &settings, &weixin, &oauth_state, &code, &nonce))
         .await?;
     // `next` was made safe when the login started; once more costs nothing.
-    let mut response = super::see_other(&safe_next(Some(&next)));
-    response.add_cookie(&session_cookie(token, secure(&state))).map_err(AppError::internal)?;
-    Ok(response)
+    logged_in_to(&safe_next(Some(&next)), token, &state)
 }
 
 #[derive(Template)]

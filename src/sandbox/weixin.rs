@@ -125,21 +125,39 @@ fn error(code: i64, message: &str) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "errcode": code, "errmsg": message }))
 }
 
+/// The query of the two calls that take the AppSecret: `cgi-bin/token` and
+/// `sns/oauth2/access_token` (which also takes a `code`).
 #[derive(Deserialize)]
-struct TokenQuery {
+struct GrantQuery {
     grant_type: Option<String>,
     appid: Option<String>,
     secret: Option<String>,
+    code: Option<String>,
 }
 
-async fn token(query: web::Query<TokenQuery>, sandbox: web::Data<WeixinSandbox>) -> HttpResponse {
-    if query.grant_type.as_deref() != Some("client_credential") {
-        return error(40002, "invalid grant_type");
+impl WeixinSandbox {
+    /// WeChat's answer to a grant of another type than `grant_type`, or with another AppID or
+    /// secret than ours (answered with `bad_credentials`).
+    fn refuse_grant(
+        &self,
+        query: &GrantQuery,
+        grant_type: &str,
+        bad_credentials: (i64, &str),
+    ) -> Option<HttpResponse> {
+        if query.grant_type.as_deref() != Some(grant_type) {
+            return Some(error(40002, "invalid grant_type"));
+        }
+        let ours = query.appid.as_deref() == Some(self.app_id.as_str())
+            && query.secret.as_deref() == Some(self.app_secret.as_str());
+        (!ours).then(|| error(bad_credentials.0, bad_credentials.1))
     }
-    if query.appid.as_deref() != Some(sandbox.app_id.as_str())
-        || query.secret.as_deref() != Some(sandbox.app_secret.as_str())
+}
+
+async fn token(query: web::Query<GrantQuery>, sandbox: web::Data<WeixinSandbox>) -> HttpResponse {
+    if let Some(refused) =
+        sandbox.refuse_grant(&query, "client_credential", (40013, "invalid appid or secret"))
     {
-        return error(40013, "invalid appid or secret");
+        return refused;
     }
     let token = format!("sandbox-{}", crate::random::token_hex(16));
     sandbox.tokens.lock().expect("sandbox lock").insert(token.clone(), true);
@@ -412,23 +430,13 @@ async fn approve(form: web::Form<ApproveForm>, sandbox: web::Data<WeixinSandbox>
     HttpResponse::Found().insert_header(("Location", format!("{redirect_uri}{separator}{query}"))).finish()
 }
 
-#[derive(Deserialize)]
-struct CodeQuery {
-    appid: Option<String>,
-    secret: Option<String>,
-    code: Option<String>,
-    grant_type: Option<String>,
-}
-
 /// `sns/oauth2/access_token`: the openid a code was given for, once, within [`CODE_LIFETIME`].
-async fn oauth_access_token(query: web::Query<CodeQuery>, sandbox: web::Data<WeixinSandbox>) -> HttpResponse {
-    if query.grant_type.as_deref() != Some("authorization_code") {
-        return error(40002, "invalid grant_type");
-    }
-    if query.appid.as_deref() != Some(sandbox.app_id.as_str())
-        || query.secret.as_deref() != Some(sandbox.app_secret.as_str())
-    {
-        return error(40125, "invalid appsecret");
+async fn oauth_access_token(
+    query: web::Query<GrantQuery>,
+    sandbox: web::Data<WeixinSandbox>,
+) -> HttpResponse {
+    if let Some(refused) = sandbox.refuse_grant(&query, "authorization_code", (40125, "invalid appsecret")) {
+        return refused;
     }
     let mut codes = sandbox.oauth_codes.lock().expect("sandbox lock");
     let Some(given) = codes.get_mut(query.code.as_deref().unwrap_or("")) else {
