@@ -78,6 +78,8 @@ pub struct WeixinSettings {
     pub accept_plain_messages: bool,
     pub api_base_url: String,
     pub qrcode_show_url: String,
+    /// WeChat's 网页授权 page, where `/login` sends a shopper inside WeChat.
+    pub oauth_authorize_url: String,
     pub login_template_id: String,
     pub paid_template_id: String,
 }
@@ -318,6 +320,7 @@ impl Settings {
                 ("weixin.token", self.weixin.token.is_empty()),
                 ("weixin.api_base_url", self.weixin.api_base_url.is_empty()),
                 ("weixin.qrcode_show_url", self.weixin.qrcode_show_url.is_empty()),
+                ("weixin.oauth_authorize_url", self.weixin.oauth_authorize_url.is_empty()),
                 ("alipay.app_id", self.alipay.app_id.is_empty()),
                 ("alipay.seller_id", self.alipay.seller_id.is_empty()),
                 ("alipay.gateway_url", self.alipay.gateway_url.is_empty()),
@@ -393,6 +396,9 @@ impl Settings {
         if self.sandbox.enabled {
             fill(&mut self.weixin.api_base_url, || format!("{public}/sandbox/weixin"));
             fill(&mut self.weixin.qrcode_show_url, || format!("{public}/sandbox/weixin/cgi-bin/showqrcode"));
+            fill(&mut self.weixin.oauth_authorize_url, || {
+                format!("{public}/sandbox/weixin/connect/oauth2/authorize")
+            });
             fill(&mut self.alipay.gateway_url, || format!("{public}/sandbox/alipay/gateway.do"));
             if self.weixin.app_secret.is_empty() {
                 self.weixin.app_secret = Secret::new(crate::random::token_hex(16));

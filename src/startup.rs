@@ -275,10 +275,12 @@ fn serve(
     Ok(server)
 }
 
-/// Query values that are credentials (WeChat's `secret` and `access_token`, seen by the sandbox)
-/// or would let a reader of the log replay a portal request (its signatures, nonce and
-/// `echostr`) never reach the access log.
-const SECRET_PARAMS: [&str; 6] = ["secret", "access_token", "signature", "msg_signature", "nonce", "echostr"];
+/// Query values that are credentials (WeChat's `secret` and `access_token`, seen by the sandbox),
+/// would let a reader of the log replay a portal request (its signatures, nonce and `echostr`),
+/// or belong to a login inside WeChat under way (its `code` and `state`, on the callback and the
+/// code exchange) never reach the access log. No other route takes parameters of these names.
+const SECRET_PARAMS: [&str; 8] =
+    ["secret", "access_token", "signature", "msg_signature", "nonce", "echostr", "code", "state"];
 
 /// `METHOD /path?query` with the values of [`SECRET_PARAMS`] replaced by `***`.
 pub fn redacted_request_line(method: &str, uri: &str) -> String {
@@ -328,17 +330,20 @@ fn cashier_origins(gateway_url: &str) -> String {
 }
 
 /// The headers every answer carries: everything from our own origin only, scripts never inline;
-/// images also from the WeChat QR code's host, WebSockets to our origin, forms to us and the
-/// Alipay gateway; never in a frame; HSTS when the shop is served over https.
+/// images also from the WeChat QR code's host, WebSockets to our origin, forms to us, the Alipay
+/// gateway and WeChat's 网页授权 page (a visitor's Buy inside WeChat is redirected on to it, and
+/// browsers apply `form-action` to redirects); never in a frame; HSTS when the shop is served
+/// over https.
 fn security_headers(settings: &Settings) -> SecurityHeaders {
     let origin = |url: &str| url_origin(url).map(|o| format!(" {o}")).unwrap_or_default();
     let own = origin(&settings.server.public_url);
     let websocket = own.replacen("http", "ws", 1);
     let policy = format!(
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'{}; connect-src 'self'{websocket}; \
-         form-action 'self'{}; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+         form-action 'self'{}{}; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
         origin(&settings.weixin.qrcode_show_url),
         cashier_origins(&settings.alipay.gateway_url),
+        origin(&settings.weixin.oauth_authorize_url),
     );
     let mut headers = vec![
         (header::CONTENT_SECURITY_POLICY, policy),
@@ -488,12 +493,15 @@ mod tests {
         settings.sandbox.enabled = false;
         settings.weixin.qrcode_show_url = "https://mp.weixin.qq.com/cgi-bin/showqrcode".into();
         settings.alipay.gateway_url = "https://openapi.alipay.com/gateway.do".into();
+        settings.weixin.oauth_authorize_url = "https://open.weixin.qq.com/connect/oauth2/authorize".into();
         let headers = security_headers(&settings.resolve("127.0.0.1:8080".parse().expect("address")));
         let policy = header(&headers, "content-security-policy").expect("CSP");
         assert!(policy.contains("img-src 'self' https://mp.weixin.qq.com;"), "{policy}");
         assert!(policy.contains("connect-src 'self' wss://shop.example;"), "{policy}");
         assert!(
-            policy.contains("form-action 'self' https://openapi.alipay.com https://*.alipay.com;"),
+            policy.contains(
+                "form-action 'self' https://openapi.alipay.com https://*.alipay.com https://open.weixin.qq.com;"
+            ),
             "{policy}"
         );
         assert_eq!(header(&headers, "strict-transport-security"), Some("max-age=31536000"));
@@ -510,6 +518,10 @@ mod tests {
         );
         assert_eq!(redacted_request_line("POST", "/x?access_token=abc&n=1"), "POST /x?access_token=***&n=1");
         assert_eq!(redacted_request_line("GET", "/products/1"), "GET /products/1");
+        assert_eq!(
+            redacted_request_line("GET", "/login/oauth/callback?code=061abc&state=9f2e"),
+            "GET /login/oauth/callback?code=***&state=***"
+        );
         assert_eq!(
             redacted_request_line(
                 "POST",

@@ -17,6 +17,7 @@
     var status = document.getElementById("order-status");
     status.textContent = order.status;
     status.className = "status status-" + order.status;
+    status.setAttribute("data-status", order.status);
     document.getElementById("order-status-text").textContent = words[order.status] || "";
     var statusZh = document.getElementById("order-status-zh");
     if (statusZh) statusZh.textContent = zh[order.status] || "";

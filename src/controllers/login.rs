@@ -1,4 +1,5 @@
-//! Login with a WeChat QR code: the page, the original project's JSON API, and logout.
+//! Login: with a WeChat QR code (the page and the original project's JSON API), inside WeChat
+//! through 网页授权 (the redirect and its callback), and logout.
 
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -6,17 +7,19 @@ use askama::Template;
 use serde::{Deserialize, Serialize};
 
 use super::client::ClientAddr;
+use super::device::Device;
 use super::identity::{MaybeShopper, session_token};
 use super::next::safe_next;
 use super::{Nav, csrf, render};
 use crate::error::{AppError, Envelope};
-use crate::services::login::{self, BROWSER_COOKIE, NewTicket};
+use crate::services::login::{self, BROWSER_COOKIE, NewTicket, OAUTH_CALLBACK_PATH, OauthLogin};
 use crate::services::session::{self, SESSION_COOKIE, SESSION_DAYS};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/login", web::get().to(login_page))
         .route("/login/done", web::get().to(scanned))
+        .route(OAUTH_CALLBACK_PATH, web::get().to(oauth_callback))
         .route("/logout", web::get().to(logout_page))
         .route("/logout", web::post().to(logout));
 }
@@ -90,6 +93,7 @@ async fn login_page(
     state: web::Data<AppState>,
     shopper: MaybeShopper,
     client: ClientAddr,
+    device: Device,
     query: web::Query<LoginQuery>,
 ) -> Result<HttpResponse, AppError> {
     let next = safe_next(query.next.as_deref());
@@ -97,22 +101,52 @@ async fn login_page(
         return Ok(super::see_other(&next));
     }
     let (nonce, fresh) = browser_nonce(&req);
-    let issued = issue_ticket(&state, client, nonce.clone()).await?;
+    let mut response = match device {
+        Device::WeChat => oauth_redirect(&state, client, nonce.clone(), next).await?,
+        Device::Phone | Device::Desktop => qr_page(&state, client, nonce.clone(), next).await?,
+    };
+    if fresh {
+        response.add_cookie(&nonce_cookie(&nonce, secure(&state))).map_err(AppError::internal)?;
+    }
+    Ok(response)
+}
+
+/// Inside WeChat: off to WeChat's 网页授权 page (302), with a state bound to this browser. New
+/// states count against the client's `limits.login_tickets_per_minute` (429 beyond), as tickets do.
+async fn oauth_redirect(
+    state: &web::Data<AppState>,
+    client: ClientAddr,
+    nonce: String,
+    next: String,
+) -> Result<HttpResponse, AppError> {
+    if !crate::rate_limit::allow(&state.limits.login_tickets, client.0) {
+        return Err(AppError::TooManyRequests);
+    }
+    let (settings, weixin) = (state.settings.clone(), state.weixin.clone());
+    let url =
+        state.engine.run(move |conn| login::oauth_start(conn, &settings, &weixin, &nonce, &next)).await?;
+    Ok(HttpResponse::Found().insert_header((actix_web::http::header::LOCATION, url)).finish())
+}
+
+/// Outside WeChat: the QR code to scan.
+async fn qr_page(
+    state: &web::Data<AppState>,
+    client: ClientAddr,
+    nonce: String,
+    next: String,
+) -> Result<HttpResponse, AppError> {
+    let issued = issue_ticket(state, client, nonce).await?;
     let settings = &state.settings;
     let encoded = super::url_encode(&issued.ticket);
     let page = LoginPage {
-        nav: shopper.nav(),
+        nav: Nav::default(),
         qr_url: format!("{}?ticket={encoded}", settings.weixin.qrcode_show_url),
         phone_url: settings.sandbox.enabled.then(|| format!("/sandbox/weixin/phone?ticket={encoded}")),
         ticket: issued.ticket,
         expires_in: issued.expires_in,
         next,
     };
-    let mut response = render(&page)?;
-    if fresh {
-        response.add_cookie(&nonce_cookie(&nonce, secure(&state))).map_err(AppError::internal)?;
-    }
-    Ok(response)
+    render(&page)
 }
 
 async fn qrcode_ticket(
@@ -201,13 +235,46 @@ async fn scanned(
         _ => None,
     };
     match logged_in {
-        Some((_, token)) => {
-            let mut response = super::see_other(&next);
-            response.add_cookie(&session_cookie(token, secure(&state))).map_err(AppError::internal)?;
-            Ok(response)
-        }
+        Some((_, token)) => logged_in_to(&next, token, &state),
         None => Ok(super::see_other(&format!("/login?next={}", super::url_encode(&next)))),
     }
+}
+
+/// A login's answer to a page: on to `next`, with the session cookie of `token`.
+fn logged_in_to(next: &str, token: String, state: &AppState) -> Result<HttpResponse, AppError> {
+    let mut response = super::see_other(next);
+    response.add_cookie(&session_cookie(token, secure(state))).map_err(AppError::internal)?;
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct OauthQuery {
+    code: Option<String>,
+    state: Option<String>,
+}
+
+/// WeChat sends the browser back here from 网页授权: logged in as a scan does (the session cookie
+/// set) and on to where the login started. A state that is not this browser's unused, unexpired
+/// one, a code WeChat refuses, or WeChat out of reach: an error page saying so, and no session.
+async fn oauth_callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<OauthQuery>,
+) -> Result<HttpResponse, AppError> {
+    let (code, oauth_state) = match (&query.code, &query.state) {
+        (Some(code), Some(oauth_state)) if !code.is_empty() && !oauth_state.is_empty() => {
+            (code.clone(), oauth_state.clone())
+        }
+        _ => return Err(AppError::BadRequest("微信登录未完成：缺少授权码，请重新登录。".into())),
+    };
+    let nonce = req.cookie(BROWSER_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
+    let (settings, weixin) = (state.settings.clone(), state.weixin.clone());
+    let OauthLogin { token, next } = state
+        .engine
+        .call_out(move |pool| login::oauth_login(pool, &settings, &weixin, &oauth_state, &code, &nonce))
+        .await?;
+    // `next` was made safe when the login started; once more costs nothing.
+    logged_in_to(&safe_next(Some(&next)), token, &state)
 }
 
 #[derive(Template)]

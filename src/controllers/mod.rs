@@ -6,6 +6,7 @@ pub mod alipay;
 pub mod client;
 pub mod coupon;
 pub mod csrf;
+pub mod device;
 pub mod group_buy;
 pub mod health;
 pub mod identity;

@@ -10,6 +10,7 @@ use askama::Template;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::device::Device;
 use super::group_buy::TeamView;
 use super::identity::{MaybeShopper, Shopper, session_token};
 use super::{Nav, csrf, filters, render};
@@ -25,6 +26,7 @@ use crate::money::format_yuan;
 use crate::services::group_buy::GroupBuyPick;
 use crate::services::order::{self as orders, OrderToPay, Purchase, RefundOutcome, RefundReply};
 use crate::services::order_history::{self as history, Breakdown, OrderCursor, OrderPage, PricedOrder};
+use crate::services::pay_page::{self, PayPage};
 use crate::services::reconcile::Reconciler;
 use crate::services::session;
 use crate::state::AppState;
@@ -36,6 +38,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/orders", web::get().to(my_orders))
         .route("/orders/return", web::get().to(returned))
         .route("/orders/{order_id}", web::get().to(order_page))
+        .route("/orders/{order_id}/pay", web::get().to(pay))
         .route("/orders/{order_id}/cancel", web::post().to(cancel))
         .route("/orders/{order_id}/live", web::get().to(live_status));
 }
@@ -203,6 +206,9 @@ struct CheckoutPage {
     /// The shopper's open order from an earlier Buy: the page offers to pay or cancel it instead
     /// of going on to the cashier by itself.
     existing: bool,
+    /// Inside WeChat, the order's pay page to open in the phone's browser: the page shows the
+    /// guide there instead of the form.
+    pay_link: Option<String>,
 }
 
 #[derive(Template)]
@@ -316,6 +322,7 @@ async fn buy(
     state: web::Data<AppState>,
     path: web::Path<String>,
     form: web::Form<BuyForm>,
+    device: Device,
 ) -> Result<HttpResponse, AppError> {
     let product_id = path.into_inner();
     let login = || {
@@ -329,30 +336,84 @@ async fn buy(
         return if user.is_none() { Ok(login()) } else { Err(refused) };
     }
     let group_buy = group_pick(form.activity_id.as_deref(), form.team_id.as_deref())?;
-    let purchase = Purchase { product_id: product_id.clone(), coupon_id: form.coupon_id()?, group_buy };
-    let (user, OrderToPay { order, pay_form, existing }) =
-        match checkout(&state, token.clone(), purchase).await {
-            Err(AppError::NotLoggedIn) => return Ok(login()),
-            other => other?,
-        };
+    let purchase = Purchase {
+        product_id: product_id.clone(),
+        coupon_id: form.coupon_id()?,
+        group_buy,
+        cashier: device.cashier(),
+    };
+    let (user, to_pay) = match checkout(&state, token.clone(), purchase).await {
+        Err(AppError::NotLoggedIn) => return Ok(login()),
+        other => other?,
+    };
+    checkout_page(&state, Shopper { user, token }, to_pay, device).await
+}
+
+/// The order's pay page, the link the guide inside WeChat gives: the checkout of the order again
+/// (its form, or a fresh one once it expired), going on to the cashier by itself. A visitor logs
+/// in first and comes back; an order no longer waiting goes to its own page.
+async fn pay(
+    state: web::Data<AppState>,
+    shopper: MaybeShopper,
+    path: web::Path<String>,
+    device: Device,
+) -> Result<HttpResponse, AppError> {
+    let order_id = path.into_inner();
+    let page = format!("/orders/{}", super::url_encode(&order_id));
+    let login = || super::see_other(&format!("/login?next={}", super::url_encode(&format!("{page}/pay"))));
+    let Some(Shopper { token, .. }) = shopper.0 else { return Ok(login()) };
+    let opened = pay_page::open(
+        &state.engine,
+        &state.settings,
+        &state.alipay,
+        &state.order_numbers,
+        token.clone(),
+        order_id,
+        device.cashier(),
+    )
+    .await;
+    match opened {
+        Ok(PayPage::Pay(user, to_pay)) => {
+            let to_pay = OrderToPay { existing: false, ..to_pay };
+            checkout_page(&state, Shopper { user, token }, to_pay, device).await
+        }
+        Ok(PayPage::Settled) => Ok(super::see_other(&page)),
+        Err(AppError::NotLoggedIn) => Ok(login()),
+        Err(other) => Err(other),
+    }
+}
+
+/// The checkout page of an order to pay, with its breakdown: the cashier's form, or inside
+/// WeChat the guide with the order's pay link.
+async fn checkout_page(
+    state: &AppState,
+    shopper: Shopper,
+    to_pay: OrderToPay,
+    device: Device,
+) -> Result<HttpResponse, AppError> {
+    let OrderToPay { order, pay_form, existing } = to_pay;
     let (order_id, payable_cents) = (order.order_id.clone(), order.total_cents);
     let breakdown =
         state.engine.run(move |conn| history::at_checkout(conn, &order_id, payable_cents)).await?;
-    let nav = MaybeShopper(Some(Shopper { user, token })).nav();
-    render(&CheckoutPage { nav, order, breakdown, form: pay_form, existing })
+    let pay_link = (device == Device::WeChat).then(|| {
+        format!("{}/orders/{}/pay", state.settings.server.public_url, super::url_encode(&order.order_id))
+    });
+    let nav = MaybeShopper(Some(shopper)).nav();
+    render(&CheckoutPage { nav, order, breakdown, form: pay_form, existing, pay_link })
 }
 
 async fn create_pay_order(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<CreatePayOrder>,
+    device: Device,
 ) -> Result<HttpResponse, AppError> {
     let token = session_token(&req).ok_or(AppError::NotLoggedIn)?;
     let CreatePayOrder { product_id, coupon_id, market } = body.into_inner();
     if product_id.trim().is_empty() {
         return Err(AppError::BadRequest("productId is required".into()));
     }
-    let purchase = Purchase { product_id, coupon_id, group_buy: market.pick()? };
+    let purchase = Purchase { product_id, coupon_id, group_buy: market.pick()?, cashier: device.cashier() };
     let (_, to_pay) = checkout(&state, token, purchase).await?;
     Ok(Envelope::ok(to_pay.pay_form))
 }

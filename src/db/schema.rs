@@ -158,6 +158,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    oauth_state (state) {
+        state -> Text,
+        browser_hash -> Text,
+        next -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     wx_access_token (id) {
         id -> BigInt,
         token -> Text,
@@ -393,6 +402,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     orphan_payment,
     shipment,
     login_ticket,
+    oauth_state,
     wx_access_token,
     wx_event_seen,
     gateway_call,

@@ -1,4 +1,4 @@
-//! Alipay OpenAPI (RSA2): the signed page-pay form, notification verification, and the
+//! Alipay OpenAPI (RSA2): the signed payment forms (PC page and phone), notification verification, and the
 //! server-to-server calls `alipay.trade.query`, `.close` and `.refund`, whose answers are
 //! verified over the raw text of their `*_response` object. Facts: shared/PROTOCOLS.md.
 
@@ -284,12 +284,44 @@ impl VerifiedNotification {
     }
 }
 
-/// What a page-pay form is for.
+/// What a payment form is for.
 pub struct PagePay<'a> {
     pub out_trade_no: &'a str,
     pub total_cents: i64,
     pub subject: &'a str,
+    /// The product bought: the phone cashier's `quit_url` is its page.
+    pub product_id: &'a str,
     pub time_expire: NaiveDateTime,
+}
+
+/// Which of Alipay's cashiers a payment form opens: the computer's (`alipay.trade.page.pay`) or
+/// the phone browser's (手机网站支付, `alipay.trade.wap.pay`). Each method takes its own
+/// `product_code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cashier {
+    Page,
+    Wap,
+}
+
+impl Cashier {
+    pub fn method(self) -> &'static str {
+        match self {
+            Cashier::Page => "alipay.trade.page.pay",
+            Cashier::Wap => "alipay.trade.wap.pay",
+        }
+    }
+
+    pub fn product_code(self) -> &'static str {
+        match self {
+            Cashier::Page => "FAST_INSTANT_TRADE_PAY",
+            Cashier::Wap => "QUICK_WAP_WAY",
+        }
+    }
+
+    /// The cashier of a payment method; `None` for any other method.
+    pub fn of_method(method: &str) -> Option<Cashier> {
+        [Cashier::Page, Cashier::Wap].into_iter().find(|cashier| cashier.method() == method)
+    }
 }
 
 /// An `alipay.trade.query` answer that came back signed and well formed.
@@ -341,6 +373,8 @@ pub struct AlipayClient {
     gateway_url: String,
     notify_url: String,
     return_url: String,
+    /// `<public_url>/products/`: a product's page, where the phone cashier's 退出 leads.
+    product_pages: String,
     merchant_key: PKey<Private>,
     alipay_key: VerifyingKey,
     agent: ureq::Agent,
@@ -355,6 +389,7 @@ impl AlipayClient {
             gateway_url: alipay.gateway_url.clone(),
             notify_url: alipay.notify_url.clone(),
             return_url: alipay.return_url.clone(),
+            product_pages: format!("{}/products/", settings.server.public_url.trim_end_matches('/')),
             merchant_key: load_private_key(&alipay.merchant_private_key_path)
                 .map_err(|source| SettingKeyError { setting: "merchant_private_key_path", source })?,
             alipay_key: VerifyingKey::new(
@@ -390,16 +425,22 @@ impl AlipayClient {
     }
 
     /// The HTML form the browser submits to the cashier (what Alipay's SDK returns, without its
-    /// inline script: `public/js/checkout.js` submits the form named `punchout_form`).
-    pub fn page_pay_form(&self, order: &PagePay, now: NaiveDateTime) -> String {
-        let biz = serde_json::json!({
+    /// inline script: `public/js/checkout.js` submits the form named `punchout_form`). The phone
+    /// cashier also takes `quit_url`, the product's page.
+    pub fn pay_form(&self, order: &PagePay, cashier: Cashier, now: NaiveDateTime) -> String {
+        let mut biz = serde_json::json!({
             "out_trade_no": order.out_trade_no,
             "total_amount": format_yuan(order.total_cents),
             "subject": order.subject,
-            "product_code": "FAST_INSTANT_TRADE_PAY",
+            "product_code": cashier.product_code(),
             "time_expire": china_time::format(order.time_expire),
         });
-        let mut params = self.common_params("alipay.trade.page.pay", biz.to_string(), now);
+        if cashier == Cashier::Wap {
+            let product =
+                percent_encoding::utf8_percent_encode(order.product_id, percent_encoding::NON_ALPHANUMERIC);
+            biz["quit_url"] = format!("{}{product}", self.product_pages).into();
+        }
+        let mut params = self.common_params(cashier.method(), biz.to_string(), now);
         params.push(("return_url", self.return_url.clone()));
         let params = self.signed(params);
         let query: Vec<(&str, &str)> =

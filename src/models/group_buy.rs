@@ -550,14 +550,21 @@ pub fn insert_member(
         .map(|_| ())
 }
 
-/// Whether the shopper holds a seat (LOCKED or PAID) in the team.
-pub fn holds_seat(conn: &mut DbConn, team_id: &str, user_id: i64) -> QueryResult<bool> {
+/// Whether the shopper holds a seat (LOCKED or PAID) in the team, other than the seat of the
+/// order `besides`.
+pub fn holds_seat(
+    conn: &mut DbConn,
+    team_id: &str,
+    user_id: i64,
+    besides: Option<&str>,
+) -> QueryResult<bool> {
     let held = [MemberStatus::Locked.as_str(), MemberStatus::Paid.as_str()];
     diesel::select(diesel::dsl::exists(
         group_buy_member::table
             .filter(group_buy_member::team_id.eq(team_id))
             .filter(group_buy_member::user_id.eq(user_id))
-            .filter(group_buy_member::status.eq_any(held)),
+            .filter(group_buy_member::status.eq_any(held))
+            .filter(group_buy_member::order_id.ne(besides.unwrap_or(""))),
     ))
     .get_result(conn)
 }

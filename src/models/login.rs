@@ -1,10 +1,11 @@
-//! QR login tickets, the shared WeChat access token, and the dedupe of WeChat pushes.
+//! QR login tickets, the states of logins inside WeChat, the shared WeChat access token, and the
+//! dedupe of WeChat pushes.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::{is_unique_violation, now};
-use crate::db::schema::{login_ticket, wx_access_token, wx_event_seen};
+use crate::db::schema::{login_ticket, oauth_state, wx_access_token, wx_event_seen};
 use crate::db::{DbConn, KeepPreparedDsl};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -92,6 +93,52 @@ impl LoginTicket {
 
     pub fn purge_expired(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<usize> {
         diesel::delete(login_ticket::table.filter(login_ticket::expires_at.lt(before))).execute(conn)
+    }
+}
+
+/// The `state` of a login inside WeChat (网页授权), bound to the browser that started it.
+pub struct OauthState;
+
+impl OauthState {
+    pub fn insert(
+        conn: &mut DbConn,
+        state: &str,
+        browser_hash: &str,
+        next: &str,
+        expires_at: NaiveDateTime,
+    ) -> QueryResult<()> {
+        diesel::insert_into(oauth_state::table)
+            .values((
+                oauth_state::state.eq(state),
+                oauth_state::browser_hash.eq(browser_hash),
+                oauth_state::next.eq(next),
+                oauth_state::expires_at.eq(expires_at),
+            ))
+            .execute(conn)
+            .map(|_| ())
+    }
+
+    /// Uses the state up, only for the browser it is bound to and while it is valid at `at`:
+    /// one conditional DELETE, so only one caller ever wins. Returns where to go next.
+    pub fn consume(
+        conn: &mut DbConn,
+        state: &str,
+        browser_hash: &str,
+        at: NaiveDateTime,
+    ) -> QueryResult<Option<String>> {
+        diesel::delete(
+            oauth_state::table
+                .filter(oauth_state::state.eq(state))
+                .filter(oauth_state::browser_hash.eq(browser_hash))
+                .filter(oauth_state::expires_at.gt(at)),
+        )
+        .returning(oauth_state::next)
+        .get_result(conn)
+        .optional()
+    }
+
+    pub fn purge_expired(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<usize> {
+        diesel::delete(oauth_state::table.filter(oauth_state::expires_at.lt(before))).execute(conn)
     }
 }
 

@@ -1,4 +1,5 @@
-//! Alipay's side: `gateway.do` (page pay -> cashier page, trade query/close/refund answered as
+//! Alipay's side: `gateway.do` (page pay and phone (WAP) pay -> cashier page, each checking the
+//! `product_code` its method takes; trade query/close/refund answered as
 //! signed JSON), the async notifications (signed, resent until the shop answers `success`), the
 //! signed `return_url` redirect, a ledger of trades, and fault switches for tests.
 
@@ -17,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::china_time;
 use crate::config::Settings;
 use crate::gateways::alipay::{
-    KeyError, VerifyingKey, load_private_key, load_public_key, response_key, sign, sign_notification,
-    verify_request,
+    Cashier, KeyError, VerifyingKey, load_private_key, load_public_key, response_key, sign,
+    sign_notification, verify_request,
 };
 use crate::gateways::http_agent;
 use crate::models::now;
@@ -83,6 +84,8 @@ fn write_pem(path: &Path, pem: &[u8]) -> Result<(), SandboxKeyError> {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Trade {
+    /// The payment method that opened the trade (`alipay.trade.page.pay` or `.wap.pay`).
+    pub method: String,
     pub out_trade_no: String,
     pub total_amount: String,
     pub subject: String,
@@ -251,12 +254,20 @@ async fn gateway(req: HttpRequest, body: web::Bytes, sandbox: web::Data<Arc<Alip
     let text = |key: &str| biz.get(key).and_then(|v| v.as_str()).unwrap_or("").to_owned();
     let out_trade_no = text("out_trade_no");
     match method.as_str() {
-        "alipay.trade.page.pay" => {
+        "alipay.trade.page.pay" | "alipay.trade.wap.pay" => {
+            // Each method takes its own product code, as Alipay checks.
+            if Cashier::of_method(&method).map(Cashier::product_code) != Some(text("product_code").as_str()) {
+                return sandbox.answer(
+                    &method,
+                    serde_json::json!({"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.PRODUCT_CODE_NOT_MATCH", "sub_msg": "产品码与接口不匹配"}),
+                );
+            }
             let trade = {
                 let mut trades = sandbox.trades.lock().expect("sandbox lock");
                 trades
                     .entry(out_trade_no.clone())
                     .or_insert_with(|| Trade {
+                        method: method.clone(),
                         out_trade_no: out_trade_no.clone(),
                         total_amount: text("total_amount"),
                         subject: text("subject"),
@@ -348,7 +359,7 @@ async fn pay(path: web::Path<String>, sandbox: web::Data<Arc<AlipaySandbox>>) ->
     sandbox.send_notification(trade.clone());
     let mut back = vec![
         ("app_id".to_owned(), sandbox.app_id.clone()),
-        ("method".to_owned(), "alipay.trade.page.pay.return".to_owned()),
+        ("method".to_owned(), format!("{}.return", trade.method)),
         ("charset".to_owned(), "utf-8".to_owned()),
         ("version".to_owned(), "1.0".to_owned()),
         ("timestamp".to_owned(), china_time::format(now())),

@@ -1,11 +1,13 @@
 //! WeChat's side: access tokens (short-lived on demand, and a switch that makes every issued
 //! token stale so the refresh path runs), scene QR tickets with a real QR image, template
-//! messages into an inbox, and a "phone" that scans a ticket and pushes the signed event XML to
-//! the shop's portal, as WeChat would (in safe mode when an EncodingAESKey is configured).
+//! messages into an inbox, a "phone" that scans a ticket and pushes the signed event XML to
+//! the shop's portal, as WeChat would (in safe mode when an EncodingAESKey is configured), and
+//! 网页授权: the authorize page (pick an openid, approve) and the code exchange
+//! `sns/oauth2/access_token` (codes good once, for five minutes).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -17,6 +19,19 @@ use crate::gateways::weixin::portal::{cdata, parse, signature};
 use crate::gateways::weixin::safe_mode::SafeMode;
 
 const TOKEN_SECS: i64 = 7200;
+
+/// How long a 网页授权 code can be exchanged, as WeChat's.
+const CODE_LIFETIME: Duration = Duration::from_secs(300);
+
+/// The openids the authorize page offers (any other can be typed in).
+const SAMPLE_OPENIDS: [&str; 3] = ["o-sandbox-shopper", "o-sandbox-friend", "o-sandbox-newcomer"];
+
+/// A 网页授权 code given out: whose it is, when, and whether it was exchanged.
+struct OauthCode {
+    openid: String,
+    issued: Instant,
+    used: bool,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct InboxMessage {
@@ -34,6 +49,8 @@ pub struct WeixinSandbox {
     original_id: String,
     portal_url: String,
     phone_url: String,
+    /// The shop's public URL: the authorize page sends browsers back only under it.
+    shop_url: String,
     /// Set when `weixin.encoding_aes_key` is: pushes go encrypted (`encrypt_type=aes`).
     safe_mode: Option<SafeMode>,
     /// access token -> still good.
@@ -43,6 +60,8 @@ pub struct WeixinSandbox {
     followers: Mutex<HashSet<String>>,
     inbox: Mutex<Inbox>,
     tokens_issued: Mutex<u32>,
+    /// code -> who it was given to.
+    oauth_codes: Mutex<HashMap<String, OauthCode>>,
 }
 
 /// The inbox keeps the latest messages only: a shop that runs for days, or under a benchmark,
@@ -65,6 +84,7 @@ impl WeixinSandbox {
             original_id: settings.weixin.original_id.clone(),
             portal_url: format!("{public}/api/v1/weixin/portal/receive"),
             phone_url: format!("{public}/sandbox/weixin/phone"),
+            shop_url: format!("{public}/"),
             safe_mode: Some(&settings.weixin.encoding_aes_key)
                 .filter(|key| !key.is_empty())
                 .and_then(|key| SafeMode::new(key.expose(), &settings.weixin.app_id).ok()),
@@ -73,6 +93,7 @@ impl WeixinSandbox {
             followers: Mutex::new(HashSet::new()),
             inbox: Mutex::new(Inbox::default()),
             tokens_issued: Mutex::new(0),
+            oauth_codes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -91,6 +112,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/cgi-bin/showqrcode", web::get().to(show_qrcode))
         .route("/phone", web::get().to(phone))
         .route("/phone/scan", web::post().to(scan))
+        .route("/connect/oauth2/authorize", web::get().to(authorize))
+        .route("/connect/oauth2/approve", web::post().to(approve))
+        .route("/sns/oauth2/access_token", web::get().to(oauth_access_token))
         .route("/inbox", web::get().to(inbox_page))
         .route("/inbox.json", web::get().to(inbox_json))
         .route("/stats.json", web::get().to(stats))
@@ -101,21 +125,39 @@ fn error(code: i64, message: &str) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "errcode": code, "errmsg": message }))
 }
 
+/// The query of the two calls that take the AppSecret: `cgi-bin/token` and
+/// `sns/oauth2/access_token` (which also takes a `code`).
 #[derive(Deserialize)]
-struct TokenQuery {
+struct GrantQuery {
     grant_type: Option<String>,
     appid: Option<String>,
     secret: Option<String>,
+    code: Option<String>,
 }
 
-async fn token(query: web::Query<TokenQuery>, sandbox: web::Data<WeixinSandbox>) -> HttpResponse {
-    if query.grant_type.as_deref() != Some("client_credential") {
-        return error(40002, "invalid grant_type");
+impl WeixinSandbox {
+    /// WeChat's answer to a grant of another type than `grant_type`, or with another AppID or
+    /// secret than ours (answered with `bad_credentials`).
+    fn refuse_grant(
+        &self,
+        query: &GrantQuery,
+        grant_type: &str,
+        bad_credentials: (i64, &str),
+    ) -> Option<HttpResponse> {
+        if query.grant_type.as_deref() != Some(grant_type) {
+            return Some(error(40002, "invalid grant_type"));
+        }
+        let ours = query.appid.as_deref() == Some(self.app_id.as_str())
+            && query.secret.as_deref() == Some(self.app_secret.as_str());
+        (!ours).then(|| error(bad_credentials.0, bad_credentials.1))
     }
-    if query.appid.as_deref() != Some(sandbox.app_id.as_str())
-        || query.secret.as_deref() != Some(sandbox.app_secret.as_str())
+}
+
+async fn token(query: web::Query<GrantQuery>, sandbox: web::Data<WeixinSandbox>) -> HttpResponse {
+    if let Some(refused) =
+        sandbox.refuse_grant(&query, "client_credential", (40013, "invalid appid or secret"))
     {
-        return error(40013, "invalid appid or secret");
+        return refused;
     }
     let token = format!("sandbox-{}", crate::random::token_hex(16));
     sandbox.tokens.lock().expect("sandbox lock").insert(token.clone(), true);
@@ -317,4 +359,101 @@ async fn expire_tokens(sandbox: web::Data<WeixinSandbox>) -> HttpResponse {
         *good = false;
     }
     HttpResponse::NoContent().finish()
+}
+
+#[derive(Deserialize)]
+struct AuthorizeQuery {
+    appid: Option<String>,
+    redirect_uri: Option<String>,
+    response_type: Option<String>,
+    scope: Option<String>,
+    state: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "sandbox/authorize.html")]
+struct AuthorizePage {
+    redirect_uri: String,
+    state: String,
+    scope: String,
+    openids: [&'static str; 3],
+}
+
+/// WeChat's 网页授权 page: checks the request as WeChat does (our AppID, `response_type=code`, a
+/// known scope, a `redirect_uri` on the shop's site) and lets the tester pick who approves.
+async fn authorize(
+    query: web::Query<AuthorizeQuery>,
+    sandbox: web::Data<WeixinSandbox>,
+) -> Result<HttpResponse, crate::error::AppError> {
+    let AuthorizeQuery { appid, redirect_uri, response_type, scope, state } = query.into_inner();
+    let redirect_uri = redirect_uri.unwrap_or_default();
+    let scope = scope.unwrap_or_default();
+    let refusal = if appid.as_deref() != Some(sandbox.app_id.as_str()) {
+        Some("appid 错误")
+    } else if response_type.as_deref() != Some("code")
+        || !["snsapi_base", "snsapi_userinfo"].contains(&scope.as_str())
+    {
+        Some("参数错误")
+    } else if !redirect_uri.starts_with(&sandbox.shop_url) {
+        Some("redirect_uri 域名与后台配置不一致")
+    } else {
+        None
+    };
+    if let Some(reason) = refusal {
+        return Ok(HttpResponse::BadRequest().content_type("text/plain; charset=utf-8").body(reason));
+    }
+    let page =
+        AuthorizePage { redirect_uri, state: state.unwrap_or_default(), scope, openids: SAMPLE_OPENIDS };
+    crate::controllers::render(&page)
+}
+
+#[derive(Deserialize)]
+struct ApproveForm {
+    redirect_uri: String,
+    state: String,
+    openid: String,
+}
+
+/// The shopper approves: back to the shop's `redirect_uri` with a fresh code and the `state`.
+async fn approve(form: web::Form<ApproveForm>, sandbox: web::Data<WeixinSandbox>) -> HttpResponse {
+    let ApproveForm { redirect_uri, state, openid } = form.into_inner();
+    let openid = openid.trim().to_owned();
+    if openid.is_empty() || !redirect_uri.starts_with(&sandbox.shop_url) {
+        return HttpResponse::BadRequest().body("empty openid or a redirect_uri off the shop's site");
+    }
+    let code = crate::random::token_hex(16);
+    let given = OauthCode { openid, issued: Instant::now(), used: false };
+    sandbox.oauth_codes.lock().expect("sandbox lock").insert(code.clone(), given);
+    let separator = if redirect_uri.contains('?') { '&' } else { '?' };
+    let query =
+        serde_urlencoded::to_string([("code", code.as_str()), ("state", state.as_str())]).unwrap_or_default();
+    HttpResponse::Found().insert_header(("Location", format!("{redirect_uri}{separator}{query}"))).finish()
+}
+
+/// `sns/oauth2/access_token`: the openid a code was given for, once, within [`CODE_LIFETIME`].
+async fn oauth_access_token(
+    query: web::Query<GrantQuery>,
+    sandbox: web::Data<WeixinSandbox>,
+) -> HttpResponse {
+    if let Some(refused) = sandbox.refuse_grant(&query, "authorization_code", (40125, "invalid appsecret")) {
+        return refused;
+    }
+    let mut codes = sandbox.oauth_codes.lock().expect("sandbox lock");
+    let Some(given) = codes.get_mut(query.code.as_deref().unwrap_or("")) else {
+        return error(40029, "invalid code");
+    };
+    if given.used {
+        return error(40163, "code been used");
+    }
+    if given.issued.elapsed() > CODE_LIFETIME {
+        return error(40029, "invalid code");
+    }
+    given.used = true;
+    HttpResponse::Ok().json(serde_json::json!({
+        "access_token": format!("sandbox-web-{}", crate::random::token_hex(16)),
+        "expires_in": TOKEN_SECS,
+        "refresh_token": format!("sandbox-refresh-{}", crate::random::token_hex(16)),
+        "openid": given.openid,
+        "scope": "snsapi_base",
+    }))
 }

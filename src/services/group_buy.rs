@@ -187,14 +187,16 @@ fn activity_for(
 }
 
 /// Checks a group purchase before it is priced: the activity (E0002, E0003, E0007), and the
-/// team to join, which must take members now (E0006) and not hold the shopper already (E0005).
-/// Whether the activity is on is the price's to say ([`crate::services::pricing::price`]).
+/// team to join, which must take members now (E0006) and not hold the shopper already (E0005),
+/// but for the seat of the order this one `replaces` (closed as it is placed). Whether the
+/// activity is on is the price's to say ([`crate::services::pricing::price`]).
 pub fn prepare(
     conn: &mut DbConn,
     settings: &Settings,
     pick: &GroupBuyPick,
     product_id: &str,
     shopper: Option<&AppUser>,
+    replaces: Option<&str>,
     at: NaiveDateTime,
 ) -> AppResult<GroupBuyDraft> {
     let (activity, in_crowd) = activity_for(conn, settings, pick.activity_id, product_id, shopper)?;
@@ -206,7 +208,7 @@ pub fn prepare(
                 .filter(|t| is_joinable(t, joinable_until(settings, at)))
                 .ok_or(GroupBuyRefusal::TeamClosed)?;
             if let Some(user) = shopper
-                && group_buy::holds_seat(conn, team_id, user.user_id)?
+                && group_buy::holds_seat(conn, team_id, user.user_id, replaces)?
             {
                 return Err(GroupBuyRefusal::AlreadyInTeam.into());
             }
@@ -255,7 +257,7 @@ pub fn take_seat(
             group_buy::open_team(conn, &new)?;
         }
         TeamSeat::Join { team_id, .. } => {
-            if group_buy::holds_seat(conn, team_id, shopper.user_id)? {
+            if group_buy::holds_seat(conn, team_id, shopper.user_id, None)? {
                 return Err(GroupBuyRefusal::AlreadyInTeam.into());
             }
             if !group_buy::take_seat(conn, team_id, joinable_until(settings, at))? {
@@ -578,7 +580,7 @@ pub fn market_config(
     let mut mine = None;
     if let Some(user) = viewer {
         for team in &joinable {
-            if group_buy::holds_seat(conn, &team.team_id, user.user_id)? {
+            if group_buy::holds_seat(conn, &team.team_id, user.user_id, None)? {
                 mine = Some(team.team_id.clone());
                 break;
             }

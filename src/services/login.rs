@@ -1,16 +1,19 @@
-//! WeChat scan-to-login. The browser asks for a ticket (bound to a nonce cookie it holds); the
-//! shopper scans the QR with WeChat; WeChat pushes the scan to our portal with the scene; the
-//! browser's poll then turns the scanned ticket into a session, once.
+//! WeChat login, two ways that end alike ([`log_in`]). Outside WeChat, scan-to-login: the
+//! browser asks for a ticket (bound to a nonce cookie it holds); the shopper scans the QR with
+//! WeChat; WeChat pushes the scan to our portal with the scene; the browser's poll then turns the
+//! scanned ticket into a session, once. Inside WeChat, 网页授权 (`snsapi_base`): the browser goes
+//! to WeChat with a `state` bound to the same nonce ([`oauth_start`]) and comes back with a code,
+//! which WeChat exchanges for the openid ([`oauth_login`]).
 
 use chrono::Duration;
 
 use crate::china_time;
 use crate::config::Settings;
 use crate::db::{DbConn, DbPool, write_transaction};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::gateways::weixin::WeixinClient;
 use crate::log_escape::Untrusted;
-use crate::models::login::LoginTicket;
+use crate::models::login::{LoginTicket, OauthState};
 use crate::models::now;
 use crate::models::outbox::{OutboxEntry, WxTemplate};
 use crate::models::user::AppUser;
@@ -23,8 +26,14 @@ pub const TICKET_SECS: i64 = 600;
 /// with time to scan it.
 const HELD_MIN_SECS: i64 = 60;
 
-/// The nonce cookie that binds a ticket to the browser that asked for it.
+/// How long a login inside WeChat may take from `/login` to the callback.
+pub const OAUTH_STATE_SECS: i64 = 600;
+
+/// The nonce cookie that binds a ticket, or a login inside WeChat, to the browser that asked.
 pub const BROWSER_COOKIE: &str = "paymall_login";
+
+/// Where WeChat sends the browser back with the code: `<server.public_url>` + this.
+pub const OAUTH_CALLBACK_PATH: &str = "/login/oauth/callback";
 
 pub struct NewTicket {
     pub ticket: String,
@@ -102,20 +111,76 @@ pub fn check(
         if !LoginTicket::consume(c, found.id)? {
             return Ok(None);
         }
-        let (user, token) = session::start(c, &openid)?;
-        let serde_json::Value::Object(body) = serde_json::json!({
-            "touser": openid,
-            "template_id": settings.weixin.login_template_id,
-            "url": settings.server.public_url,
-            "data": { "time": { "value": china_time::format(now()) } },
-        }) else {
-            unreachable!("a JSON object")
-        };
-        let message = WxTemplate { client_msg_id: format!("login-{}", found.ticket), body };
-        OutboxEntry::enqueue(c, &message)?;
-        log::info!("login: openid {} logged in (user {})", Untrusted(&openid), user.user_id);
-        Ok(Some((user, token)))
+        log_in(c, settings, &openid, &format!("login-{}", found.ticket)).map(Some)
     })
+}
+
+/// Logs `openid` in, inside the caller's transaction: the user row, a session, and the "login
+/// succeeded" template message enqueued under `message_key` (its dedupe key and `client_msg_id`).
+/// Returns the user and the session token.
+fn log_in(
+    conn: &mut DbConn,
+    settings: &Settings,
+    openid: &str,
+    message_key: &str,
+) -> AppResult<(AppUser, String)> {
+    let (user, token) = session::start(conn, openid)?;
+    let serde_json::Value::Object(body) = serde_json::json!({
+        "touser": openid,
+        "template_id": settings.weixin.login_template_id,
+        "url": settings.server.public_url,
+        "data": { "time": { "value": china_time::format(now()) } },
+    }) else {
+        unreachable!("a JSON object")
+    };
+    OutboxEntry::enqueue(conn, &WxTemplate { client_msg_id: message_key.to_owned(), body })?;
+    log::info!("login: openid {} logged in (user {})", Untrusted(openid), user.user_id);
+    Ok((user, token))
+}
+
+/// Starts a login inside WeChat: a single-use `state` bound to this browser's nonce, valid for
+/// [`OAUTH_STATE_SECS`], remembering `next` (already made safe). Returns the 网页授权 link.
+pub fn oauth_start(
+    conn: &mut DbConn,
+    settings: &Settings,
+    client: &WeixinClient,
+    browser_nonce: &str,
+    next: &str,
+) -> AppResult<String> {
+    let state = crate::random::token_hex(16);
+    let expires_at = now() + Duration::seconds(OAUTH_STATE_SECS);
+    OauthState::insert(conn, &state, &session::token_hash(browser_nonce), next, expires_at)?;
+    let redirect_uri = format!("{}{OAUTH_CALLBACK_PATH}", settings.server.public_url);
+    Ok(client.oauth_authorize_url(&redirect_uri, &state))
+}
+
+/// A shopper logged in inside WeChat, and where they were going.
+pub struct OauthLogin {
+    pub token: String,
+    pub next: String,
+}
+
+/// WeChat sent the browser back with `code` and `state`: the state is used up first (only this
+/// browser's, unexpired, once: anything else is refused and nothing is called), then WeChat
+/// exchanges the code for the openid, then the shopper is logged in as a scan does. Takes the
+/// pool: no connection is held while WeChat answers.
+pub fn oauth_login(
+    pool: &DbPool,
+    settings: &Settings,
+    client: &WeixinClient,
+    state: &str,
+    code: &str,
+    browser_nonce: &str,
+) -> AppResult<OauthLogin> {
+    let next = OauthState::consume(&mut *pool.get()?, state, &session::token_hash(browser_nonce), now())?
+        .ok_or_else(|| {
+            log::info!("login: refused a 网页授权 state: unknown, used, expired or another browser's");
+            AppError::Forbidden("这个登录链接已失效、已使用或不属于此浏览器，请重新登录。".into())
+        })?;
+    let openid = client.openid_for_code(code)?;
+    let (_, token) =
+        write_transaction(&mut *pool.get()?, |c| log_in(c, settings, &openid, &format!("login-{state}")))?;
+    Ok(OauthLogin { token, next })
 }
 
 /// Consumer of `wx_template`: sends the message prepared when it was enqueued.
@@ -130,5 +195,6 @@ pub fn send_template(
 }
 
 pub fn purge_expired(conn: &mut DbConn) -> AppResult<usize> {
-    Ok(LoginTicket::purge_expired(conn, now() - Duration::hours(1))?)
+    let before = now() - Duration::hours(1);
+    Ok(LoginTicket::purge_expired(conn, before)? + OauthState::purge_expired(conn, before)?)
 }

@@ -12,6 +12,7 @@ pub mod order;
 pub mod order_export;
 pub mod order_history;
 pub mod orphan;
+pub mod pay_page;
 pub mod payment;
 pub mod pricing;
 pub mod reconcile;

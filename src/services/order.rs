@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::db::{DbConn, DbPool, Inserts, isolated_write_transaction, write_transaction};
 use crate::engine::Engine;
 use crate::error::{AppError, AppResult};
-use crate::gateways::alipay::{AlipayClient, PagePay};
+use crate::gateways::alipay::{AlipayClient, Cashier, PagePay};
 use crate::models::coupon::{self, UserCouponWithTemplate};
 use crate::models::order::{CheckoutStart, NewOrder, Order, OrderAtCheckout, OrderStatus};
 use crate::models::product::{self, Product};
@@ -54,6 +54,8 @@ pub struct Purchase {
     pub coupon_id: Option<i64>,
     /// A group buy (拼团): open a team, or join one.
     pub group_buy: Option<GroupBuyPick>,
+    /// The cashier a new order's form opens; an open order keeps the form it was signed with.
+    pub cashier: Cashier,
 }
 
 /// A new order before it exists: the product as priced now ([`pricing::price`]), and the
@@ -107,8 +109,8 @@ pub async fn checkout(
             Checkout::New(draft) => draft,
         };
         let number = numbers.next(|| engine.write(take_numbers)).await?;
-        let alipay = alipay.clone();
-        let sign = move || draft.sign(number, &alipay);
+        let (alipay, cashier) = (alipay.clone(), purchase.cashier);
+        let sign = move || draft.sign(number, &alipay, cashier);
         let settings = settings.clone();
         match engine.sign_then_write(sign, move |conn, signed| place(conn, &settings, &signed)).await? {
             Placed::Order(to_pay) => return Ok((user, to_pay)),
@@ -159,7 +161,9 @@ pub fn begin_checkout(
         None => None,
     };
     let group_buy = match &purchase.group_buy {
-        Some(pick) => Some(group_buy::prepare(conn, settings, pick, product_id, Some(&user), at)?),
+        Some(pick) => {
+            Some(group_buy::prepare(conn, settings, pick, product_id, Some(&user), replaces.as_deref(), at)?)
+        }
         None => None,
     };
     let choices = PricingChoices { coupon: coupon.as_ref(), group_buy: group_buy.as_ref() };
@@ -182,16 +186,17 @@ pub fn begin_checkout(
 }
 
 impl OrderDraft {
-    /// Numbers the order and signs its page-pay form (RSA2, local: no call out).
-    pub fn sign(self, number: i64, alipay: &AlipayClient) -> SignedOrder {
+    /// Numbers the order and signs its payment form for `cashier` (RSA2, local: no call out).
+    pub fn sign(self, number: i64, alipay: &AlipayClient, cashier: Cashier) -> SignedOrder {
         let order_id = format!("{}{number:010}", self.at.format("%y%m%d"));
         let pay = PagePay {
             out_trade_no: &order_id,
             total_cents: self.price.payable_cents,
             subject: &self.product.name,
+            product_id: &self.product.product_id,
             time_expire: self.expire_at,
         };
-        let pay_form = alipay.page_pay_form(&pay, self.at);
+        let pay_form = alipay.pay_form(&pay, cashier, self.at);
         SignedOrder { order_id, draft: self, pay_form }
     }
 }

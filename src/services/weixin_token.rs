@@ -31,9 +31,9 @@ pub fn with_token<T>(
         Err(WeixinError::TokenInvalid(code)) => {
             log::info!("weixin: access token refused (errcode {code}); refreshing");
             let fresh = current(pool, client, owner, Some(&token))?;
-            call(&fresh).map_err(into_app_error)
+            call(&fresh).map_err(AppError::from)
         }
-        other => other.map_err(into_app_error),
+        other => other.map_err(AppError::from),
     }
 }
 
@@ -48,15 +48,6 @@ pub fn send_template(
 ) -> AppResult<()> {
     body["client_msg_id"] = serde_json::Value::String(message_id.to_owned());
     with_token(pool, client, owner, |token| client.send_template(token, &body))
-}
-
-fn into_app_error(e: WeixinError) -> AppError {
-    match e {
-        WeixinError::Gateway(g) => g.into(),
-        token @ WeixinError::TokenInvalid(_) => {
-            AppError::Gateway { message: "WeChat refused our credentials.".into(), cause: token.to_string() }
-        }
-    }
 }
 
 /// A token that is valid now. `stale` is a token WeChat just refused: it is replaced even if its
@@ -97,7 +88,7 @@ fn refresh(pool: &DbPool, client: &WeixinClient, owner: &str) -> AppResult<Strin
         }
         Err(e) => {
             StoredToken::store_and_release(&mut conn, owner, None)?;
-            Err(into_app_error(e))
+            Err(AppError::from(e))
         }
     }
 }

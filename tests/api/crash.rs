@@ -27,6 +27,7 @@ fn start_instance(platform: &TestApp, port: u16) -> Child {
         .env("PAYMALL__WEIXIN__TOKEN", s.weixin.token.expose())
         .env("PAYMALL__WEIXIN__API_BASE_URL", &s.weixin.api_base_url)
         .env("PAYMALL__WEIXIN__QRCODE_SHOW_URL", &s.weixin.qrcode_show_url)
+        .env("PAYMALL__WEIXIN__OAUTH_AUTHORIZE_URL", &s.weixin.oauth_authorize_url)
         .env("PAYMALL__ALIPAY__GATEWAY_URL", &s.alipay.gateway_url)
         .env("PAYMALL__ALIPAY__MERCHANT_PRIVATE_KEY_PATH", &s.alipay.merchant_private_key_path)
         .env("PAYMALL__ALIPAY__ALIPAY_PUBLIC_KEY_PATH", &s.alipay.alipay_public_key_path)

@@ -13,7 +13,9 @@ use actix_web::dev::ServerHandle;
 use diesel::RunQueryDsl;
 use paymall::config::{Secret, Settings};
 pub use paymall::db::Backend;
-use paymall::gateways::alipay::{append_sign, load_private_key, sign_notification};
+use paymall::gateways::alipay::{
+    VerifyingKey, append_sign, load_private_key, load_public_key, sign_notification, verify_request,
+};
 use paymall::gateways::weixin::portal::signature;
 use paymall::jobs::Worker;
 use paymall::sandbox::alipay::sandbox_key_paths;
@@ -27,6 +29,14 @@ pub use paymall::{both_backends, every_payment_path};
 pub const GIFT: &str = "100010090091";
 /// The seeded mug, ¥39.99, forty in stock.
 pub const MUG: &str = "100010090093";
+
+/// WeChat's built-in browser on an iPhone.
+pub const WECHAT_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Language/zh_CN";
+/// Safari on an iPhone.
+pub const IPHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+/// Chrome on a computer.
+pub const DESKTOP_UA: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36";
 
 pub fn config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
@@ -151,6 +161,42 @@ impl TestApp {
         reply.body
     }
 
+    /// A browser inside WeChat (its user agent) that has asked `/login?next=` and was sent to
+    /// WeChat's 网页授权 page; returns the browser and that page's URL (without its fragment).
+    pub fn start_login_in_wechat(&self, next: &str) -> (Browser, String) {
+        let mut browser = self.browser().with_header("User-Agent", WECHAT_UA);
+        let redirect = browser.get(&format!("/login?next={}", paymall::controllers::url_encode(next)));
+        assert_eq!(redirect.status, 302, "{}", redirect.body);
+        let location = redirect.header("location").expect("the authorize URL");
+        let url = location.strip_suffix("#wechat_redirect").expect("the #wechat_redirect fragment");
+        (browser, url.to_owned())
+    }
+
+    /// The sandbox's authorize page approved as `openid`: the shop's callback URL, with a fresh
+    /// code and the state of `authorize_url`.
+    pub fn approve_in_wechat(&self, authorize_url: &str, openid: &str) -> String {
+        let mut wechat = self.browser();
+        let page = wechat.get(authorize_url);
+        assert_eq!(page.status, 200, "{}", page.body);
+        let (redirect_uri, state) = (hidden(&page.body, "redirect_uri"), hidden(&page.body, "state"));
+        let fields = [("redirect_uri", unescape(redirect_uri)), ("state", unescape(state))];
+        let approved = wechat.post_form(
+            "/sandbox/weixin/connect/oauth2/approve",
+            &[("redirect_uri", &fields[0].1), ("state", &fields[1].1), ("openid", openid)],
+        );
+        assert_eq!(approved.status, 302, "{}", approved.body);
+        approved.header("location").expect("the callback URL").to_owned()
+    }
+
+    /// A browser inside WeChat logged in as `openid` through 网页授权 and the sandbox.
+    pub fn login_in_wechat(&self, openid: &str) -> Browser {
+        let (mut browser, authorize_url) = self.start_login_in_wechat("/orders");
+        let callback = self.approve_in_wechat(&authorize_url, openid);
+        let back = browser.get(&callback);
+        assert_eq!((back.status, back.header("location")), (303, Some("/orders")), "{}", back.body);
+        browser
+    }
+
     /// The scene of a ticket, as WeChat's scan event carries it.
     pub fn scene_of(&self, ticket: &str) -> String {
         use diesel::prelude::*;
@@ -217,6 +263,27 @@ impl TestApp {
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(reply.json()["code"], "0000");
         reply.json()["data"].as_str().expect("form").to_owned()
+    }
+
+    /// Buy on the product page, as `browser`'s shopper: the checkout page.
+    pub fn buy(&self, browser: &mut Browser, product_id: &str) -> Reply {
+        let csrf = browser.csrf(&format!("/products/{product_id}"));
+        browser.post_form(&format!("/products/{product_id}/buy"), &[("csrf", &csrf)])
+    }
+
+    /// The payment form's parameters (the action's query and `biz_content`) once their signature
+    /// is verified with the merchant's public key, and `biz_content` read as JSON.
+    pub fn verified_form(&self, form: &str) -> (HashMap<String, String>, serde_json::Value) {
+        let action = unescape(attribute(form, "action=\""));
+        let query = action.split_once('?').expect("the action's query").1;
+        let mut params: Vec<(String, String)> = serde_urlencoded::from_str(query).expect("query");
+        params.push(("biz_content".to_owned(), unescape(hidden(form, "biz_content"))));
+        let (merchant_public, _) = sandbox_key_paths(&self.settings);
+        let key = VerifyingKey::new(load_public_key(&merchant_public).expect("merchant public key"));
+        assert!(verify_request(&key, &params), "the form's signature: {form}");
+        let params: HashMap<String, String> = params.into_iter().collect();
+        let biz = serde_json::from_str(&params["biz_content"]).expect("biz_content JSON");
+        (params, biz)
     }
 
     /// Submits the page-pay form the way the browser does: the sandbox's cashier opens.

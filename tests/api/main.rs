@@ -21,4 +21,6 @@ mod notify_attacks;
 mod operations;
 mod order_views;
 mod payment;
+mod phone;
 mod portal;
+mod wechat_login;

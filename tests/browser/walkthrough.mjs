@@ -3,8 +3,10 @@
 // checkout -> sandbox cashier -> Pay -> the order page turns paid, then delivered, without a
 // reload -> the admin signs in and finds the order; then, on a phone's 375 px wide screen, the
 // shopper claims 直减5元 at 领券中心, finds it preselected on the tea's page at ¥53.00, sees the
-// breakdown at checkout, pays ¥53.00, and the coupon is 已使用. Screenshots go to
-// target/screenshots/.
+// breakdown at checkout, pays ¥53.00, and the coupon is 已使用; then on an iPhone-sized screen
+// inside WeChat, a visitor's Buy logs in through the sandbox's 网页授权 page and the checkout
+// guides to the phone's browser; and in the iPhone's Safari a shopper pays at the phone (WAP)
+// cashier and sees the order delivered without a reload. Screenshots go to target/screenshots/.
 //
 // Usage: node walkthrough.mjs <shop base URL> <admin password>
 import { chromium } from "playwright-core";
@@ -50,9 +52,10 @@ try {
   const context = await browser.newContext({ viewport: { width: 420, height: 860 } });
   // Whatever the content security policy refuses, Chromium reports on the page's console.
   const refusals = [];
-  context.on("console", (message) => {
+  const watchPolicy = (watched) => watched.on("console", (message) => {
     if (message.text().includes("Content Security Policy")) refusals.push(message.text());
   });
+  watchPolicy(context);
   const shop = await context.newPage();
   let orderId = "";
 
@@ -196,6 +199,67 @@ try {
     expectText(await shop.textContent("#mine-AVAILABLE"), "无", "no coupon left available");
     await fitsThePhone(shop);
     await shot(shop, "coupon-used");
+  });
+
+  const iPhone = { viewport: { width: 375, height: 812 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
+  const wechatUserAgent = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Language/zh_CN";
+  const safariUserAgent = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+
+  await check("inside WeChat on an iPhone, Buy logs in through the authorize page and the checkout shows the guide", async () => {
+    const wechat = await browser.newContext({ ...iPhone, userAgent: wechatUserAgent });
+    watchPolicy(wechat);
+    const page = await wechat.newPage();
+    await page.goto(`${base}/products/100010090091`);
+    await page.click("#buy");
+    await page.waitForURL((url) => url.pathname === "/sandbox/weixin/connect/oauth2/authorize");
+    await fitsThePhone(page);
+    await shot(page, "wechat-authorize");
+    await page.fill("#openid", "o-wechat-shopper");
+    await page.click("#approve");
+    await page.waitForURL((url) => url.pathname === "/products/100010090091");
+    expectText(await page.textContent("header"), "o-wechat-shopper", "logged in inside WeChat");
+    await page.click("#buy");
+    await page.waitForSelector("#wechat-guide");
+    expectText(await page.textContent("#wechat-guide"), "点击右上角 ··· 选择在浏览器打开", "the guide");
+    const link = await page.inputValue("#pay-link");
+    if (!new RegExp(`^${base}/orders/\\d{16}/pay$`).test(link)) throw new Error(`pay link ${link}`);
+    if (await page.$("form[name=punchout_form]")) throw new Error("the cashier form is on the page inside WeChat");
+    if (page.url().includes("/sandbox/alipay/")) throw new Error("went on to Alipay inside WeChat");
+    await fitsThePhone(page);
+    await shot(page, "wechat-guide");
+    await wechat.close();
+  });
+
+  await check("in an iPhone's Safari, the shopper pays at the phone cashier and sees the order delivered without a reload", async () => {
+    const safari = await browser.newContext({ ...iPhone, userAgent: safariUserAgent });
+    watchPolicy(safari);
+    const page = await safari.newPage();
+    await page.goto(`${base}/products/100010090091`);
+    await page.click("#buy");
+    await page.waitForURL((url) => url.pathname === "/login");
+    const [phone] = await Promise.all([safari.waitForEvent("page"), page.click("#sandbox-phone")]);
+    await phone.waitForLoadState();
+    await phone.fill("#openid", "o-safari-shopper");
+    await phone.click("#scan");
+    await phone.waitForSelector("#portal-reply");
+    await phone.close();
+    await page.waitForURL((url) => url.pathname === "/products/100010090091", { timeout: 15000 });
+    await page.click("#buy");
+    await page.waitForURL((url) => url.pathname === "/sandbox/alipay/gateway.do", { timeout: 15000 });
+    const method = await page.getAttribute(".cashier", "data-method");
+    if (method !== "alipay.trade.wap.pay") throw new Error(`the cashier opened by ${method}`);
+    expectText(await page.textContent(".cashier"), "¥1.68", "cashier amount");
+    const wapOrderId = (await page.textContent(".out-trade-no")).trim();
+    await fitsThePhone(page);
+    await shot(page, "wap-cashier");
+    await page.click("#pay");
+    await page.waitForURL((url) => url.pathname === `/orders/${wapOrderId}`, { timeout: 15000 });
+    await page.evaluate(() => { window.__sameDocument = true; });
+    await page.waitForSelector('#order-status[data-status="DEAL_DONE"]', { timeout: 30000 });
+    if (!(await page.evaluate(() => window.__sameDocument === true))) throw new Error("the page reloaded");
+    await fitsThePhone(page);
+    await shot(page, "wap-order-delivered");
+    await safari.close();
   });
 
   await check("no page broke the content security policy", async () => {

@@ -1,5 +1,6 @@
 //! WeChat Official Account: the API we call (access tokens, scene QR tickets, template
-//! messages), and in [`portal`] and [`safe_mode`] the protocol of the pushes WeChat sends us.
+//! messages, the 网页授权 link and its code exchange), and in [`portal`] and [`safe_mode`] the
+//! protocol of the pushes WeChat sends us.
 //! Facts: shared/PROTOCOLS.md.
 
 pub mod portal;
@@ -11,18 +12,41 @@ use serde::Deserialize;
 
 use super::{GatewayError, http_agent};
 use crate::config::Settings;
+use crate::error::AppError;
 
 const PLATFORM: &str = "WeChat";
 
 /// Error codes that mean "this access token is no longer good": refresh and retry once.
 pub const TOKEN_INVALID: [i64; 3] = [40001, 40014, 42001];
 
+/// Error codes of `sns/oauth2/access_token` that mean the code is no good: invalid (40029) or
+/// already used (40163).
+pub const CODE_INVALID: [i64; 2] = [40029, 40163];
+
 #[derive(Debug, thiserror::Error)]
 pub enum WeixinError {
     #[error("the access token was refused (errcode {0})")]
     TokenInvalid(i64),
+    #[error("the authorisation code was refused (errcode {0})")]
+    CodeInvalid(i64),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+}
+
+impl From<WeixinError> for AppError {
+    fn from(e: WeixinError) -> Self {
+        match e {
+            WeixinError::Gateway(g) => g.into(),
+            token @ WeixinError::TokenInvalid(_) => AppError::Gateway {
+                message: "WeChat refused our credentials.".into(),
+                cause: token.to_string(),
+            },
+            WeixinError::CodeInvalid(code) => {
+                log::info!("weixin: an authorisation code was refused (errcode {code})");
+                AppError::BadRequest("微信登录未完成：授权码无效或已使用，请重新登录。".into())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,6 +58,7 @@ struct Answer {
     access_token: Option<String>,
     expires_in: Option<i64>,
     ticket: Option<String>,
+    openid: Option<String>,
 }
 
 pub struct QrTicket {
@@ -45,6 +70,7 @@ pub struct WeixinClient {
     app_id: String,
     app_secret: String,
     api_base_url: String,
+    oauth_authorize_url: String,
     agent: ureq::Agent,
 }
 
@@ -54,6 +80,7 @@ impl WeixinClient {
             app_id: settings.weixin.app_id.clone(),
             app_secret: settings.weixin.app_secret.expose().to_owned(),
             api_base_url: settings.weixin.api_base_url.trim_end_matches('/').to_owned(),
+            oauth_authorize_url: settings.weixin.oauth_authorize_url.clone(),
             agent: http_agent(Duration::from_secs(5)),
         }
     }
@@ -75,6 +102,7 @@ impl WeixinClient {
         match answer.errcode {
             0 => Ok(answer),
             code if TOKEN_INVALID.contains(&code) => Err(WeixinError::TokenInvalid(code)),
+            code if CODE_INVALID.contains(&code) => Err(WeixinError::CodeInvalid(code)),
             code => Err(GatewayError::Refused {
                 platform: PLATFORM,
                 code: code.to_string(),
@@ -106,6 +134,42 @@ impl WeixinClient {
             }
             .into()),
         }
+    }
+
+    /// The 网页授权 link (`snsapi_base`: the openid, without asking the shopper) that sends the
+    /// browser back to `redirect_uri` with a code and `state`. WeChat wants the parameters in
+    /// this order and the `#wechat_redirect` fragment.
+    pub fn oauth_authorize_url(&self, redirect_uri: &str, state: &str) -> String {
+        let query = serde_urlencoded::to_string([
+            ("appid", self.app_id.as_str()),
+            ("redirect_uri", redirect_uri),
+            ("response_type", "code"),
+            ("scope", "snsapi_base"),
+            ("state", state),
+        ])
+        .unwrap_or_default();
+        format!("{}?{query}#wechat_redirect", self.oauth_authorize_url)
+    }
+
+    /// `GET /sns/oauth2/access_token`: the openid of the shopper a 网页授权 code was given to.
+    /// The code is good once, for five minutes ([`WeixinError::CodeInvalid`] otherwise).
+    pub fn openid_for_code(&self, code: &str) -> Result<String, WeixinError> {
+        counted("weixin.oauth2.access_token", self.oauth_openid(code))
+    }
+
+    fn oauth_openid(&self, code: &str) -> Result<String, WeixinError> {
+        let url = format!("{}/sns/oauth2/access_token", self.api_base_url);
+        let request = self
+            .agent
+            .get(&url)
+            .query("appid", &self.app_id)
+            .query("secret", &self.app_secret)
+            .query("code", code)
+            .query("grant_type", "authorization_code");
+        let answer = self.read(request.call())?;
+        answer.openid.filter(|openid| !openid.is_empty()).ok_or_else(|| {
+            GatewayError::BadAnswer { platform: PLATFORM, reason: "no openid in the answer".into() }.into()
+        })
     }
 
     /// `POST /cgi-bin/qrcode/create`: a temporary `QR_STR_SCENE` ticket.
