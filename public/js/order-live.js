@@ -3,23 +3,20 @@
   var card = document.querySelector("[data-order-id]");
   if (!card) return;
   var orderId = card.getAttribute("data-order-id");
-  var words = {
-    CREATE: "Creating the payment form…", PAY_WAIT: "Waiting for your payment at Alipay…",
-    PAY_SUCCESS: "Paid. Preparing your delivery…", DEAL_DONE: "Paid and delivered. Thank you!",
-    CLOSE: "Closed without payment.", REFUND_WAIT: "Refund in progress…", REFUNDED: "Refunded."
-  };
-  // As services::order_history::status_text says them.
-  var zh = {
-    CREATE: "待支付", PAY_WAIT: "待支付", PAY_SUCCESS: "已支付", DEAL_DONE: "已完成",
-    CLOSE: "已关闭", REFUND_WAIT: "退款中", REFUNDED: "已退款"
-  };
+  // Each status's words in the page's language, as the server wrote them into #status-words.
+  var words = {};
+  document.querySelectorAll("#status-words [data-status]").forEach(function (item) {
+    words[item.getAttribute("data-status")] = {
+      words: item.getAttribute("data-words"), detail: item.getAttribute("data-detail")
+    };
+  });
   function show(order) {
+    var said = words[order.status] || { words: order.status, detail: "" };
     var status = document.getElementById("order-status");
-    status.textContent = order.status;
+    status.textContent = said.words;
+    status.setAttribute("data-status", order.status);
     status.className = "status status-" + order.status;
-    document.getElementById("order-status-text").textContent = words[order.status] || "";
-    var statusZh = document.getElementById("order-status-zh");
-    if (statusZh) statusZh.textContent = zh[order.status] || "";
+    document.getElementById("order-status-text").textContent = said.detail;
     if (order.payTime) document.getElementById("order-pay-time").textContent = order.payTime;
     if (order.tradeNo) document.getElementById("order-trade-no").textContent = order.tradeNo;
     // The actions its status allows (取消订单 while open, 申请退款 once paid).

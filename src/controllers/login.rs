@@ -10,6 +10,7 @@ use super::identity::{MaybeShopper, session_token};
 use super::next::safe_next;
 use super::{Nav, csrf, render};
 use crate::error::{AppError, Envelope};
+use crate::i18n::Lang;
 use crate::services::login::{self, BROWSER_COOKIE, NewTicket};
 use crate::services::session::{self, SESSION_COOKIE, SESSION_DAYS};
 use crate::state::AppState;
@@ -29,6 +30,7 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage {
+    lang: Lang,
     nav: Nav,
     ticket: String,
     qr_url: String,
@@ -89,6 +91,7 @@ async fn login_page(
     req: HttpRequest,
     state: web::Data<AppState>,
     shopper: MaybeShopper,
+    lang: Lang,
     client: ClientAddr,
     query: web::Query<LoginQuery>,
 ) -> Result<HttpResponse, AppError> {
@@ -101,6 +104,7 @@ async fn login_page(
     let settings = &state.settings;
     let encoded = super::url_encode(&issued.ticket);
     let page = LoginPage {
+        lang,
         nav: shopper.nav(),
         qr_url: format!("{}?ticket={encoded}", settings.weixin.qrcode_show_url),
         phone_url: settings.sandbox.enabled.then(|| format!("/sandbox/weixin/phone?ticket={encoded}")),
@@ -213,15 +217,16 @@ async fn scanned(
 #[derive(Template)]
 #[template(path = "logout.html")]
 struct LogoutPage {
+    lang: Lang,
     nav: Nav,
 }
 
 /// An old "Log out" link: a page with the button, since logging out takes the form's token.
-async fn logout_page(shopper: MaybeShopper) -> Result<HttpResponse, AppError> {
+async fn logout_page(shopper: MaybeShopper, lang: Lang) -> Result<HttpResponse, AppError> {
     if shopper.0.is_none() {
         return Ok(super::see_other("/"));
     }
-    render(&LogoutPage { nav: shopper.nav() })
+    render(&LogoutPage { lang, nav: shopper.nav() })
 }
 
 #[derive(Deserialize)]

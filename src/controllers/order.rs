@@ -15,6 +15,7 @@ use super::{Nav, csrf, filters, render};
 use crate::china_time;
 use crate::config::url_origin;
 use crate::error::{AppError, Envelope};
+use crate::i18n::Lang;
 use crate::models::order::{Order, OrderAtCheckout, OrderStatus};
 use crate::models::order_discount::DiscountType;
 use crate::models::user::AppUser;
@@ -165,6 +166,7 @@ impl From<&OrderPage> for UserOrderList {
 #[derive(Template)]
 #[template(path = "checkout.html")]
 struct CheckoutPage {
+    lang: Lang,
     nav: Nav,
     order: OrderAtCheckout,
     breakdown: Breakdown,
@@ -177,23 +179,22 @@ struct CheckoutPage {
 #[derive(Template)]
 #[template(path = "order.html")]
 struct OrderDetailPage {
+    lang: Lang,
     nav: Nav,
     order: Order,
     breakdown: Breakdown,
-    status_text: &'static str,
+    /// Every status, for the live status's words.
+    statuses: [OrderStatus; 7],
     /// What the last 取消订单 / 申请退款 came to.
-    notice: Option<&'static str>,
+    notice: Option<String>,
 }
 
 /// The notices of the order page's 取消订单 / 申请退款, by the key its redirect carries: the
-/// service's answers ([`RefundOutcome::key`]), `busy` and `failed`. Only these texts are shown,
-/// so a link cannot put words on the page.
-fn cancel_notice(key: &str) -> Option<&'static str> {
-    match key {
-        "busy" => Some("订单正在处理中，请稍后再试"),
-        "failed" => Some("暂时无法处理，请稍后再试"),
-        key => RefundOutcome::from_key(key).map(RefundOutcome::message),
-    }
+/// service's answers ([`RefundOutcome::key`]), `busy` and `failed`, each the message
+/// `order-notice-<key>`. Only these texts are shown, so a link cannot put words on the page.
+fn cancel_notice(key: &str, lang: Lang) -> Option<String> {
+    let known = matches!(key, "busy" | "failed") || RefundOutcome::from_key(key).is_some();
+    known.then(|| lang.keyed("order-notice", key))
 }
 
 #[derive(Deserialize)]
@@ -209,6 +210,7 @@ struct CsrfForm {
 #[derive(Template)]
 #[template(path = "orders.html")]
 struct OrdersPage {
+    lang: Lang,
     nav: Nav,
     page: OrderPage,
     /// Whether this is a later page (a link back to the newest is shown).
@@ -244,6 +246,7 @@ async fn checkout(
 /// page; a visitor is sent to log in first.
 async fn buy(
     req: HttpRequest,
+    lang: Lang,
     state: web::Data<AppState>,
     path: web::Path<String>,
     form: web::Form<BuyForm>,
@@ -269,7 +272,7 @@ async fn buy(
     let breakdown =
         state.engine.run(move |conn| history::at_checkout(conn, &order_id, payable_cents)).await?;
     let nav = MaybeShopper(Some(Shopper { user, token })).nav();
-    render(&CheckoutPage { nav, order, breakdown, form: pay_form, existing })
+    render(&CheckoutPage { lang, nav, order, breakdown, form: pay_form, existing })
 }
 
 async fn create_pay_order(
@@ -280,7 +283,7 @@ async fn create_pay_order(
     let token = session_token(&req).ok_or(AppError::NotLoggedIn)?;
     let CreatePayOrder { product_id, coupon_id } = body.into_inner();
     if product_id.trim().is_empty() {
-        return Err(AppError::BadRequest("productId is required".into()));
+        return Err(AppError::BadRequest("非法参数：缺少 productId".into()));
     }
     let (_, to_pay) = checkout(&state, token, Purchase { product_id, coupon_id }).await?;
     Ok(Envelope::ok(to_pay.pay_form))
@@ -365,13 +368,14 @@ struct KeysetQuery {
 async fn my_orders(
     state: web::Data<AppState>,
     shopper: MaybeShopper,
+    lang: Lang,
     query: web::Query<KeysetQuery>,
 ) -> Result<HttpResponse, AppError> {
     let Some(current) = shopper.0.clone() else { return Ok(super::see_other("/login?next=/orders")) };
     let cursor = OrderCursor::new(query.last_id, None)?;
     let user = current.user.clone();
     let page = state.engine.run(move |conn| history::keyset_page(conn, &user, cursor)).await?;
-    render(&OrdersPage { nav: shopper.nav(), page, later: cursor.before_id.is_some() })
+    render(&OrdersPage { lang, nav: shopper.nav(), page, later: cursor.before_id.is_some() })
 }
 
 /// `query_user_order_list`'s body. Both fields are whole numbers (a JSON number or a string of
@@ -392,7 +396,7 @@ fn whole_number(name: &str, value: Option<serde_json::Value>) -> Result<Option<i
         Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
         Some(_) => None,
     };
-    number.map(Some).ok_or_else(|| AppError::BadRequest(format!("{name} must be a whole number")))
+    number.map(Some).ok_or_else(|| AppError::BadRequest(format!("非法参数：{name} 须为整数")))
 }
 
 /// The original project's order list: the session's shopper's orders, newest first, keyset-paged
@@ -422,6 +426,7 @@ async fn shoppers_order(
 async fn order_page(
     state: web::Data<AppState>,
     shopper: MaybeShopper,
+    lang: Lang,
     path: web::Path<String>,
     query: web::Query<NoticeQuery>,
 ) -> Result<HttpResponse, AppError> {
@@ -433,9 +438,9 @@ async fn order_page(
         )));
     };
     let PricedOrder { order, breakdown } = shoppers_order(&state, &current, order_id).await?;
-    let status_text = history::status_text(order.status);
-    let notice = query.notice.as_deref().and_then(cancel_notice);
-    render(&OrderDetailPage { nav: shopper.nav(), order, breakdown, status_text, notice })
+    let notice = query.notice.as_deref().and_then(|key| cancel_notice(key, lang));
+    let (nav, statuses) = (shopper.nav(), OrderStatus::ALL);
+    render(&OrderDetailPage { lang, nav, order, breakdown, statuses, notice })
 }
 
 #[derive(Deserialize)]

@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::gateways::http_agent;
 use crate::gateways::weixin::portal::{cdata, parse, signature};
 use crate::gateways::weixin::safe_mode::SafeMode;
+use crate::i18n::Lang;
 
 const TOKEN_SECS: i64 = 7200;
 
@@ -205,13 +206,15 @@ async fn show_qrcode(query: web::Query<TicketQuery>, sandbox: web::Data<WeixinSa
 #[derive(Template)]
 #[template(path = "sandbox/phone.html")]
 struct PhonePage {
+    lang: Lang,
     ticket: String,
     openid: String,
     reply: Option<String>,
 }
 
-async fn phone(query: web::Query<TicketQuery>) -> Result<HttpResponse, crate::error::AppError> {
+async fn phone(query: web::Query<TicketQuery>, lang: Lang) -> Result<HttpResponse, crate::error::AppError> {
     let page = PhonePage {
+        lang,
         ticket: query.ticket.clone().unwrap_or_default(),
         openid: "o-sandbox-shopper".into(),
         reply: None,
@@ -228,6 +231,7 @@ struct ScanForm {
 /// The phone scans: WeChat pushes `subscribe` (first time, `qrscene_` prefix) or `SCAN` to the
 /// shop's portal, signed with the shared token.
 async fn scan(
+    lang: Lang,
     form: web::Form<ScanForm>,
     sandbox: web::Data<WeixinSandbox>,
 ) -> Result<HttpResponse, crate::error::AppError> {
@@ -288,18 +292,22 @@ async fn scan(
         },
         Err(failure) => failure,
     };
-    crate::controllers::render(&PhonePage { ticket, openid, reply: Some(reply) })
+    crate::controllers::render(&PhonePage { lang, ticket, openid, reply: Some(reply) })
 }
 
 #[derive(Template)]
 #[template(path = "sandbox/inbox.html")]
 struct InboxPage {
+    lang: Lang,
     messages: VecDeque<InboxMessage>,
 }
 
-async fn inbox_page(sandbox: web::Data<WeixinSandbox>) -> Result<HttpResponse, crate::error::AppError> {
+async fn inbox_page(
+    sandbox: web::Data<WeixinSandbox>,
+    lang: Lang,
+) -> Result<HttpResponse, crate::error::AppError> {
     let messages = sandbox.inbox.lock().expect("sandbox lock").latest.clone();
-    crate::controllers::render(&InboxPage { messages })
+    crate::controllers::render(&InboxPage { lang, messages })
 }
 
 async fn inbox_json(sandbox: web::Data<WeixinSandbox>) -> HttpResponse {

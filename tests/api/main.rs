@@ -14,6 +14,7 @@ mod coupon_pages;
 mod crash;
 mod export;
 mod hardening;
+mod i18n;
 mod login;
 mod metrics;
 mod notify_attacks;
