@@ -10,6 +10,13 @@
       words: item.getAttribute("data-words"), detail: item.getAttribute("data-detail")
     };
   });
+  // The API's China time "2026-12-04 21:05:09" as the page writes times (Lang::time).
+  function shopperTime(text) {
+    var m = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}:\d{2})/.exec(text);
+    if (!m) return text;
+    if (document.documentElement.lang !== "zh-CN") return m[1] + "-" + m[2] + "-" + m[3] + " " + m[4];
+    return m[1] + "年" + Number(m[2]) + "月" + Number(m[3]) + "日 " + m[4];
+  }
   function show(order) {
     var said = words[order.status] || { words: order.status, detail: "" };
     var status = document.getElementById("order-status");
@@ -17,7 +24,7 @@
     status.setAttribute("data-status", order.status);
     status.className = "status status-" + order.status;
     document.getElementById("order-status-text").textContent = said.detail;
-    if (order.payTime) document.getElementById("order-pay-time").textContent = order.payTime;
+    if (order.payTime) document.getElementById("order-pay-time").textContent = shopperTime(order.payTime);
     if (order.tradeNo) document.getElementById("order-trade-no").textContent = order.tradeNo;
     // The actions its status allows (取消订单 while open, 申请退款 once paid).
     document.querySelectorAll("[data-statuses]").forEach(function (form) {

@@ -47,7 +47,8 @@ const browser = await chromium.launch({
 });
 let failed = false;
 try {
-  const context = await browser.newContext({ viewport: { width: 420, height: 860 } });
+  // A Chinese shopper's browser: it asks for zh-CN first.
+  const context = await browser.newContext({ viewport: { width: 420, height: 860 }, locale: "zh-CN" });
   // Whatever the content security policy refuses, Chromium reports on the page's console.
   const refusals = [];
   context.on("console", (message) => {
@@ -110,6 +111,7 @@ try {
     const sameDocument = await shop.evaluate(() => window.__sameDocument === true);
     if (!sameDocument) throw new Error("the page reloaded");
     expectText(await shop.textContent("#order-status-text"), "发货", "status text");
+    expectText(await shop.textContent("#order-pay-time"), "年", "the pay time as a shopper reads it");
     await shot(shop, "order-delivered");
   });
 
@@ -205,7 +207,7 @@ try {
       await shop.goto(`${base}${page}`);
       await fitsThePhone(shop);
     }
-    const visitor = await browser.newPage({ viewport: { width: 375, height: 812 } });
+    const visitor = await browser.newPage({ viewport: { width: 375, height: 812 }, locale: "zh-CN" });
     await visitor.goto(`${base}/login`);
     await fitsThePhone(visitor);
     await shot(visitor, "login-phone");
