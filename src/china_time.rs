@@ -1,12 +1,17 @@
 //! China time (UTC+8): the zone of Alipay's timestamps and of the shop's display, whatever the
 //! server's zone. The database keeps UTC.
 
-use chrono::{FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+
+/// A UTC timestamp in China time.
+pub fn to_china(utc: NaiveDateTime) -> DateTime<FixedOffset> {
+    let china = FixedOffset::east_opt(8 * 3600).expect("UTC+8");
+    Utc.from_utc_datetime(&utc).with_timezone(&china)
+}
 
 /// A UTC timestamp as China time, `YYYY-MM-DD HH:MM:SS` (Alipay's format).
 pub fn format(utc: NaiveDateTime) -> String {
-    let china = FixedOffset::east_opt(8 * 3600).expect("UTC+8");
-    Utc.from_utc_datetime(&utc).with_timezone(&china).format("%Y-%m-%d %H:%M:%S").to_string()
+    to_china(utc).format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 /// China-time text as [`format`] writes it, back to UTC.

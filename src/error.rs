@@ -1,8 +1,9 @@
 //! One error type for the whole request path, with one policy:
 //! - a page gets the HTML error page for the status, with a short message a shopper can act on;
 //! - anything under `/api` gets the original project's envelope `{code, info, data: null}`
-//!   (`0002` bad argument, `0003` not logged in, a refusal's own code such as `C0007`, `0001`
-//!   everything else) via [`api_envelope`];
+//!   (`0002` bad argument, `0003` 未登录, a refusal's own code such as `C0007`, `0001`
+//!   everything else) via [`api_envelope`]; `info` is the original's Chinese wording whatever
+//!   the page language, and so are the messages the error page shows;
 //! - server-side failures (5xx) are logged once, here, with their cause; the client never sees
 //!   the cause, nor a parser's account of what it did not like;
 //! - a 503 and a 429 carry `Retry-After`.
@@ -12,6 +13,7 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use askama::Template;
 
+use crate::i18n::Lang;
 use crate::log_escape::Untrusted;
 
 /// Seconds a 503 asks the client to wait before trying again.
@@ -25,10 +27,10 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
-    #[error("please log in first")]
+    #[error("未登录")]
     NotLoggedIn,
     /// An admin page without an admin session: redirect to the sign-in (the location).
-    #[error("please sign in as the admin")]
+    #[error("请先以管理员身份登录")]
     AdminLogin(String),
     #[error("{0}")]
     Forbidden(String),
@@ -39,21 +41,21 @@ pub enum AppError {
     /// shopper-facing text; answered 409.
     #[error("{info}")]
     Refused { code: &'static str, info: &'static str },
-    #[error("the request body is too large")]
+    #[error("请求内容过大")]
     PayloadTooLarge,
     /// A client over its rate limit (answered with `Retry-After`).
-    #[error("too many requests, please try again in a minute")]
+    #[error("请求过于频繁，请一分钟后再试")]
     TooManyRequests,
     /// The body was still arriving when `server.body_timeout_secs` ran out.
-    #[error("the request took too long to arrive")]
+    #[error("请求超时")]
     RequestTimeout,
     /// An outside platform (WeChat, Alipay) failed or could not be reached: a message for the
     /// client, and what exactly happened for the log and the operator.
     #[error("{message}")]
     Gateway { message: String, cause: String },
-    #[error("the service is busy, please try again")]
+    #[error("系统繁忙，请稍后再试")]
     Unavailable(String),
-    #[error("something went wrong on our side")]
+    #[error("调用失败")]
     Internal(String),
 }
 
@@ -134,11 +136,16 @@ impl From<askama::Error> for AppError {
 
 #[derive(Template)]
 #[template(path = "error.html")]
-struct ErrorPage<'a> {
+struct ErrorPage {
+    lang: Lang,
     status: u16,
-    title: &'a str,
+    title: String,
     message: String,
 }
+
+/// The statuses the error page has a title for (the message `http-<status>`); any other is
+/// titled `http-other`.
+const TITLED_STATUSES: [u16; 11] = [400, 401, 403, 404, 408, 409, 413, 429, 500, 502, 503];
 
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
@@ -168,11 +175,11 @@ impl ResponseError for AppError {
         if status.is_server_error() {
             log::error!("{status}: {self} ({})", self.cause().unwrap_or("no further cause"));
         }
-        let page = ErrorPage {
-            status: status.as_u16(),
-            title: status.canonical_reason().unwrap_or("Error"),
-            message: self.to_string(),
-        };
+        // The page has no request to read a language from: it speaks the shop's default.
+        let (lang, code) = (Lang::default(), status.as_u16());
+        let title =
+            if TITLED_STATUSES.contains(&code) { lang.keyed("http", code) } else { lang.t("http-other") };
+        let page = ErrorPage { lang, status: code, title, message: self.to_string() };
         let body = page.render().unwrap_or_else(|_| format!("<h1>{status}</h1>"));
         response_for(status).content_type(ContentType::html()).body(body)
     }
@@ -236,11 +243,15 @@ pub async fn api_envelope(
                     Untrusted(res.request().path()),
                     Untrusted(&err.to_string())
                 );
-                let code = if status.is_client_error() { "0002" } else { "0001" };
-                Some((code, status.canonical_reason().unwrap_or("error").to_lowercase()))
+                let (code, info) = if status.is_client_error() {
+                    ("0002", "非法参数")
+                } else {
+                    ("0001", "调用失败")
+                };
+                Some((code, info.to_owned()))
             }
         },
-        None if status == StatusCode::NOT_FOUND => Some(("0001", "no such API".to_owned())),
+        None if status == StatusCode::NOT_FOUND => Some(("0001", "接口不存在".to_owned())),
         None => None,
     };
     Ok(match envelope {

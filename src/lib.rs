@@ -7,6 +7,7 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod gateways;
+pub mod i18n;
 pub mod jobs;
 pub mod log_escape;
 pub mod metrics;

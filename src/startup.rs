@@ -236,6 +236,7 @@ fn serve(
                 }),
             ))
             .wrap(headers.iter().cloned().fold(DefaultHeaders::new(), DefaultHeaders::add))
+            .wrap(from_fn(controllers::lang::remember_choice))
             // Outermost: the latency covers every middleware, and the answer's final status.
             .wrap(from_fn({
                 let worker_metrics = state.http_metrics.for_worker();
@@ -457,7 +458,7 @@ fn malformed(message: &str, detail: impl std::fmt::Display, req: &HttpRequest) -
 fn form_error(e: UrlencodedError, req: &HttpRequest) -> actix_web::Error {
     match e {
         UrlencodedError::Overflow { .. } => AppError::PayloadTooLarge,
-        other => malformed("malformed form", other, req),
+        other => malformed("非法参数：表单格式错误", other, req),
     }
     .into()
 }
@@ -467,13 +468,13 @@ fn json_error(e: JsonPayloadError, req: &HttpRequest) -> actix_web::Error {
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
             AppError::PayloadTooLarge
         }
-        other => malformed("malformed JSON body", other, req),
+        other => malformed("非法参数：JSON 格式错误", other, req),
     }
     .into()
 }
 
 fn query_error(e: QueryPayloadError, req: &HttpRequest) -> actix_web::Error {
-    malformed("malformed query string", e, req).into()
+    malformed("非法参数：查询参数格式错误", e, req).into()
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@
       .then(function (r) { return r.json(); })
       .then(function (body) {
         if (body.code === "0000") {
-          document.getElementById("login-status").textContent = "Logged in. Taking you back…";
+          document.getElementById("login-status").textContent = card.getAttribute("data-done");
           location.href = next;
         } else {
           setTimeout(poll, 1500);

@@ -3,25 +3,30 @@
   var card = document.querySelector("[data-order-id]");
   if (!card) return;
   var orderId = card.getAttribute("data-order-id");
-  var words = {
-    CREATE: "Creating the payment form…", PAY_WAIT: "Waiting for your payment at Alipay…",
-    PAY_SUCCESS: "Paid. Preparing your delivery…", DEAL_DONE: "Paid and delivered. Thank you!",
-    CLOSE: "Closed without payment.", REFUND_WAIT: "Refund in progress…", REFUNDED: "Refunded."
-  };
-  // As services::order_history::status_text says them.
-  var zh = {
-    CREATE: "待支付", PAY_WAIT: "待支付", PAY_SUCCESS: "已支付", DEAL_DONE: "已完成",
-    CLOSE: "已关闭", REFUND_WAIT: "退款中", REFUNDED: "已退款"
-  };
+  // Each status's words in the page's language, as the server wrote them into #status-words.
+  var words = {};
+  document.querySelectorAll("#status-words [data-status]").forEach(function (item) {
+    words[item.getAttribute("data-status")] = {
+      words: item.getAttribute("data-words"), detail: item.getAttribute("data-detail")
+    };
+  });
+  // The API's China time "2026-12-04 21:05:09" as the page writes times (Lang::time).
+  function shopperTime(text) {
+    var m = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}:\d{2})/.exec(text);
+    if (!m) return text;
+    if (document.documentElement.lang !== "zh-CN") return m[1] + "-" + m[2] + "-" + m[3] + " " + m[4];
+    return m[1] + "年" + Number(m[2]) + "月" + Number(m[3]) + "日 " + m[4];
+  }
   function show(order) {
+    // A paid group order reads 待成团 until its team forms.
+    var key = order.status === "PAY_SUCCESS" && order.teamId ? "TEAM_WAIT" : order.status;
+    var said = words[key] || { words: order.status, detail: "" };
     var status = document.getElementById("order-status");
-    status.textContent = order.status;
-    status.className = "status status-" + order.status;
+    status.textContent = said.words;
     status.setAttribute("data-status", order.status);
-    document.getElementById("order-status-text").textContent = words[order.status] || "";
-    var statusZh = document.getElementById("order-status-zh");
-    if (statusZh) statusZh.textContent = zh[order.status] || "";
-    if (order.payTime) document.getElementById("order-pay-time").textContent = order.payTime;
+    status.className = "status status-" + order.status;
+    document.getElementById("order-status-text").textContent = said.detail;
+    if (order.payTime) document.getElementById("order-pay-time").textContent = shopperTime(order.payTime);
     if (order.tradeNo) document.getElementById("order-trade-no").textContent = order.tradeNo;
     // The actions its status allows (取消订单 while open, 申请退款 once paid).
     document.querySelectorAll("[data-statuses]").forEach(function (form) {

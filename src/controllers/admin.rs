@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::client::ClientAddr;
 use super::{csrf, filters, render, see_other, url_encode};
 use crate::error::AppError;
+use crate::i18n::Lang;
 use crate::models::coupon::{CouponKind, NewTemplate, TemplateWithProducts};
 use crate::models::order::{OrderFilter, OrderStatus};
 use crate::models::order_total::StatusTotal;
@@ -60,6 +61,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub struct Admin {
     pub username: String,
     token: String,
+    /// The console's language, as for the shop's pages.
+    pub lang: Lang,
 }
 
 impl Admin {
@@ -91,7 +94,7 @@ impl FromRequest for Admin {
                 .clone();
             let lookup = token.clone();
             match state.engine.run(move |conn| admin::session_admin(conn, &lookup)).await? {
-                Some(username) => Ok(Admin { username, token }),
+                Some(username) => Ok(Admin { username, token, lang: super::lang::of_request(&req) }),
                 None => Err(login_required),
             }
         })
@@ -101,6 +104,7 @@ impl FromRequest for Admin {
 #[derive(Template)]
 #[template(path = "admin/login.html")]
 struct LoginPage {
+    lang: Lang,
     csrf: String,
     next: String,
     error: Option<String>,
@@ -116,10 +120,15 @@ fn local_next(next: Option<&str>) -> String {
     if next.starts_with("/admin") { next } else { "/admin".to_owned() }
 }
 
-async fn login_form(req: HttpRequest, query: web::Query<NextQuery>) -> Result<HttpResponse, AppError> {
+async fn login_form(
+    req: HttpRequest,
+    lang: Lang,
+    query: web::Query<NextQuery>,
+) -> Result<HttpResponse, AppError> {
     let token =
         req.cookie(FORM_COOKIE).map(|c| c.value().to_owned()).unwrap_or_else(|| crate::random::token_hex(16));
     let mut response = render(&LoginPage {
+        lang,
         csrf: csrf::token_for(&token),
         next: local_next(query.next.as_deref()),
         error: None,
@@ -142,6 +151,7 @@ struct LoginForm {
 /// any check).
 async fn login(
     req: HttpRequest,
+    lang: Lang,
     state: web::Data<AppState>,
     client: ClientAddr,
     form: web::Form<LoginForm>,
@@ -157,7 +167,8 @@ async fn login(
     let outcome =
         state.engine.run(move |conn| admin::sign_in(conn, &settings, &username, &password, client.0)).await?;
     let retry = |error: String, status: actix_web::http::StatusCode| -> Result<HttpResponse, AppError> {
-        let page = LoginPage { csrf: csrf::token_for(&form_token), next: next.clone(), error: Some(error) };
+        let page =
+            LoginPage { lang, csrf: csrf::token_for(&form_token), next: next.clone(), error: Some(error) };
         let mut response = render(&page)?;
         *response.status_mut() = status;
         Ok(response)
@@ -289,6 +300,7 @@ impl OrdersQuery {
 #[derive(Template)]
 #[template(path = "admin/orders.html")]
 struct OrdersPage {
+    lang: Lang,
     admin: String,
     csrf: String,
     list: OrdersList,
@@ -324,6 +336,7 @@ async fn orders(
     };
     let keep = query.keep();
     render(&OrdersPage {
+        lang: admin_user.lang,
         csrf: admin_user.csrf(),
         admin: admin_user.username,
         list,
@@ -381,6 +394,7 @@ fn csv_filename(query: &OrdersQuery) -> String {
 #[derive(Template)]
 #[template(path = "admin/order.html")]
 struct OrderDetailPage {
+    lang: Lang,
     admin: String,
     csrf: String,
     story: OrderStory,
@@ -401,6 +415,7 @@ async fn order_detail(
     let order_id = path.into_inner();
     let story = state.engine.run(move |conn| admin::story(conn, &order_id)).await?;
     render(&OrderDetailPage {
+        lang: admin_user.lang,
         csrf: admin_user.csrf(),
         admin: admin_user.username,
         story,
@@ -445,6 +460,7 @@ async fn order_action(
 #[derive(Template)]
 #[template(path = "admin/outbox.html")]
 struct OutboxPage {
+    lang: Lang,
     admin: String,
     csrf: String,
     entries: Vec<OutboxEntry>,
@@ -452,7 +468,12 @@ struct OutboxPage {
 
 async fn outbox(state: web::Data<AppState>, admin_user: Admin) -> Result<HttpResponse, AppError> {
     let entries = state.engine.run(|conn| Ok(OutboxEntry::troubled(conn, 200)?)).await?;
-    render(&OutboxPage { csrf: admin_user.csrf(), admin: admin_user.username, entries })
+    render(&OutboxPage {
+        lang: admin_user.lang,
+        csrf: admin_user.csrf(),
+        admin: admin_user.username,
+        entries,
+    })
 }
 
 async fn retry_outbox(
@@ -470,6 +491,7 @@ async fn retry_outbox(
 #[derive(Template)]
 #[template(path = "admin/orphans.html")]
 struct OrphansPage {
+    lang: Lang,
     admin: String,
     csrf: String,
     orphans: Vec<OrphanPayment>,
@@ -479,6 +501,7 @@ struct OrphansPage {
 async fn orphans(state: web::Data<AppState>, admin_user: Admin) -> Result<HttpResponse, AppError> {
     let orphans = state.engine.run(orphan::latest).await?;
     render(&OrphansPage {
+        lang: admin_user.lang,
         csrf: admin_user.csrf(),
         admin: admin_user.username,
         orphans,
@@ -502,6 +525,7 @@ async fn refund_orphan(
 #[derive(Template)]
 #[template(path = "admin/products.html")]
 struct ProductsPage {
+    lang: Lang,
     admin: String,
     csrf: String,
     products: Vec<Product>,
@@ -510,7 +534,13 @@ struct ProductsPage {
 
 async fn products(state: web::Data<AppState>, admin_user: Admin) -> Result<HttpResponse, AppError> {
     let products = state.engine.run(|conn| Ok(Product::all(conn)?)).await?;
-    render(&ProductsPage { csrf: admin_user.csrf(), admin: admin_user.username, products, error: None })
+    render(&ProductsPage {
+        lang: admin_user.lang,
+        csrf: admin_user.csrf(),
+        admin: admin_user.username,
+        products,
+        error: None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -578,6 +608,7 @@ async fn edit_product(
         Err(error) => {
             let products = state.engine.run(|conn| Ok(Product::all(conn)?)).await?;
             let mut response = render(&ProductsPage {
+                lang: admin_user.lang,
                 csrf: admin_user.csrf(),
                 admin: admin_user.username,
                 products,
@@ -592,6 +623,7 @@ async fn edit_product(
 #[derive(Template)]
 #[template(path = "admin/coupons.html")]
 struct CouponsPage {
+    lang: Lang,
     admin: String,
     csrf: String,
     templates: Vec<TemplateWithProducts>,
@@ -604,7 +636,13 @@ async fn coupons_page(
     message: Option<String>,
 ) -> Result<HttpResponse, AppError> {
     let templates = state.engine.run(coupons::templates).await?;
-    render(&CouponsPage { csrf: admin_user.csrf(), admin: admin_user.username, templates, message })
+    render(&CouponsPage {
+        lang: admin_user.lang,
+        csrf: admin_user.csrf(),
+        admin: admin_user.username,
+        templates,
+        message,
+    })
 }
 
 async fn coupon_templates(

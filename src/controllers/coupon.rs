@@ -9,6 +9,7 @@ use super::identity::{MaybeShopper, Shopper};
 use super::{Nav, csrf, render, see_other};
 use crate::china_time;
 use crate::error::{AppError, Envelope};
+use crate::i18n::Lang;
 use crate::models::coupon::{CouponKind, CouponStatus, TemplateWithProducts, UserCouponWithTemplate};
 use crate::models::now;
 use crate::money::format_yuan;
@@ -192,7 +193,7 @@ async fn api_trial(
 ) -> Result<HttpResponse, AppError> {
     let TrialBody { product_id, coupon_id, market } = body.into_inner();
     if product_id.trim().is_empty() {
-        return Err(AppError::BadRequest("productId is required".into()));
+        return Err(AppError::BadRequest("非法参数：缺少 productId".into()));
     }
     let group = market.pick()?;
     let user = shopper.0.map(|s| s.user);
@@ -217,16 +218,16 @@ struct OpenTemplate {
     remaining: i64,
 }
 
-impl From<&TemplateWithProducts> for OpenTemplate {
-    fn from(t: &TemplateWithProducts) -> Self {
+impl OpenTemplate {
+    fn new(t: &TemplateWithProducts, lang: Lang) -> Self {
         OpenTemplate {
             template_id: t.template.template_id,
             name: t.template.name.clone(),
             rule: t.template.rule_in_words(),
-            scope: scope_in_words(t),
+            scope: scope_in_words(t, lang),
             validity: match (t.template.valid_days, t.template.valid_until) {
-                (Some(days), _) => format!("领取后{days}天内有效"),
-                (None, Some(until)) => format!("{} 前有效", china_time::format(until)),
+                (Some(days), _) => lang.tv("coupons-valid-days", "days", days),
+                (None, Some(until)) => lang.tv("coupons-valid-until", "time", lang.time(until)),
                 (None, None) => String::new(),
             },
             remaining: t.template.remaining(),
@@ -234,11 +235,11 @@ impl From<&TemplateWithProducts> for OpenTemplate {
     }
 }
 
-fn scope_in_words(t: &TemplateWithProducts) -> String {
+fn scope_in_words(t: &TemplateWithProducts, lang: Lang) -> String {
     if t.product_ids.is_empty() {
-        "全部商品可用".into()
+        lang.t("coupons-scope-all")
     } else {
-        format!("限商品 {}", t.product_ids.join("、"))
+        lang.tv("coupons-scope-products", "ids", t.product_ids.join("、"))
     }
 }
 
@@ -248,19 +249,19 @@ struct HeldCoupon {
     rule: String,
     scope: String,
     code: String,
-    valid_until: String,
+    valid_until: chrono::NaiveDateTime,
 }
 
 /// The shopper's coupons of one status.
 struct CouponGroup {
     status: &'static str,
-    label: &'static str,
     coupons: Vec<HeldCoupon>,
 }
 
 #[derive(Template)]
 #[template(path = "coupons.html")]
 struct CentrePage {
+    lang: Lang,
     nav: Nav,
     logged_in: bool,
     open: Vec<OpenTemplate>,
@@ -277,6 +278,7 @@ struct CentreQuery {
 async fn centre(
     state: web::Data<AppState>,
     shopper: MaybeShopper,
+    lang: Lang,
     query: web::Query<CentreQuery>,
 ) -> Result<HttpResponse, AppError> {
     let user_id = shopper.0.as_ref().map(|s| s.user.user_id);
@@ -286,30 +288,30 @@ async fn centre(
         .into_iter()
         .map(|status| CouponGroup {
             status: status.as_str(),
-            label: status.label(),
             coupons: mine
                 .iter()
                 .filter(|c| c.coupon.status_at(at) == status)
                 .map(|c| HeldCoupon {
                     name: c.template.template.name.clone(),
                     rule: c.template.template.rule_in_words(),
-                    scope: scope_in_words(&c.template),
+                    scope: scope_in_words(&c.template, lang),
                     code: c.coupon.code.clone(),
-                    valid_until: china_time::format(c.coupon.valid_until),
+                    valid_until: c.coupon.valid_until,
                 })
                 .collect(),
         })
         .collect();
     // Only known texts are shown: a link cannot put words on the page.
     let notice = match (&query.claimed, query.refused.as_deref().and_then(CouponRefusal::from_code)) {
-        (_, Some(refusal)) => Some(refusal.info().to_owned()),
-        (Some(_), None) => Some("领取成功".to_owned()),
+        (_, Some(refusal)) => Some(lang.keyed("refusal", refusal.code())),
+        (Some(_), None) => Some(lang.t("coupons-claimed")),
         (None, None) => None,
     };
     render(&CentrePage {
+        lang,
         nav: shopper.nav(),
         logged_in: user_id.is_some(),
-        open: open.iter().map(OpenTemplate::from).collect(),
+        open: open.iter().map(|t| OpenTemplate::new(t, lang)).collect(),
         groups,
         notice,
     })

@@ -12,6 +12,7 @@ use super::identity::{MaybeShopper, session_token};
 use super::next::safe_next;
 use super::{Nav, csrf, render};
 use crate::error::{AppError, Envelope};
+use crate::i18n::Lang;
 use crate::services::login::{self, BROWSER_COOKIE, NewTicket, OAUTH_CALLBACK_PATH, OauthLogin};
 use crate::services::session::{self, SESSION_COOKIE, SESSION_DAYS};
 use crate::state::AppState;
@@ -32,6 +33,7 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage {
+    lang: Lang,
     nav: Nav,
     ticket: String,
     qr_url: String,
@@ -92,6 +94,7 @@ async fn login_page(
     req: HttpRequest,
     state: web::Data<AppState>,
     shopper: MaybeShopper,
+    lang: Lang,
     client: ClientAddr,
     device: Device,
     query: web::Query<LoginQuery>,
@@ -103,7 +106,7 @@ async fn login_page(
     let (nonce, fresh) = browser_nonce(&req);
     let mut response = match device {
         Device::WeChat => oauth_redirect(&state, client, nonce.clone(), next).await?,
-        Device::Phone | Device::Desktop => qr_page(&state, client, nonce.clone(), next).await?,
+        Device::Phone | Device::Desktop => qr_page(&state, lang, client, nonce.clone(), next).await?,
     };
     if fresh {
         response.add_cookie(&nonce_cookie(&nonce, secure(&state))).map_err(AppError::internal)?;
@@ -131,6 +134,7 @@ async fn oauth_redirect(
 /// Outside WeChat: the QR code to scan.
 async fn qr_page(
     state: &web::Data<AppState>,
+    lang: Lang,
     client: ClientAddr,
     nonce: String,
     next: String,
@@ -139,6 +143,7 @@ async fn qr_page(
     let settings = &state.settings;
     let encoded = super::url_encode(&issued.ticket);
     let page = LoginPage {
+        lang,
         nav: Nav::default(),
         qr_url: format!("{}?ticket={encoded}", settings.weixin.qrcode_show_url),
         phone_url: settings.sandbox.enabled.then(|| format!("/sandbox/weixin/phone?ticket={encoded}")),
@@ -280,15 +285,16 @@ async fn oauth_callback(
 #[derive(Template)]
 #[template(path = "logout.html")]
 struct LogoutPage {
+    lang: Lang,
     nav: Nav,
 }
 
 /// An old "Log out" link: a page with the button, since logging out takes the form's token.
-async fn logout_page(shopper: MaybeShopper) -> Result<HttpResponse, AppError> {
+async fn logout_page(shopper: MaybeShopper, lang: Lang) -> Result<HttpResponse, AppError> {
     if shopper.0.is_none() {
         return Ok(super::see_other("/"));
     }
-    render(&LogoutPage { nav: shopper.nav() })
+    render(&LogoutPage { lang, nav: shopper.nav() })
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,7 @@ pub mod device;
 pub mod group_buy;
 pub mod health;
 pub mod identity;
+pub mod lang;
 pub mod login;
 pub mod metrics;
 pub mod next;
@@ -34,6 +35,7 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
 
 /// Pages and operational endpoints.
 pub fn page_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/favicon.ico", web::get().to(favicon));
     health::routes(cfg);
     metrics::routes(cfg);
     product::routes(cfg);
@@ -62,8 +64,17 @@ pub fn url_encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+fn no_page() -> AppError {
+    AppError::NotFound("页面不存在".into())
+}
+
+/// The shop's icon where browsers look for it by default.
+async fn favicon() -> Result<actix_files::NamedFile, AppError> {
+    actix_files::NamedFile::open("public/favicon.ico").map_err(|_| no_page())
+}
+
 pub async fn not_found() -> Result<HttpResponse, AppError> {
-    Err(AppError::NotFound("There is no page at this address.".into()))
+    Err(no_page())
 }
 
 /// Renders a page through the error policy (a template failure becomes the 500 page).
@@ -86,7 +97,7 @@ pub const MAX_PAGE: i64 = 100_000;
 pub fn page_number(page: Option<i64>) -> Result<i64, AppError> {
     match page.unwrap_or(1) {
         page @ 1..=MAX_PAGE => Ok(page),
-        _ => Err(AppError::BadRequest(format!("page must be a number from 1 to {MAX_PAGE}"))),
+        _ => Err(AppError::BadRequest(format!("非法参数：page 须为 1 到 {MAX_PAGE} 的整数"))),
     }
 }
 

@@ -17,6 +17,7 @@ use super::{Nav, csrf, filters, render};
 use crate::china_time;
 use crate::config::url_origin;
 use crate::error::{AppError, Envelope};
+use crate::i18n::Lang;
 use crate::models::group_buy::{Team, TeamStatus};
 use crate::models::now;
 use crate::models::order::{Order, OrderAtCheckout, OrderStatus};
@@ -65,8 +66,6 @@ pub struct OrderView {
     pub pay_amount: String,
     pub discounts: Vec<DiscountView>,
     pub status: OrderStatus,
-    /// The status in the shopper's words (a paid group order waits for its team: 待成团).
-    pub status_text: &'static str,
     pub order_time: String,
     pub pay_time: Option<String>,
     pub trade_no: Option<String>,
@@ -110,7 +109,6 @@ impl OrderView {
                 })
                 .collect(),
             status: o.status,
-            status_text: history::status_text(o),
             order_time: china_time::format(o.order_time),
             pay_time: o.pay_time.map(china_time::format),
             trade_no: o.trade_no.clone(),
@@ -199,6 +197,7 @@ impl From<&OrderPage> for UserOrderList {
 #[derive(Template)]
 #[template(path = "checkout.html")]
 struct CheckoutPage {
+    lang: Lang,
     nav: Nav,
     order: OrderAtCheckout,
     breakdown: Breakdown,
@@ -214,25 +213,24 @@ struct CheckoutPage {
 #[derive(Template)]
 #[template(path = "order.html")]
 struct OrderDetailPage {
+    lang: Lang,
     nav: Nav,
     order: Order,
     breakdown: Breakdown,
     /// A group order's team.
     team: Option<Team>,
-    status_text: &'static str,
+    /// Every status, for the live status's words.
+    statuses: [OrderStatus; 8],
     /// What the last 取消订单 / 申请退款 came to.
-    notice: Option<&'static str>,
+    notice: Option<String>,
 }
 
 /// The notices of the order page's 取消订单 / 申请退款, by the key its redirect carries: the
-/// service's answers ([`RefundOutcome::key`]), `busy` and `failed`. Only these texts are shown,
-/// so a link cannot put words on the page.
-fn cancel_notice(key: &str) -> Option<&'static str> {
-    match key {
-        "busy" => Some("订单正在处理中，请稍后再试"),
-        "failed" => Some("暂时无法处理，请稍后再试"),
-        key => RefundOutcome::from_key(key).map(RefundOutcome::message),
-    }
+/// service's answers ([`RefundOutcome::key`]), `busy` and `failed`, each the message
+/// `order-notice-<key>`. Only these texts are shown, so a link cannot put words on the page.
+fn cancel_notice(key: &str, lang: Lang) -> Option<String> {
+    let known = matches!(key, "busy" | "failed") || RefundOutcome::from_key(key).is_some();
+    known.then(|| lang.keyed("order-notice", key))
 }
 
 #[derive(Deserialize)]
@@ -248,6 +246,7 @@ struct CsrfForm {
 #[derive(Template)]
 #[template(path = "orders.html")]
 struct OrdersPage {
+    lang: Lang,
     nav: Nav,
     page: OrderPage,
     /// Whether this is a later page (a link back to the newest is shown).
@@ -319,6 +318,7 @@ async fn checkout(
 /// page; a visitor is sent to log in first.
 async fn buy(
     req: HttpRequest,
+    lang: Lang,
     state: web::Data<AppState>,
     path: web::Path<String>,
     form: web::Form<BuyForm>,
@@ -346,13 +346,14 @@ async fn buy(
         Err(AppError::NotLoggedIn) => return Ok(login()),
         other => other?,
     };
-    checkout_page(&state, Shopper { user, token }, to_pay, device).await
+    checkout_page(&state, lang, Shopper { user, token }, to_pay, device).await
 }
 
 /// The order's pay page, the link the guide inside WeChat gives: the checkout of the order again
 /// (its form, or a fresh one once it expired), going on to the cashier by itself. A visitor logs
 /// in first and comes back; an order no longer waiting goes to its own page.
 async fn pay(
+    lang: Lang,
     state: web::Data<AppState>,
     shopper: MaybeShopper,
     path: web::Path<String>,
@@ -375,7 +376,7 @@ async fn pay(
     match opened {
         Ok(PayPage::Pay(user, to_pay)) => {
             let to_pay = OrderToPay { existing: false, ..to_pay };
-            checkout_page(&state, Shopper { user, token }, to_pay, device).await
+            checkout_page(&state, lang, Shopper { user, token }, to_pay, device).await
         }
         Ok(PayPage::Settled) => Ok(super::see_other(&page)),
         Err(AppError::NotLoggedIn) => Ok(login()),
@@ -387,6 +388,7 @@ async fn pay(
 /// WeChat the guide with the order's pay link.
 async fn checkout_page(
     state: &AppState,
+    lang: Lang,
     shopper: Shopper,
     to_pay: OrderToPay,
     device: Device,
@@ -399,7 +401,7 @@ async fn checkout_page(
         format!("{}/orders/{}/pay", state.settings.server.public_url, super::url_encode(&order.order_id))
     });
     let nav = MaybeShopper(Some(shopper)).nav();
-    render(&CheckoutPage { nav, order, breakdown, form: pay_form, existing, pay_link })
+    render(&CheckoutPage { lang, nav, order, breakdown, form: pay_form, existing, pay_link })
 }
 
 async fn create_pay_order(
@@ -411,7 +413,7 @@ async fn create_pay_order(
     let token = session_token(&req).ok_or(AppError::NotLoggedIn)?;
     let CreatePayOrder { product_id, coupon_id, market } = body.into_inner();
     if product_id.trim().is_empty() {
-        return Err(AppError::BadRequest("productId is required".into()));
+        return Err(AppError::BadRequest("非法参数：缺少 productId".into()));
     }
     let purchase = Purchase { product_id, coupon_id, group_buy: market.pick()?, cashier: device.cashier() };
     let (_, to_pay) = checkout(&state, token, purchase).await?;
@@ -499,13 +501,14 @@ struct KeysetQuery {
 async fn my_orders(
     state: web::Data<AppState>,
     shopper: MaybeShopper,
+    lang: Lang,
     query: web::Query<KeysetQuery>,
 ) -> Result<HttpResponse, AppError> {
     let Some(current) = shopper.0.clone() else { return Ok(super::see_other("/login?next=/orders")) };
     let cursor = OrderCursor::new(query.last_id, None)?;
     let user = current.user.clone();
     let page = state.engine.run(move |conn| history::keyset_page(conn, &user, cursor)).await?;
-    render(&OrdersPage { nav: shopper.nav(), page, later: cursor.before_id.is_some() })
+    render(&OrdersPage { lang, nav: shopper.nav(), page, later: cursor.before_id.is_some() })
 }
 
 /// `query_user_order_list`'s body. Both fields are whole numbers (a JSON number or a string of
@@ -526,7 +529,7 @@ fn whole_number(name: &str, value: Option<serde_json::Value>) -> Result<Option<i
         Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
         Some(_) => None,
     };
-    number.map(Some).ok_or_else(|| AppError::BadRequest(format!("{name} must be a whole number")))
+    number.map(Some).ok_or_else(|| AppError::BadRequest(format!("非法参数：{name} 须为整数")))
 }
 
 /// The original project's order list: the session's shopper's orders, newest first, keyset-paged
@@ -556,6 +559,7 @@ async fn shoppers_order(
 async fn order_page(
     state: web::Data<AppState>,
     shopper: MaybeShopper,
+    lang: Lang,
     path: web::Path<String>,
     query: web::Query<NoticeQuery>,
 ) -> Result<HttpResponse, AppError> {
@@ -567,9 +571,9 @@ async fn order_page(
         )));
     };
     let PricedOrder { order, breakdown, team } = shoppers_order(&state, &current, order_id).await?;
-    let status_text = history::status_text(&order);
-    let notice = query.notice.as_deref().and_then(cancel_notice);
-    render(&OrderDetailPage { nav: shopper.nav(), order, breakdown, team, status_text, notice })
+    let notice = query.notice.as_deref().and_then(|key| cancel_notice(key, lang));
+    let (nav, statuses) = (shopper.nav(), OrderStatus::ALL);
+    render(&OrderDetailPage { lang, nav, order, breakdown, team, statuses, notice })
 }
 
 #[derive(Deserialize)]

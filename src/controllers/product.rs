@@ -6,6 +6,7 @@ use askama::Template;
 use super::identity::MaybeShopper;
 use super::{Nav, filters, render};
 use crate::error::AppError;
+use crate::i18n::Lang;
 use crate::models::now;
 use crate::models::product::Product;
 use crate::money::format_yuan;
@@ -20,6 +21,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Template)]
 #[template(path = "products.html")]
 struct ProductsPage {
+    lang: Lang,
     nav: Nav,
     products: Arc<[Product]>,
 }
@@ -27,6 +29,7 @@ struct ProductsPage {
 #[derive(Template)]
 #[template(path = "product.html")]
 struct ProductPage {
+    lang: Lang,
     nav: Nav,
     product: Product,
     /// The Buy form's token, for a logged-in shopper.
@@ -48,15 +51,18 @@ struct CouponChoice {
 
 impl CouponChoice {
     /// The choices in the offers' order (the best first, which is preselected).
-    fn list(offers: &[CouponOffer]) -> Vec<CouponChoice> {
+    fn list(offers: &[CouponOffer], lang: Lang) -> Vec<CouponChoice> {
         offers
             .iter()
             .enumerate()
             .map(|(i, offer)| {
                 let rule = offer.coupon.template.template.rule_in_words();
                 let (label, disabled) = match &offer.price {
-                    Ok(price) => (format!("{rule} · 到手价 ¥{}", format_yuan(price.payable_cents)), false),
-                    Err(refusal) => (format!("{rule} · {}", refusal.info()), true),
+                    Ok(price) => {
+                        let payable = format_yuan(price.payable_cents);
+                        (format!("{rule} · {} ¥{payable}", lang.t("product-coupon-price")), false)
+                    }
+                    Err(refusal) => (format!("{rule} · {}", lang.keyed("refusal", refusal.code())), true),
                 };
                 CouponChoice {
                     coupon_id: offer.coupon.coupon.coupon_id,
@@ -69,14 +75,19 @@ impl CouponChoice {
     }
 }
 
-async fn list(state: web::Data<AppState>, shopper: MaybeShopper) -> Result<HttpResponse, AppError> {
+async fn list(
+    state: web::Data<AppState>,
+    shopper: MaybeShopper,
+    lang: Lang,
+) -> Result<HttpResponse, AppError> {
     let products = state.shop_window.products(|| state.engine.run(catalogue::products_on_sale)).await?;
-    render(&ProductsPage { nav: shopper.nav(), products })
+    render(&ProductsPage { lang, nav: shopper.nav(), products })
 }
 
 async fn detail(
     state: web::Data<AppState>,
     shopper: MaybeShopper,
+    lang: Lang,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let product_id = path.into_inner();
@@ -87,6 +98,6 @@ async fn detail(
         .await?;
     let csrf = shopper.0.as_ref().map(|s| super::csrf::token_for(&s.token));
     let best_cents = offers.first().and_then(CouponOffer::payable_cents);
-    let coupons = CouponChoice::list(&offers);
-    render(&ProductPage { nav: shopper.nav(), product, csrf, coupons, best_cents })
+    let coupons = CouponChoice::list(&offers, lang);
+    render(&ProductPage { lang, nav: shopper.nav(), product, csrf, coupons, best_cents })
 }

@@ -106,7 +106,19 @@ pub struct Order {
     pub team_id: Option<String>,
 }
 
+/// The words of a paid group order while its team forms (待成团), beside the statuses'.
+pub const TEAM_WAIT: &str = "TEAM_WAIT";
+
 impl Order {
+    /// Which status words a shopper reads for the order: its status's, or [`TEAM_WAIT`] for a
+    /// paid group order whose team is still forming.
+    pub fn status_words(&self) -> &'static str {
+        match self.status {
+            OrderStatus::PaySuccess if self.team_id.is_some() => TEAM_WAIT,
+            status => status.as_str(),
+        }
+    }
+
     /// The list price: the snapshot's, or `total_cents` for an order placed without one.
     pub fn original_cents(&self) -> i64 {
         self.original_cents.unwrap_or(self.total_cents)

@@ -22,6 +22,7 @@ use crate::gateways::alipay::{
     sign_notification, verify_request,
 };
 use crate::gateways::http_agent;
+use crate::i18n::Lang;
 use crate::models::now;
 
 /// The compressed resend schedule (Alipay: 4m, 10m, 10m, 1h, 2h, 6h, 15h).
@@ -227,6 +228,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Template)]
 #[template(path = "sandbox/cashier.html")]
 struct CashierPage {
+    lang: Lang,
     trade: Trade,
     paid: bool,
 }
@@ -239,7 +241,12 @@ fn request_params(req: &HttpRequest, body: &[u8]) -> Vec<(String, String)> {
     params
 }
 
-async fn gateway(req: HttpRequest, body: web::Bytes, sandbox: web::Data<Arc<AlipaySandbox>>) -> HttpResponse {
+async fn gateway(
+    req: HttpRequest,
+    lang: Lang,
+    body: web::Bytes,
+    sandbox: web::Data<Arc<AlipaySandbox>>,
+) -> HttpResponse {
     let params = request_params(&req, &body);
     let field =
         |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
@@ -281,7 +288,7 @@ async fn gateway(req: HttpRequest, body: web::Bytes, sandbox: web::Data<Arc<Alip
                     .clone()
             };
             let paid = trade.status != "WAIT_BUYER_PAY";
-            match (CashierPage { trade, paid }).render() {
+            match (CashierPage { lang, trade, paid }).render() {
                 Ok(html) => HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html),
                 Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
             }

@@ -17,6 +17,7 @@ use crate::config::Settings;
 use crate::gateways::http_agent;
 use crate::gateways::weixin::portal::{cdata, parse, signature};
 use crate::gateways::weixin::safe_mode::SafeMode;
+use crate::i18n::Lang;
 
 const TOKEN_SECS: i64 = 7200;
 
@@ -247,13 +248,15 @@ async fn show_qrcode(query: web::Query<TicketQuery>, sandbox: web::Data<WeixinSa
 #[derive(Template)]
 #[template(path = "sandbox/phone.html")]
 struct PhonePage {
+    lang: Lang,
     ticket: String,
     openid: String,
     reply: Option<String>,
 }
 
-async fn phone(query: web::Query<TicketQuery>) -> Result<HttpResponse, crate::error::AppError> {
+async fn phone(query: web::Query<TicketQuery>, lang: Lang) -> Result<HttpResponse, crate::error::AppError> {
     let page = PhonePage {
+        lang,
         ticket: query.ticket.clone().unwrap_or_default(),
         openid: "o-sandbox-shopper".into(),
         reply: None,
@@ -270,6 +273,7 @@ struct ScanForm {
 /// The phone scans: WeChat pushes `subscribe` (first time, `qrscene_` prefix) or `SCAN` to the
 /// shop's portal, signed with the shared token.
 async fn scan(
+    lang: Lang,
     form: web::Form<ScanForm>,
     sandbox: web::Data<WeixinSandbox>,
 ) -> Result<HttpResponse, crate::error::AppError> {
@@ -330,18 +334,22 @@ async fn scan(
         },
         Err(failure) => failure,
     };
-    crate::controllers::render(&PhonePage { ticket, openid, reply: Some(reply) })
+    crate::controllers::render(&PhonePage { lang, ticket, openid, reply: Some(reply) })
 }
 
 #[derive(Template)]
 #[template(path = "sandbox/inbox.html")]
 struct InboxPage {
+    lang: Lang,
     messages: VecDeque<InboxMessage>,
 }
 
-async fn inbox_page(sandbox: web::Data<WeixinSandbox>) -> Result<HttpResponse, crate::error::AppError> {
+async fn inbox_page(
+    sandbox: web::Data<WeixinSandbox>,
+    lang: Lang,
+) -> Result<HttpResponse, crate::error::AppError> {
     let messages = sandbox.inbox.lock().expect("sandbox lock").latest.clone();
-    crate::controllers::render(&InboxPage { messages })
+    crate::controllers::render(&InboxPage { lang, messages })
 }
 
 async fn inbox_json(sandbox: web::Data<WeixinSandbox>) -> HttpResponse {
@@ -373,6 +381,7 @@ struct AuthorizeQuery {
 #[derive(Template)]
 #[template(path = "sandbox/authorize.html")]
 struct AuthorizePage {
+    lang: Lang,
     redirect_uri: String,
     state: String,
     scope: String,
@@ -382,6 +391,7 @@ struct AuthorizePage {
 /// WeChat's 网页授权 page: checks the request as WeChat does (our AppID, `response_type=code`, a
 /// known scope, a `redirect_uri` on the shop's site) and lets the tester pick who approves.
 async fn authorize(
+    lang: Lang,
     query: web::Query<AuthorizeQuery>,
     sandbox: web::Data<WeixinSandbox>,
 ) -> Result<HttpResponse, crate::error::AppError> {
@@ -402,8 +412,13 @@ async fn authorize(
     if let Some(reason) = refusal {
         return Ok(HttpResponse::BadRequest().content_type("text/plain; charset=utf-8").body(reason));
     }
-    let page =
-        AuthorizePage { redirect_uri, state: state.unwrap_or_default(), scope, openids: SAMPLE_OPENIDS };
+    let page = AuthorizePage {
+        lang,
+        redirect_uri,
+        state: state.unwrap_or_default(),
+        scope,
+        openids: SAMPLE_OPENIDS,
+    };
     crate::controllers::render(&page)
 }
 

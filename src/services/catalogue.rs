@@ -17,8 +17,7 @@ pub fn products_on_sale(conn: &mut DbConn) -> AppResult<Vec<Product>> {
 
 /// A product a shopper may look at (on sale or not, so old links still explain themselves).
 pub fn product(conn: &mut DbConn, product_id: &str) -> AppResult<Product> {
-    Product::find(conn, product_id)?
-        .ok_or_else(|| AppError::NotFound(format!("There is no product {product_id}.")))
+    Product::find(conn, product_id)?.ok_or_else(|| AppError::NotFound(format!("商品 {product_id} 不存在")))
 }
 
 /// A product as its page shows it: for a shopper, also each of their AVAILABLE coupons priced

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use crate::db::DbConn;
 use crate::error::{AppError, AppResult};
 use crate::models::group_buy::Team;
-use crate::models::order::{Order, OrderStatus};
+use crate::models::order::Order;
 use crate::models::order_discount::{self, DiscountType, OrderDiscount};
 use crate::models::user::AppUser;
 use crate::services::group_buy;
@@ -68,27 +68,6 @@ pub struct PricedOrder {
     pub team: Option<Team>,
 }
 
-impl PricedOrder {
-    /// The order's status in the shopper's words.
-    pub fn status_text(&self) -> &'static str {
-        status_text(&self.order)
-    }
-}
-
-/// An order's status in the shopper's words; a paid group order waits for its team (待成团).
-pub fn status_text(order: &Order) -> &'static str {
-    match order.status {
-        OrderStatus::Create | OrderStatus::PayWait => "待支付",
-        OrderStatus::PaySuccess if order.team_id.is_some() => "待成团",
-        OrderStatus::PaySuccess => "已支付",
-        OrderStatus::Market => "已成团",
-        OrderStatus::DealDone => "已完成",
-        OrderStatus::Close => "已关闭",
-        OrderStatus::RefundWait => "退款中",
-        OrderStatus::Refunded => "已退款",
-    }
-}
-
 /// Where a page of orders starts and how long it is: the orders below `before_id` (from the
 /// newest without it), `page_size` of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,13 +84,13 @@ impl OrderCursor {
         let before_id = match last_id {
             None | Some(0) => None,
             Some(id) if id > 0 => Some(id),
-            Some(_) => return Err(AppError::BadRequest("lastId must be a positive order id".into())),
+            Some(_) => return Err(AppError::BadRequest("非法参数：lastId 须为正的订单编号".into())),
         };
         let page_size = match page_size.unwrap_or(DEFAULT_PAGE_SIZE) {
             size @ 1..=MAX_PAGE_SIZE => size,
             _ => {
                 return Err(AppError::BadRequest(format!(
-                    "pageSize must be a whole number from 1 to {MAX_PAGE_SIZE}"
+                    "非法参数：pageSize 须为 1 到 {MAX_PAGE_SIZE} 的整数"
                 )));
             }
         };

@@ -69,6 +69,14 @@ impl From<GroupBuyRefusal> for Refusal {
 }
 
 impl Refusal {
+    /// The code the API answers (`C0004`, `E0101`, ...).
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::Coupon(r) => r.code(),
+            Refusal::GroupBuy(r) => r.code(),
+        }
+    }
+
     /// The shopper-facing text.
     pub fn info(self) -> &'static str {
         match self {

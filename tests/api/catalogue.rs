@@ -16,7 +16,7 @@ fn sell_out(app: &TestApp, product_id: &str) {
 }
 
 fn sold_out_labels(app: &TestApp) -> usize {
-    app.browser().get("/").body.matches("Sold out").count()
+    app.browser().get("/").body.matches("已售罄").count()
 }
 
 fn product_list_is_a_snapshot_that_follows_the_catalogue_within_its_max_age(backend: Backend) {
@@ -25,10 +25,7 @@ fn product_list_is_a_snapshot_that_follows_the_catalogue_within_its_max_age(back
     sell_out(&app, MUG);
     let taken = std::time::Instant::now();
     assert_eq!(sold_out_labels(&app), before, "the list is served from its snapshot");
-    assert!(
-        app.browser().get("/products/100010090093").body.contains("Sold out"),
-        "the product page reads it"
-    );
+    assert!(app.browser().get("/products/100010090093").body.contains("已售罄"), "the product page reads it");
     while sold_out_labels(&app) == before {
         assert!(taken.elapsed() < std::time::Duration::from_secs(10), "the snapshot never reloaded");
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -49,8 +46,8 @@ fn product_page_shows_price_stock_and_buy(backend: Backend) {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("Ceramic Mug"));
     assert!(page.body.contains("¥39.99"));
-    assert!(page.body.contains("40 in stock"));
-    assert!(page.body.contains(">Buy<"));
+    assert!(page.body.contains("库存 40 件"));
+    assert!(page.body.contains(">立即购买<"));
 }
 
 fn unknown_product_is_the_404_page(backend: Backend) {
@@ -58,8 +55,8 @@ fn unknown_product_is_the_404_page(backend: Backend) {
     let page = app.browser().get("/products/999999999999");
     assert_eq!(page.status, 404);
     assert!(page.header("content-type").unwrap().starts_with("text/html"));
-    assert!(page.body.contains("There is no product 999999999999."));
-    assert!(page.body.contains("Back to the shop"));
+    assert!(page.body.contains("商品 999999999999 不存在"));
+    assert!(page.body.contains("返回商城"));
 }
 
 fn unknown_path_is_a_404_page_and_under_api_an_envelope(backend: Backend) {

@@ -63,7 +63,7 @@ fn the_product_page_preselects_the_best_coupon(backend: Backend) {
     assert!(page.find(&format!("value=\"{mj}\"")) < page.find(&format!("value=\"{zj}\"")), "the best first");
     assert_eq!(text_after(&page, "id=\"coupon-best\">用券到手价 <strong>"), "¥48.00");
     // The Buy button the walkthrough presses is still there, inside the form.
-    assert!(page.contains("id=\"buy\">Buy</button>"), "{page}");
+    assert!(page.contains("id=\"buy\">立即购买</button>"), "{page}");
 
     // Below 满50's threshold the coupon is shown with its reason and cannot be picked.
     let gift = shopper.get(&format!("/products/{GIFT}")).body;

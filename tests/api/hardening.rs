@@ -164,10 +164,10 @@ fn bad_arguments_get_a_400_without_parser_detail(backend: Backend) {
 
     let json = shopper.post_raw("/api/v1/alipay/create_pay_order", "application/json", b"{\"productId\": ");
     assert_eq!(json.status, 400);
-    assert_eq!(json.json()["info"], "malformed JSON body", "{}", json.body);
+    assert_eq!(json.json()["info"], "非法参数：JSON 格式错误", "{}", json.body);
     let query = shopper.get("/api/v1/orders?page=many");
     assert_eq!(query.status, 400);
-    assert_eq!(query.json()["info"], "malformed query string", "{}", query.body);
+    assert_eq!(query.json()["info"], "非法参数：查询参数格式错误", "{}", query.body);
 }
 
 fn an_unreachable_database_answers_503_with_retry_after(backend: Backend) {

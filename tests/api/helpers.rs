@@ -292,7 +292,7 @@ impl TestApp {
         let biz = unescape(attribute(form, "name=\"biz_content\" value=\""));
         let cashier = browser.post_form(&action, &[("biz_content", &biz)]);
         assert_eq!(cashier.status, 200, "{}", cashier.body);
-        assert!(cashier.body.contains("Cashier"), "{}", cashier.body);
+        assert!(cashier.body.contains("class=\"card cashier\""), "{}", cashier.body);
     }
 
     /// Opens the cashier for the form and presses Pay; returns the order's id.

@@ -15,6 +15,7 @@ mod crash;
 mod export;
 mod group_buy;
 mod hardening;
+mod i18n;
 mod login;
 mod metrics;
 mod notify_attacks;

@@ -118,7 +118,7 @@ fn the_order_list_pages_by_keyset_newest_first(backend: Backend) {
     let reply = shopper.post_json(LIST, &json!({ "lastId": -1 }));
     assert_eq!((reply.status, reply.json()["code"].as_str()), (400, Some("0002")), "{}", reply.body);
     let reply = shopper.post_raw(LIST, "application/json", b"{\"pageSize\": ");
-    assert_eq!((reply.status, reply.json()["info"].as_str()), (400, Some("malformed JSON body")));
+    assert_eq!((reply.status, reply.json()["info"].as_str()), (400, Some("非法参数：JSON 格式错误")));
 
     // Identity is the session's: a userId in the body changes nothing, and no session is 0003.
     let theirs = list(&mut shopper, &json!({ "userId": user_id(&app, "o-neighbour"), "pageSize": 50 }));
@@ -259,7 +259,7 @@ fn the_admin_order_page_shows_the_discounts(backend: Backend) {
         assert!(page.body.contains(text), "{text} in {}", page.body);
     }
     let plain = admin.get("/admin/orders/2612010000000402").body;
-    assert!(plain.contains("¥39.99") && plain.contains("None: the list price was paid."), "{plain}");
+    assert!(plain.contains("¥39.99") && plain.contains("无：按原价支付。"), "{plain}");
 }
 
 /// The `href` of the "more" link on the orders page.

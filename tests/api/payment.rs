@@ -276,7 +276,7 @@ fn stock_k_and_three_k_buyers_sell_exactly_k(backend: Backend) {
     assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM pay_order"), K);
     assert_eq!(app.stock(GIFT), 0);
     let page = app.browser().get(&format!("/products/{GIFT}"));
-    assert!(page.body.contains("Sold out"));
+    assert!(page.body.contains("已售罄"));
 }
 
 fn checkout_needs_no_gateway_and_loses_no_stock(backend: Backend) {

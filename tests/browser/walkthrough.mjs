@@ -3,10 +3,11 @@
 // checkout -> sandbox cashier -> Pay -> the order page turns paid, then delivered, without a
 // reload -> the admin signs in and finds the order; then, on a phone's 375 px wide screen, the
 // shopper claims 直减5元 at 领券中心, finds it preselected on the tea's page at ¥53.00, sees the
-// breakdown at checkout, pays ¥53.00, and the coupon is 已使用; then on an iPhone-sized screen
-// inside WeChat, a visitor's Buy logs in through the sandbox's 网页授权 page and the checkout
-// guides to the phone's browser; and in the iPhone's Safari a shopper pays at the phone (WAP)
-// cashier and sees the order delivered without a reload. Screenshots go to target/screenshots/.
+// breakdown at checkout, pays ¥53.00, and the coupon is 已使用; every shopper page fits the
+// phone, and ?lang=en turns the shop English; then on an iPhone-sized screen inside WeChat, a
+// visitor's Buy logs in through the sandbox's 网页授权 page and the checkout guides to the
+// phone's browser; and in the iPhone's Safari a shopper pays at the phone (WAP) cashier and sees
+// the order delivered without a reload. Screenshots go to target/screenshots/.
 //
 // Usage: node walkthrough.mjs <shop base URL> <admin password>
 import { chromium } from "playwright-core";
@@ -49,7 +50,8 @@ const browser = await chromium.launch({
 });
 let failed = false;
 try {
-  const context = await browser.newContext({ viewport: { width: 420, height: 860 } });
+  // A Chinese shopper's browser: it asks for zh-CN first.
+  const context = await browser.newContext({ viewport: { width: 420, height: 860 }, locale: "zh-CN" });
   // Whatever the content security policy refuses, Chromium reports on the page's console.
   const refusals = [];
   const watchPolicy = (watched) => watched.on("console", (message) => {
@@ -72,7 +74,7 @@ try {
     const qr = await shop.waitForSelector("img#qrcode");
     const loaded = await qr.evaluate((img) => img.complete && img.naturalWidth > 0);
     if (!loaded) throw new Error("the QR image did not load");
-    expectText(await shop.textContent("#login-status"), "valid for", "countdown");
+    expectText(await shop.textContent("#login-status"), "有效期", "countdown");
     await shot(shop, "login-qr");
   });
 
@@ -107,11 +109,13 @@ try {
     await shop.waitForURL((url) => url.pathname === `/orders/${orderId}`, { timeout: 15000 });
     await shop.evaluate(() => { window.__sameDocument = true; });
     await shot(shop, "order-waiting");
-    await shop.waitForFunction(() => /PAY_SUCCESS|DEAL_DONE/.test(document.getElementById("order-status").textContent), null, { timeout: 20000 });
-    await shop.waitForFunction(() => document.getElementById("order-status").textContent === "DEAL_DONE", null, { timeout: 20000 });
+    await shop.waitForFunction(() => /PAY_SUCCESS|DEAL_DONE/.test(document.getElementById("order-status").dataset.status), null, { timeout: 20000 });
+    await shop.waitForFunction(() => document.getElementById("order-status").dataset.status === "DEAL_DONE", null, { timeout: 20000 });
+    expectText(await shop.textContent("#order-status"), "已发货", "the status in words");
     const sameDocument = await shop.evaluate(() => window.__sameDocument === true);
     if (!sameDocument) throw new Error("the page reloaded");
-    expectText(await shop.textContent("#order-status-text"), "delivered", "status text");
+    expectText(await shop.textContent("#order-status-text"), "发货", "status text");
+    expectText(await shop.textContent("#order-pay-time"), "年", "the pay time as a shopper reads it");
     await shot(shop, "order-delivered");
   });
 
@@ -183,10 +187,10 @@ try {
   await check("Pay -> the order page turns paid at 实付 ¥53.00 and offers 申请退款", async () => {
     await shop.click("#pay");
     await shop.waitForURL((url) => url.pathname === `/orders/${couponOrderId}`, { timeout: 15000 });
-    await shop.waitForFunction(() => /PAY_SUCCESS|DEAL_DONE/.test(document.getElementById("order-status").textContent), null, { timeout: 20000 });
+    await shop.waitForFunction(() => /PAY_SUCCESS|DEAL_DONE/.test(document.getElementById("order-status").dataset.status), null, { timeout: 20000 });
     expectText(await shop.textContent("#pay-amount"), "¥53.00", "实付");
     expectText(await shop.textContent(".breakdown-discount"), "-¥5.00", "优惠券");
-    expectText(await shop.textContent("#order-status-zh"), "已", "the status in Chinese follows");
+    await shop.waitForFunction(() => /支付成功|已发货/.test(document.getElementById("order-status").textContent), null, { timeout: 5000 });
     if (!(await shop.isVisible("#refund-order"))) throw new Error("申请退款 is not shown for a paid order");
     if (await shop.isVisible("#cancel-order")) throw new Error("取消订单 is still shown for a paid order");
     await fitsThePhone(shop);
@@ -199,6 +203,33 @@ try {
     expectText(await shop.textContent("#mine-AVAILABLE"), "无", "no coupon left available");
     await fitsThePhone(shop);
     await shot(shop, "coupon-used");
+  });
+
+  await check("every shopper page fits a 375 px phone", async () => {
+    const pages = ["/", `/products/${tea}`, "/orders", `/orders/${couponOrderId}`, "/coupons", "/logout", "/no-such-page"];
+    for (const page of pages) {
+      await shop.goto(`${base}${page}`);
+      await fitsThePhone(shop);
+    }
+    const visitor = await browser.newPage({ viewport: { width: 375, height: 812 }, locale: "zh-CN" });
+    await visitor.goto(`${base}/login`);
+    await fitsThePhone(visitor);
+    await shot(visitor, "login-phone");
+    await visitor.close();
+    await shop.goto(`${base}/orders`);
+    await shot(shop, "orders-phone");
+  });
+
+  await check("?lang=en shows the shop in English, and ?lang=zh-CN back in Chinese", async () => {
+    await shop.goto(`${base}/?lang=en`);
+    expectText(await shop.textContent("h1"), "Products", "the English heading");
+    expectText(await shop.getAttribute("html", "lang"), "en", "<html lang>");
+    await shop.goto(`${base}/orders`);
+    expectText(await shop.textContent("h1"), "My orders", "the choice is kept");
+    await fitsThePhone(shop);
+    await shot(shop, "orders-english");
+    await shop.goto(`${base}/?lang=zh-CN`);
+    expectText(await shop.textContent("h1"), "全部商品", "back in Chinese");
   });
 
   const iPhone = { viewport: { width: 375, height: 812 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
