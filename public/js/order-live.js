@@ -5,21 +5,28 @@
   var orderId = card.getAttribute("data-order-id");
   var words = {
     CREATE: "Creating the payment form…", PAY_WAIT: "Waiting for your payment at Alipay…",
-    PAY_SUCCESS: "Paid. Preparing your delivery…", DEAL_DONE: "Paid and delivered. Thank you!",
+    PAY_SUCCESS: "Paid. Preparing your delivery…", MARKET: "Team complete. Preparing your delivery…", DEAL_DONE: "Paid and delivered. Thank you!",
     CLOSE: "Closed without payment.", REFUND_WAIT: "Refund in progress…", REFUNDED: "Refunded."
   };
-  // As services::order_history::status_text says them.
-  var zh = {
-    CREATE: "待支付", PAY_WAIT: "待支付", PAY_SUCCESS: "已支付", DEAL_DONE: "已完成",
-    CLOSE: "已关闭", REFUND_WAIT: "退款中", REFUNDED: "已退款"
-  };
+  // A group order's team: paid seats, its state in words, and the countdown while it forms.
+  function showTeam(order) {
+    var box = document.getElementById("team");
+    if (!box || !order.team) return;
+    box.setAttribute("data-team-status", order.team.status);
+    document.getElementById("team-paid").textContent = order.team.completeCount;
+    document.getElementById("team-target").textContent = order.team.targetCount;
+    if (order.teamStatusText) document.getElementById("team-state").textContent = order.teamStatusText;
+    document.getElementById("team-countdown-line").hidden = order.team.status !== "PROGRESS";
+    document.getElementById("team-countdown").setAttribute("data-secs-left", order.team.validSecsLeft);
+  }
   function show(order) {
     var status = document.getElementById("order-status");
     status.textContent = order.status;
     status.className = "status status-" + order.status;
     document.getElementById("order-status-text").textContent = words[order.status] || "";
     var statusZh = document.getElementById("order-status-zh");
-    if (statusZh) statusZh.textContent = zh[order.status] || "";
+    if (statusZh && order.statusText) statusZh.textContent = order.statusText;
+    showTeam(order);
     if (order.payTime) document.getElementById("order-pay-time").textContent = order.payTime;
     if (order.tradeNo) document.getElementById("order-trade-no").textContent = order.tradeNo;
     // The actions its status allows (取消订单 while open, 申请退款 once paid).

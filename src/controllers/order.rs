@@ -10,7 +10,7 @@ use askama::Template;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::group_buy::TeamView;
+use super::group_buy::{TeamView, team_state_text};
 use super::identity::{MaybeShopper, Shopper, session_token};
 use super::{Nav, csrf, filters, render};
 use crate::china_time;
@@ -71,6 +71,8 @@ pub struct OrderView {
     pub market_deduction_amount: String,
     pub team_id: Option<String>,
     pub team_status: Option<TeamStatus>,
+    /// The team's state in the shopper's words (拼团中, 已成团, 拼团失败·退款中, 已退款).
+    pub team_status_text: Option<&'static str>,
     /// A group order's team.
     pub team: Option<TeamView>,
 }
@@ -115,11 +117,16 @@ impl OrderView {
             market_deduction_amount: format_yuan(breakdown.deduction_cents(DiscountType::GroupBuy)),
             team_id: o.team_id.clone(),
             team_status: team.map(|t| t.status),
-            // Only the shopper's own openid is at hand: another leader shows as `****`.
-            team: team
-                .map(|t| TeamView::new(t, if t.leader_user_id == o.user_id { &o.openid } else { "" }, now())),
+            team_status_text: team.map(|t| team_state_text(t.status, o.status)),
+            team: team.map(|t| team_view(o, t)),
         }
     }
+}
+
+/// The order's team as its owner sees it. Only the shopper's own openid is at hand: another
+/// leader shows as `****`.
+fn team_view(o: &Order, t: &Team) -> TeamView {
+    TeamView::new(t, if t.leader_user_id == o.user_id { &o.openid } else { "" }, now())
 }
 
 impl From<&PricedOrder> for OrderView {
@@ -211,8 +218,9 @@ struct OrderDetailPage {
     nav: Nav,
     order: Order,
     breakdown: Breakdown,
-    /// A group order's team.
-    team: Option<Team>,
+    /// A group order's team, and its state in words.
+    team: Option<TeamView>,
+    team_text: Option<&'static str>,
     status_text: &'static str,
     /// What the last 取消订单 / 申请退款 came to.
     notice: Option<&'static str>,
@@ -508,7 +516,9 @@ async fn order_page(
     let PricedOrder { order, breakdown, team } = shoppers_order(&state, &current, order_id).await?;
     let status_text = history::status_text(&order);
     let notice = query.notice.as_deref().and_then(cancel_notice);
-    render(&OrderDetailPage { nav: shopper.nav(), order, breakdown, team, status_text, notice })
+    let team_text = team.as_ref().map(|t| team_state_text(t.status, order.status));
+    let team = team.as_ref().map(|t| team_view(&order, t));
+    render(&OrderDetailPage { nav: shopper.nav(), order, breakdown, team, team_text, status_text, notice })
 }
 
 #[derive(Deserialize)]

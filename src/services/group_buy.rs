@@ -474,6 +474,13 @@ pub fn expire(reconciler: &Reconciler, pool: &DbPool, team_id: &str, cause: &str
     Ok(expiry)
 }
 
+/// The admin expires a forming team now: its expiry moves to now (so no one joins it and a later
+/// payment is refunded), then [`expire`] runs.
+pub fn expire_now(reconciler: &Reconciler, pool: &DbPool, team_id: &str, cause: &str) -> AppResult<Expiry> {
+    group_buy::cut_short(&mut *pool.get()?, team_id, now())?;
+    expire(reconciler, pool, team_id, cause)
+}
+
 fn expire_leased(reconciler: &Reconciler, pool: &DbPool, team_id: &str, cause: &str) -> AppResult<Expiry> {
     let at = now();
     let team = group_buy::find_team(&mut *pool.get()?, team_id)?;
