@@ -13,6 +13,7 @@ mod coupon_orders;
 mod coupon_pages;
 mod crash;
 mod export;
+mod group_buy_pages;
 mod hardening;
 mod login;
 mod metrics;
