@@ -17,7 +17,7 @@ use super::client::ClientAddr;
 use super::{csrf, filters, render, see_other, url_encode};
 use crate::error::AppError;
 use crate::models::coupon::{CouponKind, NewTemplate, TemplateWithProducts};
-use crate::models::group_buy::{Activity, ActivityStatus, Member, NewActivity, Plan, Team};
+use crate::models::group_buy::{Activity, ActivityStatus, NewActivity, Plan};
 use crate::models::order::{OrderFilter, OrderStatus};
 use crate::models::order_total::StatusTotal;
 use crate::models::orphan::OrphanPayment;
@@ -971,7 +971,7 @@ struct GroupBuyActivityPage {
     admin: String,
     csrf: String,
     activity: Activity,
-    teams: Vec<(Team, Vec<Member>)>,
+    teams: groups::TeamsWithMembers,
     message: Option<String>,
 }
 
