@@ -640,10 +640,7 @@ pub fn activities(conn: &mut DbConn) -> AppResult<Vec<Activity>> {
 pub type TeamsWithMembers = Vec<(Team, Vec<Member>)>;
 
 /// An activity and its latest teams with their members, for the admin.
-pub fn activity_detail(
-    conn: &mut DbConn,
-    activity_id: i64,
-) -> AppResult<(Activity, TeamsWithMembers)> {
+pub fn activity_detail(conn: &mut DbConn, activity_id: i64) -> AppResult<(Activity, TeamsWithMembers)> {
     let activity = group_buy::find_activity(conn, activity_id)?
         .ok_or_else(|| AppError::NotFound(format!("There is no activity {activity_id}.")))?;
     let mut teams = Vec::new();
