@@ -175,6 +175,21 @@ fn the_order_page_shows_the_team_until_it_forms(backend: Backend) {
     assert!(page.contains("id=\"team-countdown-line\" hidden>"), "{page}");
 }
 
+fn a_shopper_outside_the_crowd_sees_the_buttons_disabled(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let mut leader = app.login("o-gb-crowd-leader");
+    buy_in_team(&mut leader, None);
+    app.execute("INSERT INTO crowd_tag (tag_id, name, created_at) VALUES (7, 'vip', CURRENT_TIMESTAMP)");
+    app.execute(&format!(
+        "UPDATE group_buy_activity SET tag_id = 7, tag_limits_joining = TRUE WHERE activity_id = {ACTIVITY}"
+    ));
+    let page = app.login("o-gb-outsider").get(&format!("/products/{UMBRELLA}")).body;
+    assert!(page.contains("id=\"group-buy-limited\">拼团人群限定，不可参与</p>"), "{page}");
+    assert!(page.contains("id=\"open-team\" disabled>开团购买(¥69.00)</button>"), "{page}");
+    assert!(page.contains("type=\"submit\" disabled>参与拼团</button>"), "{page}");
+    assert!(page.contains("id=\"buy\">单独购买(¥89.00)</button>"), "buying alone stays: {page}");
+}
+
 /// The activity form's fields for the mug, ¥5.00 off in teams of 2.
 fn mug_activity<'a>(csrf: &'a str, name: &'a str, start: &'a str, end: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
@@ -340,6 +355,7 @@ fn the_admin_expires_a_team_now_and_its_paid_member_is_refunded(backend: Backend
 both_backends!(
     the_product_page_shows_the_group_price_and_the_open_teams,
     the_order_page_shows_the_team_until_it_forms,
+    a_shopper_outside_the_crowd_sees_the_buttons_disabled,
     the_admin_creates_activates_and_ends_activities,
     the_admin_expires_a_team_now_and_its_paid_member_is_refunded,
 );
