@@ -17,6 +17,21 @@
     if (document.documentElement.lang !== "zh-CN") return m[1] + "-" + m[2] + "-" + m[3] + " " + m[4];
     return m[1] + "年" + Number(m[2]) + "月" + Number(m[3]) + "日 " + m[4];
   }
+  // A group order's team: paid seats, its state in words, and the countdown while it forms.
+  var teamWords = {};
+  document.querySelectorAll("#team-words [data-state]").forEach(function (item) {
+    teamWords[item.getAttribute("data-state")] = item.getAttribute("data-words");
+  });
+  function showTeam(order) {
+    var box = document.getElementById("team");
+    if (!box || !order.team) return;
+    box.setAttribute("data-team-status", order.team.status);
+    document.getElementById("team-paid").textContent = order.team.completeCount;
+    document.getElementById("team-target").textContent = order.team.targetCount;
+    if (order.teamState) document.getElementById("team-state").textContent = teamWords[order.teamState] || "";
+    document.getElementById("team-countdown-line").hidden = order.team.status !== "PROGRESS";
+    document.getElementById("team-countdown").setAttribute("data-secs-left", order.team.validSecsLeft);
+  }
   function show(order) {
     // A paid group order reads 待成团 until its team forms.
     var key = order.status === "PAY_SUCCESS" && order.teamId ? "TEAM_WAIT" : order.status;
@@ -26,6 +41,7 @@
     status.setAttribute("data-status", order.status);
     status.className = "status status-" + order.status;
     document.getElementById("order-status-text").textContent = said.detail;
+    showTeam(order);
     if (order.payTime) document.getElementById("order-pay-time").textContent = shopperTime(order.payTime);
     if (order.tradeNo) document.getElementById("order-trade-no").textContent = order.tradeNo;
     // The actions its status allows (取消订单 while open, 申请退款 once paid).

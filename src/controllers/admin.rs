@@ -1,6 +1,7 @@
 //! The admin console under `/admin`: sign-in, orders (filters, paging, totals, CSV), one order's
 //! whole story with its actions, the troubled outbox, product editing, and coupon templates
-//! (list, create, issue to a shopper). Every form carries a
+//! (list, create, issue to a shopper), and group buying (activities: create, activate, end; an
+//! activity's teams with their members; expire a team now). Every form carries a
 //! CSRF token; every page needs an admin session (else a redirect to the sign-in).
 
 use std::future::Future;
@@ -17,6 +18,7 @@ use super::{csrf, filters, render, see_other, url_encode};
 use crate::error::AppError;
 use crate::i18n::Lang;
 use crate::models::coupon::{CouponKind, NewTemplate, TemplateWithProducts};
+use crate::models::group_buy::{Activity, ActivityStatus, NewActivity, Plan};
 use crate::models::order::{OrderFilter, OrderStatus};
 use crate::models::order_total::StatusTotal;
 use crate::models::orphan::OrphanPayment;
@@ -26,7 +28,7 @@ use crate::services::admin::{
     self, ADMIN_COOKIE, Cursor, FilterTotal, OrderStory, OrdersList, ProductEdit, Refusal,
 };
 use crate::services::reconcile::{self, Reconciler};
-use crate::services::{coupon as coupons, order_export, orphan};
+use crate::services::{coupon as coupons, group_buy as groups, order_export, orphan};
 use crate::state::AppState;
 
 const PER_PAGE: i64 = 50;
@@ -53,7 +55,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/products/{product_id}", web::post().to(edit_product))
             .route("/coupons", web::get().to(coupon_templates))
             .route("/coupons", web::post().to(create_coupon_template))
-            .route("/coupons/issue", web::post().to(issue_coupon)),
+            .route("/coupons/issue", web::post().to(issue_coupon))
+            .route("/group-buy", web::get().to(group_buy_activities))
+            .route("/group-buy", web::post().to(create_group_buy_activity))
+            .route("/group-buy/teams/{team_id}/expire", web::post().to(expire_team))
+            .route("/group-buy/{activity_id}", web::get().to(group_buy_activity))
+            .route("/group-buy/{activity_id}/{action}", web::post().to(group_buy_activity_action)),
     );
 }
 
@@ -817,4 +824,260 @@ async fn issue_coupon(
         Err(other) => return Err(other),
     };
     Ok(see_other(&format!("/admin/coupons?done={}", url_encode(&done))))
+}
+
+#[derive(Template)]
+#[template(path = "admin/group_buy.html")]
+struct GroupBuyPage {
+    lang: Lang,
+    admin: String,
+    csrf: String,
+    activities: Vec<Activity>,
+    message: Option<String>,
+}
+
+async fn group_buy_page(
+    state: &AppState,
+    admin_user: Admin,
+    message: Option<String>,
+) -> Result<HttpResponse, AppError> {
+    let activities = state.engine.run(groups::activities).await?;
+    render(&GroupBuyPage {
+        lang: admin_user.lang,
+        csrf: admin_user.csrf(),
+        admin: admin_user.username,
+        activities,
+        message,
+    })
+}
+
+async fn group_buy_activities(
+    state: web::Data<AppState>,
+    admin_user: Admin,
+    query: web::Query<MessageQuery>,
+) -> Result<HttpResponse, AppError> {
+    group_buy_page(&state, admin_user, query.done.clone()).await
+}
+
+/// The activity form as submitted: amounts in yuan, the ZK rate in basis points (8000 = 8折),
+/// times as China time `YYYY-MM-DD HH:MM`.
+#[derive(Deserialize)]
+struct ActivityForm {
+    csrf: Option<String>,
+    name: String,
+    product_id: String,
+    plan: String,
+    off: Option<String>,
+    threshold: Option<String>,
+    rate_bp: Option<String>,
+    n_price: Option<String>,
+    target_count: String,
+    valid_minutes: String,
+    take_limit: String,
+    start_at: String,
+    end_at: String,
+}
+
+/// Why an activity form is refused: the message the group-buy page shows.
+#[derive(Debug, thiserror::Error)]
+enum InvalidActivity {
+    #[error("The name and the product must not be empty.")]
+    Empty,
+    #[error("The plan must be ZJ, MJ, ZK or N.")]
+    Plan,
+    #[error("The {0} {1:?} is not an amount like 12.50 above 0.")]
+    Amount(&'static str, String),
+    #[error("The rate {0:?} is not in basis points from 1 to 9999 (8000 = 8折).")]
+    Rate(String),
+    #[error("The {0} {1:?} is not a whole number of 1 or more.")]
+    Count(&'static str, String),
+    #[error("The {0} time {1:?} is not China time like 2026-12-24 20:00.")]
+    Time(&'static str, String),
+}
+
+/// China time `YYYY-MM-DD HH:MM` (or a `datetime-local` value) to UTC.
+fn china_minute(text: &str) -> Option<chrono::NaiveDateTime> {
+    crate::china_time::parse(&format!("{}:00", text.trim().replacen('T', " ", 1)))
+}
+
+impl ActivityForm {
+    fn activity(&self) -> Result<NewActivity<'_>, InvalidActivity> {
+        let amount = |name: &'static str, v: &Option<String>| {
+            let t = v.as_deref().unwrap_or("").trim();
+            crate::money::parse_yuan(t)
+                .filter(|c| *c > 0)
+                .ok_or_else(|| InvalidActivity::Amount(name, t.into()))
+        };
+        let count = |name: &'static str, v: &str| {
+            v.trim()
+                .parse::<i32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| InvalidActivity::Count(name, v.into()))
+        };
+        let time = |name: &'static str, v: &str| {
+            china_minute(v).ok_or_else(|| InvalidActivity::Time(name, v.into()))
+        };
+        let (name, product_id) = (self.name.trim(), self.product_id.trim());
+        if name.is_empty() || product_id.is_empty() {
+            return Err(InvalidActivity::Empty);
+        }
+        let plan: Plan = self.plan.trim().parse().map_err(|_| InvalidActivity::Plan)?;
+        let (mut off_cents, mut threshold_cents, mut rate_bp, mut n_price_cents) = (0, 0, 0, 0);
+        match plan {
+            Plan::Zj => off_cents = amount("amount off", &self.off)?,
+            Plan::Mj => {
+                threshold_cents = amount("threshold", &self.threshold)?;
+                off_cents = amount("amount off", &self.off)?;
+            }
+            Plan::Zk => {
+                let t = self.rate_bp.as_deref().unwrap_or("").trim();
+                rate_bp = t
+                    .parse()
+                    .ok()
+                    .filter(|r| (1..10000).contains(r))
+                    .ok_or_else(|| InvalidActivity::Rate(t.into()))?;
+            }
+            Plan::N => n_price_cents = amount("N price", &self.n_price)?,
+        }
+        Ok(NewActivity {
+            name,
+            product_id,
+            plan,
+            off_cents,
+            threshold_cents,
+            rate_bp,
+            n_price_cents,
+            target_count: count("team size", &self.target_count)?,
+            valid_minutes: count("valid minutes", &self.valid_minutes)?,
+            take_limit: count("take limit", &self.take_limit)?,
+            start_at: time("start", &self.start_at)?,
+            end_at: time("end", &self.end_at)?,
+        })
+    }
+}
+
+async fn create_group_buy_activity(
+    state: web::Data<AppState>,
+    admin_user: Admin,
+    form: web::Form<ActivityForm>,
+) -> Result<HttpResponse, AppError> {
+    admin_user.check(form.csrf.as_deref())?;
+    let form = form.into_inner();
+    let created = state
+        .engine
+        .run(move |conn| match form.activity() {
+            Ok(new) => groups::create_activity(conn, &new),
+            Err(invalid) => Err(AppError::BadRequest(invalid.to_string())),
+        })
+        .await;
+    let refused = match created {
+        Ok(activity_id) => {
+            let done = format!("Activity {activity_id} created.");
+            return Ok(see_other(&format!("/admin/group-buy?done={}", url_encode(&done))));
+        }
+        Err(AppError::BadRequest(message)) => message,
+        Err(other) => return Err(other),
+    };
+    let mut response = group_buy_page(&state, admin_user, Some(refused)).await?;
+    *response.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
+    Ok(response)
+}
+
+/// Activate (CREATE -> EFFECTIVE, one per product) or end (-> ABANDONED) an activity; the list
+/// says what came of it.
+async fn group_buy_activity_action(
+    state: web::Data<AppState>,
+    admin_user: Admin,
+    path: web::Path<(i64, String)>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, AppError> {
+    admin_user.check(form.csrf.as_deref())?;
+    let (activity_id, action) = path.into_inner();
+    let to = match action.as_str() {
+        "activate" => ActivityStatus::Effective,
+        "end" => ActivityStatus::Abandoned,
+        other => return Err(AppError::NotFound(format!("There is no action {other}."))),
+    };
+    let done = match state.engine.run(move |conn| groups::set_activity_status(conn, activity_id, to)).await {
+        Ok(true) => format!("Activity {activity_id} is {to}."),
+        Ok(false) => {
+            format!("Activity {activity_id} was not changed: it cannot become {to} from its status.")
+        }
+        Err(AppError::Conflict(message)) => format!("Activity {activity_id} was not changed: {message}"),
+        Err(other) => return Err(other),
+    };
+    Ok(see_other(&format!("/admin/group-buy?done={}", url_encode(&done))))
+}
+
+#[derive(Template)]
+#[template(path = "admin/group_buy_activity.html")]
+struct GroupBuyActivityPage {
+    lang: Lang,
+    admin: String,
+    csrf: String,
+    activity: Activity,
+    teams: groups::TeamsWithMembers,
+    message: Option<String>,
+}
+
+async fn group_buy_activity(
+    state: web::Data<AppState>,
+    admin_user: Admin,
+    path: web::Path<i64>,
+    query: web::Query<MessageQuery>,
+) -> Result<HttpResponse, AppError> {
+    let activity_id = path.into_inner();
+    let (activity, teams) = state.engine.run(move |conn| groups::activity_detail(conn, activity_id)).await?;
+    render(&GroupBuyActivityPage {
+        lang: admin_user.lang,
+        csrf: admin_user.csrf(),
+        admin: admin_user.username,
+        activity,
+        teams,
+        message: query.done.clone(),
+    })
+}
+
+#[derive(Deserialize)]
+struct ExpireForm {
+    csrf: Option<String>,
+    /// The activity page to go back to.
+    activity_id: Option<i64>,
+}
+
+/// Expires a forming team now, through the background thread's expiry (unpaid members closed
+/// at Alipay first, then FAIL and refunds), asking Alipay with no pooled connection held; back to
+/// the activity's teams with what came of it.
+async fn expire_team(
+    state: web::Data<AppState>,
+    admin_user: Admin,
+    path: web::Path<String>,
+    form: web::Form<ExpireForm>,
+) -> Result<HttpResponse, AppError> {
+    admin_user.check(form.csrf.as_deref())?;
+    let team_id = path.into_inner();
+    let cause = format!("admin {}", admin_user.username);
+    let (alipay, settings, owner) = (state.alipay.clone(), state.settings.clone(), state.instance.clone());
+    let wake = state.wake.clone();
+    let id = team_id.clone();
+    let expiry = state
+        .engine
+        .call_out(move |pool| {
+            let reconciler = Reconciler { alipay: &alipay, settings: &settings, owner: &owner, wake: &wake };
+            groups::expire_now(&reconciler, pool, &id, &cause)
+        })
+        .await?;
+    let done = match expiry {
+        groups::Expiry::Busy => format!("Team {team_id} is being expired elsewhere; look again in a minute."),
+        groups::Expiry::NotDue => format!("Team {team_id} is not forming: nothing to expire."),
+        groups::Expiry::Later => {
+            format!("Team {team_id}: Alipay could not close every unpaid member yet; it is tried again.")
+        }
+        groups::Expiry::Formed => format!("Team {team_id} formed after all."),
+        groups::Expiry::Failed(n) => format!("Team {team_id} failed; {n} paid member(s) being refunded."),
+    };
+    let back =
+        form.activity_id.map_or_else(|| "/admin/group-buy".to_owned(), |id| format!("/admin/group-buy/{id}"));
+    Ok(see_other(&format!("{back}?done={}", url_encode(&done))))
 }

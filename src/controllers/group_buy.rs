@@ -11,6 +11,7 @@ use crate::china_time;
 use crate::error::{AppError, Envelope};
 use crate::models::group_buy::{Team, TeamStatus};
 use crate::models::now;
+use crate::models::order::OrderStatus;
 use crate::money::format_yuan;
 use crate::services::group_buy::{self as groups, MarketConfig, TeamNotice};
 use crate::state::AppState;
@@ -63,6 +64,69 @@ impl TeamView {
             valid_secs_left: (team.expires_at - at).num_seconds().max(0),
         }
     }
+
+    /// Whether the team is still forming (its countdown runs).
+    pub fn forming(&self) -> bool {
+        self.status == TeamStatus::Progress
+    }
+
+    /// Seats still free (组队仅剩 N 人).
+    pub fn seats_left(&self) -> i32 {
+        self.target_count - self.lock_count
+    }
+}
+
+/// The teams open to join, as the page and the API show them.
+fn team_views(config: &MarketConfig, at: NaiveDateTime) -> Vec<TeamView> {
+    config.teams.iter().map(|(team, leader)| TeamView::new(team, leader, at)).collect()
+}
+
+/// The states a shopper reads a group order's team in (`team-state-…` messages): 拼团中,
+/// 已成团, 拼团失败·退款中, and 已退款 once a failed team's refund landed.
+pub const TEAM_STATES: [&str; 4] = ["PROGRESS", "COMPLETE", "FAIL", "REFUNDED"];
+
+/// The order's team state, one of [`TEAM_STATES`].
+pub fn team_state(team: TeamStatus, order: OrderStatus) -> &'static str {
+    match team {
+        TeamStatus::Progress => "PROGRESS",
+        TeamStatus::Complete | TeamStatus::CompleteFail => "COMPLETE",
+        TeamStatus::Fail if order == OrderStatus::Refunded => "REFUNDED",
+        TeamStatus::Fail => "FAIL",
+    }
+}
+
+/// The product page's group buy: the prices, whether the viewer may take part, and the teams
+/// open to join (the viewer's own flagged).
+pub struct GroupBuyBox {
+    pub activity_id: i64,
+    pub original_cents: i64,
+    pub pay_cents: i64,
+    /// 直降: what the group price takes off the list price.
+    pub off_cents: i64,
+    pub may_join: bool,
+    pub teams: Vec<TeamView>,
+    pub my_team: Option<String>,
+    /// Seats held across the activity's teams (N人再抢).
+    pub seats: i64,
+}
+
+impl GroupBuyBox {
+    pub fn new(config: &MarketConfig, at: NaiveDateTime) -> Self {
+        GroupBuyBox {
+            activity_id: config.activity.activity_id,
+            original_cents: config.original_cents,
+            pay_cents: config.pay_cents,
+            off_cents: config.original_cents - config.pay_cents,
+            may_join: config.may_join,
+            teams: team_views(config, at),
+            my_team: config.my_team.clone(),
+            seats: config.statistic.2,
+        }
+    }
+
+    pub fn is_mine(&self, team: &TeamView) -> bool {
+        self.my_team.as_deref() == Some(team.team_id.as_str())
+    }
 }
 
 /// An openid as others may see it: its first three characters and `****`.
@@ -108,7 +172,7 @@ impl MarketConfigView {
                 deduction_price: format_yuan(config.original_cents - config.pay_cents),
                 pay_price: format_yuan(config.pay_cents),
             },
-            team_list: config.teams.iter().map(|(team, leader)| TeamView::new(team, leader, at)).collect(),
+            team_list: team_views(config, at),
             team_statistic: TeamStatisticView {
                 all_team_count,
                 all_team_complete_count,

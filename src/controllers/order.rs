@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::device::Device;
-use super::group_buy::TeamView;
+use super::group_buy::{TEAM_STATES, TeamView, team_state};
 use super::identity::{MaybeShopper, Shopper, session_token};
 use super::{Nav, csrf, filters, render};
 use crate::china_time;
@@ -73,6 +73,8 @@ pub struct OrderView {
     pub market_deduction_amount: String,
     pub team_id: Option<String>,
     pub team_status: Option<TeamStatus>,
+    /// The team's state as the shopper reads it (`team-state-…`), one of `TEAM_STATES`.
+    pub team_state: Option<&'static str>,
     /// A group order's team.
     pub team: Option<TeamView>,
 }
@@ -116,11 +118,16 @@ impl OrderView {
             market_deduction_amount: format_yuan(breakdown.deduction_cents(DiscountType::GroupBuy)),
             team_id: o.team_id.clone(),
             team_status: team.map(|t| t.status),
-            // Only the shopper's own openid is at hand: another leader shows as `****`.
-            team: team
-                .map(|t| TeamView::new(t, if t.leader_user_id == o.user_id { &o.openid } else { "" }, now())),
+            team_state: team.map(|t| team_state(t.status, o.status)),
+            team: team.map(|t| team_view(o, t)),
         }
     }
+}
+
+/// The order's team as its owner sees it. Only the shopper's own openid is at hand: another
+/// leader shows as `****`.
+fn team_view(o: &Order, t: &Team) -> TeamView {
+    TeamView::new(t, if t.leader_user_id == o.user_id { &o.openid } else { "" }, now())
 }
 
 impl From<&PricedOrder> for OrderView {
@@ -217,10 +224,12 @@ struct OrderDetailPage {
     nav: Nav,
     order: Order,
     breakdown: Breakdown,
-    /// A group order's team.
-    team: Option<Team>,
-    /// Every status, for the live status's words.
+    /// A group order's team, and its state (`team-state-…` words).
+    team: Option<TeamView>,
+    team_state: Option<&'static str>,
+    /// Every status, and every team state, for the live status's words.
     statuses: [OrderStatus; 8],
+    team_states: [&'static str; 4],
     /// What the last 取消订单 / 申请退款 came to.
     notice: Option<String>,
 }
@@ -572,8 +581,11 @@ async fn order_page(
     };
     let PricedOrder { order, breakdown, team } = shoppers_order(&state, &current, order_id).await?;
     let notice = query.notice.as_deref().and_then(|key| cancel_notice(key, lang));
+    let team_state = team.as_ref().map(|t| team_state(t.status, order.status));
+    let team = team.as_ref().map(|t| team_view(&order, t));
     let (nav, statuses) = (shopper.nav(), OrderStatus::ALL);
-    render(&OrderDetailPage { lang, nav, order, breakdown, team, statuses, notice })
+    let team_states = TEAM_STATES;
+    render(&OrderDetailPage { lang, nav, order, breakdown, team, team_state, statuses, team_states, notice })
 }
 
 #[derive(Deserialize)]

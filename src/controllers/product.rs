@@ -3,6 +3,7 @@ use std::sync::Arc;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
+use super::group_buy::GroupBuyBox;
 use super::identity::MaybeShopper;
 use super::{Nav, filters, render};
 use crate::error::AppError;
@@ -12,6 +13,7 @@ use crate::models::product::Product;
 use crate::money::format_yuan;
 use crate::services::catalogue::{self, ProductWithOffers};
 use crate::services::coupon::CouponOffer;
+use crate::services::group_buy as groups;
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -38,6 +40,8 @@ struct ProductPage {
     coupons: Vec<CouponChoice>,
     /// The best price a coupon gives, when one applies.
     best_cents: Option<i64>,
+    /// The product's group buy (开团购买, the teams to join), when it has one.
+    group_buy: Option<GroupBuyBox>,
 }
 
 /// One of the shopper's coupons in the Buy form's picker: its rule in words with the price it
@@ -92,12 +96,19 @@ async fn detail(
 ) -> Result<HttpResponse, AppError> {
     let product_id = path.into_inner();
     let user = shopper.0.as_ref().map(|s| s.user.clone());
-    let ProductWithOffers { product, offers } = state
+    let settings = state.settings.clone();
+    let at = now();
+    let (ProductWithOffers { product, offers }, market) = state
         .engine
-        .run(move |conn| catalogue::product_with_offers(conn, user.as_ref(), &product_id, now()))
+        .run(move |conn| {
+            let page = catalogue::product_with_offers(conn, user.as_ref(), &product_id, at)?;
+            let market = groups::market_config(conn, &settings, &product_id, user.as_ref(), at)?;
+            Ok((page, market))
+        })
         .await?;
+    let group_buy = market.as_ref().map(|config| GroupBuyBox::new(config, at));
     let csrf = shopper.0.as_ref().map(|s| super::csrf::token_for(&s.token));
     let best_cents = offers.first().and_then(CouponOffer::payable_cents);
     let coupons = CouponChoice::list(&offers, lang);
-    render(&ProductPage { lang, nav: shopper.nav(), product, csrf, coupons, best_cents })
+    render(&ProductPage { lang, nav: shopper.nav(), product, csrf, coupons, best_cents, group_buy })
 }

@@ -161,6 +161,13 @@ pub struct Team {
     pub failed_at: Option<NaiveDateTime>,
 }
 
+impl Team {
+    /// Still taking members and payments (拼团中).
+    pub fn is_forming(&self) -> bool {
+        self.status == TeamStatus::Progress
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = group_buy_member)]
 pub struct Member {
@@ -447,6 +454,20 @@ pub fn complete(conn: &mut DbConn, team_id: &str) -> QueryResult<bool> {
 }
 
 /// PROGRESS -> FAIL once expired at `at`; only one caller gets it.
+/// Moves a forming team's expiry to `at` if it is later (the admin's "expire now"); whether it
+/// moved.
+pub fn cut_short(conn: &mut DbConn, team_id: &str, at: NaiveDateTime) -> QueryResult<bool> {
+    diesel::update(
+        group_buy_team::table
+            .filter(group_buy_team::team_id.eq(team_id))
+            .filter(group_buy_team::status.eq(TeamStatus::Progress.as_str()))
+            .filter(group_buy_team::expires_at.gt(at)),
+    )
+    .set((group_buy_team::expires_at.eq(at), group_buy_team::updated_at.eq(at)))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
 pub fn fail_expired(conn: &mut DbConn, team_id: &str, at: NaiveDateTime) -> QueryResult<bool> {
     diesel::update(
         group_buy_team::table

@@ -476,6 +476,13 @@ pub fn expire(reconciler: &Reconciler, pool: &DbPool, team_id: &str, cause: &str
     Ok(expiry)
 }
 
+/// The admin expires a forming team now: its expiry moves to now (so no one joins it and a later
+/// payment is refunded), then [`expire`] runs.
+pub fn expire_now(reconciler: &Reconciler, pool: &DbPool, team_id: &str, cause: &str) -> AppResult<Expiry> {
+    group_buy::cut_short(&mut *pool.get()?, team_id, now())?;
+    expire(reconciler, pool, team_id, cause)
+}
+
 fn expire_leased(reconciler: &Reconciler, pool: &DbPool, team_id: &str, cause: &str) -> AppResult<Expiry> {
     let at = now();
     let team = group_buy::find_team(&mut *pool.get()?, team_id)?;
@@ -631,11 +638,11 @@ pub fn activities(conn: &mut DbConn) -> AppResult<Vec<Activity>> {
     Ok(group_buy::all_activities(conn)?)
 }
 
-/// A team and its members, in the order they joined.
-pub type TeamWithMembers = (Team, Vec<Member>);
+/// Teams, each with its members.
+pub type TeamsWithMembers = Vec<(Team, Vec<Member>)>;
 
 /// An activity and its latest teams with their members, for the admin.
-pub fn activity_detail(conn: &mut DbConn, activity_id: i64) -> AppResult<(Activity, Vec<TeamWithMembers>)> {
+pub fn activity_detail(conn: &mut DbConn, activity_id: i64) -> AppResult<(Activity, TeamsWithMembers)> {
     let activity = group_buy::find_activity(conn, activity_id)?
         .ok_or_else(|| AppError::NotFound(format!("There is no activity {activity_id}.")))?;
     let mut teams = Vec::new();

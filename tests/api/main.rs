@@ -14,6 +14,7 @@ mod coupon_pages;
 mod crash;
 mod export;
 mod group_buy;
+mod group_buy_pages;
 mod hardening;
 mod i18n;
 mod login;

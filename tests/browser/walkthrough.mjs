@@ -3,11 +3,14 @@
 // checkout -> sandbox cashier -> Pay -> the order page turns paid, then delivered, without a
 // reload -> the admin signs in and finds the order; then, on a phone's 375 px wide screen, the
 // shopper claims 直减5元 at 领券中心, finds it preselected on the tea's page at ¥53.00, sees the
-// breakdown at checkout, pays ¥53.00, and the coupon is 已使用; every shopper page fits the
-// phone, and ?lang=en turns the shop English; then on an iPhone-sized screen inside WeChat, a
-// visitor's Buy logs in through the sandbox's 网页授权 page and the checkout guides to the
-// phone's browser; and in the iPhone's Safari a shopper pays at the phone (WAP) cashier and sees
-// the order delivered without a reload. Screenshots go to target/screenshots/.
+// breakdown at checkout, pays ¥53.00, and the coupon is 已使用; then the shopper opens a team on
+// the umbrella (开团购买) and pays, two more shoppers in browsers of their own log in, join it
+// (参与拼团) and pay, and the first order page shows the team formed and the order delivered
+// without a reload; every shopper page fits the phone, and ?lang=en turns the shop English; then
+// on an iPhone-sized screen inside WeChat, a visitor's Buy logs in through the sandbox's 网页授权
+// page and the checkout guides to the phone's browser; and in the iPhone's Safari a shopper pays
+// at the phone (WAP) cashier and sees the order delivered without a reload. Screenshots go to
+// target/screenshots/.
 //
 // Usage: node walkthrough.mjs <shop base URL> <admin password>
 import { chromium } from "playwright-core";
@@ -203,6 +206,79 @@ try {
     expectText(await shop.textContent("#mine-AVAILABLE"), "无", "no coupon left available");
     await fitsThePhone(shop);
     await shot(shop, "coupon-used");
+  });
+
+  // Group buying: the shopper opens a team on the umbrella (开团购买) and pays; two more shoppers,
+  // each in a browser of their own, log in and join it (参与拼团) and pay; the first order page
+  // shows the team formed and the order delivered without a reload. Assertions read attributes,
+  // not words.
+  const umbrella = `/products/100010090095`;
+  let teamId = "";
+  let teamOrderId = "";
+
+  // Pays at the sandbox cashier the Buy form led to; the order page's id.
+  async function payAtCashier(page) {
+    await page.waitForURL((url) => url.pathname === "/sandbox/alipay/gateway.do", { timeout: 15000 });
+    expectText(await page.textContent(".cashier"), "¥69.00", "cashier amount");
+    const id = (await page.textContent(".out-trade-no")).trim();
+    await page.click("#pay");
+    await page.waitForURL((url) => url.pathname === `/orders/${id}`, { timeout: 15000 });
+    return id;
+  }
+
+  await check("the umbrella's page shows the group price and no team yet; 开团购买 opens one", async () => {
+    await shop.goto(`${base}${umbrella}`);
+    expectText(await shop.textContent("#group-price"), "¥69.00", "group price");
+    expectText(await shop.textContent("#list-price"), "¥89.00", "list price");
+    if (!(await shop.isVisible("#no-teams"))) throw new Error("no team is open yet");
+    await shot(shop, "group-buy-product");
+    await shop.click("#open-team");
+    teamOrderId = await payAtCashier(shop);
+    await shop.waitForSelector("#team[data-team-status=PROGRESS]");
+    await shop.waitForFunction(() => document.getElementById("team-paid").textContent === "1", null, { timeout: 20000 });
+    teamId = await shop.getAttribute("#team", "data-team-id");
+    if (!/^\d+$/.test(teamId)) throw new Error(`team id ${teamId}`);
+    const countdown = await shop.getAttribute("#team-countdown", "data-secs-left");
+    if (!(Number(countdown) > 0)) throw new Error(`countdown ${countdown}`);
+    await shop.evaluate(() => { window.__sameDocument = true; });
+    await shot(shop, "group-buy-opened");
+  });
+
+  for (const [n, openid] of [[1, "o-browser-joiner-1"], [2, "o-browser-joiner-2"]]) {
+    await check(`shopper ${n + 1} logs in in a browser of their own and joins the team (参与拼团) and pays`, async () => {
+      const own = await browser.newContext({ viewport: { width: 420, height: 860 } });
+      watchPolicy(own);
+      const page = await own.newPage();
+      await page.goto(`${base}${umbrella}`);
+      await page.click(`#team-${teamId} .join-team`);
+      await page.waitForURL((url) => url.pathname === "/login");
+      const [phone] = await Promise.all([own.waitForEvent("page"), page.click("#sandbox-phone")]);
+      await phone.waitForLoadState();
+      await phone.fill("#openid", openid);
+      await phone.click("#scan");
+      await phone.waitForSelector("#portal-reply");
+      await phone.close();
+      await page.waitForURL((url) => url.pathname === umbrella, { timeout: 15000 });
+      const countdown = await page.textContent(`#team-${teamId} .countdown`);
+      if (!/^\d{2,}:\d{2}:\d{2}$/.test(countdown.trim())) throw new Error(`countdown ${countdown}`);
+      await shot(page, `group-buy-join-${n}`);
+      await page.click(`#team-${teamId} button.join-team`);
+      const id = await payAtCashier(page);
+      if (await page.getAttribute("#team", "data-team-id") !== teamId) throw new Error("joined another team");
+      await shot(page, `group-buy-joined-${n}`);
+      await own.close();
+    });
+  }
+
+  await check("the first shopper's order page shows the team formed and the order delivered without a reload", async () => {
+    await shop.waitForSelector("#team[data-team-status=COMPLETE]", { timeout: 20000 });
+    expectText(await shop.textContent("#team-paid"), "3", "paid members");
+    await shop.waitForSelector("#order-status.status-DEAL_DONE", { timeout: 20000 });
+    const sameDocument = await shop.evaluate(() => window.__sameDocument === true);
+    if (!sameDocument) throw new Error("the page reloaded");
+    if (!(await shop.isHidden("#team-countdown-line"))) throw new Error("the countdown still shows");
+    if (new URL(shop.url()).pathname !== `/orders/${teamOrderId}`) throw new Error(`left the order page: ${shop.url()}`);
+    await shot(shop, "group-buy-formed");
   });
 
   await check("every shopper page fits a 375 px phone", async () => {
