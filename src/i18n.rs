@@ -160,7 +160,7 @@ mod tests {
         assert!(only_english.is_empty(), "missing in zh-CN.ftl: {only_english:?}");
         // Every variable the messages use, so that each message can be formatted.
         let variables: HashMap<Cow<'static, str>, FluentValue> =
-            ["id", "count", "code", "time", "days", "ids", "amount", "orders", "hours", "who"]
+            ["id", "count", "code", "time", "days", "ids", "amount", "orders", "hours", "who", "n", "scope"]
                 .into_iter()
                 .map(|name| (Cow::Borrowed(name), FluentValue::from("1")))
                 .collect();

@@ -32,6 +32,7 @@ use crate::sandbox::alipay::{AlipaySandbox, SandboxKeyError};
 use crate::sandbox::weixin::WeixinSandbox;
 use crate::services::catalogue::ShopWindow;
 use crate::services::order::OrderNumbers;
+use crate::services::pay_page::PayLinks;
 use crate::state::AppState;
 
 /// Bodies larger than this are refused before any handler sees them.
@@ -53,6 +54,8 @@ pub enum StartupError {
     Engine(#[from] EngineError),
     #[error("cannot start the {0}")]
     Thread(&'static str, #[source] std::io::Error),
+    #[error("cannot derive the pay links' secret from the merchant key")]
+    PayLinkSecret,
 }
 
 pub struct Application {
@@ -183,6 +186,7 @@ fn share(
     database: &Database,
 ) -> Result<(web::Data<AppState>, Arc<Worker>), StartupError> {
     let alipay = Arc::new(AlipayClient::from_settings(settings)?);
+    let pay_links = PayLinks::new(alipay.derived_secret("pay-link").ok_or(StartupError::PayLinkSecret)?);
     let weixin = Arc::new(WeixinClient::from_settings(settings));
     let limits = Arc::new(RateLimits::new(&settings.limits));
     let pool = database.pool.clone();
@@ -198,6 +202,7 @@ fn share(
         order_numbers: OrderNumbers::default(),
         limits,
         wake: worker.wake.clone(),
+        pay_links,
         http_metrics: HttpMetrics::new(),
     });
     Ok((state, worker))

@@ -11,6 +11,7 @@ use crate::metrics::HttpMetrics;
 use crate::rate_limit::RateLimits;
 use crate::services::catalogue::ShopWindow;
 use crate::services::order::OrderNumbers;
+use crate::services::pay_page::PayLinks;
 
 pub struct AppState {
     /// Where blocking work runs: database work, signatures, calls to the platforms.
@@ -29,6 +30,8 @@ pub struct AppState {
     /// Wakes this instance's background thread to drain the outbox after a commit that
     /// enqueued work.
     pub wake: Wake,
+    /// Signs the guide's pay links (`services::pay_page::PayLinks`).
+    pub pay_links: PayLinks,
     /// The HTTP metrics every request updates (`metrics::measure`) and `/metrics` renders.
     pub http_metrics: HttpMetrics,
 }

@@ -355,7 +355,7 @@ async fn buy(
         Err(AppError::NotLoggedIn) => return Ok(login()),
         other => other?,
     };
-    checkout_page(&state, lang, Shopper { user, token }, to_pay, device).await
+    checkout_page(&state, lang, MaybeShopper(Some(Shopper { user, token })), to_pay, device).await
 }
 
 /// The order's pay page, the link the guide inside WeChat gives: the checkout of the order again
@@ -366,10 +366,20 @@ async fn pay(
     state: web::Data<AppState>,
     shopper: MaybeShopper,
     path: web::Path<String>,
+    query: web::Query<PayLinkQuery>,
     device: Device,
 ) -> Result<HttpResponse, AppError> {
     let order_id = path.into_inner();
     let page = format!("/orders/{}", super::url_encode(&order_id));
+    if let (Some(until), Some(sig)) = (query.until, query.sig.as_deref()) {
+        if !state.pay_links.verify(&order_id, until, sig, now()) {
+            return Err(AppError::Forbidden("付款链接无效或已过期，请回到微信重新打开订单".into()));
+        }
+        return match pay_page::by_link(&state.engine, order_id).await? {
+            PayPage::Form(to_pay) => checkout_page(&state, lang, shopper, to_pay, device).await,
+            _ => Ok(super::see_other(&page)),
+        };
+    }
     let login = || super::see_other(&format!("/login?next={}", super::url_encode(&format!("{page}/pay"))));
     let Some(Shopper { token, .. }) = shopper.0 else { return Ok(login()) };
     let opened = pay_page::open(
@@ -385,20 +395,20 @@ async fn pay(
     match opened {
         Ok(PayPage::Pay(user, to_pay)) => {
             let to_pay = OrderToPay { existing: false, ..to_pay };
-            checkout_page(&state, lang, Shopper { user, token }, to_pay, device).await
+            checkout_page(&state, lang, MaybeShopper(Some(Shopper { user, token })), to_pay, device).await
         }
-        Ok(PayPage::Settled) => Ok(super::see_other(&page)),
+        Ok(PayPage::Form(_) | PayPage::Settled) => Ok(super::see_other(&page)),
         Err(AppError::NotLoggedIn) => Ok(login()),
         Err(other) => Err(other),
     }
 }
 
 /// The checkout page of an order to pay, with its breakdown: the cashier's form, or inside
-/// WeChat the guide with the order's pay link.
+/// WeChat the guide with the order's signed pay link (the phone's browser has no session).
 async fn checkout_page(
     state: &AppState,
     lang: Lang,
-    shopper: Shopper,
+    shopper: MaybeShopper,
     to_pay: OrderToPay,
     device: Device,
 ) -> Result<HttpResponse, AppError> {
@@ -407,9 +417,14 @@ async fn checkout_page(
     let breakdown =
         state.engine.run(move |conn| history::at_checkout(conn, &order_id, payable_cents)).await?;
     let pay_link = (device == Device::WeChat).then(|| {
-        format!("{}/orders/{}/pay", state.settings.server.public_url, super::url_encode(&order.order_id))
+        let signed = state.pay_links.query(&order.order_id, order.expire_at);
+        format!(
+            "{}/orders/{}/pay?{signed}",
+            state.settings.server.public_url,
+            super::url_encode(&order.order_id)
+        )
     });
-    let nav = MaybeShopper(Some(shopper)).nav();
+    let nav = shopper.nav();
     render(&CheckoutPage { lang, nav, order, breakdown, form: pay_form, existing, pay_link })
 }
 
@@ -477,6 +492,13 @@ async fn cancel(
         Err(other) => return Err(other),
     };
     Ok(super::see_other(&format!("{page}?notice={key}")))
+}
+
+/// A signed pay link's query (`services::pay_page::PayLinks`).
+#[derive(Deserialize)]
+struct PayLinkQuery {
+    until: Option<i64>,
+    sig: Option<String>,
 }
 
 #[derive(Deserialize)]

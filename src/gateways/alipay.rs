@@ -381,6 +381,18 @@ pub struct AlipayClient {
 }
 
 impl AlipayClient {
+    /// A 32-byte secret for `purpose` (the shop's own signed links), derived from the merchant
+    /// key: every instance holding the key derives the same, and no one without it can.
+    pub fn derived_secret(&self, purpose: &str) -> Option<[u8; 32]> {
+        let der = self.merchant_key.private_key_to_der().ok()?;
+        let mut hasher = openssl::sha::Sha256::new();
+        hasher.update(b"paymall-derived|");
+        hasher.update(purpose.as_bytes());
+        hasher.update(b"|");
+        hasher.update(&der);
+        Some(hasher.finish())
+    }
+
     pub fn from_settings(settings: &Settings) -> Result<AlipayClient, SettingKeyError> {
         let alipay = &settings.alipay;
         Ok(AlipayClient {

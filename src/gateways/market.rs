@@ -1,10 +1,9 @@
 //! The original's outside market service: its "team formed" notice (`group_buy_notify`),
 //! signed with a shared key.
 
-use openssl::hash::MessageDigest;
-use openssl::pkey::PKey;
-use openssl::sign::Signer;
 use serde::Deserialize;
+
+pub use super::hmac_sha256_hex;
 
 /// A verified "team formed" notice: the team and its orders (out_trade_no = our order id).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -23,22 +22,11 @@ impl TeamNotice {
     /// The notice in `body` if `signature` is the hex HMAC-SHA256 of the body under `key`
     /// (compared in constant time), before the body is read.
     pub fn verify(key: &str, body: &[u8], signature: &str) -> Result<TeamNotice, NoticeRefused> {
-        let expected = hmac_sha256_hex(key, body).ok_or(NoticeRefused("cannot sign"))?;
-        if expected.len() != signature.len()
-            || !openssl::memcmp::eq(expected.as_bytes(), signature.to_ascii_lowercase().as_bytes())
-        {
+        if !super::hmac_matches(key.as_bytes(), body, signature) {
             return Err(NoticeRefused("bad signature"));
         }
         serde_json::from_slice(body).map_err(|_| NoticeRefused("not a team notice"))
     }
-}
-
-/// The hex HMAC-SHA256 of `body` under `key`.
-pub fn hmac_sha256_hex(key: &str, body: &[u8]) -> Option<String> {
-    let key = PKey::hmac(key.as_bytes()).ok()?;
-    let mut signer = Signer::new(MessageDigest::sha256(), &key).ok()?;
-    signer.update(body).ok()?;
-    Some(crate::random::hex(&signer.sign_to_vec().ok()?))
 }
 
 #[cfg(test)]
@@ -49,15 +37,15 @@ mod tests {
     fn a_notice_is_read_only_under_its_signature() {
         // RFC 4231 test case 2.
         assert_eq!(
-            hmac_sha256_hex("Jefe", b"what do ya want for nothing?").unwrap(),
+            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?").unwrap(),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         let body = br#"{"teamId":"0000000101","outTradeNoList":["2612040000000101"]}"#;
-        let signature = hmac_sha256_hex("k", body).unwrap();
+        let signature = hmac_sha256_hex(b"k", body).unwrap();
         let notice = TeamNotice::verify("k", body, &signature).unwrap();
         assert_eq!(notice.team_id, "0000000101");
         assert!(TeamNotice::verify("other", body, &signature).is_err());
         assert!(TeamNotice::verify("k", body, "").is_err());
-        assert!(TeamNotice::verify("k", b"{}", &hmac_sha256_hex("k", b"{}").unwrap()).is_err());
+        assert!(TeamNotice::verify("k", b"{}", &hmac_sha256_hex(b"k", b"{}").unwrap()).is_err());
     }
 }

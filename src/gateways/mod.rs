@@ -10,6 +10,23 @@ use std::time::Duration;
 
 use crate::error::AppError;
 
+/// The hex HMAC-SHA256 of `body` under `key`.
+pub fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> Option<String> {
+    use openssl::{hash::MessageDigest, pkey::PKey, sign::Signer};
+    let key = PKey::hmac(key).ok()?;
+    let mut signer = Signer::new(MessageDigest::sha256(), &key).ok()?;
+    signer.update(body).ok()?;
+    Some(crate::random::hex(&signer.sign_to_vec().ok()?))
+}
+
+/// Whether `signature` (hex, either case) is the HMAC-SHA256 of `body` under `key`, compared in
+/// constant time.
+pub fn hmac_matches(key: &[u8], body: &[u8], signature: &str) -> bool {
+    let Some(expected) = hmac_sha256_hex(key, body) else { return false };
+    expected.len() == signature.len()
+        && openssl::memcmp::eq(expected.as_bytes(), signature.to_ascii_lowercase().as_bytes())
+}
+
 /// An HTTP agent with bounded waits; 4xx/5xx answers come back as responses to read.
 pub fn http_agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()

@@ -222,6 +222,15 @@ impl Order {
         [row, form]
     }
 
+    /// The order's signed payment form, while it has one.
+    pub fn form_of(conn: &mut DbConn, order_id: &str) -> QueryResult<Option<String>> {
+        pay_form::table
+            .filter(pay_form::order_id.eq(order_id))
+            .select(pay_form::form)
+            .get_result(conn)
+            .optional()
+    }
+
     pub fn find(conn: &mut DbConn, order_id: &str) -> QueryResult<Option<Order>> {
         pay_order::table
             .filter(pay_order::order_id.eq(order_id))

@@ -28,7 +28,7 @@ use crate::services::reconcile::{self, Reconciler};
 use crate::services::session;
 
 /// A form is not handed out when it has less than this left before `time_expire`.
-const FORM_MARGIN_SECS: i64 = 60;
+pub const FORM_MARGIN_SECS: i64 = 60;
 
 /// The first step of a checkout, which only reads: the shopper's open order for the product
 /// while its payment form is valid, or what a new order needs. Then [`OrderDraft::sign`] with a

@@ -2,23 +2,33 @@
 //! to open in the phone's browser, where Alipay's cashier opens. An open order goes through the
 //! checkout again ([`order::checkout`]): its signed form while it is valid, or, once expired, a
 //! new order for the same product, coupon and team that replaces it.
+//!
+//! The phone's browser shares no cookies with WeChat, so the link the guide gives is signed
+//! ([`PayLinks`]): it opens the order's stored form without a session, until the form expires.
 
 use std::sync::Arc;
+
+use chrono::{Duration, NaiveDateTime};
 
 use crate::config::Settings;
 use crate::engine::Engine;
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, Cashier};
+use crate::gateways::{hmac_matches, hmac_sha256_hex};
+use crate::models::now;
+use crate::models::order::{Order, OrderAtCheckout};
 use crate::models::order_discount::DiscountType;
 use crate::models::user::AppUser;
 use crate::services::group_buy::GroupBuyPick;
-use crate::services::order::{self, OrderNumbers, OrderToPay, Purchase};
+use crate::services::order::{self, FORM_MARGIN_SECS, OrderNumbers, OrderToPay, Purchase};
 use crate::services::{order_history, session};
 
 /// What the pay page shows.
 pub enum PayPage {
     /// The order (or the one that replaced it) with its form.
     Pay(AppUser, OrderToPay),
+    /// The order's stored form, opened by its signed link without a session.
+    Form(OrderToPay),
     /// The order is no longer waiting for a payment: its own page says what it is.
     Settled,
 }
@@ -60,4 +70,57 @@ pub async fn open(
     let purchase = Purchase { product_id: priced.order.product_id, coupon_id, group_buy, cashier };
     let (user, to_pay) = order::checkout(engine, settings, alipay, numbers, token, purchase).await?;
     Ok(PayPage::Pay(user, to_pay))
+}
+
+/// Signs and checks the guide's pay links: `until` (the form's expiry, Unix seconds) and `sig`,
+/// the HMAC-SHA256 of `<order_id>|<until>` under a secret derived from the merchant key (the
+/// same on every instance). A link opens that order's stored form and nothing else.
+pub struct PayLinks {
+    secret: [u8; 32],
+}
+
+impl PayLinks {
+    pub fn new(secret: [u8; 32]) -> Self {
+        PayLinks { secret }
+    }
+
+    /// The query string (`until=…&sig=…`) of the order's pay link, valid until `until`.
+    pub fn query(&self, order_id: &str, until: NaiveDateTime) -> String {
+        let until = until.and_utc().timestamp();
+        let sig = hmac_sha256_hex(&self.secret, format!("{order_id}|{until}").as_bytes()).unwrap_or_default();
+        format!("until={until}&sig={sig}")
+    }
+
+    /// Whether `sig` signs the order's link until `until`, and `until` is still ahead of `at`.
+    pub fn verify(&self, order_id: &str, until: i64, sig: &str, at: NaiveDateTime) -> bool {
+        until > at.and_utc().timestamp()
+            && hmac_matches(&self.secret, format!("{order_id}|{until}").as_bytes(), sig)
+    }
+}
+
+/// The pay page of a signed link (checked by the caller): the order's stored form while it is
+/// valid; an order no longer waiting is [`PayPage::Settled`]; a form past its time is refused
+/// (the shopper opens the order again inside WeChat for a new link).
+pub async fn by_link(engine: &Engine, order_id: String) -> AppResult<PayPage> {
+    engine
+        .run(move |conn| {
+            let order =
+                Order::find(conn, &order_id)?.ok_or_else(|| AppError::NotFound("订单不存在".into()))?;
+            if !order.status.is_open() {
+                return Ok(PayPage::Settled);
+            }
+            let form = Order::form_of(conn, &order_id)?
+                .filter(|_| order.expire_at - Duration::seconds(FORM_MARGIN_SECS) > now());
+            let Some(pay_form) = form else {
+                return Err(AppError::Conflict("付款链接已过期，请回到微信重新打开订单".into()));
+            };
+            let order = OrderAtCheckout {
+                order_id: order.order_id,
+                product_name: order.product_name,
+                total_cents: order.total_cents,
+                expire_at: order.expire_at,
+            };
+            Ok(PayPage::Form(OrderToPay { order, pay_form, existing: false }))
+        })
+        .await
 }

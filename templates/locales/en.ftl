@@ -335,7 +335,6 @@ admin-gb-end-at = End (China time, YYYY-MM-DD HH:MM)
 admin-gb-on-product = product { $id }
 admin-gb-all = all activities
 admin-gb-team = Team { $id }
-admin-gb-counts = Paid { $paid } · held { $held } / { $target }
 admin-gb-opened = opened
 admin-gb-expires = expires
 admin-gb-member = Member

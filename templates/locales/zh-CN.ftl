@@ -335,7 +335,6 @@ admin-gb-end-at = 结束（北京时间 YYYY-MM-DD HH:MM）
 admin-gb-on-product = 商品 { $id }
 admin-gb-all = 全部活动
 admin-gb-team = 团 { $id }
-admin-gb-counts = 已付 { $paid } · 占位 { $held } / { $target }
 admin-gb-opened = 开团
 admin-gb-expires = 到期
 admin-gb-member = 成员

@@ -477,7 +477,7 @@ fn the_outside_team_notice_needs_its_key_and_a_formed_team(backend: Backend) {
     let (team_id, shoppers) = team(&app, "notice", 2);
     let ids: Vec<&str> = shoppers.iter().map(|(_, id)| id.as_str()).collect();
     let body = json!({ "teamId": team_id, "outTradeNoList": ids }).to_string();
-    let signature = paymall::gateways::market::hmac_sha256_hex("market-key", body.as_bytes()).unwrap();
+    let signature = paymall::gateways::market::hmac_sha256_hex(b"market-key", body.as_bytes()).unwrap();
     let notify = |signature: &str| {
         app.browser()
             .with_header("X-Paymall-Signature", signature)

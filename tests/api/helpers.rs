@@ -576,11 +576,13 @@ pub fn hidden<'a>(html: &'a str, name: &str) -> &'a str {
     attribute(html, &format!("name=\"{name}\" value=\""))
 }
 
-fn unescape(text: &str) -> String {
+/// Text of an HTML attribute or page, its entities decoded.
+pub fn unescape(text: &str) -> String {
     text.replace("&quot;", "\"")
         .replace("&#39;", "'")
         .replace("&lt;", "<")
         .replace("&gt;", ">")
+        .replace("&#38;", "&")
         .replace("&amp;", "&")
 }
 

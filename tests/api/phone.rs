@@ -6,6 +6,7 @@ use paymall::gateways::alipay::{append_sign, load_private_key};
 
 use crate::helpers::{
     Backend, Browser, DESKTOP_UA, GIFT, IPHONE_UA, MUG, TestApp, attribute, both_backends, order_id_of,
+    unescape,
 };
 
 /// The payment form in a checkout page (after the top bar's Log out form).
@@ -112,19 +113,13 @@ fn inside_wechat_the_checkout_shows_the_guide_and_the_pay_link(backend: Backend)
     assert!(!checkout.body.contains("checkout.js"));
     let order_id = checkout.body.split("class=\"order-id\">").nth(1).and_then(|r| r.split('<').next());
     let order_id = order_id.expect("the order id").to_owned();
-    let link = attribute(&checkout.body, "id=\"pay-link\" type=\"text\" value=\"").to_owned();
-    assert_eq!(link, format!("{}/orders/{order_id}/pay", app.address));
+    let link = unescape(attribute(&checkout.body, "id=\"pay-link\" type=\"text\" value=\""));
+    let plain = format!("{}/orders/{order_id}/pay", app.address);
+    assert!(link.starts_with(&format!("{plain}?until=")) && link.contains("&sig="), "a signed link: {link}");
 
-    // The same shopper in the phone's browser: the pay link goes on to the phone cashier.
+    // The phone's browser shares no cookies with WeChat: the signed link opens the order's form
+    // with no session, and goes on to the phone cashier.
     let mut browser = Browser::new(&app.address).with_header("User-Agent", IPHONE_UA);
-    let visitor = browser.get(&link);
-    assert_eq!(visitor.status, 303);
-    assert_eq!(
-        visitor.header("location"),
-        Some(format!("/login?next=%2Forders%2F{order_id}%2Fpay").as_str()),
-        "a visitor logs in first and comes back"
-    );
-    browser.cookies = wechat.cookies.clone();
     let pay = browser.get(&link);
     assert_eq!(pay.status, 200, "{}", pay.body);
     assert!(pay.body.contains("checkout.js"), "it goes on to the cashier by itself");
@@ -133,13 +128,40 @@ fn inside_wechat_the_checkout_shows_the_guide_and_the_pay_link(backend: Backend)
     let (params, biz) = app.verified_form(form);
     assert_eq!(
         (params["method"].as_str(), &biz["product_code"]),
-        ("alipay.trade.wap.pay", &"QUICK_WAP_WAY".into())
+        ("alipay.trade.wap.pay", &"QUICK_WAP_WAY".into()),
+        "the form as it was signed inside WeChat"
     );
     assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM pay_order"), 1, "the same signed form, no new order");
 
-    // Once its form expired, the link signs a new order that replaces it.
+    // A link whose signature, order or time was changed opens nothing.
+    let (base, sig) = link.split_once("&sig=").unwrap();
+    let forged = format!(
+        "{base}&sig={}",
+        if sig.starts_with('0') { sig.replacen('0', "1", 1) } else { format!("0{}", &sig[1..]) }
+    );
+    assert_eq!(browser.get(&forged).status, 403);
+    let until: i64 = base.rsplit('=').next().unwrap().parse().unwrap();
+    assert_eq!(
+        browser.get(&link.replace(&format!("until={until}"), &format!("until={}", until + 3600))).status,
+        403
+    );
+    assert_eq!(browser.get(&link.replace(&order_id, "2612040000009999")).status, 403);
+    // Without a signature the pay page is the shopper's own: a visitor logs in first.
+    let visitor = browser.get(&plain);
+    assert_eq!(visitor.status, 303);
+    assert_eq!(
+        visitor.header("location"),
+        Some(format!("/login?next=%2Forders%2F{order_id}%2Fpay").as_str()),
+        "a visitor logs in first and comes back"
+    );
+
+    // Once its form expired, the signed link opens nothing; the shopper's own pay page signs a
+    // new order that replaces it.
     app.execute(&format!("UPDATE pay_order SET expire_at = order_time WHERE order_id = '{order_id}'"));
-    let fresh = browser.get(&link);
+    let expired = browser.get(&link);
+    assert_eq!(expired.status, 409, "{}", expired.body);
+    browser.cookies = wechat.cookies.clone();
+    let fresh = browser.get(&plain);
     assert_eq!(fresh.status, 200, "{}", fresh.body);
     let new_id = order_id_of(form_in(&fresh.body));
     assert_ne!(new_id, order_id);
@@ -147,7 +169,7 @@ fn inside_wechat_the_checkout_shows_the_guide_and_the_pay_link(backend: Backend)
     assert_eq!(app.order_status(&mut browser, &order_id), "CLOSE");
 
     // A paid (or closed) order's link shows the order.
-    let closed = browser.get(&link);
+    let closed = browser.get(&plain);
     assert_eq!(closed.header("location"), Some(format!("/orders/{order_id}").as_str()));
     // Somebody else's order is not found.
     let stranger = shopper(&app, "o-stranger", IPHONE_UA).get(&format!("/orders/{new_id}/pay"));

@@ -329,7 +329,7 @@ try {
     await page.waitForSelector("#wechat-guide");
     expectText(await page.textContent("#wechat-guide"), "点击右上角 ··· 选择在浏览器打开", "the guide");
     const link = await page.inputValue("#pay-link");
-    if (!new RegExp(`^${base}/orders/\\d{16}/pay$`).test(link)) throw new Error(`pay link ${link}`);
+    if (!new RegExp(`^${base}/orders/\\d{16}/pay\\?until=\\d+&sig=[0-9a-f]{64}$`).test(link)) throw new Error(`pay link ${link}`);
     if (await page.$("form[name=punchout_form]")) throw new Error("the cashier form is on the page inside WeChat");
     if (page.url().includes("/sandbox/alipay/")) throw new Error("went on to Alipay inside WeChat");
     await fitsThePhone(page);
