@@ -309,7 +309,7 @@ pub fn count_payment(
             }
             return complete(conn, team_id, cause, rows).map(TeamPayment::Completed);
         }
-        release_seat(conn, &member)?;
+        leave_unpaid_seat(conn, &member, MemberStatus::Refunding, RefundType::PaidUnformed)?;
     }
     let detail = "paid after its team closed; refunding";
     Order::transition(conn, order_id, &[OrderStatus::PaySuccess], OrderStatus::RefundWait)?;
@@ -354,13 +354,18 @@ fn complete(conn: &mut DbConn, team_id: &str, cause: &str, rows: &mut Inserts) -
 /// A LOCKED seat goes back: the member RELEASED, the team's seat and the shopper's take freed
 /// (a PROGRESS team left with no seat fails).
 fn release_seat(conn: &mut DbConn, member: &Member) -> AppResult<bool> {
-    let released = group_buy::leave(
-        conn,
-        &member.order_id,
-        MemberStatus::Locked,
-        MemberStatus::Released,
-        RefundType::UnpaidUnlock,
-    )?;
+    leave_unpaid_seat(conn, member, MemberStatus::Released, RefundType::UnpaidUnlock)
+}
+
+/// A LOCKED seat leaves for `to` (RELEASED: the order closed unpaid; REFUNDING: paid too late),
+/// the team's seat and the shopper's take freed.
+fn leave_unpaid_seat(
+    conn: &mut DbConn,
+    member: &Member,
+    to: MemberStatus,
+    why: RefundType,
+) -> AppResult<bool> {
+    let released = group_buy::leave(conn, &member.order_id, MemberStatus::Locked, to, why)?;
     if released {
         group_buy::give_seat_back(conn, &member.team_id, false)?;
         group_buy::untake(conn, member.activity_id, member.user_id)?;

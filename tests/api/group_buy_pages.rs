@@ -128,7 +128,7 @@ fn the_product_page_shows_the_group_price_and_the_open_teams(backend: Backend) {
 
     // A product without a group buy keeps its plain Buy.
     let mug = leader.get(&format!("/products/{MUG}")).body;
-    assert!(mug.contains("id=\"buy\">Buy</button>"), "{mug}");
+    assert!(mug.contains("id=\"buy\">立即购买</button>"), "{mug}");
     assert!(!mug.contains("group-buy"), "{mug}");
 }
 
@@ -153,14 +153,15 @@ fn the_order_page_shows_the_team_until_it_forms(backend: Backend) {
     app.wait_for_status(&mut leader, &order_id, "PAY_SUCCESS");
     let page = leader.get(&format!("/orders/{order_id}")).body;
     assert_eq!(text_after(&page, "id=\"team-paid\">"), "1");
-    assert_eq!(text_after(&page, "id=\"order-status-zh\">"), "待成团");
+    assert_eq!(text_after(&page, "data-status=\"PAY_SUCCESS\">"), "待成团");
     let orders = leader.get("/orders").body;
     assert!(
-        orders.contains("<span class=\"status status-PAY_SUCCESS\" title=\"PAY_SUCCESS\">待成团</span>"),
+        orders
+            .contains("<span class=\"status status-PAY_SUCCESS\" data-status=\"PAY_SUCCESS\">待成团</span>"),
         "{orders}"
     );
     let api = leader.get(&format!("/api/v1/orders/{order_id}")).json();
-    assert_eq!(api["data"]["teamStatusText"], "拼团中", "{api}");
+    assert_eq!(api["data"]["teamState"], "PROGRESS", "{api}");
 
     for openid in ["o-gb-order-2", "o-gb-order-3"] {
         let mut member = app.login(openid);
@@ -216,7 +217,7 @@ fn the_admin_creates_activates_and_ends_activities(backend: Backend) {
     let mut admin = app.admin();
     let list = admin.get("/admin/group-buy");
     assert_eq!(list.status, 200, "{}", list.body);
-    assert!(list.body.contains("<a href=\"/admin/group-buy\">Group buy</a>"), "{}", list.body);
+    assert!(list.body.contains("<a href=\"/admin/group-buy\">拼团</a>"), "{}", list.body);
     assert!(
         list.body.contains(&format!("id=\"activity-{ACTIVITY}\" data-status=\"EFFECTIVE\">")),
         "{}",
