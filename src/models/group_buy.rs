@@ -453,7 +453,6 @@ pub fn complete(conn: &mut DbConn, team_id: &str) -> QueryResult<bool> {
     .map(|n| n == 1)
 }
 
-/// PROGRESS -> FAIL once expired at `at`; only one caller gets it.
 /// Moves a forming team's expiry to `at` if it is later (the admin's "expire now"); whether it
 /// moved.
 pub fn cut_short(conn: &mut DbConn, team_id: &str, at: NaiveDateTime) -> QueryResult<bool> {
@@ -468,6 +467,7 @@ pub fn cut_short(conn: &mut DbConn, team_id: &str, at: NaiveDateTime) -> QueryRe
     .map(|n| n == 1)
 }
 
+/// PROGRESS -> FAIL once expired at `at`; only one caller gets it.
 pub fn fail_expired(conn: &mut DbConn, team_id: &str, at: NaiveDateTime) -> QueryResult<bool> {
     diesel::update(
         group_buy_team::table
