@@ -124,7 +124,7 @@ async fn api_my_coupons(
 ) -> Result<HttpResponse, AppError> {
     let wanted: Option<CouponStatus> = match query.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) => Some(s.parse().map_err(|_| AppError::BadRequest("unknown status".into()))?),
+        Some(s) => Some(s.parse().map_err(|_| AppError::BadRequest("非法参数：未知的优惠券状态".into()))?),
     };
     let user_id = shopper.user.user_id;
     let mine = state.engine.run(move |conn| coupons::of_shopper(conn, user_id)).await?;

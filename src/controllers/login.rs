@@ -191,7 +191,7 @@ async fn check_login(
         .ticket
         .clone()
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| AppError::BadRequest("ticket is required".into()))?;
+        .ok_or_else(|| AppError::BadRequest("非法参数：缺少 ticket".into()))?;
     let Some(nonce) = req.cookie(BROWSER_COOKIE).map(|c| c.value().to_owned()) else {
         return Ok(HttpResponse::Ok().json(Waiting { code: "0003", info: "未登录", data: None }));
     };

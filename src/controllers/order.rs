@@ -299,8 +299,8 @@ impl MarketChoice {
                 let team_id = self.team_id.filter(|id| !id.trim().is_empty());
                 Ok(Some(GroupBuyPick { activity_id, team_id }))
             }
-            (1, None) => Err(AppError::BadRequest("activityId is required for marketType 1".into())),
-            _ => Err(AppError::BadRequest("marketType must be 0 or 1".into())),
+            (1, None) => Err(AppError::BadRequest("非法参数：拼团须有 activityId".into())),
+            _ => Err(AppError::BadRequest("非法参数：marketType 须为 0 或 1".into())),
         }
     }
 }

@@ -119,7 +119,7 @@ pub async fn checkout(
             Placed::Moved => {}
         }
     }
-    Err(AppError::Conflict("The order is being changed by another request; please try again.".into()))
+    Err(AppError::Conflict("订单正在处理中，请稍后再试".into()))
 }
 
 /// The shopper behind the session `token` and where their checkout of the purchase starts, read
@@ -143,12 +143,12 @@ pub fn begin_checkout(
         }
         replaces = Some(open.order_id);
     }
-    let product = product.ok_or_else(|| AppError::NotFound(format!("There is no product {product_id}.")))?;
+    let product = product.ok_or_else(|| AppError::NotFound("商品不存在".into()))?;
     if !product.on_sale {
-        return Err(AppError::Conflict(format!("{} is not on sale.", product.name)));
+        return Err(AppError::Conflict("商品已下架".into()));
     }
     if product.stock <= 0 {
-        return Err(AppError::Conflict(format!("{} is sold out.", product.name)));
+        return Err(AppError::Conflict("商品已售罄".into()));
     }
     let pay_timeout = Duration::minutes(i64::from(settings.alipay.pay_timeout_minutes));
     // The background thread first looks at the order when it may need a query or a close.
@@ -405,7 +405,7 @@ pub fn close(conn: &mut DbConn, order_id: &str, cause: &str, detail: &str) -> Ap
 pub fn of_shopper(conn: &mut DbConn, user: &AppUser, order_id: &str) -> AppResult<Order> {
     match Order::find(conn, order_id)? {
         Some(order) if order.user_id == user.user_id => Ok(order),
-        _ => Err(AppError::NotFound(format!("There is no order {order_id}."))),
+        _ => Err(AppError::NotFound("订单不存在".into())),
     }
 }
 

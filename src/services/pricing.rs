@@ -279,7 +279,7 @@ mod tests {
     fn product(price_cents: i64) -> Product {
         Product {
             product_id: "100010090092".into(),
-            name: "Green Tea".into(),
+            name: "龙井绿茶".into(),
             description: String::new(),
             price_cents,
             stock: 10,

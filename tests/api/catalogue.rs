@@ -8,7 +8,7 @@ fn product_list_shows_the_seeded_catalogue(backend: Backend) {
     assert!(page.body.contains("测试商品"), "{}", page.body);
     assert!(page.body.contains("¥1.68"));
     assert!(page.body.contains("/products/100010090091"));
-    assert!(page.body.contains("Green Tea, 250 g"));
+    assert!(page.body.contains("龙井绿茶 250g"));
 }
 
 fn sell_out(app: &TestApp, product_id: &str) {
@@ -44,7 +44,7 @@ fn product_page_shows_price_stock_and_buy(backend: Backend) {
     let app = TestApp::spawn(backend);
     let page = app.browser().get("/products/100010090093");
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("Ceramic Mug"));
+    assert!(page.body.contains("青瓷马克杯"));
     assert!(page.body.contains("¥39.99"));
     assert!(page.body.contains("库存 40 件"));
     assert!(page.body.contains(">立即购买<"));
