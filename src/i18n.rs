@@ -122,8 +122,8 @@ impl Lang {
         self.keyed("status-detail", order.status_words())
     }
 
-    /// A UTC timestamp as a shopper reads it, in China time: `2026年12月4日 21:05`, or
-    /// `2026-12-04 21:05` in English.
+    /// A UTC timestamp as a shopper reads it, in China time: `Y年M月D日 HH:MM` (the month and day
+    /// without a leading zero), or `YYYY-MM-DD HH:MM` in English.
     pub fn time(&self, utc: impl Borrow<NaiveDateTime>) -> String {
         let china = crate::china_time::to_china(*utc.borrow());
         match self {
