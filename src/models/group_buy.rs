@@ -693,3 +693,44 @@ pub fn untake(conn: &mut DbConn, activity_id: i64, user_id: i64) -> QueryResult<
     .execute(conn)
     .map(|n| n == 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, NaiveDate};
+
+    use super::{Activity, ActivityStatus, Plan};
+
+    #[test]
+    fn a_team_expires_after_its_validity_but_never_past_the_activity() {
+        let at = NaiveDate::from_ymd_opt(2026, 12, 4).unwrap().and_hms_opt(12, 0, 0).unwrap();
+        let activity = Activity {
+            activity_id: 1,
+            name: "团".into(),
+            product_id: "p".into(),
+            plan: Plan::Zj,
+            off_cents: 100,
+            threshold_cents: 0,
+            rate_bp: 0,
+            n_price_cents: 0,
+            target_count: 3,
+            valid_minutes: 30,
+            take_limit: 1,
+            status: ActivityStatus::Effective,
+            start_at: at - Duration::days(1),
+            end_at: at + Duration::minutes(45),
+            tag_id: None,
+            tag_limits_visibility: false,
+            tag_limits_joining: false,
+            discount_tag_only: false,
+            created_at: at,
+        };
+        assert_eq!(activity.team_expiry(at), at + Duration::minutes(30));
+        assert_eq!(
+            activity.team_expiry(at + Duration::minutes(20)),
+            at + Duration::minutes(45),
+            "the activity ends first"
+        );
+        assert!(activity.is_on_at(at) && !activity.is_on_at(at + Duration::minutes(45)));
+        assert_eq!(activity.rule_in_words(), "直减1");
+    }
+}

@@ -196,6 +196,18 @@ fn a_team_forms_on_its_last_payment_and_delivers_every_member(backend: Backend, 
     }
     assert_eq!(count(&app, "shipment"), 3);
     assert_eq!(count(&app, "outbox WHERE kind = 'delivery'"), 3);
+
+    // Formed and delivered: the shopper's refund goes through the customer service.
+    let (browser, order_id) = &mut shoppers[0];
+    let refund = browser.post_json("/api/v1/alipay/refund_order", &json!({ "orderId": order_id })).json();
+    assert_eq!(refund["data"]["message"], "请联系客服退款", "{refund}");
+    let list = browser.post_json("/api/v1/alipay/query_user_order_list", &json!({ "pageSize": 5 })).json();
+    let item = &list["data"]["orderList"][0];
+    assert_eq!(
+        (&item["marketType"], &item["teamId"], &item["teamStatus"], &item["marketDeductionAmount"]),
+        (&json!(1), &json!(team_id), &json!("COMPLETE"), &json!("20.00")),
+        "{list}"
+    );
 }
 
 /// The last two members pay at the same moment, each notification five times, while the
@@ -240,6 +252,27 @@ fn the_last_payers_at_once_form_the_team_once(backend: Backend, path: PaymentPat
     assert_eq!(count(&app, "order_event WHERE to_status = 'MARKET'"), 3, "formed once");
     assert_eq!(count(&app, "pay_order WHERE status = 'DEAL_DONE'"), 3);
     assert_eq!(count(&app, "shipment"), 3);
+}
+
+/// The last member paid just before the team expired, but the notification was dropped: the
+/// expiry's close at Alipay finds the payment, counts it, and the team forms; nobody is refunded.
+fn a_payment_the_expiry_finds_at_alipay_still_forms_the_team(backend: Backend, path: PaymentPath) {
+    let app = TestApp::spawn_paying(backend, path);
+    let (team_id, mut shoppers) = team_with_forms(&app, "found", 2);
+    pay(&app, &shoppers[0].1, 0);
+    pay(&app, &shoppers[1].1, 1);
+    app.faults(json!({ "drop_notify": true }));
+    let (browser, order_id, form) = &mut shoppers[2];
+    app.pay_at_cashier(browser, form);
+    assert_eq!(app.order_status(browser, order_id), "PAY_WAIT", "no notification came");
+    // The team expires now, after the payment.
+    let now = chrono::Utc::now().naive_utc().format("%Y-%m-%d %H:%M:%S%.6f");
+    app.execute(&format!("UPDATE group_buy_team SET expires_at = '{now}' WHERE team_id = '{team_id}'"));
+    app.worker.tick();
+    assert_eq!(team_status(&app, &team_id), "COMPLETE", "the payment before the expiry counts");
+    app.worker.tick();
+    assert_eq!(count(&app, "pay_order WHERE status = 'DEAL_DONE'"), 3);
+    assert_eq!(count(&app, "pay_order WHERE status = 'REFUND_WAIT' OR status = 'REFUNDED'"), 0);
 }
 
 /// Twenty shoppers race for a team's last seat: one order, nineteen E0006 with nothing made.
@@ -632,6 +665,7 @@ both_backends!(
 );
 every_payment_path!(
     a_team_forms_on_its_last_payment_and_delivers_every_member,
+    a_payment_the_expiry_finds_at_alipay_still_forms_the_team,
     the_last_payers_at_once_form_the_team_once,
     an_expired_team_closes_the_unpaid_and_refunds_the_paid,
     a_payment_too_late_for_its_team_is_refunded
