@@ -547,9 +547,9 @@ impl WechatPayClient {
     }
 
     /// Sends a signed request to `path` (under `api_base_url`) and verifies the answer's
-    /// signature. A 2xx answer that fails verification is untrusted (`BadAnswer`); other
-    /// failures come back as `Refused` with the answer's code, `verified` saying whether the
-    /// answer was signed by WeChat Pay.
+    /// signature: only a verified answer comes back, whatever its status. A 2xx answer that
+    /// fails verification is untrusted (`BadAnswer`); an error answer that fails it is `Refused`
+    /// and never read for a fact (an unsigned 404 is not a trade that does not exist).
     fn call(
         &self,
         method: &str,

@@ -535,7 +535,8 @@ async fn refund(req: HttpRequest, body: web::Bytes, sandbox: Sandbox) -> HttpRes
     let text = |key: &str| request.get(key).and_then(|v| v.as_str()).unwrap_or("").to_owned();
     let amount = |key: &str| request.pointer(&format!("/amount/{key}")).and_then(|v| v.as_i64()).unwrap_or(0);
     let (out_refund_no, refund_fen, total) = (text("out_refund_no"), amount("refund"), amount("total"));
-    if out_refund_no.is_empty() || refund_fen <= 0 {
+    let unnamed = text("out_trade_no").is_empty() && text("transaction_id").is_empty();
+    if out_refund_no.is_empty() || refund_fen <= 0 || unnamed {
         return sandbox.fail(PARAM_ERROR);
     }
     let abnormal = sandbox.faults().refund_abnormal;
