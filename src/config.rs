@@ -14,6 +14,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub weixin: WeixinSettings,
     pub alipay: AlipaySettings,
+    pub wechat_pay: WechatPaySettings,
     pub sandbox: SandboxSettings,
     pub compensation: CompensationSettings,
     pub catalogue: CatalogueSettings,
@@ -98,6 +99,33 @@ pub struct AlipaySettings {
     /// A validly signed payment for an order the shop does not know is refunded after this long
     /// unless the admin refunded it sooner.
     pub orphan_refund_after_hours: u32,
+}
+
+/// WeChat Pay API v3 (直连商户, public-key mode).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WechatPaySettings {
+    /// 商户号.
+    pub mch_id: String,
+    /// The Official Account the payments are made in; empty means `weixin.app_id`.
+    pub app_id: String,
+    /// The APIv3 key (32 bytes) that notifications are encrypted with; with the sandbox on, an
+    /// empty one is generated into the key folder on first start.
+    pub api_v3_key: Secret,
+    /// The merchant API key (PEM); empty means `wechat_pay_merchant_private_key.pem` next to
+    /// `alipay.merchant_private_key_path`.
+    pub merchant_private_key_path: PathBuf,
+    /// The serial number of the merchant API certificate, sent in every request's signature.
+    pub merchant_serial_no: String,
+    /// WeChat Pay's public key (PEM); empty means `wechat_pay_platform_public_key.pem` next to
+    /// `alipay.alipay_public_key_path`.
+    pub platform_public_key_path: PathBuf,
+    /// The public key's id (`PUB_KEY_ID_...`): the `Wechatpay-Serial` its signatures carry.
+    pub platform_public_key_id: String,
+    /// `https://api.mch.weixin.qq.com`; empty means the sandbox's, with the sandbox on.
+    pub api_base_url: String,
+    /// Where payment and refund notifications go; empty means our own route.
+    pub notify_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -300,6 +328,10 @@ impl Settings {
         if self.alipay.pay_timeout_minutes == 0 {
             return invalid("alipay.pay_timeout_minutes", "must be at least 1");
         }
+        let api_v3_key = self.wechat_pay.api_v3_key.expose().len();
+        if api_v3_key != 0 && api_v3_key != 32 {
+            return invalid("wechat_pay.api_v3_key", "must be 32 bytes");
+        }
         if self.compensation.interval_secs == 0 {
             return invalid("compensation.interval_secs", "must be at least 1");
         }
@@ -389,6 +421,17 @@ impl Settings {
         self.server.public_url = public.clone();
         fill(&mut self.alipay.notify_url, || format!("{public}/api/v1/alipay/alipay_notify_url"));
         fill(&mut self.alipay.return_url, || format!("{public}/orders/return"));
+        let wechat_pay = &mut self.wechat_pay;
+        fill(&mut wechat_pay.notify_url, || format!("{public}/api/v1/wechat_pay/notify"));
+        fill(&mut wechat_pay.app_id, || self.weixin.app_id.clone());
+        if wechat_pay.merchant_private_key_path.as_os_str().is_empty() {
+            wechat_pay.merchant_private_key_path =
+                self.alipay.merchant_private_key_path.with_file_name("wechat_pay_merchant_private_key.pem");
+        }
+        if wechat_pay.platform_public_key_path.as_os_str().is_empty() {
+            wechat_pay.platform_public_key_path =
+                self.alipay.alipay_public_key_path.with_file_name("wechat_pay_platform_public_key.pem");
+        }
         if self.admin.password.is_empty() {
             // Development only: production refuses to start without a password.
             self.admin.password = Secret::new(crate::random::token_hex(8));
@@ -400,6 +443,7 @@ impl Settings {
                 format!("{public}/sandbox/weixin/connect/oauth2/authorize")
             });
             fill(&mut self.alipay.gateway_url, || format!("{public}/sandbox/alipay/gateway.do"));
+            fill(&mut self.wechat_pay.api_base_url, || format!("{public}/sandbox/wechatpay"));
             if self.weixin.app_secret.is_empty() {
                 self.weixin.app_secret = Secret::new(crate::random::token_hex(16));
             }

@@ -29,6 +29,7 @@ use crate::log_escape::Untrusted;
 use crate::metrics::HttpMetrics;
 use crate::rate_limit::RateLimits;
 use crate::sandbox::alipay::{AlipaySandbox, SandboxKeyError};
+use crate::sandbox::wechat_pay::WechatPaySandbox;
 use crate::sandbox::weixin::WeixinSandbox;
 use crate::services::catalogue::ShopWindow;
 use crate::services::order::OrderNumbers;
@@ -75,8 +76,9 @@ impl Application {
         settings.check_sandbox_exposure()?;
         let (listener, address) = bind(&settings.server.bind)?;
         let generated_password = settings.admin.password.is_empty();
-        let settings = Arc::new(settings.resolve(address));
-        let sandbox = Sandbox::start(&settings)?;
+        let mut settings = settings.resolve(address);
+        let sandbox = Sandbox::start(&mut settings)?;
+        let settings = Arc::new(settings);
         let database = Database::open(&settings)?;
         log::info!(
             "paymall listening on http://{address} (public URL {}), database {} at {} ({} migrations applied), sandbox {}",
@@ -141,18 +143,22 @@ fn bind(bind: &str) -> Result<(TcpListener, SocketAddr), StartupError> {
 struct Sandbox {
     alipay: web::Data<Arc<AlipaySandbox>>,
     weixin: web::Data<WeixinSandbox>,
+    wechat_pay: web::Data<Arc<WechatPaySandbox>>,
 }
 
 impl Sandbox {
-    fn start(settings: &Settings) -> Result<Option<Sandbox>, StartupError> {
+    /// Also fills the settings the sandbox generates (the WeChat Pay APIv3 key).
+    fn start(settings: &mut Settings) -> Result<Option<Sandbox>, StartupError> {
         if !settings.sandbox.enabled {
             return Ok(None);
         }
         crate::sandbox::alipay::ensure_keys(settings)?;
+        crate::sandbox::wechat_pay::ensure_keys(settings)?;
         let alipay = AlipaySandbox::new(settings).map_err(SandboxKeyError::from)?;
         Ok(Some(Sandbox {
             alipay: web::Data::new(Arc::new(alipay)),
             weixin: web::Data::new(WeixinSandbox::new(settings)),
+            wechat_pay: web::Data::new(Arc::new(WechatPaySandbox::new(settings)?)),
         }))
     }
 }
@@ -263,7 +269,9 @@ fn serve(
             .configure(controllers::page_routes)
             .configure(|cfg| {
                 if let Some(sandbox) = &sandbox {
-                    cfg.app_data(sandbox.alipay.clone()).app_data(sandbox.weixin.clone());
+                    cfg.app_data(sandbox.alipay.clone())
+                        .app_data(sandbox.weixin.clone())
+                        .app_data(sandbox.wechat_pay.clone());
                     cfg.service(web::scope("/sandbox").configure(crate::sandbox::routes));
                 }
             })

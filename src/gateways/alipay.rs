@@ -20,7 +20,7 @@ use openssl::rsa::Rsa;
 use openssl::sign::Signer;
 use serde::Deserialize;
 
-use super::{GatewayError, http_agent};
+use super::{GatewayError, counted, http_agent};
 use crate::china_time;
 use crate::config::Settings;
 use crate::log_escape::Untrusted;
@@ -606,12 +606,6 @@ impl AlipayClient {
         let refunded = answered.and_then(|a| if a.code == "10000" { Ok(()) } else { Err(refused(&a)) });
         counted("alipay.trade.refund", refunded)
     }
-}
-
-/// Counts a call of `kind` in the metrics, failed when it is an error.
-fn counted<T>(kind: &str, result: Result<T, GatewayError>) -> Result<T, GatewayError> {
-    crate::metrics::gateway_call(kind, result.is_err());
-    result
 }
 
 fn refused(answer: &OpenApiAnswer) -> GatewayError {

@@ -4,6 +4,7 @@
 
 pub mod alipay;
 pub mod market;
+pub mod wechat_pay;
 pub mod weixin;
 
 use std::time::Duration;
@@ -36,6 +37,12 @@ pub fn http_agent(timeout: Duration) -> ureq::Agent {
         .http_status_as_error(false)
         .build()
         .new_agent()
+}
+
+/// Counts a call of `kind` in the metrics, failed when it is an error.
+pub(crate) fn counted<T>(kind: &str, result: Result<T, GatewayError>) -> Result<T, GatewayError> {
+    crate::metrics::gateway_call(kind, result.is_err());
+    result
 }
 
 /// Why a call to a platform failed.

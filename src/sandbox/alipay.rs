@@ -26,7 +26,7 @@ use crate::i18n::Lang;
 use crate::models::now;
 
 /// The compressed resend schedule (Alipay: 4m, 10m, 10m, 1h, 2h, 6h, 15h).
-const RESEND_AFTER_MS: [u64; 8] = [0, 500, 1000, 2000, 4000, 8000, 15000, 30000];
+pub const RESEND_AFTER_MS: [u64; 8] = [0, 500, 1000, 2000, 4000, 8000, 15000, 30000];
 
 /// Where the sandbox keeps its half of each key pair, next to the shop's half.
 pub fn sandbox_key_paths(settings: &Settings) -> (PathBuf, PathBuf) {
@@ -57,25 +57,31 @@ pub fn ensure_keys(settings: &Settings) -> Result<(), SandboxKeyError> {
         (&alipay_private, settings.alipay.alipay_public_key_path.clone()),
     ];
     for (private_path, public_path) in pairs {
-        if private_path.exists() && public_path.exists() {
-            continue;
-        }
-        // An existing private key is kept (it may be a real merchant key): only its public half
-        // is written. A missing one is generated.
-        let key = if private_path.exists() {
-            load_private_key(private_path)?
-        } else {
-            let key = Rsa::generate(2048).and_then(PKey::from_rsa).map_err(SandboxKeyError::Make)?;
-            write_pem(private_path, &key.private_key_to_pem_pkcs8().map_err(SandboxKeyError::Make)?)?;
-            log::info!("sandbox: generated the key pair {}", private_path.display());
-            key
-        };
-        write_pem(&public_path, &key.public_key_to_pem().map_err(SandboxKeyError::Make)?)?;
+        ensure_key_pair(private_path, &public_path)?;
     }
     Ok(())
 }
 
-fn write_pem(path: &Path, pem: &[u8]) -> Result<(), SandboxKeyError> {
+/// Makes sure an RSA key pair is in `private_path` and `public_path`. An existing private key
+/// is kept (it may be a real merchant key): only its public half is written. A missing one is
+/// generated.
+pub fn ensure_key_pair(private_path: &Path, public_path: &Path) -> Result<(), SandboxKeyError> {
+    if private_path.exists() && public_path.exists() {
+        return Ok(());
+    }
+    let key = if private_path.exists() {
+        load_private_key(private_path)?
+    } else {
+        let key = Rsa::generate(2048).and_then(PKey::from_rsa).map_err(SandboxKeyError::Make)?;
+        write_pem(private_path, &key.private_key_to_pem_pkcs8().map_err(SandboxKeyError::Make)?)?;
+        log::info!("sandbox: generated the key pair {}", private_path.display());
+        key
+    };
+    write_pem(public_path, &key.public_key_to_pem().map_err(SandboxKeyError::Make)?)
+}
+
+/// Writes `pem` (or any secret) into `path`, making its folder.
+pub fn write_pem(path: &Path, pem: &[u8]) -> Result<(), SandboxKeyError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|source| SandboxKeyError::Write { path: dir.to_owned(), source })?;

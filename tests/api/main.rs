@@ -26,3 +26,4 @@ mod payment;
 mod phone;
 mod portal;
 mod wechat_login;
+mod wechat_pay_gateway;
