@@ -292,9 +292,10 @@ fn serve(
 /// Query values that are credentials (WeChat's `secret` and `access_token`, seen by the sandbox),
 /// would let a reader of the log replay a portal request (its signatures, nonce and `echostr`),
 /// or belong to a login inside WeChat under way (its `code` and `state`, on the callback and the
-/// code exchange) never reach the access log. No other route takes parameters of these names.
-const SECRET_PARAMS: [&str; 8] =
-    ["secret", "access_token", "signature", "msg_signature", "nonce", "echostr", "code", "state"];
+/// code exchange), or open an order's payment form (a pay link's `sig`) never reach the access
+/// log. No other route takes parameters of these names.
+const SECRET_PARAMS: [&str; 9] =
+    ["secret", "access_token", "signature", "msg_signature", "nonce", "echostr", "code", "state", "sig"];
 
 /// `METHOD /path?query` with the values of [`SECRET_PARAMS`] replaced by `***`.
 pub fn redacted_request_line(method: &str, uri: &str) -> String {
@@ -359,7 +360,11 @@ fn security_headers(settings: &Settings) -> SecurityHeaders {
         cashier_origins(&settings.alipay.gateway_url),
         origin(&settings.weixin.oauth_authorize_url),
     );
+    // Answers carry a shopper's orders, forms and language: no shared cache may keep one (static
+    // files set their own), and a page differs by the language cookie and header.
     let mut headers = vec![
+        (header::CACHE_CONTROL, "no-store".to_owned()),
+        (header::VARY, "Cookie, Accept-Language".to_owned()),
         (header::CONTENT_SECURITY_POLICY, policy),
         (header::X_FRAME_OPTIONS, "DENY".to_owned()),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
@@ -532,6 +537,10 @@ mod tests {
         );
         assert_eq!(redacted_request_line("POST", "/x?access_token=abc&n=1"), "POST /x?access_token=***&n=1");
         assert_eq!(redacted_request_line("GET", "/products/1"), "GET /products/1");
+        assert_eq!(
+            redacted_request_line("GET", "/orders/2612050000000107/pay?until=1796431327&sig=4729"),
+            "GET /orders/2612050000000107/pay?until=1796431327&sig=***"
+        );
         assert_eq!(
             redacted_request_line("GET", "/login/oauth/callback?code=061abc&state=9f2e"),
             "GET /login/oauth/callback?code=***&state=***"

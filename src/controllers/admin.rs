@@ -963,11 +963,11 @@ async fn create_group_buy_activity(
     form: web::Form<ActivityForm>,
 ) -> Result<HttpResponse, AppError> {
     admin_user.check(form.csrf.as_deref())?;
-    let form = form.into_inner();
+    let (form, settings) = (form.into_inner(), state.settings.clone());
     let created = state
         .engine
         .run(move |conn| match form.activity() {
-            Ok(new) => groups::create_activity(conn, &new),
+            Ok(new) => groups::create_activity(conn, &settings, &new),
             Err(invalid) => Err(AppError::BadRequest(invalid.to_string())),
         })
         .await;

@@ -44,16 +44,20 @@ impl FromRequest for Lang {
 }
 
 /// Middleware for the pages: a request with `?lang=en` or `?lang=zh-CN` keeps the choice in the
-/// `lang` cookie. The API is left alone (its texts do not change with the language).
+/// `lang` cookie. The API and the static files are left alone (their answers do not change with
+/// the language).
 pub async fn remember_choice(
     req: ServiceRequest,
     next: Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    let choice = if req.path().starts_with("/api/") || !req.query_string().contains("lang=") {
-        None
-    } else {
-        chosen(req.query_string())
-    };
+    let path = req.path();
+    let choice =
+        if path.starts_with("/api/") || path.starts_with("/public/") || !req.query_string().contains("lang=")
+        {
+            None
+        } else {
+            chosen(req.query_string())
+        };
     let mut res = next.call(req).await?;
     if let Some(lang) = choice {
         let cookie = Cookie::build(LANG_COOKIE, lang.code())

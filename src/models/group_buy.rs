@@ -435,6 +435,19 @@ pub fn count_payment(
     .optional()
 }
 
+/// Takes the team's row lock (PostgreSQL; SQLite's writers take turns anyway) and reads its
+/// status, so that a change of a member's order that also changes the team locks the team first,
+/// as a payment does: two such changes never wait on each other in opposite order.
+pub fn lock_team(conn: &mut DbConn, team_id: &str) -> QueryResult<Option<TeamStatus>> {
+    let status: Option<String> =
+        diesel::update(group_buy_team::table.filter(group_buy_team::team_id.eq(team_id)))
+            .set(group_buy_team::updated_at.eq(now()))
+            .returning(group_buy_team::status)
+            .get_result(conn)
+            .optional()?;
+    Ok(status.and_then(|s| s.parse().ok()))
+}
+
 /// PROGRESS -> COMPLETE once every seat of the target is paid; only one caller gets it.
 pub fn complete(conn: &mut DbConn, team_id: &str) -> QueryResult<bool> {
     let at = now();

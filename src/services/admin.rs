@@ -249,6 +249,7 @@ pub fn refund(conn: &mut DbConn, order_id: &str, admin_name: &str) -> AppResult<
     write_transaction(conn, |c| {
         let order = Order::find(c, order_id)?
             .ok_or_else(|| AppError::NotFound(format!("There is no order {order_id}.")))?;
+        crate::services::group_buy::lock_team_of(c, &order)?;
         if !Order::transition(c, order_id, &OrderStatus::REFUNDABLE, OrderStatus::RefundWait)? {
             return Ok(format!("not refundable: the order is {}", order.status));
         }

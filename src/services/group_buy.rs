@@ -414,17 +414,21 @@ pub fn seat_refunded(conn: &mut DbConn, order_id: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// Whether the paid group order's team is still forming: a paid member may leave it then.
-pub fn team_is_forming(conn: &mut DbConn, order: &Order) -> AppResult<bool> {
-    let Some(team_id) = &order.team_id else { return Ok(false) };
-    Ok(group_buy::find_team(conn, team_id)?.is_some_and(|t| t.status == TeamStatus::Progress))
+/// Inside a transaction that is about to change the group order `order` and then its team (a
+/// refund): the team's row locked first, as a payment locks it before the members' orders; the
+/// team's status, `None` for an order without a team.
+pub fn lock_team_of(conn: &mut DbConn, order: &Order) -> AppResult<Option<TeamStatus>> {
+    match &order.team_id {
+        Some(team_id) => Ok(group_buy::lock_team(conn, team_id)?),
+        None => Ok(None),
+    }
 }
 
 /// The shopper leaves a forming team they paid for (MARKETING.md §5.8): `PAY_SUCCESS ->
 /// REFUND_WAIT`, the seat freed for someone else, the refund enqueued. Whether this call did it.
 pub fn leave_forming_team(conn: &mut DbConn, order: &Order) -> AppResult<bool> {
     write_transaction(conn, |c| {
-        if !team_is_forming(c, order)? {
+        if lock_team_of(c, order)? != Some(TeamStatus::Progress) {
             return Ok(false);
         }
         let order_id = order.order_id.as_str();
@@ -658,8 +662,15 @@ pub fn activity_detail(conn: &mut DbConn, activity_id: i64) -> AppResult<(Activi
     Ok((activity, teams))
 }
 
-/// The admin creates an activity (born CREATE); its id. The product must exist.
-pub fn create_activity(conn: &mut DbConn, new: &NewActivity) -> AppResult<i64> {
+/// The admin creates an activity (born CREATE); its id. The product must exist, and a team must
+/// stay open longer than `group_buy.min_join_window_secs`, or no one could ever join it.
+pub fn create_activity(conn: &mut DbConn, settings: &Settings, new: &NewActivity) -> AppResult<i64> {
+    if i64::from(new.valid_minutes) * 60 <= settings.group_buy.min_join_window_secs as i64 {
+        return Err(AppError::BadRequest(format!(
+            "A team must stay open longer than {} seconds, or no one could join it.",
+            settings.group_buy.min_join_window_secs
+        )));
+    }
     if crate::models::product::Product::find(conn, new.product_id)?.is_none() {
         return Err(AppError::BadRequest(format!("There is no product {}.", new.product_id)));
     }

@@ -17,6 +17,7 @@ use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, Cashier, PagePay};
 use crate::models::coupon::{self, UserCouponWithTemplate};
 use crate::models::order::{CheckoutStart, NewOrder, Order, OrderAtCheckout, OrderStatus};
+use crate::models::order_discount::DiscountType;
 use crate::models::product::{self, Product};
 use crate::models::user::AppUser;
 use crate::models::{is_unique_violation, now};
@@ -376,7 +377,9 @@ fn place_marketed(
     }
     let discounts: Vec<_> = price.applied.iter().map(AppliedDiscount::as_new).collect();
     order_discount::insert(conn, &signed.order_id, &discounts, draft.at)?;
-    if let Some(coupon) = &coupon
+    // A coupon that takes nothing off (the price at its least already) is not spent.
+    let applied = price.applied.iter().any(|d| d.discount_type == DiscountType::Coupon);
+    if let Some(coupon) = coupon.as_ref().filter(|_| applied)
         && !coupon::lock(conn, coupon.coupon.coupon_id, draft.shopper.user_id, &signed.order_id, draft.at)?
     {
         return Err(AppError::from(CouponRefusal::NotAvailable).into());
@@ -506,10 +509,14 @@ pub fn shopper_refund(
     user: &AppUser,
     order_id: &str,
 ) -> AppResult<RefundReply> {
-    let order = of_shopper(&mut *pool.get()?, user, order_id)?;
-    if order.status == OrderStatus::PaySuccess && group_buy::leave_forming_team(&mut *pool.get()?, &order)? {
-        reconciler.wake.wake();
-        return Ok(RefundReply::of(order_id, RefundOutcome::Refunding));
+    let mut order = of_shopper(&mut *pool.get()?, user, order_id)?;
+    if order.status == OrderStatus::PaySuccess && order.team_id.is_some() {
+        if group_buy::leave_forming_team(&mut *pool.get()?, &order)? {
+            reconciler.wake.wake();
+            return Ok(RefundReply::of(order_id, RefundOutcome::Refunding));
+        }
+        // Formed, or left by another request meanwhile: answered as it is now.
+        order = of_shopper(&mut *pool.get()?, user, order_id)?;
     }
     let was_open = order.status.is_open();
     let status = if was_open {

@@ -456,8 +456,21 @@ fn a_member_leaving_a_forming_team_frees_the_seat(backend: Backend) {
     let left = browser.post_json("/api/v1/alipay/refund_order", &json!({ "orderId": order_id })).json();
     assert_eq!(left["data"], json!({ "success": true, "message": "退款中", "orderId": order_id }));
     assert_eq!((team_row(&app, &team_id, "lock_count"), team_row(&app, &team_id, "paid_count")), (2, 1));
-    let again = browser.post_json("/api/v1/alipay/refund_order", &json!({ "orderId": order_id })).json();
-    assert_eq!(again["data"]["message"], "退款中");
+    // Asked again, at once from several tabs: the same answer, and still one refund.
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..5)
+            .map(|_| {
+                let mut tab = app.browser();
+                tab.cookies = browser.cookies.clone();
+                let order_id = order_id.clone();
+                scope.spawn(move || {
+                    tab.post_json("/api/v1/alipay/refund_order", &json!({ "orderId": order_id })).json()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("tab")).collect()
+    });
+    assert!(answers.iter().all(|a| a["data"]["message"] == "退款中"), "{answers:?}");
     app.worker.tick();
     assert_eq!(app.order_status(browser, order_id), "REFUNDED");
     assert_eq!(app.refunds_at_alipay(order_id), 1);
@@ -651,7 +664,33 @@ fn an_admin_refund_after_forming_marks_the_team(backend: Backend) {
     assert_eq!(count(&app, "group_buy_member WHERE status = 'REFUNDED' AND refund_type = 'paid_formed'"), 3);
 }
 
+/// A coupon that takes nothing off the group price (already one cent) is not spent.
+fn a_coupon_that_takes_nothing_off_stays_available(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    app.execute(&format!(
+        "UPDATE group_buy_activity SET plan = 'N', n_price_cents = 1 WHERE activity_id = {ACTIVITY}"
+    ));
+    let mut shopper = app.login("o-cent");
+    let claimed = shopper.post_json("/api/v1/coupons/claim", &json!({ "templateId": ZJ_5 })).json();
+    let coupon_id = claimed["data"]["couponId"].as_i64().expect("coupon");
+    let reply = shopper
+        .post_json(
+            "/api/v1/alipay/create_pay_order",
+            &json!({ "productId": UMBRELLA, "marketType": 1, "activityId": ACTIVITY, "couponId": coupon_id }),
+        )
+        .json();
+    assert_eq!(reply["code"], "0000", "{reply}");
+    let order_id = order_id_of(reply["data"].as_str().unwrap());
+    assert_eq!(team_of(&mut shopper, &order_id)["totalAmount"], "0.01");
+    assert_eq!(
+        count(&app, &format!("user_coupon WHERE coupon_id = {coupon_id} AND status = 'AVAILABLE'")),
+        1
+    );
+    assert_eq!(count(&app, "order_discount WHERE discount_type = 'COUPON'"), 0);
+}
+
 both_backends!(
+    a_coupon_that_takes_nothing_off_stays_available,
     a_cancelled_member_frees_the_seat_and_may_join_again,
     a_team_is_joined_only_while_it_may_be,
     a_crowd_limits_who_joins_sees_or_saves,

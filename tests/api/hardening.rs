@@ -136,7 +136,16 @@ fn security_headers_are_on_every_answer(backend: Backend) {
         assert_eq!(reply.header("x-content-type-options"), Some("nosniff"), "{path}");
         assert_eq!(reply.header("referrer-policy"), Some("strict-origin-when-cross-origin"), "{path}");
         assert_eq!(reply.header("strict-transport-security"), None, "{path}: not over http");
+        let cache = reply.header("cache-control");
+        if path.starts_with("/public/") {
+            assert_eq!(cache, Some("public, max-age=3600"), "{path}");
+            assert!(reply.header("set-cookie").is_none(), "{path}: a static file sets no cookie");
+        } else {
+            assert_eq!(cache, Some("no-store"), "{path}: no shared cache keeps an answer");
+            assert_eq!(reply.header("vary"), Some("Cookie, Accept-Language"), "{path}");
+        }
     }
+    assert!(browser.get("/public/css/app.css?lang=en").header("set-cookie").is_none());
     // No page carries inline script, the payment form included.
     let mut shopper = app.login("o-headers");
     let form = app.create_order(&mut shopper, GIFT);
