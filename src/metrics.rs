@@ -3,7 +3,8 @@
 //! - per application: HTTP requests and their latency per route pattern and status class,
 //!   counted by [`measure`], a middleware that runs on every request and keeps each worker's
 //!   (route, class) handles so a request costs a lookup and two atomic updates;
-//! - per process: calls to the platforms and their failures by kind ([`gateway_call`]), the
+//! - per process: calls to the platforms and their failures by channel and kind
+//!   ([`gateway_call`]), payments recorded by channel and verdict ([`payment_recorded`]), the
 //!   answers to Alipay's notifications ([`notification_answered`]), build info;
 //! - at scrape time: the database's side ([`crate::services::operations::Snapshot`]) and the
 //!   connection pool's state.
@@ -25,6 +26,7 @@ use prometheus::{
 };
 
 use crate::error::AppError;
+use crate::models::order::Channel;
 use crate::services::operations::Snapshot;
 
 /// The content type of the text format.
@@ -139,6 +141,7 @@ struct ProcessMetrics {
     registry: Registry,
     gateway_calls: IntCounterVec,
     gateway_failures: IntCounterVec,
+    payments: IntCounterVec,
     notify_success: IntCounter,
     notify_fail: IntCounter,
 }
@@ -150,12 +153,20 @@ static PROCESS: LazyLock<ProcessMetrics> = LazyLock::new(|| {
         registry.register(Box::new(counter.clone())).expect("registered once");
         counter
     };
-    let gateway_calls =
-        counter("paymall_gateway_calls_total", "Calls to Alipay and WeChat, by kind", &["kind"]);
+    let gateway_calls = counter(
+        "paymall_gateway_calls_total",
+        "Calls to Alipay and WeChat, by payment channel (empty: not a payment channel's) and kind",
+        &["channel", "kind"],
+    );
     let gateway_failures = counter(
         "paymall_gateway_failures_total",
-        "Calls to Alipay and WeChat that failed (unreachable, a bad answer, an error code), by kind",
-        &["kind"],
+        "Calls to Alipay and WeChat that failed (unreachable, a bad answer, an error code), by payment channel and kind",
+        &["channel", "kind"],
+    );
+    let payments = counter(
+        "paymall_payments_total",
+        "Payments the channels confirmed (notified or queried), by channel and what came of them",
+        &["channel", "verdict"],
     );
     let notifications = counter(
         "paymall_alipay_notifications_total",
@@ -173,16 +184,24 @@ static PROCESS: LazyLock<ProcessMetrics> = LazyLock::new(|| {
         registry,
         gateway_calls,
         gateway_failures,
+        payments,
     }
 });
 
-/// Counts a call to a platform (`alipay.trade.query`, `weixin.template.send`, ...) and whether
-/// it failed.
-pub fn gateway_call(kind: &str, failed: bool) {
-    PROCESS.gateway_calls.with_label_values(&[kind]).inc();
+/// Counts a call to a platform (`alipay.trade.query`, `weixin.template.send`, ...), under the
+/// payment channel it is a call of (`None`: WeChat's Official Account), and whether it failed.
+pub fn gateway_call(channel: Option<Channel>, kind: &str, failed: bool) {
+    let labels = [channel.map_or("", Channel::as_str), kind];
+    PROCESS.gateway_calls.with_label_values(&labels).inc();
     if failed {
-        PROCESS.gateway_failures.with_label_values(&[kind]).inc();
+        PROCESS.gateway_failures.with_label_values(&labels).inc();
     }
+}
+
+/// Counts a payment a channel confirmed, by what recording it came to (`done`, `held`,
+/// `refused`); counted as recorded, so a write undone after it was recorded counts too.
+pub fn payment_recorded(channel: Channel, verdict: &str) {
+    PROCESS.payments.with_label_values(&[channel.as_str(), verdict]).inc();
 }
 
 /// Counts the answer a notification got.

@@ -440,7 +440,8 @@ async fn order_action(
     admin_user.check(form.csrf.as_deref())?;
     let (order_id, action) = path.into_inner();
     let cause = format!("admin {}", admin_user.username);
-    let (alipay, settings, owner) = (state.alipay.clone(), state.settings.clone(), state.instance.clone());
+    let (gateways, settings, owner) =
+        (state.gateways.clone(), state.settings.clone(), state.instance.clone());
     let wake = state.wake.clone();
     let id = order_id.clone();
     let look_at = match action.as_str() {
@@ -457,7 +458,8 @@ async fn order_action(
     let outcome = state
         .engine
         .call_out(move |pool| {
-            let reconciler = Reconciler { alipay: &alipay, settings: &settings, owner: &owner, wake: &wake };
+            let reconciler =
+                Reconciler { gateways: &gateways, settings: &settings, owner: &owner, wake: &wake };
             reconcile::by_admin(&reconciler, pool, &id, &cause, look_at)
         })
         .await?;
@@ -1058,13 +1060,15 @@ async fn expire_team(
     admin_user.check(form.csrf.as_deref())?;
     let team_id = path.into_inner();
     let cause = format!("admin {}", admin_user.username);
-    let (alipay, settings, owner) = (state.alipay.clone(), state.settings.clone(), state.instance.clone());
+    let (gateways, settings, owner) =
+        (state.gateways.clone(), state.settings.clone(), state.instance.clone());
     let wake = state.wake.clone();
     let id = team_id.clone();
     let expiry = state
         .engine
         .call_out(move |pool| {
-            let reconciler = Reconciler { alipay: &alipay, settings: &settings, owner: &owner, wake: &wake };
+            let reconciler =
+                Reconciler { gateways: &gateways, settings: &settings, owner: &owner, wake: &wake };
             groups::expire_now(&reconciler, pool, &id, &cause)
         })
         .await?;

@@ -1,12 +1,16 @@
 //! The outside world (WeChat, Alipay): their protocols, and clients for their HTTP APIs. The
 //! clients are blocking (ureq): call them from `web::block` or the background thread, never on
-//! an async worker. Nothing here touches the database.
+//! an async worker. Nothing here touches the database. The payment channels' gateways answer the
+//! same calls ([`PaymentGateway`]), picked by an order's channel ([`Gateways::of`]).
 
 pub mod alipay;
+pub mod channel;
 pub mod market;
 pub mod weixin;
 
 use std::time::Duration;
+
+pub use channel::{CloseOutcome, GatewayOp, Gateways, PaymentGateway, RefundRequest, TradeState};
 
 use crate::error::AppError;
 

@@ -16,7 +16,7 @@ use crate::engine::Engine;
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, Cashier, PagePay};
 use crate::models::coupon::{self, UserCouponWithTemplate};
-use crate::models::order::{CheckoutStart, NewOrder, Order, OrderAtCheckout, OrderStatus};
+use crate::models::order::{Channel, CheckoutStart, NewOrder, Order, OrderAtCheckout, OrderStatus};
 use crate::models::product::{self, Product};
 use crate::models::user::AppUser;
 use crate::models::{is_unique_violation, now};
@@ -82,6 +82,8 @@ pub struct SignedOrder {
     order_id: String,
     draft: OrderDraft,
     pay_form: String,
+    /// The channel whose form `pay_form` is.
+    channel: Channel,
 }
 
 /// A checkout: the shopper behind the session `token` and their order for the purchase, found
@@ -197,7 +199,7 @@ impl OrderDraft {
             time_expire: self.expire_at,
         };
         let pay_form = alipay.pay_form(&pay, cashier, self.at);
-        SignedOrder { order_id, draft: self, pay_form }
+        SignedOrder { order_id, draft: self, pay_form, channel: Channel::Alipay }
     }
 }
 
@@ -291,6 +293,7 @@ pub fn place(conn: &mut DbConn, settings: &Settings, signed: &SignedOrder) -> Ap
         total_cents: draft.price.payable_cents,
         pay_form: &signed.pay_form,
         team_id: team_id.as_deref(),
+        channel: signed.channel,
         order_time: draft.at,
         expire_at: draft.expire_at,
         next_query_at: draft.next_query_at,
