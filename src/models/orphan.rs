@@ -1,5 +1,6 @@
-//! Orphan payments (`orphan_payment`): trades a payment channel confirmed with a valid signature that no
-//! order of the shop takes. Status changes are conditional UPDATEs, as for orders.
+//! Orphan payments (`orphan_payment`): trades a payment channel confirmed with a valid signature
+//! that no order of the shop takes, with that channel. Status changes are conditional UPDATEs, as
+//! for orders.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;

@@ -1,5 +1,6 @@
-//! Orphan payments: money a payment channel took, with a valid signature, that no order of the shop takes
-//! (recorded by [`crate::services::payment::handle_notify`]). A payment for an order the shop
+//! Orphan payments: money a payment channel took, with a valid signature, that no order of the
+//! shop takes (recorded by [`crate::services::payment::record`]), refunded through that channel.
+//! A payment for an order the shop
 //! does not know is refunded, from the admin console or by the background thread once
 //! `alipay.orphan_refund_after_hours` have passed; a trade that already paid another order is
 //! held for the admin. Each refund is one outbox entry under a stable request number, so it is

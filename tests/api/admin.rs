@@ -487,10 +487,7 @@ fn a_filters_total_says_at_least_past_its_cap(backend: Backend) {
 
 fn sync_close_and_refund_move_orders_through_the_sandbox(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600);
-    app.faults(serde_json::json!({ "drop_notify": true }));
-    let mut shopper = app.login("o-admin-actions");
-    let paid_form = app.create_order(&mut shopper, GIFT);
-    let paid = app.pay_at_cashier(&mut shopper, &paid_form);
+    let (mut shopper, paid) = app.paid_unnotified("o-admin-actions", GIFT);
     let unpaid = order_id_of(&app.create_order(&mut shopper, MUG));
     let mug_stock = app.stock(MUG);
     let mut admin = app.admin();
@@ -617,10 +614,7 @@ fn totals_and_paging_hold_while_orders_change_at_once(backend: Backend) {
 /// channel: an order of a channel the shop has no gateway for is left as it is, with the reason.
 fn the_admin_shows_the_channel_and_syncs_through_it(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600);
-    app.faults(serde_json::json!({ "drop_notify": true }));
-    let mut shopper = app.login("o-admin-channel");
-    let form = app.create_order(&mut shopper, GIFT);
-    let paid = app.pay_at_cashier(&mut shopper, &form);
+    let (mut shopper, paid) = app.paid_unnotified("o-admin-channel", GIFT);
     let mut admin = app.admin();
     let detail = admin.get(&format!("/admin/orders/{paid}")).body;
     assert!(detail.contains("<td id=\"admin-channel\">ALIPAY</td>"), "{detail}");

@@ -59,10 +59,7 @@ fn with_a_token_only_its_bearer_reads_the_metrics(backend: Backend) {
 /// Calls to a payment channel's gateway and the payments it confirmed are counted per channel.
 fn gateway_calls_and_payments_are_counted_per_channel(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600);
-    app.faults(serde_json::json!({ "drop_notify": true }));
-    let mut shopper = app.login("o-metrics-channel");
-    let form = app.create_order(&mut shopper, GIFT);
-    let paid = app.pay_at_cashier(&mut shopper, &form);
+    let (mut shopper, paid) = app.paid_unnotified("o-metrics-channel", GIFT);
     let mut admin = app.admin();
     let csrf = admin.csrf(&format!("/admin/orders/{paid}"));
     assert_eq!(admin.post_form(&format!("/admin/orders/{paid}/sync"), &[("csrf", &csrf)]).status, 303);
