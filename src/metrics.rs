@@ -28,6 +28,7 @@ use prometheus::{
 use crate::error::AppError;
 use crate::models::order::Channel;
 use crate::services::operations::Snapshot;
+use crate::services::payment::Verdict;
 
 /// The content type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -141,7 +142,8 @@ struct ProcessMetrics {
     registry: Registry,
     gateway_calls: IntCounterVec,
     gateway_failures: IntCounterVec,
-    payments: IntCounterVec,
+    /// By channel and verdict, as handles: counting a payment is one atomic update.
+    payments: [[IntCounter; 3]; 2],
     notify_success: IntCounter,
     notify_fail: IntCounter,
 }
@@ -168,6 +170,10 @@ static PROCESS: LazyLock<ProcessMetrics> = LazyLock::new(|| {
         "Payments the channels confirmed (notified or queried), by channel and what came of them",
         &["channel", "verdict"],
     );
+    let payments = [Channel::Alipay, Channel::WechatPay].map(|channel| {
+        [Verdict::Done, Verdict::Held, Verdict::Refused]
+            .map(|verdict| payments.with_label_values(&[channel.as_str(), verdict.as_str()]))
+    });
     let notifications = counter(
         "paymall_alipay_notifications_total",
         "Alipay's payment notifications, by the answer they got (fail: Alipay resends)",
@@ -198,10 +204,10 @@ pub fn gateway_call(channel: Option<Channel>, kind: &str, failed: bool) {
     }
 }
 
-/// Counts a payment a channel confirmed, by what recording it came to (`done`, `held`,
-/// `refused`); counted as recorded, so a write undone after it was recorded counts too.
-pub fn payment_recorded(channel: Channel, verdict: &str) {
-    PROCESS.payments.with_label_values(&[channel.as_str(), verdict]).inc();
+/// Counts a payment a channel confirmed, by what recording it came to; counted as recorded, so a
+/// write undone after it was recorded counts too.
+pub fn payment_recorded(channel: Channel, verdict: Verdict) {
+    PROCESS.payments[channel as usize][verdict as usize].inc();
 }
 
 /// Counts the answer a notification got.

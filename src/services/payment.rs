@@ -325,7 +325,7 @@ pub fn record(
     audit: impl Fn(&Recorded) -> Option<InsertRows>,
 ) -> AppResult<Recorded> {
     let recorded = record_once(conn, one_statement, payment, audit)?;
-    crate::metrics::payment_recorded(payment.channel, recorded.verdict.as_str());
+    crate::metrics::payment_recorded(payment.channel, recorded.verdict);
     Ok(recorded)
 }
 
