@@ -551,19 +551,20 @@ impl PaymentGateway for AlipayClient {
     }
 
     /// `alipay.trade.refund` under `out_request_no` = the request's number; a refund beyond the
-    /// trade's total is refused here, before Alipay refuses it.
+    /// trade's total is refused here, uncounted, before Alipay would refuse it.
     fn refund(&self, request: &RefundRequest) -> Result<(), GatewayError> {
         let method = self.call_name(GatewayOp::Refund);
         if request.amount_cents > request.total_cents {
             let message = format!(
-                "refund {} exceeds the trade's {}",
+                "refund {} exceeds the trade's {}; not sent",
                 format_yuan(request.amount_cents),
                 format_yuan(request.total_cents)
             );
-            return counted(
-                method,
-                Err(GatewayError::Refused { platform: PLATFORM, code: "LOCAL".into(), message }),
-            );
+            return Err(GatewayError::Refused {
+                platform: PLATFORM,
+                code: "REFUND_EXCEEDS_TOTAL".into(),
+                message,
+            });
         }
         let mut biz = serde_json::json!({
             "out_trade_no": request.out_trade_no,
@@ -770,6 +771,38 @@ mod tests {
                 }
                 other => panic!("{amount:?} read as {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_refund_beyond_the_trades_total_is_refused_unsent() {
+        let private = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let public = PKey::public_key_from_pem(&private.public_key_to_pem().unwrap()).unwrap();
+        let client = AlipayClient {
+            app_id: "2021".into(),
+            seller_id: "2088".into(),
+            // Nothing listens there: a request that were sent would come back unreachable.
+            gateway_url: "http://127.0.0.1:9/gateway.do".into(),
+            notify_url: String::new(),
+            return_url: String::new(),
+            product_pages: String::new(),
+            merchant_key: private,
+            alipay_key: VerifyingKey::new(public),
+            agent: http_agent(Duration::from_millis(200)),
+        };
+        assert_eq!(client.channel(), Channel::Alipay);
+        assert_eq!(client.call_name(GatewayOp::Refund), "alipay.trade.refund");
+        let request = RefundRequest {
+            out_trade_no: "2612050000000001",
+            trade_no: Some("T1"),
+            amount_cents: 169,
+            total_cents: 168,
+            request_no: "2612050000000001-R1",
+            reason: "test",
+        };
+        match client.refund(&request) {
+            Err(GatewayError::Refused { code, .. }) => assert_eq!(code, "REFUND_EXCEEDS_TOTAL"),
+            other => panic!("{other:?}"),
         }
     }
 
