@@ -430,7 +430,7 @@ async fn order_detail(
     })
 }
 
-/// "Sync with Alipay", "Close" and "Refund", each recorded with the admin's name.
+/// "Sync", "Close" and "Refund" through the order's channel, each recorded with the admin's name.
 async fn order_action(
     state: web::Data<AppState>,
     admin_user: Admin,
@@ -454,7 +454,7 @@ async fn order_action(
         }
         other => return Err(AppError::NotFound(format!("There is no action {other}."))),
     };
-    // Sync and Close ask Alipay while holding the order's lease (and no pooled connection).
+    // Sync and Close ask the order's channel while holding its lease (and no pooled connection).
     let outcome = state
         .engine
         .call_out(move |pool| {
@@ -1049,8 +1049,8 @@ struct ExpireForm {
 }
 
 /// Expires a forming team now, through the background thread's expiry (unpaid members closed
-/// at Alipay first, then FAIL and refunds), asking Alipay with no pooled connection held; back to
-/// the activity's teams with what came of it.
+/// at their channel first, then FAIL and refunds), asking the channel with no pooled connection
+/// held; back to the activity's teams with what came of it.
 async fn expire_team(
     state: web::Data<AppState>,
     admin_user: Admin,

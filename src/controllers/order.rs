@@ -461,7 +461,8 @@ async fn refund_order(
     Ok(Envelope::ok(reply))
 }
 
-/// [`orders::shopper_refund`]: it asks Alipay holding the order's lease and no pooled connection.
+/// [`orders::shopper_refund`]: it asks the order's channel holding the order's lease and no
+/// pooled connection.
 async fn shopper_refund(state: &AppState, user: AppUser, order_id: String) -> Result<RefundReply, AppError> {
     let (gateways, settings, owner) =
         (state.gateways.clone(), state.settings.clone(), state.instance.clone());

@@ -497,12 +497,12 @@ impl RefundOutcome {
     }
 }
 
-/// The shopper asks to cancel or refund their order. An unpaid order is closed at Alipay first,
-/// then here, under the order's lease ([`reconcile::close`]); when Alipay says it was paid, the
-/// payment is recorded and the answer is the paid order's. A paid group order whose team is
-/// still forming leaves it and is refunded ([`group_buy::leave_forming_team`]); any other paid
-/// order is refunded by the admin only; a refund under way or done answers success and starts
-/// nothing.
+/// The shopper asks to cancel or refund their order. An unpaid order is closed at its channel
+/// first, then here, under the order's lease ([`reconcile::close`]); when the channel says it was
+/// paid, the payment is recorded and the answer is the paid order's. A paid group order whose
+/// team is still forming leaves it and is refunded ([`group_buy::leave_forming_team`]); any other
+/// paid order is refunded by the admin only; a refund under way or done answers success and
+/// starts nothing.
 pub fn shopper_refund(
     reconciler: &Reconciler,
     pool: &DbPool,
