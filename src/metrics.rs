@@ -3,7 +3,8 @@
 //! - per application: HTTP requests and their latency per route pattern and status class,
 //!   counted by [`measure`], a middleware that runs on every request and keeps each worker's
 //!   (route, class) handles so a request costs a lookup and two atomic updates;
-//! - per process: calls to the platforms and their failures by kind ([`gateway_call`]), the
+//! - per process: calls to the platforms and their failures by channel and kind
+//!   ([`gateway_call`]), payments recorded by channel and verdict ([`payment_recorded`]), the
 //!   answers to Alipay's notifications ([`notification_answered`]), build info;
 //! - at scrape time: the database's side ([`crate::services::operations::Snapshot`]) and the
 //!   connection pool's state.
@@ -25,7 +26,9 @@ use prometheus::{
 };
 
 use crate::error::AppError;
+use crate::models::order::Channel;
 use crate::services::operations::Snapshot;
+use crate::services::payment::Verdict;
 
 /// The content type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -139,6 +142,8 @@ struct ProcessMetrics {
     registry: Registry,
     gateway_calls: IntCounterVec,
     gateway_failures: IntCounterVec,
+    /// By channel and verdict, as handles: counting a payment is one atomic update.
+    payments: [[IntCounter; 3]; 2],
     notify_success: IntCounter,
     notify_fail: IntCounter,
 }
@@ -150,13 +155,25 @@ static PROCESS: LazyLock<ProcessMetrics> = LazyLock::new(|| {
         registry.register(Box::new(counter.clone())).expect("registered once");
         counter
     };
-    let gateway_calls =
-        counter("paymall_gateway_calls_total", "Calls to Alipay and WeChat, by kind", &["kind"]);
+    let gateway_calls = counter(
+        "paymall_gateway_calls_total",
+        "Calls to Alipay and WeChat, by payment channel (empty: not a payment channel's) and kind",
+        &["channel", "kind"],
+    );
     let gateway_failures = counter(
         "paymall_gateway_failures_total",
-        "Calls to Alipay and WeChat that failed (unreachable, a bad answer, an error code), by kind",
-        &["kind"],
+        "Calls to Alipay and WeChat that failed (unreachable, a bad answer, an error code), by payment channel and kind",
+        &["channel", "kind"],
     );
+    let payments = counter(
+        "paymall_payments_total",
+        "Payments the channels confirmed (notified or queried), by channel and what came of them",
+        &["channel", "verdict"],
+    );
+    let payments = [Channel::Alipay, Channel::WechatPay].map(|channel| {
+        [Verdict::Done, Verdict::Held, Verdict::Refused]
+            .map(|verdict| payments.with_label_values(&[channel.as_str(), verdict.as_str()]))
+    });
     let notifications = counter(
         "paymall_alipay_notifications_total",
         "Alipay's payment notifications, by the answer they got (fail: Alipay resends)",
@@ -173,16 +190,24 @@ static PROCESS: LazyLock<ProcessMetrics> = LazyLock::new(|| {
         registry,
         gateway_calls,
         gateway_failures,
+        payments,
     }
 });
 
-/// Counts a call to a platform (`alipay.trade.query`, `weixin.template.send`, ...) and whether
-/// it failed.
-pub fn gateway_call(kind: &str, failed: bool) {
-    PROCESS.gateway_calls.with_label_values(&[kind]).inc();
+/// Counts a call to a platform (`alipay.trade.query`, `weixin.template.send`, ...), under the
+/// payment channel it is a call of (`None`: WeChat's Official Account), and whether it failed.
+pub fn gateway_call(channel: Option<Channel>, kind: &str, failed: bool) {
+    let labels = [channel.map_or("", Channel::as_str), kind];
+    PROCESS.gateway_calls.with_label_values(&labels).inc();
     if failed {
-        PROCESS.gateway_failures.with_label_values(&[kind]).inc();
+        PROCESS.gateway_failures.with_label_values(&labels).inc();
     }
+}
+
+/// Counts a payment a channel confirmed, by what recording it came to; counted as recorded, so a
+/// write undone after it was recorded counts too.
+pub fn payment_recorded(channel: Channel, verdict: Verdict) {
+    PROCESS.payments[channel as usize][verdict as usize].inc();
 }
 
 /// Counts the answer a notification got.

@@ -22,6 +22,7 @@ use crate::controllers;
 use crate::db::{self, Checkpointer, DatabaseLocation, DbPool};
 use crate::engine::{Engine, EngineError};
 use crate::error::{AppError, api_envelope};
+use crate::gateways::Gateways;
 use crate::gateways::alipay::{AlipayClient, SettingKeyError};
 use crate::gateways::weixin::WeixinClient;
 use crate::jobs::{Background, Worker};
@@ -191,17 +192,23 @@ fn share(
     settings: &Arc<Settings>,
     database: &Database,
 ) -> Result<(web::Data<AppState>, Arc<Worker>), StartupError> {
-    let alipay = Arc::new(AlipayClient::from_settings(settings)?);
-    let pay_links = PayLinks::new(alipay.derived_secret("pay-link").ok_or(StartupError::PayLinkSecret)?);
+    let gateways = Gateways { alipay: Arc::new(AlipayClient::from_settings(settings)?) };
+    let pay_links =
+        PayLinks::new(gateways.alipay.derived_secret("pay-link").ok_or(StartupError::PayLinkSecret)?);
     let weixin = Arc::new(WeixinClient::from_settings(settings));
     let limits = Arc::new(RateLimits::new(&settings.limits));
     let pool = database.pool.clone();
-    let worker =
-        Arc::new(Worker::new(pool.clone(), settings.clone(), alipay.clone(), weixin.clone(), limits.clone()));
+    let worker = Arc::new(Worker::new(
+        pool.clone(),
+        settings.clone(),
+        gateways.clone(),
+        weixin.clone(),
+        limits.clone(),
+    ));
     let state = web::Data::new(AppState {
         engine: Engine::start(&database.location, pool, cores())?,
         settings: settings.clone(),
-        alipay,
+        gateways,
         weixin,
         instance: worker.owner.clone(),
         shop_window: ShopWindow::new(Duration::from_millis(settings.catalogue.list_max_age_ms)),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::engine::Engine;
-use crate::gateways::alipay::AlipayClient;
+use crate::gateways::Gateways;
 use crate::gateways::weixin::WeixinClient;
 use crate::jobs::Wake;
 use crate::metrics::HttpMetrics;
@@ -17,7 +17,8 @@ pub struct AppState {
     /// Where blocking work runs: database work, signatures, calls to the platforms.
     pub engine: Engine,
     pub settings: Arc<Settings>,
-    pub alipay: Arc<AlipayClient>,
+    /// The payment channels' gateways (Alipay's client also signs the checkout's forms).
+    pub gateways: Gateways,
     pub weixin: Arc<WeixinClient>,
     /// Names this instance in lease columns (shared with its background thread).
     pub instance: String,

@@ -430,7 +430,7 @@ async fn order_detail(
     })
 }
 
-/// "Sync with Alipay", "Close" and "Refund", each recorded with the admin's name.
+/// "Sync", "Close" and "Refund" through the order's channel, each recorded with the admin's name.
 async fn order_action(
     state: web::Data<AppState>,
     admin_user: Admin,
@@ -440,7 +440,8 @@ async fn order_action(
     admin_user.check(form.csrf.as_deref())?;
     let (order_id, action) = path.into_inner();
     let cause = format!("admin {}", admin_user.username);
-    let (alipay, settings, owner) = (state.alipay.clone(), state.settings.clone(), state.instance.clone());
+    let (gateways, settings, owner) =
+        (state.gateways.clone(), state.settings.clone(), state.instance.clone());
     let wake = state.wake.clone();
     let id = order_id.clone();
     let look_at = match action.as_str() {
@@ -453,11 +454,12 @@ async fn order_action(
         }
         other => return Err(AppError::NotFound(format!("There is no action {other}."))),
     };
-    // Sync and Close ask Alipay while holding the order's lease (and no pooled connection).
+    // Sync and Close ask the order's channel while holding its lease (and no pooled connection).
     let outcome = state
         .engine
         .call_out(move |pool| {
-            let reconciler = Reconciler { alipay: &alipay, settings: &settings, owner: &owner, wake: &wake };
+            let reconciler =
+                Reconciler { gateways: &gateways, settings: &settings, owner: &owner, wake: &wake };
             reconcile::by_admin(&reconciler, pool, &id, &cause, look_at)
         })
         .await?;
@@ -1047,8 +1049,8 @@ struct ExpireForm {
 }
 
 /// Expires a forming team now, through the background thread's expiry (unpaid members closed
-/// at Alipay first, then FAIL and refunds), asking Alipay with no pooled connection held; back to
-/// the activity's teams with what came of it.
+/// at their channel first, then FAIL and refunds), asking the channel with no pooled connection
+/// held; back to the activity's teams with what came of it.
 async fn expire_team(
     state: web::Data<AppState>,
     admin_user: Admin,
@@ -1058,13 +1060,15 @@ async fn expire_team(
     admin_user.check(form.csrf.as_deref())?;
     let team_id = path.into_inner();
     let cause = format!("admin {}", admin_user.username);
-    let (alipay, settings, owner) = (state.alipay.clone(), state.settings.clone(), state.instance.clone());
+    let (gateways, settings, owner) =
+        (state.gateways.clone(), state.settings.clone(), state.instance.clone());
     let wake = state.wake.clone();
     let id = team_id.clone();
     let expiry = state
         .engine
         .call_out(move |pool| {
-            let reconciler = Reconciler { alipay: &alipay, settings: &settings, owner: &owner, wake: &wake };
+            let reconciler =
+                Reconciler { gateways: &gateways, settings: &settings, owner: &owner, wake: &wake };
             groups::expire_now(&reconciler, pool, &id, &cause)
         })
         .await?;

@@ -24,7 +24,7 @@ async fn notify(
 ) -> Result<HttpResponse, AppError> {
     let raw =
         String::from_utf8(body.to_vec()).map_err(|_| AppError::BadRequest("the body is not UTF-8".into()))?;
-    let notification = Arc::new(Notification::received(&state.alipay, raw));
+    let notification = Arc::new(Notification::received(&state.gateways.alipay, raw));
     if !notification.is_verified() && !rate_limit::allow(&state.limits.unverified_notifications, client.0) {
         return Ok(super::too_many_requests(NotifyAnswer::Fail.as_str()));
     }

@@ -319,8 +319,15 @@ async fn checkout(
     token: String,
     purchase: Purchase,
 ) -> Result<(AppUser, OrderToPay), AppError> {
-    orders::checkout(&state.engine, &state.settings, &state.alipay, &state.order_numbers, token, purchase)
-        .await
+    orders::checkout(
+        &state.engine,
+        &state.settings,
+        &state.gateways.alipay,
+        &state.order_numbers,
+        token,
+        purchase,
+    )
+    .await
 }
 
 /// The product page's Buy button: a logged-in shopper with a valid CSRF token gets the checkout
@@ -385,7 +392,7 @@ async fn pay(
     let opened = pay_page::open(
         &state.engine,
         &state.settings,
-        &state.alipay,
+        &state.gateways.alipay,
         &state.order_numbers,
         token.clone(),
         order_id,
@@ -454,14 +461,17 @@ async fn refund_order(
     Ok(Envelope::ok(reply))
 }
 
-/// [`orders::shopper_refund`]: it asks Alipay holding the order's lease and no pooled connection.
+/// [`orders::shopper_refund`]: it asks the order's channel holding the order's lease and no
+/// pooled connection.
 async fn shopper_refund(state: &AppState, user: AppUser, order_id: String) -> Result<RefundReply, AppError> {
-    let (alipay, settings, owner) = (state.alipay.clone(), state.settings.clone(), state.instance.clone());
+    let (gateways, settings, owner) =
+        (state.gateways.clone(), state.settings.clone(), state.instance.clone());
     let wake = state.wake.clone();
     state
         .engine
         .call_out(move |pool| {
-            let reconciler = Reconciler { alipay: &alipay, settings: &settings, owner: &owner, wake: &wake };
+            let reconciler =
+                Reconciler { gateways: &gateways, settings: &settings, owner: &owner, wake: &wake };
             orders::shopper_refund(&reconciler, pool, &user, &order_id)
         })
         .await

@@ -525,4 +525,55 @@ mod tests {
         )
         .unwrap();
     }
+
+    /// The payment channel's migration: every order, orphan payment and notification written
+    /// before it is Alipay's, an order reads so through the model, and the checks refuse a
+    /// channel the shop does not know.
+    #[test]
+    fn the_payment_channel_backfills_alipay() {
+        use diesel::RunQueryDsl;
+        use diesel::connection::SimpleConnection;
+        use diesel_migrations::MigrationHarness;
+
+        use crate::models::order::{Channel, Order};
+
+        let (_database, mut conn) = sqlite_migrated_to("20261205000120");
+        conn.batch_execute(
+            "INSERT INTO app_user (openid) VALUES ('o1');
+             INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, total_cents, status,
+                 order_time, expire_at, next_query_at, updated_at)
+             VALUES ('A', 1, 'o1', 'p', 'Tea', 5800, 'DEAL_DONE', '2026-12-01 10:00:00',
+                 '2026-12-01 10:15:00', '2026-12-01 10:00:30', '2026-12-01 10:00:00');
+             INSERT INTO orphan_payment (kind, out_trade_no, trade_no, amount_cents, status, detail,
+                 received_at, updated_at)
+             VALUES ('UNKNOWN_ORDER', 'Z', 'T1', 168, 'OPEN', 'd', 't', 't');
+             INSERT INTO alipay_notify (notify_id, out_trade_no, raw, verified, outcome, received_at)
+             VALUES ('n1', 'A', 'raw', TRUE, 'paid', 't');",
+        )
+        .unwrap();
+        conn.run_next_migration(super::SQLITE_MIGRATIONS).unwrap();
+        let rows = diesel::sql_query(
+            "SELECT 'pay_order ' || channel AS name, count(*) AS n FROM pay_order GROUP BY channel
+             UNION ALL SELECT 'orphan_payment ' || channel, count(*) FROM orphan_payment GROUP BY channel
+             UNION ALL SELECT 'alipay_notify ' || channel, count(*) FROM alipay_notify GROUP BY channel",
+        )
+        .load::<Row>(&mut conn)
+        .unwrap();
+        assert_eq!(
+            rows,
+            [
+                Row { name: "pay_order ALIPAY".into(), n: 1 },
+                Row { name: "orphan_payment ALIPAY".into(), n: 1 },
+                Row { name: "alipay_notify ALIPAY".into(), n: 1 },
+            ]
+        );
+        let mut shop = super::DbConn::Sqlite(conn);
+        assert_eq!(Order::find(&mut shop, "A").unwrap().expect("order A").channel, Channel::Alipay);
+        let super::DbConn::Sqlite(mut conn) = shop else { unreachable!() };
+        for table in ["pay_order", "orphan_payment", "alipay_notify"] {
+            let refused = conn.batch_execute(&format!("UPDATE {table} SET channel = 'PAYPAL'")).unwrap_err();
+            assert!(refused.to_string().contains("CHECK constraint failed"), "{table}: {refused}");
+        }
+        conn.batch_execute("UPDATE pay_order SET channel = 'WECHAT_PAY'").unwrap();
+    }
 }

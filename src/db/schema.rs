@@ -82,6 +82,7 @@ diesel::table! {
         discount_cents -> BigInt,
         original_cents -> Nullable<BigInt>,
         team_id -> Nullable<Text>,
+        channel -> Text,
     }
 }
 
@@ -115,6 +116,7 @@ diesel::table! {
         outcome -> Text,
         received_at -> Timestamp,
         raw_sha256 -> Nullable<Text>,
+        channel -> Text,
     }
 }
 
@@ -131,6 +133,7 @@ diesel::table! {
         received_at -> Timestamp,
         refunded_by -> Nullable<Text>,
         updated_at -> Timestamp,
+        channel -> Text,
     }
 }
 

@@ -736,6 +736,7 @@ mod tests {
             total_cents: 100,
             pay_form: "<form/>",
             team_id: None,
+            channel: order::Channel::Alipay,
             order_time: at,
             expire_at: at,
             next_query_at: at,
@@ -749,6 +750,7 @@ mod tests {
             raw_sha256: None,
             verified: true,
             outcome: "paid",
+            channel: order::Channel::Alipay,
         };
         let entry = |key: &str| {
             NewOutboxEntry::of(&WxTemplate { client_msg_id: key.into(), body: Default::default() })
@@ -780,10 +782,10 @@ mod tests {
         assert_eq!(
             sqlite,
             [
-                "INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, original_cents, discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, updated_at, team_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, original_cents, discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, updated_at, team_id, channel) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 "INSERT INTO pay_form (order_id, form) VALUES (?, ?)",
                 "INSERT INTO order_event (order_id, from_status, to_status, cause, detail, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                "INSERT INTO alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at, channel) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 "INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             ]
         );
@@ -795,11 +797,11 @@ mod tests {
         };
         assert_eq!(
             pg(None),
-            "WITH s0 AS (INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, original_cents, discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, updated_at, team_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)), s1 AS (INSERT INTO pay_form (order_id, form) VALUES ($16, $17)), s2 AS (INSERT INTO order_event (order_id, from_status, to_status, cause, detail, created_at) VALUES ($18, $19, $20, $21, $22, $23)), s3 AS (INSERT INTO alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at) VALUES ($24, $25, $26, $27, $28, $29, $30, $31) ON CONFLICT DO NOTHING) INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, created_at, updated_at) VALUES ($32, $33, $34, $35, $36, $37, $38, $39, $40), ($41, $42, $43, $44, $45, $46, $47, $48, $49) ON CONFLICT DO NOTHING"
+            "WITH s0 AS (INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, original_cents, discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, updated_at, team_id, channel) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)), s1 AS (INSERT INTO pay_form (order_id, form) VALUES ($17, $18)), s2 AS (INSERT INTO order_event (order_id, from_status, to_status, cause, detail, created_at) VALUES ($19, $20, $21, $22, $23, $24)), s3 AS (INSERT INTO alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at, channel) VALUES ($25, $26, $27, $28, $29, $30, $31, $32, $33) ON CONFLICT DO NOTHING) INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, created_at, updated_at) VALUES ($34, $35, $36, $37, $38, $39, $40, $41, $42), ($43, $44, $45, $46, $47, $48, $49, $50, $51) ON CONFLICT DO NOTHING"
         );
         assert_eq!(
             pg(Some(&update)),
-            "WITH changed AS (UPDATE t SET c = 1 RETURNING 1), s0 AS (INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, original_cents, discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, updated_at, team_id) SELECT * FROM (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)) AS v WHERE EXISTS (SELECT FROM changed)), s1 AS (INSERT INTO pay_form (order_id, form) SELECT * FROM (VALUES ($16, $17)) AS v WHERE EXISTS (SELECT FROM changed)), s2 AS (INSERT INTO order_event (order_id, from_status, to_status, cause, detail, created_at) SELECT * FROM (VALUES ($18, $19, $20, $21, $22, $23)) AS v WHERE EXISTS (SELECT FROM changed)), s3 AS (INSERT INTO alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at) SELECT * FROM (VALUES ($24, $25, $26, $27, $28, $29, $30, $31)) AS v WHERE EXISTS (SELECT FROM changed) ON CONFLICT DO NOTHING), s4 AS (INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, created_at, updated_at) SELECT * FROM (VALUES ($32, $33, $34, $35, $36, $37, $38, $39, $40), ($41, $42, $43, $44, $45, $46, $47, $48, $49)) AS v WHERE EXISTS (SELECT FROM changed) ON CONFLICT DO NOTHING) SELECT 1 FROM changed"
+            "WITH changed AS (UPDATE t SET c = 1 RETURNING 1), s0 AS (INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, original_cents, discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, updated_at, team_id, channel) SELECT * FROM (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)) AS v WHERE EXISTS (SELECT FROM changed)), s1 AS (INSERT INTO pay_form (order_id, form) SELECT * FROM (VALUES ($17, $18)) AS v WHERE EXISTS (SELECT FROM changed)), s2 AS (INSERT INTO order_event (order_id, from_status, to_status, cause, detail, created_at) SELECT * FROM (VALUES ($19, $20, $21, $22, $23, $24)) AS v WHERE EXISTS (SELECT FROM changed)), s3 AS (INSERT INTO alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at, channel) SELECT * FROM (VALUES ($25, $26, $27, $28, $29, $30, $31, $32, $33)) AS v WHERE EXISTS (SELECT FROM changed) ON CONFLICT DO NOTHING), s4 AS (INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, created_at, updated_at) SELECT * FROM (VALUES ($34, $35, $36, $37, $38, $39, $40, $41, $42), ($43, $44, $45, $46, $47, $48, $49, $50, $51)) AS v WHERE EXISTS (SELECT FROM changed) ON CONFLICT DO NOTHING) SELECT 1 FROM changed"
         );
     }
 

@@ -20,11 +20,13 @@ use openssl::rsa::Rsa;
 use openssl::sign::Signer;
 use serde::Deserialize;
 
+use super::channel::{CloseOutcome, GatewayOp, PaymentGateway, RefundRequest, TradeState};
 use super::{GatewayError, counted, http_agent};
 use crate::china_time;
 use crate::config::Settings;
 use crate::log_escape::Untrusted;
-use crate::money::format_yuan;
+use crate::models::order::Channel;
+use crate::money::{format_yuan, parse_yuan};
 
 const PLATFORM: &str = "Alipay";
 
@@ -324,30 +326,6 @@ impl Cashier {
     }
 }
 
-/// An `alipay.trade.query` answer that came back signed and well formed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TradeState {
-    /// `ACQ.TRADE_NOT_EXIST`: the buyer never opened the cashier.
-    NotExist,
-    Waiting,
-    Closed,
-    /// `TRADE_SUCCESS` or `TRADE_FINISHED`, with what Alipay says was paid.
-    Paid {
-        trade_no: String,
-        total_amount: String,
-        paid_at: Option<NaiveDateTime>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum CloseOutcome {
-    Closed,
-    /// Never created at Alipay: nothing to close there.
-    NotExist,
-    /// No longer waiting (maybe paid): query to find out.
-    NotWaiting,
-}
-
 #[derive(Debug, Deserialize)]
 struct OpenApiAnswer {
     code: String,
@@ -539,73 +517,102 @@ impl AlipayClient {
         }
         Ok(answer)
     }
+}
 
-    pub fn trade_query(&self, out_trade_no: &str, now: NaiveDateTime) -> Result<TradeState, GatewayError> {
-        counted("alipay.trade.query", self.query(out_trade_no, now))
+impl PaymentGateway for AlipayClient {
+    fn channel(&self) -> Channel {
+        Channel::Alipay
     }
 
-    fn query(&self, out_trade_no: &str, now: NaiveDateTime) -> Result<TradeState, GatewayError> {
-        let answer =
-            self.call("alipay.trade.query", serde_json::json!({ "out_trade_no": out_trade_no }), now)?;
-        match (answer.code.as_str(), answer.sub_code.as_str()) {
-            ("10000", _) => match answer.trade_status.as_str() {
-                "TRADE_SUCCESS" | "TRADE_FINISHED" => Ok(TradeState::Paid {
-                    trade_no: answer.trade_no,
-                    total_amount: answer.total_amount,
-                    paid_at: china_time::parse(&answer.send_pay_date),
-                }),
-                "WAIT_BUYER_PAY" => Ok(TradeState::Waiting),
-                "TRADE_CLOSED" => Ok(TradeState::Closed),
-                other => Err(GatewayError::BadAnswer {
-                    platform: PLATFORM,
-                    reason: format!("unknown trade_status {other:?}"),
-                }),
-            },
-            ("40004", "ACQ.TRADE_NOT_EXIST") => Ok(TradeState::NotExist),
-            _ => Err(refused(&answer)),
+    fn call_name(&self, op: GatewayOp) -> &'static str {
+        match op {
+            GatewayOp::Query => "alipay.trade.query",
+            GatewayOp::Close => "alipay.trade.close",
+            GatewayOp::Refund => "alipay.trade.refund",
         }
     }
 
-    pub fn trade_close(&self, out_trade_no: &str, now: NaiveDateTime) -> Result<CloseOutcome, GatewayError> {
-        counted("alipay.trade.close", self.close(out_trade_no, now))
+    fn query(&self, out_trade_no: &str) -> Result<TradeState, GatewayError> {
+        let method = self.call_name(GatewayOp::Query);
+        let answered = self.call(method, serde_json::json!({ "out_trade_no": out_trade_no }), utc_now());
+        counted(Some(Channel::Alipay), method, answered.and_then(trade_state))
     }
 
-    fn close(&self, out_trade_no: &str, now: NaiveDateTime) -> Result<CloseOutcome, GatewayError> {
-        let answer =
-            self.call("alipay.trade.close", serde_json::json!({ "out_trade_no": out_trade_no }), now)?;
-        match (answer.code.as_str(), answer.sub_code.as_str()) {
+    fn close(&self, out_trade_no: &str) -> Result<CloseOutcome, GatewayError> {
+        let method = self.call_name(GatewayOp::Close);
+        let answered = self.call(method, serde_json::json!({ "out_trade_no": out_trade_no }), utc_now());
+        let closed = answered.and_then(|answer| match (answer.code.as_str(), answer.sub_code.as_str()) {
             ("10000", _) => Ok(CloseOutcome::Closed),
             ("40004", "ACQ.TRADE_NOT_EXIST") => Ok(CloseOutcome::NotExist),
             ("40004", "ACQ.TRADE_STATUS_ERROR") => Ok(CloseOutcome::NotWaiting),
             _ => Err(refused(&answer)),
-        }
+        });
+        counted(Some(Channel::Alipay), method, closed)
     }
 
-    /// Refunds `amount_cents`; resending the same `out_request_no` never refunds twice.
-    /// Refunds `amount_cents` of the trade of `out_trade_no` (and, when given, `trade_no`: Alipay
-    /// refuses a pair that does not match).
-    pub fn trade_refund(
-        &self,
-        out_trade_no: &str,
-        trade_no: Option<&str>,
-        amount_cents: i64,
-        out_request_no: &str,
-        reason: &str,
-        now: NaiveDateTime,
-    ) -> Result<(), GatewayError> {
+    /// `alipay.trade.refund` under `out_request_no` = the request's number; a refund beyond the
+    /// trade's total is refused here, uncounted, before Alipay would refuse it.
+    fn refund(&self, request: &RefundRequest) -> Result<(), GatewayError> {
+        let method = self.call_name(GatewayOp::Refund);
+        if request.amount_cents > request.total_cents {
+            let message = format!(
+                "refund {} exceeds the trade's {}; not sent",
+                format_yuan(request.amount_cents),
+                format_yuan(request.total_cents)
+            );
+            return Err(GatewayError::Refused {
+                platform: PLATFORM,
+                code: "REFUND_EXCEEDS_TOTAL".into(),
+                message,
+            });
+        }
         let mut biz = serde_json::json!({
-            "out_trade_no": out_trade_no,
-            "refund_amount": format_yuan(amount_cents),
-            "out_request_no": out_request_no,
-            "refund_reason": reason,
+            "out_trade_no": request.out_trade_no,
+            "refund_amount": format_yuan(request.amount_cents),
+            "out_request_no": request.request_no,
+            "refund_reason": request.reason,
         });
-        if let Some(trade_no) = trade_no {
+        if let Some(trade_no) = request.trade_no {
             biz["trade_no"] = trade_no.into();
         }
-        let answered = self.call("alipay.trade.refund", biz, now);
-        let refunded = answered.and_then(|a| if a.code == "10000" { Ok(()) } else { Err(refused(&a)) });
-        counted("alipay.trade.refund", refunded)
+        let answered = self.call(method, biz, utc_now());
+        counted(
+            Some(Channel::Alipay),
+            method,
+            answered.and_then(|a| if a.code == "10000" { Ok(()) } else { Err(refused(&a)) }),
+        )
     }
+}
+
+/// What a signed `alipay.trade.query` answer says of the trade. The amount is read strictly
+/// ([`parse_yuan`]): a paid answer whose `total_amount` is not an amount is a bad answer, never
+/// a payment.
+fn trade_state(answer: OpenApiAnswer) -> Result<TradeState, GatewayError> {
+    let bad = |reason: String| GatewayError::BadAnswer { platform: PLATFORM, reason };
+    match (answer.code.as_str(), answer.sub_code.as_str()) {
+        ("10000", _) => match answer.trade_status.as_str() {
+            "TRADE_SUCCESS" | "TRADE_FINISHED" => {
+                let Some(amount_cents) = parse_yuan(&answer.total_amount) else {
+                    return Err(bad(format!("malformed total_amount {:?}", answer.total_amount)));
+                };
+                Ok(TradeState::Paid {
+                    trade_no: answer.trade_no,
+                    amount_cents,
+                    paid_at: china_time::parse(&answer.send_pay_date),
+                })
+            }
+            "WAIT_BUYER_PAY" => Ok(TradeState::Waiting),
+            "TRADE_CLOSED" => Ok(TradeState::Closed),
+            other => Err(bad(format!("unknown trade_status {other:?}"))),
+        },
+        ("40004", "ACQ.TRADE_NOT_EXIST") => Ok(TradeState::NotExist),
+        _ => Err(refused(&answer)),
+    }
+}
+
+/// The time of a request, as the models store it (UTC without a zone).
+fn utc_now() -> NaiveDateTime {
+    chrono::Utc::now().naive_utc()
 }
 
 fn refused(answer: &OpenApiAnswer) -> GatewayError {
@@ -713,6 +720,88 @@ mod tests {
         assert_eq!(refused.reason, "field subject is not UTF-8");
         let twice = NotifyForm::parse("sign=a&s%69gn=b").unwrap_err();
         assert_eq!(twice.reason, "field sign repeated");
+    }
+
+    fn answer(json: &str) -> OpenApiAnswer {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_query_answer_maps_to_a_trade_state_in_cents() {
+        let paid = answer(
+            r#"{"code":"10000","msg":"Success","trade_status":"TRADE_SUCCESS","trade_no":"2026T1","total_amount":"89.90","send_pay_date":"2026-12-04 21:05:00"}"#,
+        );
+        assert_eq!(
+            trade_state(paid).unwrap(),
+            TradeState::Paid {
+                trade_no: "2026T1".into(),
+                amount_cents: 8990,
+                paid_at: china_time::parse("2026-12-04 21:05:00"),
+            }
+        );
+        let finished =
+            answer(r#"{"code":"10000","trade_status":"TRADE_FINISHED","trade_no":"T","total_amount":"2"}"#);
+        assert!(matches!(
+            trade_state(finished),
+            Ok(TradeState::Paid { amount_cents: 200, paid_at: None, .. })
+        ));
+        let waiting = answer(r#"{"code":"10000","trade_status":"WAIT_BUYER_PAY"}"#);
+        assert_eq!(trade_state(waiting).unwrap(), TradeState::Waiting);
+        let closed = answer(r#"{"code":"10000","trade_status":"TRADE_CLOSED"}"#);
+        assert_eq!(trade_state(closed).unwrap(), TradeState::Closed);
+        let missing = answer(r#"{"code":"40004","sub_code":"ACQ.TRADE_NOT_EXIST"}"#);
+        assert_eq!(trade_state(missing).unwrap(), TradeState::NotExist);
+        let refused = answer(r#"{"code":"40004","sub_code":"ACQ.SYSTEM_ERROR","sub_msg":"busy"}"#);
+        assert!(matches!(trade_state(refused), Err(GatewayError::Refused { .. })));
+        let unknown = answer(r#"{"code":"10000","trade_status":"TRADE_PENDING"}"#);
+        assert!(matches!(trade_state(unknown), Err(GatewayError::BadAnswer { .. })));
+    }
+
+    #[test]
+    fn a_paid_answer_with_a_malformed_amount_is_an_error_not_a_payment() {
+        for amount in ["", "1.681", "-1.68", "1e2", " 1.68", "1,68", ".5", "abc"] {
+            let paid = answer(&format!(
+                r#"{{"code":"10000","trade_status":"TRADE_SUCCESS","trade_no":"T","total_amount":"{amount}"}}"#
+            ));
+            match trade_state(paid) {
+                Err(GatewayError::BadAnswer { reason, .. }) => {
+                    assert!(reason.starts_with("malformed total_amount"), "{amount:?}: {reason}")
+                }
+                other => panic!("{amount:?} read as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_refund_beyond_the_trades_total_is_refused_unsent() {
+        let private = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let public = PKey::public_key_from_pem(&private.public_key_to_pem().unwrap()).unwrap();
+        let client = AlipayClient {
+            app_id: "2021".into(),
+            seller_id: "2088".into(),
+            // Nothing listens there: a request that were sent would come back unreachable.
+            gateway_url: "http://127.0.0.1:9/gateway.do".into(),
+            notify_url: String::new(),
+            return_url: String::new(),
+            product_pages: String::new(),
+            merchant_key: private,
+            alipay_key: VerifyingKey::new(public),
+            agent: http_agent(Duration::from_millis(200)),
+        };
+        assert_eq!(client.channel(), Channel::Alipay);
+        assert_eq!(client.call_name(GatewayOp::Refund), "alipay.trade.refund");
+        let request = RefundRequest {
+            out_trade_no: "2612050000000001",
+            trade_no: Some("T1"),
+            amount_cents: 169,
+            total_cents: 168,
+            request_no: "2612050000000001-R1",
+            reason: "test",
+        };
+        match client.refund(&request) {
+            Err(GatewayError::Refused { code, .. }) => assert_eq!(code, "REFUND_EXCEEDS_TOTAL"),
+            other => panic!("{other:?}"),
+        }
     }
 
     proptest::proptest! {

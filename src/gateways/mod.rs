@@ -1,13 +1,17 @@
 //! The outside world (WeChat, Alipay): their protocols, and clients for their HTTP APIs. The
 //! clients are blocking (ureq): call them from `web::block` or the background thread, never on
-//! an async worker. Nothing here touches the database.
+//! an async worker. Nothing here touches the database. The payment channels' gateways answer the
+//! same calls ([`PaymentGateway`]), picked by an order's channel ([`Gateways::of`]).
 
 pub mod alipay;
+pub mod channel;
 pub mod market;
 pub mod wechat_pay;
 pub mod weixin;
 
 use std::time::Duration;
+
+pub use channel::{CloseOutcome, GatewayOp, Gateways, PaymentGateway, RefundRequest, TradeState};
 
 use crate::error::AppError;
 
@@ -40,8 +44,12 @@ pub fn http_agent(timeout: Duration) -> ureq::Agent {
 }
 
 /// Counts a call of `kind` in the metrics, failed when it is an error.
-pub(crate) fn counted<T>(kind: &str, result: Result<T, GatewayError>) -> Result<T, GatewayError> {
-    crate::metrics::gateway_call(kind, result.is_err());
+pub(crate) fn counted<T>(
+    channel: Option<crate::models::order::Channel>,
+    kind: &str,
+    result: Result<T, GatewayError>,
+) -> Result<T, GatewayError> {
+    crate::metrics::gateway_call(channel, kind, result.is_err());
     result
 }
 

@@ -18,6 +18,7 @@ use super::{GatewayError, counted, http_agent};
 use crate::china_time;
 use crate::config::Settings;
 use crate::log_escape::Untrusted;
+use crate::models::order::Channel;
 
 pub const PLATFORM: &str = "WeChat Pay";
 
@@ -608,7 +609,7 @@ impl WechatPayClient {
     ) -> Result<String, GatewayError> {
         let body = self.order_body(out_trade_no, description, total_fen, time_expire);
         let placed = self.call("POST", "/v3/pay/transactions/native", Some(&body));
-        counted("wechat_pay.native", placed.and_then(|a| field_of(a, "code_url")))
+        counted(Some(Channel::WechatPay), "wechat_pay.native", placed.and_then(|a| field_of(a, "code_url")))
     }
 
     /// Places a JSAPI order for the payer `payer_openid` (of our Official Account); the
@@ -624,7 +625,7 @@ impl WechatPayClient {
         let mut body = self.order_body(out_trade_no, description, total_fen, time_expire);
         body["payer"] = serde_json::json!({ "openid": payer_openid });
         let placed = self.call("POST", "/v3/pay/transactions/jsapi", Some(&body));
-        counted("wechat_pay.jsapi", placed.and_then(|a| field_of(a, "prepay_id")))
+        counted(Some(Channel::WechatPay), "wechat_pay.jsapi", placed.and_then(|a| field_of(a, "prepay_id")))
     }
 
     fn order_body(
@@ -666,7 +667,7 @@ impl WechatPayClient {
 
     /// Queries a trade by our number.
     pub fn query(&self, out_trade_no: &str) -> Result<WxTradeState, GatewayError> {
-        counted("wechat_pay.query", self.query_uncounted(out_trade_no))
+        counted(Some(Channel::WechatPay), "wechat_pay.query", self.query_uncounted(out_trade_no))
     }
 
     fn query_uncounted(&self, out_trade_no: &str) -> Result<WxTradeState, GatewayError> {
@@ -710,7 +711,7 @@ impl WechatPayClient {
 
     /// Closes a trade that is not paid.
     pub fn close(&self, out_trade_no: &str) -> Result<CloseOutcome, GatewayError> {
-        counted("wechat_pay.close", self.close_uncounted(out_trade_no))
+        counted(Some(Channel::WechatPay), "wechat_pay.close", self.close_uncounted(out_trade_no))
     }
 
     fn close_uncounted(&self, out_trade_no: &str) -> Result<CloseOutcome, GatewayError> {
@@ -747,7 +748,11 @@ impl WechatPayClient {
             body["transaction_id"] = transaction_id.into();
         }
         let answered = self.call("POST", "/v3/refund/domestic/refunds", Some(&body));
-        counted("wechat_pay.refund", answered.and_then(success).and_then(|a| refund_state(&a.body)))
+        counted(
+            Some(Channel::WechatPay),
+            "wechat_pay.refund",
+            answered.and_then(success).and_then(|a| refund_state(&a.body)),
+        )
     }
 
     /// A refund by our number; `None` when WeChat Pay has none of that number.
@@ -759,7 +764,7 @@ impl WechatPayClient {
             }
             refund_state(&success(answer)?.body).map(Some)
         });
-        counted("wechat_pay.refund_query", answered)
+        counted(Some(Channel::WechatPay), "wechat_pay.refund_query", answered)
     }
 
     /// Verifies a notification: the headers' signature over the raw body first, then the

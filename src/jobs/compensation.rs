@@ -1,8 +1,8 @@
-//! Converging on the truth at Alipay, whatever failed on the way:
-//! - a `PAY_WAIT` order whose notification never came is queried (`alipay.trade.query`) with
-//!   backoff, and a confirmed payment goes through the very same path as a notification;
-//! - an order left unpaid too long is closed at Alipay first, then locally (stock released),
-//!   unless Alipay says it was paid meanwhile: then it is marked paid instead;
+//! Converging on the truth at the payment channels, whatever failed on the way:
+//! - a `PAY_WAIT` order whose notification never came is queried at its channel with backoff,
+//!   and a confirmed payment goes through the very same path as a notification;
+//! - an order left unpaid too long is closed at its channel first, then locally (stock
+//!   released), unless the channel says it was paid meanwhile: then it is marked paid instead;
 //! - a paid order whose delivery was never enqueued gets it (a group order once its team formed);
 //! - a group-buy team past its expiry forms or fails, and its paid members are refunded.
 //!
@@ -59,7 +59,7 @@ pub fn expire_teams(worker: &Worker) -> Result<usize, AppError> {
 
 fn reconciler(worker: &Worker) -> Reconciler<'_> {
     Reconciler {
-        alipay: &worker.alipay,
+        gateways: &worker.gateways,
         settings: &worker.settings,
         owner: &worker.owner,
         wake: &worker.wake,

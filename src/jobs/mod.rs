@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::config::Settings;
 use crate::db::{DbPool, PooledConn};
 use crate::error::AppError;
-use crate::gateways::alipay::AlipayClient;
+use crate::gateways::Gateways;
 use crate::gateways::weixin::WeixinClient;
 use crate::rate_limit::RateLimits;
 
@@ -27,7 +27,7 @@ type Task = fn(&Worker) -> Result<usize, AppError>;
 pub struct Worker {
     pub pool: DbPool,
     pub settings: Arc<Settings>,
-    pub alipay: Arc<AlipayClient>,
+    pub gateways: Gateways,
     pub weixin: Arc<WeixinClient>,
     /// Names this instance in lease columns.
     pub owner: String,
@@ -41,12 +41,12 @@ impl Worker {
     pub fn new(
         pool: DbPool,
         settings: Arc<Settings>,
-        alipay: Arc<AlipayClient>,
+        gateways: Gateways,
         weixin: Arc<WeixinClient>,
         limits: Arc<RateLimits>,
     ) -> Worker {
         let wake = Wake { ignored: !settings.compensation.drain_on_payment, ..Wake::default() };
-        Worker { pool, settings, alipay, weixin, owner: instance_id(), limits, wake }
+        Worker { pool, settings, gateways, weixin, owner: instance_id(), limits, wake }
     }
 
     fn conn(&self) -> Result<PooledConn, AppError> {

@@ -105,13 +105,13 @@ impl Consume for WxTemplate {
 
 impl Consume for Refund {
     fn run(&self, worker: &Worker) -> Result<(), AppError> {
-        fulfilment::refund(&worker.pool, &worker.alipay, self)
+        fulfilment::refund(&worker.pool, &worker.gateways, self)
     }
 }
 
 impl Consume for OrphanRefund {
     fn run(&self, worker: &Worker) -> Result<(), AppError> {
-        orphan::refund(&worker.pool, &worker.alipay, self)
+        orphan::refund(&worker.pool, &worker.gateways, self)
     }
 }
 

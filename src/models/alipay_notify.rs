@@ -1,5 +1,6 @@
-//! Alipay's notifications (`alipay_notify`), each stored as received with what came of it: the
-//! whole body when it is Alipay's, a bounded prefix and a hash when it failed verification.
+//! The payment channels' notifications (`alipay_notify`, with the channel that sent each), each
+//! stored as received with what came of it: the whole body when it is the channel's, a bounded
+//! prefix and a hash when it failed verification.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -7,6 +8,7 @@ use diesel::prelude::*;
 use super::now;
 use crate::db::schema::alipay_notify;
 use crate::db::{DbConn, InsertRows, Value};
+use crate::models::order::Channel;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = alipay_notify)]
@@ -19,6 +21,8 @@ pub struct AlipayNotify {
     pub verified: bool,
     pub outcome: String,
     pub received_at: NaiveDateTime,
+    #[diesel(deserialize_as = String)]
+    pub channel: Channel,
 }
 
 /// A notification as received (`raw`), and what came of it.
@@ -31,6 +35,8 @@ pub struct NewNotify<'a> {
     pub raw_sha256: Option<String>,
     pub verified: bool,
     pub outcome: &'a str,
+    /// The channel it claims to come from (the endpoint it reached).
+    pub channel: Channel,
 }
 
 /// Stores a notification as received, with what came of it.
@@ -53,6 +59,7 @@ pub fn row(notify: &NewNotify) -> InsertRows {
             alipay_notify::verified,
             alipay_notify::outcome,
             alipay_notify::received_at,
+            alipay_notify::channel,
         ),
         vec![[
             Value::OptionalText(notify.notify_id.map(str::to_owned)),
@@ -63,6 +70,7 @@ pub fn row(notify: &NewNotify) -> InsertRows {
             Value::Bool(notify.verified),
             Value::Text(notify.outcome.to_owned()),
             Value::at(now()),
+            Value::Text(notify.channel.as_str().to_owned()),
         ]],
     )
     .skipping_conflicts()

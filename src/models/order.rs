@@ -71,6 +71,28 @@ text_enum!(OrderStatus {
     Market = "MARKET",
 });
 
+/// The payment channel an order is paid through, stored as its upper-case name in
+/// `pay_order.channel` (and on the orphan payments and notifications it brings). Every call to a
+/// gateway about an order goes to its channel's (`gateways::Gateways::of`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Channel {
+    Alipay,
+    WechatPay,
+}
+
+impl Channel {
+    /// The platform's name, for messages about what it answered.
+    pub fn platform(self) -> &'static str {
+        match self {
+            Channel::Alipay => "Alipay",
+            Channel::WechatPay => "WeChat Pay",
+        }
+    }
+}
+
+text_enum!(Channel { Alipay = "ALIPAY", WechatPay = "WECHAT_PAY" });
+
 /// How many order numbers an instance takes from the sequence at a time (unused ones of a block
 /// are skipped when it stops: order numbers have gaps, as a sequence's do).
 pub const NUMBER_BLOCK: i64 = 100;
@@ -104,6 +126,8 @@ pub struct Order {
     pub original_cents: Option<i64>,
     /// The group-buy team of a group order (拼团); `None` for an order bought alone.
     pub team_id: Option<String>,
+    #[diesel(deserialize_as = String)]
+    pub channel: Channel,
 }
 
 /// The words of a paid group order while its team forms (待成团), beside the statuses'.
@@ -157,6 +181,7 @@ pub struct NewOrder<'a> {
     pub pay_form: &'a str,
     /// The team it opens or joins, for a group order.
     pub team_id: Option<&'a str>,
+    pub channel: Channel,
     pub order_time: NaiveDateTime,
     pub expire_at: NaiveDateTime,
     pub next_query_at: NaiveDateTime,
@@ -200,6 +225,7 @@ impl Order {
                 pay_order::query_attempts,
                 pay_order::updated_at,
                 pay_order::team_id,
+                pay_order::channel,
             ),
             vec![[
                 Value::Text(order.order_id.to_owned()),
@@ -217,6 +243,7 @@ impl Order {
                 Value::Integer(0),
                 Value::at(order.order_time),
                 Value::OptionalText(order.team_id.map(str::to_owned)),
+                Value::Text(order.channel.as_str().to_owned()),
             ]],
         );
         [row, form]

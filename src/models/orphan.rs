@@ -1,5 +1,6 @@
-//! Orphan payments (`orphan_payment`): trades Alipay confirmed with a valid signature that no
-//! order of the shop takes. Status changes are conditional UPDATEs, as for orders.
+//! Orphan payments (`orphan_payment`): trades a payment channel confirmed with a valid signature
+//! that no order of the shop takes, with that channel. Status changes are conditional UPDATEs, as
+//! for orders.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -7,6 +8,7 @@ use diesel::prelude::*;
 use super::now;
 use crate::db::schema::orphan_payment;
 use crate::db::{DbConn, InsertOrSkip};
+use crate::models::order::Channel;
 
 /// Why no order takes the payment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,7 @@ pub struct OrphanRow {
     pub received_at: NaiveDateTime,
     pub refunded_by: Option<String>,
     pub updated_at: NaiveDateTime,
+    pub channel: String,
 }
 
 /// An orphan payment as the shop reads it: the row with its kind and status typed.
@@ -52,6 +55,8 @@ pub struct OrphanRow {
 pub struct OrphanPayment {
     pub kind: OrphanKind,
     pub status: OrphanStatus,
+    /// The channel that took the money, and refunds it.
+    pub channel: Channel,
     pub row: OrphanRow,
 }
 
@@ -61,6 +66,7 @@ impl OrphanPayment {
         Ok(OrphanPayment {
             kind: row.kind.parse().map_err(unknown)?,
             status: row.status.parse().map_err(unknown)?,
+            channel: row.channel.parse().map_err(unknown)?,
             row,
         })
     }
@@ -73,6 +79,7 @@ impl OrphanPayment {
 /// What a notification says about a payment no order takes.
 pub struct NewOrphan<'a> {
     pub kind: OrphanKind,
+    pub channel: Channel,
     pub out_trade_no: &'a str,
     pub trade_no: &'a str,
     pub amount_cents: i64,
@@ -86,6 +93,7 @@ pub fn insert(conn: &mut DbConn, orphan: &NewOrphan) -> QueryResult<bool> {
     let at = now();
     InsertOrSkip(diesel::insert_into(orphan_payment::table).values((
         orphan_payment::kind.eq(orphan.kind.as_str()),
+        orphan_payment::channel.eq(orphan.channel.as_str()),
         orphan_payment::out_trade_no.eq(orphan.out_trade_no),
         orphan_payment::trade_no.eq(orphan.trade_no),
         orphan_payment::amount_cents.eq(orphan.amount_cents),

@@ -5,8 +5,8 @@
 use crate::config::Settings;
 use crate::db::{DbConn, DbPool, write_transaction};
 use crate::error::{AppError, AppResult};
-use crate::gateways::alipay::AlipayClient;
 use crate::gateways::weixin::WeixinClient;
+use crate::gateways::{GatewayOp, Gateways, RefundRequest};
 use crate::models::order::{Order, OrderStatus};
 use crate::models::outbox::{OutboxJob, Refund, WxPaid};
 use crate::models::{coupon, gateway_call, now, order_event, product, shipment};
@@ -68,27 +68,29 @@ pub fn send_paid_message(
     weixin_token::send_template(pool, weixin, owner, &job.dedupe_key(), message)
 }
 
-/// Consumer of `refund`: asks Alipay (the job's dedupe key as `out_request_no`, the same on
-/// every try), then `REFUND_WAIT -> REFUNDED`. No pooled connection is held while Alipay answers.
-pub fn refund(pool: &DbPool, alipay: &AlipayClient, job: &Refund) -> AppResult<()> {
+/// Consumer of `refund`: asks the order's channel (the job's dedupe key as the refund's request
+/// number, the same on every try), then `REFUND_WAIT -> REFUNDED`. No pooled connection is held
+/// while the channel answers.
+pub fn refund(pool: &DbPool, gateways: &Gateways, job: &Refund) -> AppResult<()> {
     let order_id = job.order_id.as_str();
     let request_no = job.dedupe_key();
     let order = Order::find(&mut *pool.get()?, order_id)?
         .ok_or_else(|| AppError::internal(format!("refund for unknown order {order_id}")))?;
-    let answer = alipay.trade_refund(
-        order_id,
-        order.trade_no.as_deref(),
-        order.total_cents,
-        &request_no,
-        &job.reason,
-        now(),
-    );
+    let gateway = gateways.of(order.channel)?;
+    let answer = gateway.refund(&RefundRequest {
+        out_trade_no: order_id,
+        trade_no: order.trade_no.as_deref(),
+        amount_cents: order.total_cents,
+        total_cents: order.total_cents,
+        request_no: &request_no,
+        reason: &job.reason,
+    });
     let outcome = match &answer {
         Ok(()) => format!("refunded ({request_no})"),
         Err(e) => format!("error: {e}"),
     };
     let conn = &mut *pool.get()?;
-    gateway_call::record(conn, order_id, "alipay.trade.refund", "refund", &outcome)?;
+    gateway_call::record(conn, order_id, gateway.call_name(GatewayOp::Refund), "refund", &outcome)?;
     answer?;
     write_transaction(conn, |c| {
         if Order::transition(c, order_id, &[OrderStatus::RefundWait], OrderStatus::Refunded)? {
@@ -106,7 +108,7 @@ pub fn refund(pool: &DbPool, alipay: &AlipayClient, job: &Refund) -> AppResult<(
                 Some(OrderStatus::RefundWait),
                 OrderStatus::Refunded,
                 "refund",
-                &format!("Alipay refunded ({})", job.reason),
+                &format!("{} refunded ({})", order.channel.platform(), job.reason),
             )?;
             log::info!("order {order_id} refunded: {}", job.reason);
         }

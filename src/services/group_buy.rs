@@ -465,8 +465,8 @@ pub enum Expiry {
 }
 
 /// Expires the team `team_id` if it is PROGRESS and past `expires_at`, under the team's lease
-/// (several instances are safe): first each unpaid member's order is closed at Alipay, through
-/// the same close as an unpaid order's timeout (a member Alipay says paid is counted and may
+/// (several instances are safe): first each unpaid member's order is closed at its channel,
+/// through the same close as an unpaid order's timeout (a member found paid is counted and may
 /// still complete the team); once no member is unpaid, the team fails and every paid member's
 /// order goes `PAY_SUCCESS -> REFUND_WAIT` with its refund enqueued (stock, seat and coupon come
 /// back with the refund). Running it again changes nothing.

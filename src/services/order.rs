@@ -16,7 +16,7 @@ use crate::engine::Engine;
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, Cashier, PagePay};
 use crate::models::coupon::{self, UserCouponWithTemplate};
-use crate::models::order::{CheckoutStart, NewOrder, Order, OrderAtCheckout, OrderStatus};
+use crate::models::order::{Channel, CheckoutStart, NewOrder, Order, OrderAtCheckout, OrderStatus};
 use crate::models::order_discount::DiscountType;
 use crate::models::product::{self, Product};
 use crate::models::user::AppUser;
@@ -83,6 +83,8 @@ pub struct SignedOrder {
     order_id: String,
     draft: OrderDraft,
     pay_form: String,
+    /// The channel whose form `pay_form` is.
+    channel: Channel,
 }
 
 /// A checkout: the shopper behind the session `token` and their order for the purchase, found
@@ -198,7 +200,7 @@ impl OrderDraft {
             time_expire: self.expire_at,
         };
         let pay_form = alipay.pay_form(&pay, cashier, self.at);
-        SignedOrder { order_id, draft: self, pay_form }
+        SignedOrder { order_id, draft: self, pay_form, channel: Channel::Alipay }
     }
 }
 
@@ -292,6 +294,7 @@ pub fn place(conn: &mut DbConn, settings: &Settings, signed: &SignedOrder) -> Ap
         total_cents: draft.price.payable_cents,
         pay_form: &signed.pay_form,
         team_id: team_id.as_deref(),
+        channel: signed.channel,
         order_time: draft.at,
         expire_at: draft.expire_at,
         next_query_at: draft.next_query_at,
@@ -497,12 +500,12 @@ impl RefundOutcome {
     }
 }
 
-/// The shopper asks to cancel or refund their order. An unpaid order is closed at Alipay first,
-/// then here, under the order's lease ([`reconcile::close`]); when Alipay says it was paid, the
-/// payment is recorded and the answer is the paid order's. A paid group order whose team is
-/// still forming leaves it and is refunded ([`group_buy::leave_forming_team`]); any other paid
-/// order is refunded by the admin only; a refund under way or done answers success and starts
-/// nothing.
+/// The shopper asks to cancel or refund their order. An unpaid order is closed at its channel
+/// first, then here, under the order's lease ([`reconcile::close`]); when the channel says it was
+/// paid, the payment is recorded and the answer is the paid order's. A paid group order whose
+/// team is still forming leaves it and is refunded ([`group_buy::leave_forming_team`]); any other
+/// paid order is refunded by the admin only; a refund under way or done answers success and
+/// starts nothing.
 pub fn shopper_refund(
     reconciler: &Reconciler,
     pool: &DbPool,

@@ -12,7 +12,7 @@ use crate::models::order::{Order, OrderFilter};
 
 /// The first line of every export.
 pub const HEADER: &str =
-    "order_id,status,openid,product_id,product_name,total_amount,order_time,pay_time,trade_no\n";
+    "order_id,status,openid,product_id,product_name,total_amount,order_time,pay_time,trade_no,channel\n";
 /// Orders read per statement.
 pub const CHUNK_ROWS: i64 = 1_000;
 /// Chunks waiting for the client at most; the export waits while they do.
@@ -76,6 +76,7 @@ fn rows(orders: &[Order]) -> String {
             &crate::china_time::format(o.order_time),
             &o.pay_time.map(crate::china_time::format).unwrap_or_default(),
             o.trade_no.as_deref().unwrap_or_default(),
+            o.channel.as_str(),
         ];
         for (i, value) in fields.iter().enumerate() {
             if i > 0 {

@@ -1,5 +1,6 @@
-//! Orphan payments: money Alipay took, with a valid signature, that no order of the shop takes
-//! (recorded by [`crate::services::payment::handle_notify`]). A payment for an order the shop
+//! Orphan payments: money a payment channel took, with a valid signature, that no order of the
+//! shop takes (recorded by [`crate::services::payment::record`]), refunded through that channel.
+//! A payment for an order the shop
 //! does not know is refunded, from the admin console or by the background thread once
 //! `alipay.orphan_refund_after_hours` have passed; a trade that already paid another order is
 //! held for the admin. Each refund is one outbox entry under a stable request number, so it is
@@ -9,7 +10,7 @@ use chrono::Duration;
 
 use crate::db::{DbConn, DbPool, write_transaction};
 use crate::error::{AppError, AppResult};
-use crate::gateways::alipay::AlipayClient;
+use crate::gateways::{GatewayOp, Gateways, RefundRequest};
 use crate::models::gateway_call;
 use crate::models::now;
 use crate::models::order::Order;
@@ -63,9 +64,9 @@ pub fn latest(conn: &mut DbConn) -> AppResult<Vec<OrphanPayment>> {
 }
 
 /// Consumer of `orphan_refund`, unless the orphan is held (an order holds its number or trade
-/// by now): asks Alipay (the same `out_request_no` on every try), then `REFUND_WAIT -> REFUNDED`.
-/// No pooled connection is held while Alipay answers.
-pub fn refund(pool: &DbPool, alipay: &AlipayClient, job: &OrphanRefund) -> AppResult<()> {
+/// by now): asks the channel that took the money (the same request number on every try), then
+/// `REFUND_WAIT -> REFUNDED`. No pooled connection is held while the channel answers.
+pub fn refund(pool: &DbPool, gateways: &Gateways, job: &OrphanRefund) -> AppResult<()> {
     let payment = {
         let conn = &mut *pool.get()?;
         let found = orphan::find(conn, job.orphan_id)?;
@@ -79,20 +80,22 @@ pub fn refund(pool: &DbPool, alipay: &AlipayClient, job: &OrphanRefund) -> AppRe
     };
     let row = &payment.row;
     let request_no = format!("{}-R1", row.out_trade_no);
-    let answer = alipay.trade_refund(
-        &row.out_trade_no,
-        Some(&row.trade_no),
-        row.amount_cents,
-        &request_no,
-        "订单不存在，原路退款",
-        now(),
-    );
+    let gateway = gateways.of(payment.channel)?;
+    let answer = gateway.refund(&RefundRequest {
+        out_trade_no: &row.out_trade_no,
+        trade_no: Some(&row.trade_no),
+        amount_cents: row.amount_cents,
+        total_cents: row.amount_cents,
+        request_no: &request_no,
+        reason: "订单不存在，原路退款",
+    });
     let outcome = match &answer {
         Ok(()) => format!("refunded ({request_no})"),
         Err(e) => format!("error: {e}"),
     };
     let mut conn = pool.get()?;
-    gateway_call::record(&mut conn, &row.out_trade_no, "alipay.trade.refund", "orphan refund", &outcome)?;
+    let call = gateway.call_name(GatewayOp::Refund);
+    gateway_call::record(&mut conn, &row.out_trade_no, call, "orphan refund", &outcome)?;
     answer?;
     if orphan::mark_refunded(&mut conn, row.id)? {
         log::info!("orphan payment {} (order {}) refunded", row.id, row.out_trade_no);

@@ -1,5 +1,6 @@
-//! Payments: Alipay's notifications and the answers of `alipay.trade.query` end in the same
-//! place, [`record`], so a payment is recorded once, by the same rules, whichever arrives first.
+//! Payments: Alipay's notifications and the answers of a channel's query end in the same place,
+//! [`record`], so a payment is recorded once, by the same rules, whichever arrives first and
+//! whatever the channel.
 
 use chrono::NaiveDateTime;
 
@@ -10,7 +11,7 @@ use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, NotifyForm, Refused, VerifiedNotification};
 use crate::log_escape::Untrusted;
 use crate::models::alipay_notify::{self, NewNotify};
-use crate::models::order::{Order, OrderStatus};
+use crate::models::order::{Channel, Order, OrderStatus};
 use crate::models::order_event;
 use crate::models::orphan::{self, NewOrphan, OrphanKind};
 use crate::models::outbox::{Delivery, NewOutboxEntry, OutboxEntry, Refund, WxPaid};
@@ -142,6 +143,7 @@ fn handle_verified(
     let notify_id = notification.field("notify_id");
     let cause = format!("notify {}", notify_id.unwrap_or("-"));
     let payment = Payment {
+        channel: Channel::Alipay,
         out_trade_no,
         amount_cents,
         trade_no,
@@ -206,6 +208,7 @@ fn verified_record<'a>(
         raw_sha256: None,
         verified,
         outcome,
+        channel: Channel::Alipay,
     }
 }
 
@@ -222,6 +225,7 @@ fn unverified_record<'a>(refused: &'a Refused, raw: &'a str) -> NewNotify<'a> {
         raw_sha256: Some(crate::random::hex(&openssl::sha::sha256(raw.as_bytes()))),
         verified: false,
         outcome: &refused.reason,
+        channel: Channel::Alipay,
     }
 }
 
@@ -233,8 +237,10 @@ fn prefix(text: &str, max_bytes: usize) -> &str {
     }
     &text[..end]
 }
-/// A payment Alipay confirmed for one of our order numbers, by notification or by query.
+/// A payment a channel confirmed for one of our order numbers, by notification or by query.
 pub struct Payment<'a> {
+    /// The channel that took the money (an orphan payment is refunded through it).
+    pub channel: Channel,
     pub out_trade_no: &'a str,
     pub amount_cents: i64,
     pub trade_no: &'a str,
@@ -245,7 +251,7 @@ pub struct Payment<'a> {
     pub notify_id: Option<&'a str>,
 }
 
-/// What Alipay's word on a payment came to.
+/// What a channel's word on a payment came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Acted on, or recorded: a notification is answered `success`.
@@ -255,6 +261,16 @@ pub enum Verdict {
     Held,
     /// Not acted on (another amount, missing fields): answered `fail`.
     Refused,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Done => "done",
+            Verdict::Held => "held",
+            Verdict::Refused => "refused",
+        }
+    }
 }
 
 /// What recording a payment came to, and why, for the logs and the audit row.
@@ -308,6 +324,18 @@ pub fn record(
     payment: &Payment,
     audit: impl Fn(&Recorded) -> Option<InsertRows>,
 ) -> AppResult<Recorded> {
+    let recorded = record_once(conn, one_statement, payment, audit)?;
+    crate::metrics::payment_recorded(payment.channel, recorded.verdict);
+    Ok(recorded)
+}
+
+/// [`record`]'s work: one statement, or a transaction.
+fn record_once(
+    conn: &mut DbConn,
+    one_statement: bool,
+    payment: &Payment,
+    audit: impl Fn(&Recorded) -> Option<InsertRows>,
+) -> AppResult<Recorded> {
     if one_statement {
         let paid = Recorded::enqueued("paid");
         let mut rows = Inserts::default();
@@ -344,6 +372,7 @@ fn settle(conn: &mut DbConn, payment: &Payment, rows: &mut Inserts) -> AppResult
     let record_orphan = |c: &mut DbConn, kind, detail: &str| {
         let new = NewOrphan {
             kind,
+            channel: payment.channel,
             out_trade_no: id,
             trade_no: payment.trade_no,
             amount_cents: payment.amount_cents,

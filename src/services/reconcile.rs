@@ -1,20 +1,19 @@
-//! Reconciling one order with Alipay: ask (`alipay.trade.query`) or close (`alipay.trade.close`,
-//! then locally). Used by the background compensation and by the admin's "Sync" and "Close";
-//! both work under the order's lease, so they never act on an order at the same time. A look
-//! takes a pooled connection for each database step and holds none while Alipay answers.
+//! Reconciling one order with its channel (`Order::channel`'s gateway): ask (query) or close (at
+//! the channel, then locally). Used by the background compensation and by the admin's "Sync" and
+//! "Close"; both work under the order's lease, so they never act on an order at the same time. A
+//! look takes a pooled connection for each database step and holds none while the channel
+//! answers.
 
 use chrono::Duration;
 
 use crate::config::Settings;
 use crate::db::{DbConn, DbPool};
 use crate::error::{AppError, AppResult};
-use crate::gateways::GatewayError;
-use crate::gateways::alipay::{AlipayClient, CloseOutcome, TradeState};
+use crate::gateways::{CloseOutcome, GatewayError, GatewayOp, Gateways, TradeState};
 use crate::jobs::Wake;
 use crate::models::gateway_call;
 use crate::models::now;
 use crate::models::order::Order;
-use crate::money::parse_yuan;
 use crate::services::order as orders;
 use crate::services::payment::{self, Payment, Verdict};
 
@@ -45,7 +44,7 @@ impl Look {
 
 /// Everything a look needs.
 pub struct Reconciler<'a> {
-    pub alipay: &'a AlipayClient,
+    pub gateways: &'a Gateways,
     pub settings: &'a Settings,
     /// Holds the lease: this instance.
     pub owner: &'a str,
@@ -87,7 +86,7 @@ impl Reconciler<'_> {
     }
 }
 
-/// Keeps what a call to Alipay answered, for the admin's view of the order.
+/// Keeps what a call to the order's gateway answered, for the admin's view of the order.
 fn record_call<T: std::fmt::Debug>(
     conn: &mut DbConn,
     order_id: &str,
@@ -102,19 +101,18 @@ fn record_call<T: std::fmt::Debug>(
     Ok(gateway_call::record(conn, order_id, call, cause, &outcome)?)
 }
 
-/// Asks Alipay; a confirmed payment is recorded exactly like a notified one ([`payment::record`]).
+/// Asks the order's channel; a confirmed payment is recorded exactly like a notified one
+/// ([`payment::record`]).
 pub fn query(r: &Reconciler, pool: &DbPool, order: &Order, cause: &str) -> AppResult<Look> {
-    let answer = r.alipay.trade_query(&order.order_id, now());
+    let gateway = r.gateways.of(order.channel)?;
+    let answer = gateway.query(&order.order_id);
     let conn = &mut *pool.get()?;
-    record_call(conn, &order.order_id, "alipay.trade.query", cause, &answer)?;
+    record_call(conn, &order.order_id, gateway.call_name(GatewayOp::Query), cause, &answer)?;
+    let platform = order.channel.platform();
     match answer? {
-        TradeState::Paid { trade_no, total_amount, paid_at } => {
-            let Some(amount_cents) = parse_yuan(&total_amount) else {
-                return Ok(Look::Later(format!(
-                    "Alipay reports a malformed amount {total_amount}; left for an operator"
-                )));
-            };
+        TradeState::Paid { trade_no, amount_cents, paid_at } => {
             let payment = Payment {
+                channel: order.channel,
                 out_trade_no: &order.order_id,
                 amount_cents,
                 trade_no: &trade_no,
@@ -135,23 +133,25 @@ pub fn query(r: &Reconciler, pool: &DbPool, order: &Order, cause: &str) -> AppRe
             })
         }
         TradeState::Closed => {
-            orders::close(conn, &order.order_id, cause, "Alipay closed the trade")?;
-            Ok(Look::Settled("closed at Alipay".into()))
+            orders::close(conn, &order.order_id, cause, &format!("{platform} closed the trade"))?;
+            Ok(Look::Settled(format!("closed at {platform}")))
         }
-        TradeState::Waiting => Ok(Look::Later("Alipay: waiting for the buyer".into())),
-        TradeState::NotExist => Ok(Look::Later("Alipay: the buyer has not opened the cashier".into())),
+        TradeState::Waiting => Ok(Look::Later(format!("{platform}: waiting for the buyer"))),
+        TradeState::NotExist => Ok(Look::Later(format!("{platform}: the buyer has not opened the cashier"))),
     }
 }
 
-/// Closes at Alipay first, so the buyer can no longer pay, then locally; if Alipay says the
-/// trade is no longer waiting, asks whether it was paid.
+/// Closes at the order's channel first, so the buyer can no longer pay, then locally; if the
+/// channel says the trade is no longer waiting, asks whether it was paid.
 pub fn close(r: &Reconciler, pool: &DbPool, order: &Order, cause: &str) -> AppResult<Look> {
-    let answer = r.alipay.trade_close(&order.order_id, now());
-    record_call(&mut *pool.get()?, &order.order_id, "alipay.trade.close", cause, &answer)?;
+    let gateway = r.gateways.of(order.channel)?;
+    let answer = gateway.close(&order.order_id);
+    record_call(&mut *pool.get()?, &order.order_id, gateway.call_name(GatewayOp::Close), cause, &answer)?;
     match answer? {
         CloseOutcome::Closed | CloseOutcome::NotExist => {
             let conn = &mut *pool.get()?;
-            let closed = orders::close(conn, &order.order_id, cause, "closed at Alipay, stock released")?;
+            let detail = format!("closed at {}, stock released", order.channel.platform());
+            let closed = orders::close(conn, &order.order_id, cause, &detail)?;
             Ok(Look::Settled(if closed { "closed".into() } else { "changed meanwhile".into() }))
         }
         CloseOutcome::NotWaiting => query(r, pool, order, cause),

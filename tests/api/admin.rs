@@ -487,10 +487,7 @@ fn a_filters_total_says_at_least_past_its_cap(backend: Backend) {
 
 fn sync_close_and_refund_move_orders_through_the_sandbox(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600);
-    app.faults(serde_json::json!({ "drop_notify": true }));
-    let mut shopper = app.login("o-admin-actions");
-    let paid_form = app.create_order(&mut shopper, GIFT);
-    let paid = app.pay_at_cashier(&mut shopper, &paid_form);
+    let (mut shopper, paid) = app.paid_unnotified("o-admin-actions", GIFT);
     let unpaid = order_id_of(&app.create_order(&mut shopper, MUG));
     let mug_stock = app.stock(MUG);
     let mut admin = app.admin();
@@ -613,6 +610,26 @@ fn totals_and_paging_hold_while_orders_change_at_once(backend: Backend) {
     assert_totals_exact(&app, &mut admin, true);
 }
 
+/// The admin's order list and detail show the order's channel, and Sync asks the gateway of that
+/// channel: an order of a channel the shop has no gateway for is left as it is, with the reason.
+fn the_admin_shows_the_channel_and_syncs_through_it(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600);
+    let (mut shopper, paid) = app.paid_unnotified("o-admin-channel", GIFT);
+    let mut admin = app.admin();
+    let detail = admin.get(&format!("/admin/orders/{paid}")).body;
+    assert!(detail.contains("<td id=\"admin-channel\">ALIPAY</td>"), "{detail}");
+    assert!(admin.get("/admin").body.contains("<td class=\"channel\">ALIPAY</td>"));
+
+    app.execute(&format!("UPDATE pay_order SET channel = 'WECHAT_PAY' WHERE order_id = '{paid}'"));
+    let csrf = admin.csrf(&format!("/admin/orders/{paid}"));
+    let synced = admin.post_form(&format!("/admin/orders/{paid}/sync"), &[("csrf", &csrf)]);
+    assert_eq!(synced.status, 303);
+    let back = admin.get(synced.header("location").expect("back to the order")).body;
+    assert!(back.contains("WeChat Pay unreachable: no gateway is configured"), "{back}");
+    assert!(back.contains("<td id=\"admin-channel\">WECHAT_PAY</td>"), "{back}");
+    assert_eq!(app.order_status(&mut shopper, &paid), "PAY_WAIT", "Alipay was not asked");
+}
+
 both_backends!(
     everything_needs_a_signed_in_admin,
     wrong_passwords_are_refused_slowed_and_locked_out,
@@ -631,5 +648,6 @@ both_backends!(
     totals_and_paging_hold_while_orders_change_at_once,
     a_filters_total_says_at_least_past_its_cap,
     sync_close_and_refund_move_orders_through_the_sandbox,
+    the_admin_shows_the_channel_and_syncs_through_it,
     the_outbox_page_shows_dead_entries_and_retries_them,
 );

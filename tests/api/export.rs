@@ -41,7 +41,9 @@ fn the_export_streams_every_matching_order_once_newest_first(backend: Backend) {
     assert!(all.header("content-length").is_none(), "streamed, not buffered");
     assert_eq!(
         all.body.lines().next(),
-        Some("order_id,status,openid,product_id,product_name,total_amount,order_time,pay_time,trade_no")
+        Some(
+            "order_id,status,openid,product_id,product_name,total_amount,order_time,pay_time,trade_no,channel"
+        )
     );
     let expected: Vec<String> = (1..=n).rev().map(order_id).collect();
     assert_eq!(exported_ids(&all.body), expected, "every order once, newest first");

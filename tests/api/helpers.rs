@@ -308,6 +308,17 @@ impl TestApp {
         order_id
     }
 
+    /// A shopper `openid` who paid for `product_id` at the cashier while the sandbox drops
+    /// Alipay's notifications: the order stays `PAY_WAIT` until someone asks Alipay. The
+    /// shopper and the order's id.
+    pub fn paid_unnotified(&self, openid: &str, product_id: &str) -> (Browser, String) {
+        self.faults(serde_json::json!({ "drop_notify": true }));
+        let mut shopper = self.login(openid);
+        let form = self.create_order(&mut shopper, product_id);
+        let order_id = self.pay_at_cashier(&mut shopper, &form);
+        (shopper, order_id)
+    }
+
     /// The order's status, as its owner `browser` reads it through the API.
     pub fn order_status(&self, browser: &mut Browser, order_id: &str) -> String {
         let reply = browser.get(&format!("/api/v1/orders/{order_id}"));

@@ -56,7 +56,25 @@ fn with_a_token_only_its_bearer_reads_the_metrics(backend: Backend) {
     assert!(read.body.contains("paymall_build_info"), "{}", read.body);
 }
 
+/// Calls to a payment channel's gateway and the payments it confirmed are counted per channel.
+fn gateway_calls_and_payments_are_counted_per_channel(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600);
+    let (mut shopper, paid) = app.paid_unnotified("o-metrics-channel", GIFT);
+    let mut admin = app.admin();
+    let csrf = admin.csrf(&format!("/admin/orders/{paid}"));
+    assert_eq!(admin.post_form(&format!("/admin/orders/{paid}/sync"), &[("csrf", &csrf)]).status, 303);
+    assert_eq!(app.order_status(&mut shopper, &paid), "PAY_SUCCESS");
+    let text = app.browser().get("/metrics").body;
+    for line in [
+        "paymall_gateway_calls_total{channel=\"ALIPAY\",kind=\"alipay.trade.query\"} ",
+        "paymall_payments_total{channel=\"ALIPAY\",verdict=\"done\"} ",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+}
+
 both_backends!(
     metrics_are_prometheus_text_with_a_label_per_route,
-    with_a_token_only_its_bearer_reads_the_metrics
+    with_a_token_only_its_bearer_reads_the_metrics,
+    gateway_calls_and_payments_are_counted_per_channel,
 );

@@ -216,6 +216,6 @@ impl WeixinClient {
 
 /// Counts a call of `kind` in the metrics, failed when it is an error.
 fn counted<T>(kind: &str, result: Result<T, WeixinError>) -> Result<T, WeixinError> {
-    crate::metrics::gateway_call(kind, result.is_err());
+    crate::metrics::gateway_call(None, kind, result.is_err());
     result
 }
