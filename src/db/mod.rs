@@ -537,7 +537,7 @@ mod tests {
 
         use crate::models::order::{Channel, Order};
 
-        let (_database, mut conn) = sqlite_migrated_to("20261205000120");
+        let (_database, mut conn) = sqlite_migrated_to("20261205000121");
         conn.batch_execute(
             "INSERT INTO app_user (openid) VALUES ('o1');
              INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, total_cents, status,
