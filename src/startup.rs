@@ -24,6 +24,7 @@ use crate::engine::{Engine, EngineError};
 use crate::error::{AppError, api_envelope};
 use crate::gateways::Gateways;
 use crate::gateways::alipay::{AlipayClient, SettingKeyError};
+use crate::gateways::wechat_pay::WechatPayClient;
 use crate::gateways::weixin::WeixinClient;
 use crate::jobs::{Background, Worker};
 use crate::log_escape::Untrusted;
@@ -50,6 +51,8 @@ pub enum StartupError {
     Database(#[from] db::DbError),
     #[error(transparent)]
     AlipayKey(#[from] SettingKeyError),
+    #[error(transparent)]
+    WechatPay(#[from] crate::gateways::wechat_pay::SettingsError),
     #[error(transparent)]
     SandboxKeys(#[from] SandboxKeyError),
     #[error(transparent)]
@@ -192,7 +195,12 @@ fn share(
     settings: &Arc<Settings>,
     database: &Database,
 ) -> Result<(web::Data<AppState>, Arc<Worker>), StartupError> {
-    let gateways = Gateways { alipay: Arc::new(AlipayClient::from_settings(settings)?) };
+    // WeChat Pay is taken when its merchant is configured; a half-configured one stops start-up.
+    let wechat_pay = match settings.wechat_pay.mch_id.is_empty() {
+        true => None,
+        false => Some(Arc::new(WechatPayClient::from_settings(settings)?)),
+    };
+    let gateways = Gateways { alipay: Arc::new(AlipayClient::from_settings(settings)?), wechat_pay };
     let pay_links =
         PayLinks::new(gateways.alipay.derived_secret("pay-link").ok_or(StartupError::PayLinkSecret)?);
     let weixin = Arc::new(WeixinClient::from_settings(settings));

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod next;
 pub mod order;
 pub mod product;
+pub mod wechat_pay;
 pub mod weixin_portal;
 
 use actix_web::{HttpResponse, web};
@@ -30,6 +31,7 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
     group_buy::api_routes(cfg);
     login::api_routes(cfg);
     order::api_routes(cfg);
+    wechat_pay::api_routes(cfg);
     weixin_portal::api_routes(cfg);
 }
 

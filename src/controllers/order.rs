@@ -25,7 +25,9 @@ use crate::models::order_discount::DiscountType;
 use crate::models::user::AppUser;
 use crate::money::format_yuan;
 use crate::services::group_buy::GroupBuyPick;
-use crate::services::order::{self as orders, OrderToPay, Purchase, RefundOutcome, RefundReply};
+use crate::services::order::{
+    self as orders, OrderToPay, PayMethod, Purchase, RefundOutcome, RefundReply, Shop,
+};
 use crate::services::order_history::{self as history, Breakdown, OrderCursor, OrderPage, PricedOrder};
 use crate::services::pay_page::{self, PayPage};
 use crate::services::reconcile::Reconciler;
@@ -314,20 +316,24 @@ impl BuyForm {
     }
 }
 
+/// What the order services work with, from the app's state.
+pub fn shop(state: &AppState) -> Shop<'_> {
+    Shop {
+        engine: &state.engine,
+        settings: &state.settings,
+        gateways: &state.gateways,
+        numbers: &state.order_numbers,
+        owner: &state.instance,
+        wake: &state.wake,
+    }
+}
+
 async fn checkout(
     state: &AppState,
     token: String,
     purchase: Purchase,
 ) -> Result<(AppUser, OrderToPay), AppError> {
-    orders::checkout(
-        &state.engine,
-        &state.settings,
-        &state.gateways.alipay,
-        &state.order_numbers,
-        token,
-        purchase,
-    )
-    .await
+    orders::checkout(&shop(state), token, purchase).await
 }
 
 /// The product page's Buy button: a logged-in shopper with a valid CSRF token gets the checkout
@@ -356,7 +362,7 @@ async fn buy(
         product_id: product_id.clone(),
         coupon_id: form.coupon_id()?,
         group_buy,
-        cashier: device.cashier(),
+        method: PayMethod::Alipay(device.cashier()),
     };
     let (user, to_pay) = match checkout(&state, token.clone(), purchase).await {
         Err(AppError::NotLoggedIn) => return Ok(login()),
@@ -389,16 +395,8 @@ async fn pay(
     }
     let login = || super::see_other(&format!("/login?next={}", super::url_encode(&format!("{page}/pay"))));
     let Some(Shopper { token, .. }) = shopper.0 else { return Ok(login()) };
-    let opened = pay_page::open(
-        &state.engine,
-        &state.settings,
-        &state.gateways.alipay,
-        &state.order_numbers,
-        token.clone(),
-        order_id,
-        device.cashier(),
-    )
-    .await;
+    let opened =
+        pay_page::open(&shop(&state), token.clone(), order_id, PayMethod::Alipay(device.cashier())).await;
     match opened {
         Ok(PayPage::Pay(user, to_pay)) => {
             let to_pay = OrderToPay { existing: false, ..to_pay };
@@ -446,7 +444,8 @@ async fn create_pay_order(
     if product_id.trim().is_empty() {
         return Err(AppError::BadRequest("非法参数：缺少 productId".into()));
     }
-    let purchase = Purchase { product_id, coupon_id, group_buy: market.pick()?, cashier: device.cashier() };
+    let method = PayMethod::Alipay(device.cashier());
+    let purchase = Purchase { product_id, coupon_id, group_buy: market.pick()?, method };
     let (_, to_pay) = checkout(&state, token, purchase).await?;
     Ok(Envelope::ok(to_pay.pay_form))
 }

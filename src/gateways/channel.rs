@@ -8,6 +8,7 @@ use chrono::NaiveDateTime;
 
 use super::GatewayError;
 use super::alipay::AlipayClient;
+use super::wechat_pay::WechatPayClient;
 use crate::models::order::Channel;
 
 /// A trade as its channel reports it, answered signed and well formed.
@@ -78,6 +79,8 @@ pub trait PaymentGateway: Send + Sync {
 #[derive(Clone)]
 pub struct Gateways {
     pub alipay: Arc<AlipayClient>,
+    /// `None` when the shop takes no WeChat Pay (`wechat_pay.mch_id` empty).
+    pub wechat_pay: Option<Arc<WechatPayClient>>,
 }
 
 impl Gateways {
@@ -85,10 +88,13 @@ impl Gateways {
     pub fn of(&self, channel: Channel) -> Result<&dyn PaymentGateway, GatewayError> {
         match channel {
             Channel::Alipay => Ok(&*self.alipay),
-            Channel::WechatPay => Err(GatewayError::Unreachable {
-                platform: channel.platform(),
-                reason: "no gateway is configured for this channel".into(),
-            }),
+            Channel::WechatPay => match &self.wechat_pay {
+                Some(client) => Ok(&**client),
+                None => Err(GatewayError::Unreachable {
+                    platform: channel.platform(),
+                    reason: "no gateway is configured for this channel".into(),
+                }),
+            },
         }
     }
 }

@@ -893,6 +893,69 @@ fn refund_state(body: &str) -> Result<RefundState, GatewayError> {
     })
 }
 
+/// WeChat Pay as a payment channel: a trade's state in the shop's terms (fen are cents). A refund
+/// still `PROCESSING` is not done: the caller tries again later under the same `out_refund_no`,
+/// which asks WeChat Pay where it stands and never refunds twice.
+impl super::PaymentGateway for WechatPayClient {
+    fn channel(&self) -> Channel {
+        Channel::WechatPay
+    }
+
+    fn call_name(&self, op: super::GatewayOp) -> &'static str {
+        match op {
+            super::GatewayOp::Query => "wechat_pay.query",
+            super::GatewayOp::Close => "wechat_pay.close",
+            super::GatewayOp::Refund => "wechat_pay.refund",
+        }
+    }
+
+    fn query(&self, out_trade_no: &str) -> Result<super::TradeState, GatewayError> {
+        use super::TradeState;
+        Ok(match WechatPayClient::query(self, out_trade_no)? {
+            WxTradeState::Paid { transaction_id, total_fen, success_time } => {
+                TradeState::Paid { trade_no: transaction_id, amount_cents: total_fen, paid_at: success_time }
+            }
+            WxTradeState::NotPay | WxTradeState::UserPaying | WxTradeState::PayError => TradeState::Waiting,
+            WxTradeState::Closed => TradeState::Closed,
+            WxTradeState::NotExist => TradeState::NotExist,
+            WxTradeState::Refund => {
+                return Err(GatewayError::BadAnswer {
+                    platform: PLATFORM,
+                    reason: "the trade was paid and refunded at WeChat Pay; left for an operator".into(),
+                });
+            }
+        })
+    }
+
+    fn close(&self, out_trade_no: &str) -> Result<super::CloseOutcome, GatewayError> {
+        Ok(match WechatPayClient::close(self, out_trade_no)? {
+            CloseOutcome::Closed => super::CloseOutcome::Closed,
+            CloseOutcome::AlreadyPaid => super::CloseOutcome::NotWaiting,
+            CloseOutcome::NotExist => super::CloseOutcome::NotExist,
+        })
+    }
+
+    fn refund(&self, request: &super::RefundRequest) -> Result<(), GatewayError> {
+        let state = WechatPayClient::refund(
+            self,
+            request.out_trade_no,
+            request.trade_no,
+            request.request_no,
+            request.amount_cents,
+            request.total_cents,
+            request.reason,
+        )?;
+        match state.status {
+            RefundStatus::Success => Ok(()),
+            status => Err(GatewayError::Refused {
+                platform: PLATFORM,
+                code: format!("{status:?}").to_uppercase(),
+                message: "the refund is not done yet; asked again later".into(),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -165,6 +165,9 @@ pub struct OrderAtCheckout {
     pub product_name: String,
     pub total_cents: i64,
     pub expire_at: NaiveDateTime,
+    /// Whose form it carries: Alipay's signed form, or WeChat Pay's `code_url` / `prepay_id=…`.
+    #[diesel(deserialize_as = String)]
+    pub channel: Channel,
 }
 
 /// An order as it is born: waiting for payment, its form already signed (locally).

@@ -456,6 +456,19 @@ impl OutboxEntry {
         .map(|n| n == 1)
     }
 
+    /// The order's pending entries of `kind` due now, not at their backoff (the platform says the
+    /// work is done: the next try confirms it); how many.
+    pub fn due_now_for_order(conn: &mut DbConn, kind: OutboxKind, order_id: &str) -> QueryResult<usize> {
+        diesel::update(
+            outbox::table
+                .filter(outbox::kind.eq(kind.as_str()))
+                .filter(outbox::order_id.eq(order_id))
+                .filter(outbox::status.eq(OutboxStatus::Pending.as_str())),
+        )
+        .set((outbox::next_attempt_at.eq(now()), outbox::updated_at.eq(now())))
+        .execute(conn)
+    }
+
     /// Entries that failed at least once and are not done: retrying or dead.
     pub fn troubled(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<OutboxEntry>> {
         outbox::table

@@ -14,7 +14,10 @@ use serde::Serialize;
 use crate::db::{DbConn, DbPool, Inserts, isolated_write_transaction, write_transaction};
 use crate::engine::Engine;
 use crate::error::{AppError, AppResult};
+use crate::gateways::Gateways;
 use crate::gateways::alipay::{AlipayClient, Cashier, PagePay};
+use crate::gateways::wechat_pay::WechatPayClient;
+use crate::jobs::Wake;
 use crate::models::coupon::{self, UserCouponWithTemplate};
 use crate::models::order::{Channel, CheckoutStart, NewOrder, Order, OrderAtCheckout, OrderStatus};
 use crate::models::order_discount::DiscountType;
@@ -37,6 +40,9 @@ pub const FORM_MARGIN_SECS: i64 = 60;
 pub enum Checkout {
     Open(OrderToPay),
     New(Box<OrderDraft>),
+    /// The shopper's open order is another channel's: closed there first, so that it can never
+    /// be paid twice, then the checkout starts again.
+    Switch(String),
 }
 
 /// An order waiting for its payment, and the signed form that pays it at Alipay's cashier.
@@ -55,8 +61,27 @@ pub struct Purchase {
     pub coupon_id: Option<i64>,
     /// A group buy (拼团): open a team, or join one.
     pub group_buy: Option<GroupBuyPick>,
-    /// The cashier a new order's form opens; an open order keeps the form it was signed with.
-    pub cashier: Cashier,
+    /// How a new order is paid; an open order keeps the form it was made with, unless it is
+    /// another channel's (the shopper switched: see [`checkout`]).
+    pub method: PayMethod,
+}
+
+/// How the shopper pays: at Alipay's cashier (the computer's or the phone's), or with WeChat Pay
+/// by scanning its code (Native) or inside WeChat (JSAPI, as the shopper's own openid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayMethod {
+    Alipay(Cashier),
+    WechatNative,
+    WechatJsapi,
+}
+
+impl PayMethod {
+    pub fn channel(self) -> Channel {
+        match self {
+            PayMethod::Alipay(_) => Channel::Alipay,
+            PayMethod::WechatNative | PayMethod::WechatJsapi => Channel::WechatPay,
+        }
+    }
 }
 
 /// A new order before it exists: the product as priced now ([`pricing::price`]), and the
@@ -93,16 +118,15 @@ pub struct SignedOrder {
 /// takes a number from this instance's block, has its form signed on a signing thread, outside any
 /// transaction, and is placed in a second job. [`AppError::NotLoggedIn`] without a live session.
 pub async fn checkout(
-    engine: &Engine,
-    settings: &Arc<Settings>,
-    alipay: &Arc<AlipayClient>,
-    numbers: &OrderNumbers,
+    shop: &Shop<'_>,
     token: String,
     purchase: Purchase,
 ) -> AppResult<(AppUser, OrderToPay)> {
+    let Shop { engine, settings, gateways, numbers, .. } = *shop;
     // Each round ends with an order, or another request of the shopper made one first (or the
-    // stock or price moved): the next round finds it, or says why there is none. A price that
-    // moves between the signature and the placement twice is refused.
+    // stock or price moved, or an order of another channel was closed): the next round finds it,
+    // or says why there is none. A price that moves between the signature and the placement twice
+    // is refused.
     let mut repriced = 0;
     for _ in 0..3 {
         let (lookup, wanted, begin) = (token.clone(), purchase.clone(), settings.clone());
@@ -110,12 +134,30 @@ pub async fn checkout(
         let draft = match next {
             Checkout::Open(to_pay) => return Ok((user, to_pay)),
             Checkout::New(draft) => draft,
+            Checkout::Switch(order_id) => {
+                switch_away(shop, order_id).await?;
+                continue;
+            }
         };
         let number = numbers.next(|| engine.write(take_numbers)).await?;
-        let (alipay, cashier) = (alipay.clone(), purchase.cashier);
-        let sign = move || draft.sign(number, &alipay, cashier);
         let settings = settings.clone();
-        match engine.sign_then_write(sign, move |conn, signed| place(conn, &settings, &signed)).await? {
+        let placing = move |conn: &mut DbConn, signed: SignedOrder| place(conn, &settings, &signed);
+        let placed = match purchase.method {
+            PayMethod::Alipay(cashier) => {
+                let alipay = gateways.alipay.clone();
+                engine.sign_then_write(move || draft.sign(number, &alipay, cashier), placing).await?
+            }
+            method => {
+                let wechat_pay = gateways
+                    .wechat_pay
+                    .clone()
+                    .ok_or_else(|| AppError::Conflict("暂不支持微信支付".into()))?;
+                let signed =
+                    engine.call_out(move |_| draft.open_at_wechat_pay(number, &wechat_pay, method)).await?;
+                engine.write(move |conn| placing(conn, signed)).await?
+            }
+        };
+        match placed {
             Placed::Order(to_pay) => return Ok((user, to_pay)),
             Placed::Repriced if repriced > 0 => return Err(AppError::Conflict("价格已变化".into())),
             Placed::Repriced => repriced += 1,
@@ -123,6 +165,43 @@ pub async fn checkout(
         }
     }
     Err(AppError::Conflict("订单正在处理中，请稍后再试".into()))
+}
+
+/// What a checkout works with: where blocking work runs, the settings, the channels' gateways,
+/// this instance's order numbers, and for closing an order at its channel (a switch) the name
+/// its lease is taken in and the wake for a payment found meanwhile.
+#[derive(Clone, Copy)]
+pub struct Shop<'a> {
+    pub engine: &'a Engine,
+    pub settings: &'a Arc<Settings>,
+    pub gateways: &'a Gateways,
+    pub numbers: &'a OrderNumbers,
+    pub owner: &'a str,
+    pub wake: &'a Wake,
+}
+
+/// Closes the shopper's open order at its own channel, then here, under its lease
+/// ([`reconcile::close`]), before an order of another channel is made. If the old channel says
+/// it was paid, the payment is recorded and the checkout refused: the shopper has paid.
+async fn switch_away(shop: &Shop<'_>, order_id: String) -> AppResult<()> {
+    let (settings, gateways, owner, wake) =
+        (shop.settings.clone(), shop.gateways.clone(), shop.owner.to_owned(), shop.wake.clone());
+    shop.engine
+        .call_out(move |pool| {
+            let reconciler =
+                Reconciler { gateways: &gateways, settings: &settings, owner: &owner, wake: &wake };
+            if reconciler.under_lease(pool, &order_id, "switch of channel", reconcile::close)?.is_none() {
+                return Err(AppError::Conflict("订单正在处理中，请稍后再试".into()));
+            }
+            match Order::find(&mut *pool.get()?, &order_id)?.map(|o| o.status) {
+                Some(status) if status.is_open() => {
+                    Err(AppError::Conflict("订单正在处理中，请稍后再试".into()))
+                }
+                Some(OrderStatus::Close) | None => Ok(()),
+                Some(_) => Err(AppError::Conflict("该订单已支付，请勿重复支付".into())),
+            }
+        })
+        .await
 }
 
 /// The shopper behind the session `token` and where their checkout of the purchase starts, read
@@ -139,6 +218,9 @@ pub fn begin_checkout(
         Order::checkout_start(conn, &session::token_hash(token), product_id)?.ok_or(AppError::NotLoggedIn)?;
     let mut replaces = None;
     if let Some((open, form)) = open {
+        if open.channel != purchase.method.channel() {
+            return Ok((user, Checkout::Switch(open.order_id)));
+        }
         if open.expire_at - Duration::seconds(FORM_MARGIN_SECS) > now()
             && let Some(pay_form) = form
         {
@@ -189,9 +271,37 @@ pub fn begin_checkout(
 }
 
 impl OrderDraft {
+    /// Numbers the order and opens its payment at WeChat Pay (a call out): a Native order's
+    /// `code_url` to show as a QR code, or a JSAPI order's `prepay_id=…` package for the shopper's
+    /// own openid, kept as the order's form. A call that fails or times out places nothing: a
+    /// code never shown is never paid.
+    pub fn open_at_wechat_pay(
+        self,
+        number: i64,
+        wechat_pay: &WechatPayClient,
+        method: PayMethod,
+    ) -> AppResult<SignedOrder> {
+        let order_id = self.order_id(number);
+        let (description, fen, expire) =
+            (self.product.name.as_str(), self.price.payable_cents, self.expire_at);
+        let pay_form = match method {
+            PayMethod::WechatJsapi => {
+                let prepay_id =
+                    wechat_pay.jsapi_order(&order_id, description, fen, expire, &self.shopper.openid)?;
+                format!("prepay_id={prepay_id}")
+            }
+            _ => wechat_pay.native_order(&order_id, description, fen, expire)?,
+        };
+        Ok(SignedOrder { order_id, draft: self, pay_form, channel: Channel::WechatPay })
+    }
+
+    fn order_id(&self, number: i64) -> String {
+        format!("{}{number:010}", self.at.format("%y%m%d"))
+    }
+
     /// Numbers the order and signs its payment form for `cashier` (RSA2, local: no call out).
     pub fn sign(self, number: i64, alipay: &AlipayClient, cashier: Cashier) -> SignedOrder {
-        let order_id = format!("{}{number:010}", self.at.format("%y%m%d"));
+        let order_id = self.order_id(number);
         let pay = PagePay {
             out_trade_no: &order_id,
             total_cents: self.price.payable_cents,
@@ -333,6 +443,7 @@ pub fn place(conn: &mut DbConn, settings: &Settings, signed: &SignedOrder) -> Ap
         product_name: draft.product.name.clone(),
         total_cents: draft.price.payable_cents,
         expire_at: draft.expire_at,
+        channel: signed.channel,
     };
     Ok(Placed::Order(OrderToPay { order, pay_form: signed.pay_form.clone(), existing: false }))
 }

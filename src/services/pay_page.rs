@@ -6,21 +6,17 @@
 //! The phone's browser shares no cookies with WeChat, so the link the guide gives is signed
 //! ([`PayLinks`]): it opens the order's stored form without a session, until the form expires.
 
-use std::sync::Arc;
-
 use chrono::{Duration, NaiveDateTime};
 
-use crate::config::Settings;
 use crate::engine::Engine;
 use crate::error::{AppError, AppResult};
-use crate::gateways::alipay::{AlipayClient, Cashier};
 use crate::gateways::{hmac_matches, hmac_sha256_hex};
 use crate::models::now;
 use crate::models::order::{Order, OrderAtCheckout};
 use crate::models::order_discount::DiscountType;
 use crate::models::user::AppUser;
 use crate::services::group_buy::GroupBuyPick;
-use crate::services::order::{self, FORM_MARGIN_SECS, OrderNumbers, OrderToPay, Purchase};
+use crate::services::order::{self, FORM_MARGIN_SECS, OrderToPay, PayMethod, Purchase, Shop};
 use crate::services::{order_history, session};
 
 /// What the pay page shows.
@@ -35,18 +31,12 @@ pub enum PayPage {
 
 /// The pay page of the order `order_id` of the shopper behind the session `token` (anybody
 /// else's order is "not found"; [`AppError::NotLoggedIn`] without a live session). A new form is
-/// signed for `cashier`; a valid stored form is handed out as it was signed.
-pub async fn open(
-    engine: &Engine,
-    settings: &Arc<Settings>,
-    alipay: &Arc<AlipayClient>,
-    numbers: &OrderNumbers,
-    token: String,
-    order_id: String,
-    cashier: Cashier,
-) -> AppResult<PayPage> {
+/// made for `method`; a valid stored form of the same channel is handed out as it was made, and
+/// an order of another channel is closed there first and replaced ([`order::checkout`]).
+pub async fn open(shop: &Shop<'_>, token: String, order_id: String, method: PayMethod) -> AppResult<PayPage> {
     let lookup = token.clone();
-    let priced = engine
+    let priced = shop
+        .engine
         .run(move |conn| {
             let user = session::user_for_token(conn, &lookup)?.ok_or(AppError::NotLoggedIn)?;
             order_history::of_shopper(conn, &user, &order_id)
@@ -67,8 +57,8 @@ pub async fn open(
         activity_id: team.activity_id,
         team_id: (team.lock_count > 1).then_some(team.team_id),
     });
-    let purchase = Purchase { product_id: priced.order.product_id, coupon_id, group_buy, cashier };
-    let (user, to_pay) = order::checkout(engine, settings, alipay, numbers, token, purchase).await?;
+    let purchase = Purchase { product_id: priced.order.product_id, coupon_id, group_buy, method };
+    let (user, to_pay) = order::checkout(shop, token, purchase).await?;
     Ok(PayPage::Pay(user, to_pay))
 }
 
@@ -119,6 +109,7 @@ pub async fn by_link(engine: &Engine, order_id: String) -> AppResult<PayPage> {
                 product_name: order.product_name,
                 total_cents: order.total_cents,
                 expire_at: order.expire_at,
+                channel: order.channel,
             };
             Ok(PayPage::Form(OrderToPay { order, pay_form, existing: false }))
         })

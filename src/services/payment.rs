@@ -9,12 +9,15 @@ use crate::config::DatabaseSettings;
 use crate::db::{DbConn, InsertRows, Inserts, write_transaction};
 use crate::error::{AppError, AppResult};
 use crate::gateways::alipay::{AlipayClient, NotifyForm, Refused, VerifiedNotification};
+use crate::gateways::wechat_pay::{
+    self, Refused as WxRefused, SignedHeaders, VerifiedWxNotification, WechatPayClient, WxNotice,
+};
 use crate::log_escape::Untrusted;
 use crate::models::alipay_notify::{self, NewNotify};
 use crate::models::order::{Channel, Order, OrderStatus};
 use crate::models::order_event;
 use crate::models::orphan::{self, NewOrphan, OrphanKind};
-use crate::models::outbox::{Delivery, NewOutboxEntry, OutboxEntry, Refund, WxPaid};
+use crate::models::outbox::{Delivery, NewOutboxEntry, OutboxEntry, OutboxKind, Refund, WxPaid};
 use crate::models::{coupon, now, product};
 use crate::money::{format_yuan, parse_yuan};
 use crate::services::group_buy::{self, TeamPayment};
@@ -237,6 +240,135 @@ fn prefix(text: &str, max_bytes: usize) -> &str {
     }
     &text[..end]
 }
+/// A WeChat Pay notification as it arrived: the raw body, and either the notice WeChat Pay
+/// signed and encrypted for our merchant, or why it is refused. It is judged once, before it waits
+/// for a database writer; every later read goes through the verified notice.
+pub struct WxNotification {
+    raw: String,
+    verdict: Result<VerifiedWxNotification, WxRefused>,
+}
+
+impl WxNotification {
+    pub fn received(client: &WechatPayClient, headers: &SignedHeaders, raw: String) -> Self {
+        let verdict = client.verify_notification(headers, &raw);
+        WxNotification { raw, verdict }
+    }
+
+    /// Whether it is WeChat Pay's, for us; rate limits count only the others.
+    pub fn is_verified(&self) -> bool {
+        self.verdict.is_ok()
+    }
+}
+
+/// Handles one WeChat Pay notification by the same rules as Alipay's ([`handle_notify`]): a
+/// refused one leaves only its bounded audit row; a payment goes to [`record`] with the decrypted
+/// notice as its audit row, in the same statement or transaction; a refund notice is recorded and
+/// wakes the outbox, whose refund entry asks WeChat Pay again and settles the order.
+pub fn handle_wechat_notify(
+    conn: &mut DbConn,
+    settings: &DatabaseSettings,
+    notification: &WxNotification,
+) -> AppResult<Handled> {
+    let recorded = match &notification.verdict {
+        Err(refused) => {
+            alipay_notify::store(conn, &unverified_wx_record(&refused.reason, &notification.raw))?;
+            Recorded::refused(refused.reason.clone())
+        }
+        Ok(verified) => handle_verified_wx(conn, settings, verified)?,
+    };
+    let answer = recorded.answer();
+    if answer == NotifyAnswer::Fail {
+        log::warn!("wechat pay notify refused: {}", Untrusted(&recorded.outcome));
+    }
+    Ok(Handled { answer, enqueued: recorded.enqueued })
+}
+
+fn handle_verified_wx(
+    conn: &mut DbConn,
+    settings: &DatabaseSettings,
+    notification: &VerifiedWxNotification,
+) -> AppResult<Recorded> {
+    let (out_trade_no, state) = match &notification.notice {
+        WxNotice::Transaction(tx) => (tx.out_trade_no.as_str(), tx.trade_state.as_str()),
+        WxNotice::Refund(refund) => (refund.out_trade_no.as_str(), refund.refund_status.as_str()),
+    };
+    let audit = |recorded: &Recorded| {
+        alipay_notify::row(&NewNotify {
+            notify_id: Some(&notification.id),
+            out_trade_no: Some(out_trade_no),
+            trade_status: Some(state),
+            raw: &notification.plaintext,
+            raw_sha256: None,
+            verified: recorded.verdict != Verdict::Refused,
+            outcome: &recorded.outcome,
+            channel: Channel::WechatPay,
+        })
+    };
+    let keep = |conn: &mut DbConn, recorded: Recorded| -> AppResult<Recorded> {
+        audit(&recorded).execute(conn)?;
+        Ok(recorded)
+    };
+    match &notification.notice {
+        WxNotice::Transaction(tx) if tx.trade_state == "SUCCESS" => {
+            let cause = format!("wxpay notify {}", notification.id);
+            let payment = Payment {
+                channel: Channel::WechatPay,
+                out_trade_no,
+                amount_cents: tx.amount.total,
+                trade_no: &tx.transaction_id,
+                paid_at: tx.success_time.as_deref().and_then(wechat_pay::parse_time).unwrap_or_else(now),
+                cause: &cause,
+                notify_id: Some(&notification.id),
+            };
+            if payment.trade_no.is_empty() {
+                return keep(conn, Recorded::refused("a payment without transaction_id"));
+            }
+            record(conn, settings.payment_in_one_statement, &payment, |recorded| Some(audit(recorded)))
+        }
+        WxNotice::Transaction(_) => {
+            keep(conn, Recorded::done(format!("trade_state {} (recorded)", Untrusted(state))))
+        }
+        WxNotice::Refund(_) => {
+            OutboxEntry::due_now_for_order(conn, OutboxKind::Refund, out_trade_no)?;
+            keep(
+                conn,
+                Recorded::enqueued(format!(
+                    "refund {} (recorded; the refund entry settles it)",
+                    Untrusted(state)
+                )),
+            )
+        }
+    }
+}
+
+/// The bounded audit row of a refused WeChat Pay notification: a prefix of the body and the
+/// whole body's SHA-256.
+fn unverified_wx_record<'a>(reason: &'a str, raw: &'a str) -> NewNotify<'a> {
+    NewNotify {
+        notify_id: None,
+        out_trade_no: None,
+        trade_status: None,
+        raw: prefix(raw, UNVERIFIED_PREFIX_BYTES),
+        raw_sha256: Some(crate::random::hex(&openssl::sha::sha256(raw.as_bytes()))),
+        verified: false,
+        outcome: reason,
+        channel: Channel::WechatPay,
+    }
+}
+
+/// A WeChat Pay notification whose [`handle_wechat_notify`] failed, and was undone: stored
+/// bounded with the reason, and WeChat Pay hears a failure and resends.
+pub fn keep_unprocessed_wx(
+    conn: &mut DbConn,
+    notification: &WxNotification,
+    error: &AppError,
+) -> AppResult<()> {
+    log::error!("wechat pay notify not processed: {error}");
+    let outcome = format!("not processed: {}", error.detail());
+    alipay_notify::store(conn, &unverified_wx_record(&outcome, &notification.raw))?;
+    Ok(())
+}
+
 /// A payment a channel confirmed for one of our order numbers, by notification or by query.
 pub struct Payment<'a> {
     /// The channel that took the money (an orphan payment is refunded through it).

@@ -29,6 +29,8 @@ fn start_instance(platform: &TestApp, port: u16) -> Child {
         .env("PAYMALL__WEIXIN__QRCODE_SHOW_URL", &s.weixin.qrcode_show_url)
         .env("PAYMALL__WEIXIN__OAUTH_AUTHORIZE_URL", &s.weixin.oauth_authorize_url)
         .env("PAYMALL__ALIPAY__GATEWAY_URL", &s.alipay.gateway_url)
+        // Alipay alone: WeChat Pay off (its merchant unset).
+        .env("PAYMALL__WECHAT_PAY__MCH_ID", "")
         .env("PAYMALL__ALIPAY__MERCHANT_PRIVATE_KEY_PATH", &s.alipay.merchant_private_key_path)
         .env("PAYMALL__ALIPAY__ALIPAY_PUBLIC_KEY_PATH", &s.alipay.alipay_public_key_path)
         .env("PAYMALL__ADMIN__PASSWORD", "crash-test")
