@@ -16,7 +16,7 @@ use crate::engine::Engine;
 use crate::error::{AppError, AppResult};
 use crate::gateways::Gateways;
 use crate::gateways::alipay::{AlipayClient, Cashier, PagePay};
-use crate::gateways::wechat_pay::WechatPayClient;
+use crate::gateways::wechat_pay::{JsapiPayParams, WechatPayClient};
 use crate::jobs::Wake;
 use crate::models::coupon::{self, UserCouponWithTemplate};
 use crate::models::order::{Channel, CheckoutStart, NewOrder, Order, OrderAtCheckout, OrderStatus};
@@ -165,6 +165,22 @@ pub async fn checkout(
         }
     }
     Err(AppError::Conflict("订单正在处理中，请稍后再试".into()))
+}
+
+/// How a WeChat Pay order is paid, from its stored form: the code to scan (Native), or the
+/// parameters the WeChat browser's pay call takes (JSAPI, signed now with the merchant key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WechatPayment {
+    Native { code_url: String },
+    Jsapi(JsapiPayParams),
+}
+
+/// The payment of a WeChat Pay order's form (`code_url`, or `prepay_id=…`).
+pub fn wechat_payment(wechat_pay: &WechatPayClient, pay_form: &str) -> WechatPayment {
+    match pay_form.strip_prefix("prepay_id=") {
+        Some(prepay_id) => WechatPayment::Jsapi(wechat_pay.jsapi_pay_params(prepay_id)),
+        None => WechatPayment::Native { code_url: pay_form.to_owned() },
+    }
 }
 
 /// What a checkout works with: where blocking work runs, the settings, the channels' gateways,

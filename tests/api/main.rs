@@ -26,4 +26,5 @@ mod payment;
 mod phone;
 mod portal;
 mod wechat_login;
+mod wechat_pay;
 mod wechat_pay_gateway;
