@@ -67,16 +67,27 @@ pub enum GatewayError {
     Refused { platform: &'static str, code: String, message: String },
 }
 
+/// A platform as Chinese shoppers name it.
+fn chinese_name(platform: &str) -> &str {
+    match platform {
+        "Alipay" => "支付宝",
+        "WeChat" => "微信",
+        "WeChat Pay" => "微信支付",
+        other => other,
+    }
+}
+
 impl From<GatewayError> for AppError {
     fn from(e: GatewayError) -> Self {
         log::warn!("gateway: {e}");
         let cause = e.to_string();
+        // The shoppers' words: the platform by its Chinese name, the rest in the log.
         let message = match e {
             GatewayError::Unreachable { platform, .. } => {
-                format!("{platform} cannot be reached right now; please try again shortly.")
+                format!("{}暂时无法访问，请稍后再试", chinese_name(platform))
             }
             GatewayError::BadAnswer { platform, .. } | GatewayError::Refused { platform, .. } => {
-                format!("{platform} did not accept the request; please try again shortly.")
+                format!("{}暂时无法处理该请求，请稍后再试", chinese_name(platform))
             }
         };
         AppError::Gateway { message, cause }

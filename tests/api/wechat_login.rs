@@ -165,7 +165,7 @@ fn an_unreachable_wechat_gives_a_clear_page_and_no_session(backend: Backend) {
     let callback = app.approve_in_wechat(&authorize_url, "o-unlucky");
     let page = browser.get(&callback);
     assert_eq!(page.status, 502, "{}", page.body);
-    assert!(page.body.contains("WeChat cannot be reached"), "{}", page.body);
+    assert!(page.body.contains("微信暂时无法访问"), "{}", page.body);
     assert!(!page.body.contains(app.settings.weixin.app_secret.expose()));
     assert_logged_out(&mut browser);
     assert_eq!(sessions(&app), 0);
