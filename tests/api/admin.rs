@@ -611,7 +611,8 @@ fn totals_and_paging_hold_while_orders_change_at_once(backend: Backend) {
 }
 
 /// The admin's order list and detail show the order's channel, and Sync asks the gateway of that
-/// channel: an order of a channel the shop has no gateway for is left as it is, with the reason.
+/// channel (WeChat Pay has no trade of this number: the order is left as it is, and Alipay is not
+/// asked).
 fn the_admin_shows_the_channel_and_syncs_through_it(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600);
     let (mut shopper, paid) = app.paid_unnotified("o-admin-channel", GIFT);
@@ -625,7 +626,13 @@ fn the_admin_shows_the_channel_and_syncs_through_it(backend: Backend) {
     let synced = admin.post_form(&format!("/admin/orders/{paid}/sync"), &[("csrf", &csrf)]);
     assert_eq!(synced.status, 303);
     let back = admin.get(synced.header("location").expect("back to the order")).body;
-    assert!(back.contains("WeChat Pay unreachable: no gateway is configured"), "{back}");
+    assert!(back.contains("WeChat Pay: the buyer has not opened the cashier"), "{back}");
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) AS n FROM gateway_call WHERE order_id = '{paid}' AND call = 'wechat_pay.query'"
+        )),
+        1
+    );
     assert!(back.contains("<td id=\"admin-channel\">WECHAT_PAY</td>"), "{back}");
     assert_eq!(app.order_status(&mut shopper, &paid), "PAY_WAIT", "Alipay was not asked");
 }
