@@ -441,7 +441,7 @@ impl AlipayClient {
         let biz_content =
             params.iter().find(|(k, _)| *k == "biz_content").map(|(_, v)| v.as_str()).unwrap_or("");
         format!(
-            "<form id=\"alipay-form\" name=\"punchout_form\" method=\"post\" action=\"{}\">\n<input type=\"hidden\" name=\"biz_content\" value=\"{}\">\n<button type=\"submit\" class=\"button primary\" id=\"alipay-submit\">Continue to Alipay</button>\n</form>",
+            "<form name=\"punchout_form\" id=\"alipay-form\" method=\"post\" action=\"{}\">\n<input type=\"hidden\" name=\"biz_content\" value=\"{}\">\n<button type=\"submit\" class=\"button primary\" id=\"alipay-submit\">Continue to Alipay</button>\n</form>",
             html_escape(&action),
             html_escape(biz_content)
         )
