@@ -10,6 +10,7 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload};
 
 use crate::error::AppError;
 use crate::gateways::alipay::Cashier;
+use crate::services::order::PayMethod;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Device {
@@ -37,6 +38,17 @@ impl Device {
         match self {
             Device::WeChat | Device::Phone => Cashier::Wap,
             Device::Desktop => Cashier::Page,
+        }
+    }
+}
+
+impl Device {
+    /// How WeChat Pay is paid here: inside WeChat by its own pay call (JSAPI), elsewhere by
+    /// scanning the order's code (Native).
+    pub fn wechat_pay_method(self) -> PayMethod {
+        match self {
+            Device::WeChat => PayMethod::WechatJsapi,
+            Device::Phone | Device::Desktop => PayMethod::WechatNative,
         }
     }
 }

@@ -29,7 +29,7 @@ use crate::services::order::{
     self as orders, OrderToPay, PayMethod, Purchase, RefundOutcome, RefundReply, Shop,
 };
 use crate::services::order_history::{self as history, Breakdown, OrderCursor, OrderPage, PricedOrder};
-use crate::services::pay_page::{self, PayPage};
+use crate::services::pay_page::{self, CheckoutView, PayPage, Payment};
 use crate::services::reconcile::Reconciler;
 use crate::services::session;
 use crate::state::AppState;
@@ -42,6 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/orders/return", web::get().to(returned))
         .route("/orders/{order_id}", web::get().to(order_page))
         .route("/orders/{order_id}/pay", web::get().to(pay))
+        .route("/orders/{order_id}/pay-with", web::post().to(pay_with))
         .route("/orders/{order_id}/cancel", web::post().to(cancel))
         .route("/orders/{order_id}/live", web::get().to(live_status));
 }
@@ -210,13 +211,30 @@ struct CheckoutPage {
     nav: Nav,
     order: OrderAtCheckout,
     breakdown: Breakdown,
-    form: String,
+    payment: Payment,
     /// The shopper's open order from an earlier Buy: the page offers to pay or cancel it instead
     /// of going on to the cashier by itself.
     existing: bool,
-    /// Inside WeChat, the order's pay page to open in the phone's browser: the page shows the
-    /// guide there instead of the form.
+    /// Inside WeChat, an Alipay order's pay page to open in the phone's browser: the page shows
+    /// the guide there instead of the form.
     pay_link: Option<String>,
+    /// An Alipay form goes on to the cashier by itself (a new order on a phone); otherwise the
+    /// page offers the channels to choose from.
+    auto_submit: bool,
+    /// WeChat Pay is configured: the Alipay page offers it too.
+    wechat_pay: bool,
+}
+
+impl CheckoutPage {
+    /// The order is paid with WeChat Pay: the page runs `public/js/wechat-pay.js`.
+    fn wechat(&self) -> bool {
+        !matches!(self.payment, Payment::Alipay { .. })
+    }
+
+    /// The order is paid by WeChat's pay call, inside WeChat.
+    fn jsapi(&self) -> bool {
+        matches!(self.payment, Payment::WechatJsapi { .. })
+    }
 }
 
 #[derive(Template)]
@@ -337,7 +355,8 @@ async fn checkout(
 }
 
 /// The product page's Buy button: a logged-in shopper with a valid CSRF token gets the checkout
-/// page; a visitor is sent to log in first.
+/// page (inside WeChat, with WeChat Pay configured, of a WeChat Pay JSAPI order; otherwise of an
+/// Alipay order); a visitor is sent to log in first.
 async fn buy(
     req: HttpRequest,
     lang: Lang,
@@ -358,12 +377,13 @@ async fn buy(
         return if user.is_none() { Ok(login()) } else { Err(refused) };
     }
     let group_buy = group_pick(form.activity_id.as_deref(), form.team_id.as_deref())?;
-    let purchase = Purchase {
-        product_id: product_id.clone(),
-        coupon_id: form.coupon_id()?,
-        group_buy,
-        method: PayMethod::Alipay(device.cashier()),
+    let method = if device == Device::WeChat && state.gateways.wechat_pay.is_some() {
+        PayMethod::WechatJsapi
+    } else {
+        PayMethod::Alipay(device.cashier())
     };
+    let purchase =
+        Purchase { product_id: product_id.clone(), coupon_id: form.coupon_id()?, group_buy, method };
     let (user, to_pay) = match checkout(&state, token.clone(), purchase).await {
         Err(AppError::NotLoggedIn) => return Ok(login()),
         other => other?,
@@ -397,19 +417,72 @@ async fn pay(
     let Some(Shopper { token, .. }) = shopper.0 else { return Ok(login()) };
     let opened =
         pay_page::open(&shop(&state), token.clone(), order_id, PayMethod::Alipay(device.cashier())).await;
+    opened_page(&state, lang, token, opened, device, &page, &format!("{page}/pay")).await
+}
+
+/// The checkout page of the order [`pay_page::open`] came to; an order no longer waiting goes to
+/// its own `page`, and a session that ended to the login, back to `next` afterwards.
+async fn opened_page(
+    state: &AppState,
+    lang: Lang,
+    token: String,
+    opened: Result<PayPage, AppError>,
+    device: Device,
+    page: &str,
+    next: &str,
+) -> Result<HttpResponse, AppError> {
     match opened {
         Ok(PayPage::Pay(user, to_pay)) => {
             let to_pay = OrderToPay { existing: false, ..to_pay };
-            checkout_page(&state, lang, MaybeShopper(Some(Shopper { user, token })), to_pay, device).await
+            checkout_page(state, lang, MaybeShopper(Some(Shopper { user, token })), to_pay, device).await
         }
-        Ok(PayPage::Form(_) | PayPage::Settled) => Ok(super::see_other(&page)),
-        Err(AppError::NotLoggedIn) => Ok(login()),
+        Ok(PayPage::Form(_) | PayPage::Settled) => Ok(super::see_other(page)),
+        Err(AppError::NotLoggedIn) => {
+            Ok(super::see_other(&format!("/login?next={}", super::url_encode(next))))
+        }
         Err(other) => Err(other),
     }
 }
 
-/// The checkout page of an order to pay, with its breakdown: the cashier's form, or inside
-/// WeChat the guide with the order's signed pay link (the phone's browser has no session).
+/// The checkout page's 微信支付 / 支付宝支付 choice (`channel`: `WECHAT_PAY` or `ALIPAY`) for an
+/// open order: [`pay_page::open`] with that channel's method for this device, then the checkout
+/// page of the order that replaces it. A visitor is sent to log in; a form without this
+/// session's token is refused; another shopper's order is not found; an order no longer
+/// waiting goes to its own page.
+async fn pay_with(
+    lang: Lang,
+    state: web::Data<AppState>,
+    shopper: MaybeShopper,
+    path: web::Path<String>,
+    form: web::Form<PayWithForm>,
+    device: Device,
+) -> Result<HttpResponse, AppError> {
+    let order_id = path.into_inner();
+    let page = format!("/orders/{}", super::url_encode(&order_id));
+    let Some(Shopper { token, .. }) = shopper.0 else {
+        return Ok(super::see_other(&format!("/login?next={}", super::url_encode(&page))));
+    };
+    csrf::verify(&token, form.csrf.as_deref())?;
+    let method = match form.channel.as_str() {
+        "ALIPAY" => PayMethod::Alipay(device.cashier()),
+        "WECHAT_PAY" if state.gateways.wechat_pay.is_some() => device.wechat_pay_method(),
+        "WECHAT_PAY" => return Err(AppError::Conflict("暂不支持微信支付".into())),
+        _ => return Err(AppError::BadRequest("非法参数：channel 须为 ALIPAY 或 WECHAT_PAY".into())),
+    };
+    let opened = pay_page::open(&shop(&state), token.clone(), order_id, method).await;
+    opened_page(&state, lang, token, opened, device, &page, &page).await
+}
+
+#[derive(Deserialize)]
+struct PayWithForm {
+    csrf: Option<String>,
+    channel: String,
+}
+
+/// The checkout page of an order to pay, with its breakdown and its channel's way to pay
+/// ([`pay_page::checkout_view`]): Alipay's form (on a computer beside a choice of WeChat Pay;
+/// inside WeChat the guide with the order's signed pay link, as the phone's browser has no
+/// session), or WeChat Pay's QR code or pay button.
 async fn checkout_page(
     state: &AppState,
     lang: Lang,
@@ -418,10 +491,9 @@ async fn checkout_page(
     device: Device,
 ) -> Result<HttpResponse, AppError> {
     let OrderToPay { order, pay_form, existing } = to_pay;
-    let (order_id, payable_cents) = (order.order_id.clone(), order.total_cents);
-    let breakdown =
-        state.engine.run(move |conn| history::at_checkout(conn, &order_id, payable_cents)).await?;
-    let pay_link = (device == Device::WeChat).then(|| {
+    let CheckoutView { breakdown, payment } = pay_page::checkout_view(&shop(state), &order, pay_form).await?;
+    let alipay = matches!(payment, Payment::Alipay { .. });
+    let pay_link = (alipay && device == Device::WeChat).then(|| {
         let signed = state.pay_links.query(&order.order_id, order.expire_at);
         format!(
             "{}/orders/{}/pay?{signed}",
@@ -429,8 +501,20 @@ async fn checkout_page(
             super::url_encode(&order.order_id)
         )
     });
+    let auto_submit = alipay && !existing && device == Device::Phone;
+    let wechat_pay = state.gateways.wechat_pay.is_some();
     let nav = shopper.nav();
-    render(&CheckoutPage { lang, nav, order, breakdown, form: pay_form, existing, pay_link })
+    render(&CheckoutPage {
+        lang,
+        nav,
+        order,
+        breakdown,
+        payment,
+        existing,
+        pay_link,
+        auto_submit,
+        wechat_pay,
+    })
 }
 
 async fn create_pay_order(

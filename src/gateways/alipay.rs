@@ -415,8 +415,9 @@ impl AlipayClient {
     }
 
     /// The HTML form the browser submits to the cashier (what Alipay's SDK returns, without its
-    /// inline script: `public/js/checkout.js` submits the form named `punchout_form`). The phone
-    /// cashier also takes `quit_url`, the product's page.
+    /// inline script: `public/js/checkout.js` submits the form named `punchout_form`; the form is
+    /// `#alipay-form`, its button `#alipay-submit`). The phone cashier also takes `quit_url`, the
+    /// product's page.
     pub fn pay_form(&self, order: &PagePay, cashier: Cashier, now: NaiveDateTime) -> String {
         let mut biz = serde_json::json!({
             "out_trade_no": order.out_trade_no,
@@ -440,7 +441,7 @@ impl AlipayClient {
         let biz_content =
             params.iter().find(|(k, _)| *k == "biz_content").map(|(_, v)| v.as_str()).unwrap_or("");
         format!(
-            "<form name=\"punchout_form\" method=\"post\" action=\"{}\">\n<input type=\"hidden\" name=\"biz_content\" value=\"{}\">\n<button type=\"submit\" class=\"button primary\">Continue to Alipay</button>\n</form>",
+            "<form name=\"punchout_form\" id=\"alipay-form\" method=\"post\" action=\"{}\">\n<input type=\"hidden\" name=\"biz_content\" value=\"{}\">\n<button type=\"submit\" class=\"button primary\" id=\"alipay-submit\">Continue to Alipay</button>\n</form>",
             html_escape(&action),
             html_escape(biz_content)
         )

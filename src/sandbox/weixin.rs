@@ -233,15 +233,12 @@ async fn show_qrcode(query: web::Query<TicketQuery>, sandbox: web::Data<WeixinSa
         return HttpResponse::NotFound().body("unknown ticket");
     }
     let target = format!("{}?ticket={}", sandbox.phone_url, crate::controllers::url_encode(&ticket));
-    match qrcode::QrCode::new(target.as_bytes()) {
-        Ok(code) => {
-            let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(240, 240).build();
-            HttpResponse::Ok()
-                .content_type("image/svg+xml")
-                .insert_header(("Cache-Control", "no-store"))
-                .body(svg)
-        }
-        Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
+    match crate::services::qr::svg(&target, 240) {
+        Some(svg) => HttpResponse::Ok()
+            .content_type("image/svg+xml")
+            .insert_header(("Cache-Control", "no-store"))
+            .body(svg),
+        None => HttpResponse::InternalServerError().body("no QR code for this ticket"),
     }
 }
 

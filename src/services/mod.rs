@@ -15,6 +15,7 @@ pub mod orphan;
 pub mod pay_page;
 pub mod payment;
 pub mod pricing;
+pub mod qr;
 pub mod reconcile;
 pub mod retention;
 pub mod session;

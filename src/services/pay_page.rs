@@ -1,5 +1,7 @@
-//! The order's pay page (`/orders/{id}/pay`): the link the guide inside WeChat gives the shopper
-//! to open in the phone's browser, where Alipay's cashier opens. An open order goes through the
+//! The order's pay page (`/orders/{id}/pay`, and `/orders/{id}/pay-with` a chosen channel) and
+//! what a checkout page shows of an order ([`checkout_view`]). The pay page is the link the
+//! guide inside WeChat gives the shopper to open in the phone's browser, where Alipay's cashier
+//! opens. An open order goes through the
 //! checkout again ([`order::checkout`]): its signed form while it is valid, or, once expired, a
 //! new order for the same product, coupon and team that replaces it.
 //!
@@ -10,14 +12,17 @@ use chrono::{Duration, NaiveDateTime};
 
 use crate::engine::Engine;
 use crate::error::{AppError, AppResult};
+use crate::gateways::wechat_pay::JsapiPayParams;
 use crate::gateways::{hmac_matches, hmac_sha256_hex};
 use crate::models::now;
-use crate::models::order::{Order, OrderAtCheckout};
+use crate::models::order::{Channel, Order, OrderAtCheckout};
 use crate::models::order_discount::DiscountType;
 use crate::models::user::AppUser;
+use crate::sandbox::wechat_pay::scan_page_url;
 use crate::services::group_buy::GroupBuyPick;
-use crate::services::order::{self, FORM_MARGIN_SECS, OrderToPay, PayMethod, Purchase, Shop};
-use crate::services::{order_history, session};
+use crate::services::order::{self, FORM_MARGIN_SECS, OrderToPay, PayMethod, Purchase, Shop, WechatPayment};
+use crate::services::order_history::Breakdown;
+use crate::services::{order_history, qr, session};
 
 /// What the pay page shows.
 pub enum PayPage {
@@ -112,6 +117,59 @@ pub async fn by_link(engine: &Engine, order_id: String) -> AppResult<PayPage> {
                 channel: order.channel,
             };
             Ok(PayPage::Form(OrderToPay { order, pay_form, existing: false }))
+        })
+        .await
+}
+
+/// How the checkout page has the shopper pay an order, by the channel of its form.
+pub enum Payment {
+    /// Alipay's signed form (HTML), submitted to its cashier.
+    Alipay { form: String },
+    /// WeChat Pay's code to scan with WeChat: its QR code (inline SVG), and with the sandbox on
+    /// the sandbox's page where a tester scans and pays it.
+    WechatNative { qr_svg: String, sandbox_scan: Option<String> },
+    /// The WeChat browser's pay call's parameters; `sandbox` says the sandbox's stand-in for
+    /// the bridge may take them where WeChat's own is missing.
+    WechatJsapi { params: JsapiPayParams, sandbox: bool },
+}
+
+/// What the checkout page shows of an order to pay: its price breakdown and how to pay it.
+pub struct CheckoutView {
+    pub breakdown: Breakdown,
+    pub payment: Payment,
+}
+
+/// The checkout page's view of the order and its form (`pay_form`, of the order's channel). A
+/// WeChat Pay order's JSAPI parameters are signed now; without WeChat Pay configured its form
+/// cannot be shown ([`AppError::Unavailable`]).
+pub async fn checkout_view(
+    shop: &Shop<'_>,
+    order: &OrderAtCheckout,
+    pay_form: String,
+) -> AppResult<CheckoutView> {
+    let (order_id, payable_cents, channel) = (order.order_id.clone(), order.total_cents, order.channel);
+    let wechat_pay = shop.gateways.wechat_pay.clone();
+    let sandbox = shop.settings.sandbox.enabled;
+    let public_url = shop.settings.server.public_url.clone();
+    shop.engine
+        .run(move |conn| {
+            let breakdown = order_history::at_checkout(conn, &order_id, payable_cents)?;
+            let payment = match channel {
+                Channel::Alipay => Payment::Alipay { form: pay_form },
+                Channel::WechatPay => {
+                    let client =
+                        wechat_pay.ok_or_else(|| AppError::Unavailable("暂不支持微信支付".into()))?;
+                    match order::wechat_payment(&client, &pay_form) {
+                        WechatPayment::Native { code_url } => Payment::WechatNative {
+                            qr_svg: qr::svg(&code_url, 240)
+                                .ok_or_else(|| AppError::Internal("微信支付二维码无法生成".into()))?,
+                            sandbox_scan: sandbox.then(|| scan_page_url(&public_url, &code_url)).flatten(),
+                        },
+                        WechatPayment::Jsapi(params) => Payment::WechatJsapi { params, sandbox },
+                    }
+                }
+            };
+            Ok(CheckoutView { breakdown, payment })
         })
         .await
 }

@@ -271,6 +271,14 @@ impl TestApp {
         browser.post_form(&format!("/products/{product_id}/buy"), &[("csrf", &csrf)])
     }
 
+    /// The checkout page's choice of `channel` (`ALIPAY` or `WECHAT_PAY`) for the order on
+    /// `checkout` (a checkout page, which holds the order id and the form's CSRF token).
+    pub fn pay_with(&self, browser: &mut Browser, checkout: &str, channel: &str) -> Reply {
+        let order_id = text_after(checkout, "class=\"order-id\">");
+        let csrf = hidden(checkout, "csrf").to_owned();
+        browser.post_form(&format!("/orders/{order_id}/pay-with"), &[("csrf", &csrf), ("channel", channel)])
+    }
+
     /// The payment form's parameters (the action's query and `biz_content`) once their signature
     /// is verified with the merchant's public key, and `biz_content` read as JSON.
     pub fn verified_form(&self, form: &str) -> (HashMap<String, String>, serde_json::Value) {
@@ -595,6 +603,13 @@ pub fn unescape(text: &str) -> String {
         .replace("&gt;", ">")
         .replace("&#38;", "&")
         .replace("&amp;", "&")
+}
+
+/// The text that follows `before` in a page, up to the next tag.
+pub fn text_after<'a>(html: &'a str, before: &str) -> &'a str {
+    let start = html.find(before).unwrap_or_else(|| panic!("{before} not in {html}")) + before.len();
+    let end = start + html[start..].find('<').expect("the next tag");
+    &html[start..end]
 }
 
 /// The order id inside a page-pay form.

@@ -28,3 +28,4 @@ mod portal;
 mod wechat_login;
 mod wechat_pay;
 mod wechat_pay_gateway;
+mod wechat_pay_pages;

@@ -1,16 +1,18 @@
 // A shopper's walk through the shop in headless Chromium (Debian's), as a person would see it:
 // product -> Buy -> login QR -> the sandbox phone scans it in a second tab -> logged in -> Buy ->
-// checkout -> sandbox cashier -> Pay -> the order page turns paid, then delivered, without a
-// reload -> the admin signs in and finds the order; then, on a phone's 375 px wide screen, the
+// checkout (支付宝支付 or 微信支付) -> 支付宝支付 -> sandbox cashier -> Pay -> the order page turns
+// paid, then delivered, without a reload -> the admin signs in and finds the order; then, on a phone's 375 px wide screen, the
 // shopper claims 直减5元 at 领券中心, finds it preselected on the tea's page at ¥53.00, sees the
 // breakdown at checkout, pays ¥53.00, and the coupon is 已使用; then the shopper opens a team on
 // the umbrella (开团购买) and pays, two more shoppers in browsers of their own log in, join it
 // (参与拼团) and pay, and the first order page shows the team formed and the order delivered
 // without a reload; every shopper page fits the phone, and ?lang=en turns the shop English; then
-// on an iPhone-sized screen inside WeChat, a visitor's Buy logs in through the sandbox's 网页授权
-// page and the checkout guides to the phone's browser; and in the iPhone's Safari a shopper pays
-// at the phone (WAP) cashier and sees the order delivered without a reload. Screenshots go to
-// target/screenshots/.
+// 微信支付 shows the order's QR code, a scan on the sandbox's page pays it and the checkout moves
+// on to the order page, delivered without a reload; on an iPhone-sized screen inside WeChat, a
+// visitor's Buy logs in through the sandbox's 网页授权 page, 微信支付 pays through the bridge
+// (the sandbox's stand-in) and the order page shows it paid, and 使用支付宝支付 guides to the
+// phone's browser; and in the iPhone's Safari a shopper pays at the phone (WAP) cashier and sees
+// the order delivered without a reload. Screenshots go to target/screenshots/.
 //
 // Usage: node walkthrough.mjs <shop base URL> <admin password>
 import { chromium } from "playwright-core";
@@ -98,8 +100,12 @@ try {
     await shot(shop, "logged-in");
   });
 
-  await check("Buy -> checkout -> the sandbox cashier shows the order and amount", async () => {
+  await check("Buy -> checkout offers 支付宝支付 and 微信支付 -> 支付宝支付 -> the sandbox cashier shows the order and amount", async () => {
     await shop.click("#buy");
+    await shop.waitForSelector("#pay-wechat");
+    expectText(await shop.textContent("#pay-choice"), "微信支付", "the WeChat Pay choice");
+    await shot(shop, "checkout-choice");
+    await shop.click("#pay-alipay");
     await shop.waitForURL((url) => url.pathname === "/sandbox/alipay/gateway.do", { timeout: 15000 });
     expectText(await shop.textContent(".cashier"), "¥1.68", "cashier amount");
     orderId = (await shop.textContent(".out-trade-no")).trim();
@@ -168,8 +174,7 @@ try {
   });
 
   await check("Buy -> the checkout shows the breakdown -> the cashier charges ¥53.00", async () => {
-    // Without checkout.js the checkout page stays, as in a browser without JavaScript.
-    await shop.route("**/public/js/checkout.js", (route) => route.abort());
+    // On a computer the checkout page stays: the shopper chooses the channel.
     await shop.click("#buy");
     await shop.waitForSelector(".checkout");
     expectText(await shop.textContent(".breakdown-original"), "58.00", "商品原价");
@@ -179,8 +184,7 @@ try {
     couponOrderId = (await shop.textContent(".order-id")).trim();
     await fitsThePhone(shop);
     await shot(shop, "checkout-breakdown");
-    await shop.unroute("**/public/js/checkout.js");
-    await shop.click("form[name=punchout_form] button[type=submit]");
+    await shop.click("#pay-alipay");
     await shop.waitForURL((url) => url.pathname === "/sandbox/alipay/gateway.do", { timeout: 15000 });
     expectText(await shop.textContent(".cashier"), "¥53.00", "cashier amount");
     expectText(await shop.textContent(".out-trade-no"), couponOrderId, "cashier order");
@@ -216,8 +220,10 @@ try {
   let teamId = "";
   let teamOrderId = "";
 
-  // Pays at the sandbox cashier the Buy form led to; the order page's id.
+  // Chooses 支付宝支付 on the checkout page the Buy form led to and pays at the sandbox cashier;
+  // the order page's id.
   async function payAtCashier(page) {
+    await page.click("#pay-alipay");
     await page.waitForURL((url) => url.pathname === "/sandbox/alipay/gateway.do", { timeout: 15000 });
     expectText(await page.textContent(".cashier"), "¥69.00", "cashier amount");
     const id = (await page.textContent(".out-trade-no")).trim();
@@ -312,10 +318,37 @@ try {
   const wechatUserAgent = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Language/zh_CN";
   const safariUserAgent = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
 
-  await check("inside WeChat on an iPhone, Buy logs in through the authorize page and the checkout shows the guide", async () => {
-    const wechat = await browser.newContext({ ...iPhone, userAgent: wechatUserAgent });
-    watchPolicy(wechat);
-    const page = await wechat.newPage();
+  await check("on the desktop, 微信支付 shows the QR code; a scan in the sandbox pays and the checkout moves on to the order page, delivered without a reload", async () => {
+    await shop.goto(`${base}/products/100010090091`);
+    await shop.click("#buy");
+    await shop.click("#pay-wechat");
+    await shop.waitForSelector("#wechat-pay-qr svg");
+    expectText(await shop.textContent("#wechat-pay"), "请使用微信扫一扫完成支付", "the scan line");
+    const wxOrderId = (await shop.textContent(".order-id")).trim();
+    await fitsThePhone(shop);
+    await shot(shop, "wechat-native-qr");
+    const [scan] = await Promise.all([context.waitForEvent("page"), shop.click("#wechat-sandbox-scan")]);
+    await scan.waitForLoadState();
+    expectText(await scan.textContent(".out-trade-no"), wxOrderId, "the scanned order");
+    await scan.fill("#openid", "o-browser-shopper");
+    await shot(scan, "wechat-sandbox-scan");
+    await scan.click("#pay");
+    await scan.waitForSelector(".paid");
+    await scan.close();
+    await shop.waitForURL((url) => url.pathname === `/orders/${wxOrderId}`, { timeout: 15000 });
+    await shop.evaluate(() => { window.__sameDocument = true; });
+    await shop.waitForSelector('#order-status[data-status="DEAL_DONE"]', { timeout: 30000 });
+    if (!(await shop.evaluate(() => window.__sameDocument === true))) throw new Error("the order page reloaded");
+    expectText(await shop.textContent("#order-status"), "已发货", "the status in words");
+    await shot(shop, "wechat-native-delivered");
+  });
+
+  const wechat = await browser.newContext({ ...iPhone, userAgent: wechatUserAgent });
+  watchPolicy(wechat);
+  const inWechat = await wechat.newPage();
+
+  await check("inside WeChat on an iPhone, Buy logs in through the authorize page; 微信支付 pays through the bridge and the order page shows it paid", async () => {
+    const page = inWechat;
     await page.goto(`${base}/products/100010090091`);
     await page.click("#buy");
     await page.waitForURL((url) => url.pathname === "/sandbox/weixin/connect/oauth2/authorize");
@@ -326,6 +359,24 @@ try {
     await page.waitForURL((url) => url.pathname === "/products/100010090091");
     expectText(await page.textContent("header"), "o-wechat-shopper", "logged in inside WeChat");
     await page.click("#buy");
+    await page.waitForSelector("#pay-wechat-jsapi");
+    const jsapiOrderId = (await page.textContent(".order-id")).trim();
+    if (await page.$("form[name=punchout_form]")) throw new Error("the cashier form is on the page inside WeChat");
+    await fitsThePhone(page);
+    await shot(page, "wechat-jsapi");
+    await page.click("#pay-wechat-jsapi");
+    await page.waitForURL((url) => url.pathname === `/orders/${jsapiOrderId}`, { timeout: 15000 });
+    await page.waitForSelector('#order-status[data-status="PAY_SUCCESS"], #order-status[data-status="DEAL_DONE"]', { timeout: 30000 });
+    await page.waitForSelector('#order-status[data-status="DEAL_DONE"]', { timeout: 30000 });
+    await fitsThePhone(page);
+    await shot(page, "wechat-jsapi-paid");
+  });
+
+  await check("inside WeChat, 使用支付宝支付 shows the guide to the phone's browser", async () => {
+    const page = inWechat;
+    await page.goto(`${base}/products/100010090091`);
+    await page.click("#buy");
+    await page.click("#pay-alipay-instead");
     await page.waitForSelector("#wechat-guide");
     expectText(await page.textContent("#wechat-guide"), "点击右上角 ··· 选择在浏览器打开", "the guide");
     const link = await page.inputValue("#pay-link");
