@@ -133,6 +133,16 @@ pub enum Payment {
     WechatJsapi { params: JsapiPayParams, sandbox: bool },
 }
 
+/// An Alipay form as the page's 支付宝支付 button submits it (`#alipay-form`): a form stored before
+/// the form carried its id gets it (the tag's attributes are not signed; its fields are).
+fn with_form_id(form: String) -> String {
+    const TAG: &str = "<form name=\"punchout_form\" ";
+    if form.contains("id=\"alipay-form\"") || !form.starts_with(TAG) {
+        return form;
+    }
+    form.replacen(TAG, "<form name=\"punchout_form\" id=\"alipay-form\" ", 1)
+}
+
 /// What the checkout page shows of an order to pay: its price breakdown and how to pay it.
 pub struct CheckoutView {
     pub breakdown: Breakdown,
@@ -155,7 +165,7 @@ pub async fn checkout_view(
         .run(move |conn| {
             let breakdown = order_history::at_checkout(conn, &order_id, payable_cents)?;
             let payment = match channel {
-                Channel::Alipay => Payment::Alipay { form: pay_form },
+                Channel::Alipay => Payment::Alipay { form: with_form_id(pay_form) },
                 Channel::WechatPay => {
                     let client =
                         wechat_pay.ok_or_else(|| AppError::Unavailable("暂不支持微信支付".into()))?;
@@ -172,4 +182,21 @@ pub async fn checkout_view(
             Ok(CheckoutView { breakdown, payment })
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_form_id;
+
+    #[test]
+    fn an_alipay_form_stored_without_its_id_gets_it_once() {
+        let old = "<form name=\"punchout_form\" method=\"post\" action=\"https://gw\">…</form>".to_owned();
+        let fixed = with_form_id(old);
+        assert!(
+            fixed.starts_with("<form name=\"punchout_form\" id=\"alipay-form\" method=\"post\""),
+            "{fixed}"
+        );
+        assert_eq!(with_form_id(fixed.clone()), fixed);
+        assert_eq!(with_form_id("weixin://wxpay/bizpayurl?pr=x".into()), "weixin://wxpay/bizpayurl?pr=x");
+    }
 }
