@@ -151,6 +151,8 @@ fn forged_notifications_change_nothing(backend: Backend) {
             "{what} stored as refused"
         );
     }
+    let not_utf8 = app.browser().post_raw("/api/v1/wechat_pay/notify", "application/json", b"{\xff}");
+    assert_eq!((not_utf8.status, &not_utf8.json()["code"]), (400, &json!("FAIL")), "{}", not_utf8.body);
     let longest = app.scalar("SELECT CAST(MAX(LENGTH(raw)) AS BIGINT) AS n FROM alipay_notify");
     assert!(
         longest <= paymall::services::payment::UNVERIFIED_PREFIX_BYTES as i64,
