@@ -102,8 +102,9 @@ async fn notify(
     let Some(wechat_pay) = state.gateways.wechat_pay.clone() else {
         return Err(AppError::NotFound("接口不存在".into()));
     };
-    let raw = String::from_utf8(body.to_vec())
-        .map_err(|_| AppError::BadRequest("非法参数：body 须为 UTF-8".into()))?;
+    let Ok(raw) = String::from_utf8(body.to_vec()) else {
+        return Ok(failure(StatusCode::BAD_REQUEST, "非法参数：body 须为 UTF-8"));
+    };
     let headers = SignedHeaders::read(|name| req.headers().get(name).and_then(|v| v.to_str().ok()));
     let notification = Arc::new(WxNotification::received(&wechat_pay, &headers, raw));
     if !notification.is_verified() && !rate_limit::allow(&state.limits.unverified_notifications, client.0) {

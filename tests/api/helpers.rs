@@ -16,9 +16,11 @@ pub use paymall::db::Backend;
 use paymall::gateways::alipay::{
     VerifyingKey, append_sign, load_private_key, load_public_key, sign_notification, verify_request,
 };
+use paymall::gateways::wechat_pay::{AEAD_ALGORITHM, ApiV3Key, SignedHeaders, format_time};
 use paymall::gateways::weixin::portal::signature;
 use paymall::jobs::Worker;
 use paymall::sandbox::alipay::sandbox_key_paths;
+use paymall::sandbox::wechat_pay::scan_page_url;
 use paymall::services::session::SESSION_COOKIE;
 use paymall::startup::Application;
 pub use paymall::test_support::PaymentPath;
@@ -418,6 +420,106 @@ impl TestApp {
     pub fn refunds_at_alipay(&self, order_id: &str) -> usize {
         let trade = self.ledger().remove(order_id).expect("trade");
         trade["refunds"].as_object().map_or(0, |r| r.len())
+    }
+
+    /// `POST /api/v1/wechat_pay/create_pay_order` with `body` (`productId`, `tradeType`, ...),
+    /// as `browser`'s shopper: the envelope.
+    pub fn wechat_order(&self, browser: &mut Browser, body: &serde_json::Value) -> serde_json::Value {
+        browser.post_json("/api/v1/wechat_pay/create_pay_order", body).json()
+    }
+
+    /// A Native WeChat Pay order placed as `body` asks (`tradeType` NATIVE is added): its id and
+    /// `code_url`.
+    pub fn wechat_native(&self, browser: &mut Browser, body: serde_json::Value) -> (String, String) {
+        let mut body = body;
+        body["tradeType"] = "NATIVE".into();
+        let reply = self.wechat_order(browser, &body);
+        assert_eq!(reply["code"], "0000", "{reply}");
+        let field =
+            |name: &str| reply["data"][name].as_str().unwrap_or_else(|| panic!("{name}: {reply}")).to_owned();
+        (field("orderId"), field("codeUrl"))
+    }
+
+    /// Scans the order's code on the sandbox's page and pays as `openid`.
+    pub fn scan_and_pay(&self, code_url: &str, openid: &str) {
+        let scan = scan_page_url(&self.address, code_url).expect("a sandbox code_url");
+        let paid = self.browser().post_form(&format!("{scan}/pay"), &[("openid", openid)]);
+        assert_eq!(paid.status, 303, "{}", paid.body);
+    }
+
+    /// Sets the sandbox WeChat Pay's faults (`drop_notify`, `query_system_error`, ...).
+    pub fn wechat_faults(&self, faults: serde_json::Value) {
+        let reply = self.browser().post_json("/sandbox/wechatpay/faults", &faults);
+        assert_eq!(reply.status, 204, "{}", reply.body);
+    }
+
+    /// The sandbox WeChat Pay's trade of the order (`trade_state`, `refunded`, ...).
+    pub fn wechat_trade(&self, order_id: &str) -> serde_json::Value {
+        let ledger = self.browser().get("/sandbox/wechatpay/ledger").json();
+        let trades = ledger["trades"].as_array().expect("trades");
+        trades.iter().find(|t| t["out_trade_no"] == order_id).cloned().expect("the WeChat Pay trade")
+    }
+
+    /// The sandbox WeChat Pay's refunds of the order's trade.
+    pub fn wechat_refunds(&self, order_id: &str) -> Vec<serde_json::Value> {
+        let ledger = self.browser().get("/sandbox/wechatpay/ledger").json();
+        let refunds = ledger["refunds"].as_array().expect("refunds");
+        refunds.iter().filter(|r| r["out_trade_no"] == order_id).cloned().collect()
+    }
+
+    /// A paid transaction of `total` fen for the order, as WeChat Pay notifies it for this
+    /// shop's merchant and Official Account.
+    pub fn wx_transaction(&self, order_id: &str, total: i64) -> serde_json::Value {
+        let wx = &self.settings.wechat_pay;
+        serde_json::json!({
+            "mchid": wx.mch_id, "appid": wx.app_id, "out_trade_no": order_id,
+            "transaction_id": format!("42000{order_id}"), "trade_type": "NATIVE",
+            "trade_state": "SUCCESS", "trade_state_desc": "支付成功",
+            "success_time": format_time(paymall::models::now()),
+            "amount": { "total": total, "payer_total": total, "currency": "CNY" },
+            "payer": { "openid": "o-wx-notified" },
+        })
+    }
+
+    /// A `TRANSACTION.SUCCESS` notification of `transaction`, its resource encrypted under the
+    /// sandbox's APIv3 key.
+    pub fn wx_notification(&self, transaction: &serde_json::Value) -> String {
+        let key = ApiV3Key::new(self.settings.wechat_pay.api_v3_key.expose().as_bytes()).expect("APIv3 key");
+        let nonce = paymall::random::token_hex(6);
+        let ciphertext =
+            key.encrypt(&nonce, "transaction", transaction.to_string().as_bytes()).expect("encryption");
+        serde_json::json!({
+            "id": format!("test-{}", paymall::random::token_hex(8)),
+            "create_time": format_time(paymall::models::now()),
+            "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
+            "resource": {
+                "original_type": "transaction", "algorithm": AEAD_ALGORITHM,
+                "ciphertext": ciphertext, "associated_data": "transaction", "nonce": nonce,
+            },
+        })
+        .to_string()
+    }
+
+    /// The `Wechatpay-*` headers over `body`, signed with the sandbox's platform key at
+    /// `timestamp` (Unix seconds) under the configured key id.
+    pub fn wx_signed(&self, body: &str, timestamp: i64) -> SignedHeaders {
+        let (_, platform_private, _) = paymall::sandbox::wechat_pay::sandbox_key_paths(&self.settings);
+        let key = load_private_key(&platform_private).expect("sandbox platform key");
+        let serial = &self.settings.wechat_pay.platform_public_key_id;
+        SignedHeaders::sign(&key, serial, timestamp, &paymall::random::token_hex(16), body)
+    }
+
+    /// Posts `body` with `headers` to the WeChat Pay notify URL.
+    pub fn post_wx_notify(&self, headers: &SignedHeaders, body: &str) -> Reply {
+        let mut browser =
+            headers.pairs().into_iter().fold(self.browser(), |b, (name, value)| b.with_header(name, value));
+        browser.post_raw("/api/v1/wechat_pay/notify", "application/json", body.as_bytes())
+    }
+
+    /// The notification of `transaction`, signed now and posted, as WeChat Pay sends it.
+    pub fn wx_notify(&self, transaction: &serde_json::Value) -> Reply {
+        let body = self.wx_notification(transaction);
+        self.post_wx_notify(&self.wx_signed(&body, chrono::Utc::now().timestamp()), &body)
     }
 
     /// The BIGINT column `n` of the query's first row: a count, a sum, an id.
