@@ -614,11 +614,7 @@ fn totals_and_paging_hold_while_orders_change_at_once(backend: Backend) {
 /// channel (WeChat Pay has no trade of this number: the order is left as it is, and Alipay is not
 /// asked).
 fn the_admin_shows_the_channel_and_syncs_through_it(backend: Backend) {
-    // No 商户号: the shop has no WeChat Pay gateway.
-    let app = TestApp::spawn_with(backend, |s| {
-        s.compensation.interval_secs = 3600;
-        s.wechat_pay.mch_id = String::new();
-    });
+    let app = TestApp::spawn_with(backend, |s| s.compensation.interval_secs = 3600);
     let (mut shopper, paid) = app.paid_unnotified("o-admin-channel", GIFT);
     let mut admin = app.admin();
     let detail = admin.get(&format!("/admin/orders/{paid}")).body;
