@@ -164,6 +164,23 @@ fn forged_notifications_change_nothing(backend: Backend) {
     assert_eq!(app.order_status(&mut shopper, &order_id), "PAY_SUCCESS");
 }
 
+/// One WeChat Pay transaction pays one order: the same `transaction_id` claimed for a second order
+/// pays nothing and is held for the admin, as for Alipay.
+fn a_transaction_pays_one_order_only(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let (mut first, mut second) = (app.login("o-wx-one"), app.login("o-wx-other"));
+    let (one, _) = app.wechat_native(&mut first, json!({ "productId": GIFT }));
+    let (other, _) = app.wechat_native(&mut second, json!({ "productId": GIFT }));
+    let paid = app.wx_transaction(&one, total_cents(&app, &one));
+    assert_eq!(app.wx_notify(&paid).status, 204);
+    let mut claimed = app.wx_transaction(&other, total_cents(&app, &other));
+    claimed["transaction_id"] = paid["transaction_id"].clone();
+    let reply = app.wx_notify(&claimed);
+    assert_eq!((reply.status, &reply.json()["code"]), (400, &json!("FAIL")), "{}", reply.body);
+    assert_eq!(app.order_status(&mut second, &other), "PAY_WAIT");
+    assert_eq!(count(&app, "orphan_payment WHERE kind = 'TRADE_NO_REUSED' AND channel = 'WECHAT_PAY'"), 1);
+}
+
 fn fifty_concurrent_copies_of_a_notification_pay_once(backend: Backend) {
     let app = TestApp::spawn(backend);
     let mut shopper = app.login("o-wx-fifty");
@@ -324,6 +341,7 @@ fn a_group_buy_team_forms_with_wechat_pay(backend: Backend) {
 }
 
 both_backends!(
+    a_transaction_pays_one_order_only,
     a_native_order_is_scanned_paid_and_delivered,
     a_jsapi_order_is_paid_through_the_bridge,
     switching_channel_closes_the_open_order_at_its_channel_first,
