@@ -213,7 +213,7 @@ impl std::fmt::Debug for ApiV3Key {
     }
 }
 
-/// A UTC time as WeChat Pay writes times: RFC 3339 in China time (`2026-12-05T10:00:00+08:00`).
+/// A UTC time as WeChat Pay writes times: RFC 3339 in China time (`YYYY-MM-DDTHH:MM:SS+08:00`).
 pub fn format_time(utc: NaiveDateTime) -> String {
     china_time::to_china(utc).to_rfc3339_opts(SecondsFormat::Secs, false)
 }
