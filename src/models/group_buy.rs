@@ -708,19 +708,15 @@ pub fn untake(conn: &mut DbConn, activity_id: i64, user_id: i64) -> QueryResult<
 }
 
 #[cfg(test)]
-mod tests {
-    use chrono::{Duration, NaiveDate};
-
-    use super::{Activity, ActivityStatus, Plan};
-
-    #[test]
-    fn a_team_expires_after_its_validity_but_never_past_the_activity() {
-        let at = NaiveDate::from_ymd_opt(2026, 12, 4).unwrap().and_hms_opt(12, 0, 0).unwrap();
-        let activity = Activity {
-            activity_id: 1,
+impl Activity {
+    /// An effective activity of `plan` around `at` (a day either side), 直减1 for ZJ, a team of
+    /// 3 within 30 minutes: the tests' starting point.
+    pub fn sample(plan: Plan, at: NaiveDateTime) -> Activity {
+        Activity {
+            activity_id: 100_123,
             name: "团".into(),
-            product_id: "p".into(),
-            plan: Plan::Zj,
+            product_id: "100010090092".into(),
+            plan,
             off_cents: 100,
             threshold_cents: 0,
             rate_bp: 0,
@@ -729,14 +725,27 @@ mod tests {
             valid_minutes: 30,
             take_limit: 1,
             status: ActivityStatus::Effective,
-            start_at: at - Duration::days(1),
-            end_at: at + Duration::minutes(45),
+            start_at: at - chrono::Duration::days(1),
+            end_at: at + chrono::Duration::days(1),
             tag_id: None,
             tag_limits_visibility: false,
             tag_limits_joining: false,
             discount_tag_only: false,
             created_at: at,
-        };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, NaiveDate};
+
+    use super::{Activity, Plan};
+
+    #[test]
+    fn a_team_expires_after_its_validity_but_never_past_the_activity() {
+        let at = NaiveDate::from_ymd_opt(2026, 12, 4).unwrap().and_hms_opt(12, 0, 0).unwrap();
+        let activity = Activity { end_at: at + Duration::minutes(45), ..Activity::sample(Plan::Zj, at) };
         assert_eq!(activity.team_expiry(at), at + Duration::minutes(30));
         assert_eq!(
             activity.team_expiry(at + Duration::minutes(20)),

@@ -442,27 +442,7 @@ mod tests {
     fn activity(plan: Plan) -> GroupBuyDraft {
         use crate::models::group_buy::Activity;
         use crate::services::group_buy::TeamSeat;
-        let activity = Activity {
-            activity_id: 100_123,
-            name: "团".into(),
-            product_id: "100010090092".into(),
-            plan,
-            off_cents: 0,
-            threshold_cents: 0,
-            rate_bp: 0,
-            n_price_cents: 0,
-            target_count: 3,
-            valid_minutes: 30,
-            take_limit: 1,
-            status: ActivityStatus::Effective,
-            start_at: at() - Duration::days(1),
-            end_at: at() + Duration::days(1),
-            tag_id: None,
-            tag_limits_visibility: false,
-            tag_limits_joining: false,
-            discount_tag_only: false,
-            created_at: at(),
-        };
+        let activity = Activity { off_cents: 0, ..Activity::sample(plan, at()) };
         GroupBuyDraft { activity, in_crowd: true, seat: TeamSeat::Open { expires_at: at() } }
     }
 
