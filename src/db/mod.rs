@@ -6,6 +6,7 @@ pub mod schema;
 mod statements;
 
 pub use checkpointer::Checkpointer;
+pub(crate) use statements::find_natively;
 pub use statements::{
     Failure, InsertOrSkip, InsertRows, Inserts, KeepPrepared, KeepPreparedDsl, Stamp, StatusIn, StatusNotIn,
     Value, load_natively,

@@ -10,17 +10,24 @@
 //!   took four. SQLite, where a statement costs no round trip, runs them one by one. Both run on
 //!   the backend's own connection: through the MultiConnection a statement has its SQL written
 //!   three times per run and every bind converted ("Inserts chained into one statement").
-//!   Rows from `Order::insert`, `models::order_event::row`, `models::alipay_notify::row` and
-//!   `OutboxEntry::insert`; gathered by `services::order::place` (run by
-//!   `models::product::reserve_at_price`) and `services::payment::record` (with `settle`,
-//!   `add_payment_rows` and `handle_verified`'s audit row; run by `Order::pay_waiting` or
-//!   [`Inserts::run`]); run alone by `order_event::record`, `alipay_notify::store`,
-//!   `OutboxEntry::enqueue_all` and `services::payment::handle_verified`.
+//!   Rows from `Order::insert`, `models::order_event::row`, `models::alipay_notify::row`,
+//!   `OutboxEntry::insert`, `models::order_discount::rows` and `models::group_buy` (`team_row`,
+//!   `member_row`); gathered by `services::order::place` (run by
+//!   `models::product::reserve_at_price`, and for a coupon or a group buy the marketing rows by
+//!   [`Inserts::run`]) and `services::payment::record` (with `settle`, `add_payment_rows` and
+//!   `handle_verified`'s audit row; run by `Order::pay_waiting` or [`Inserts::run`]); run alone
+//!   by `order_event::record`, `alipay_notify::store`, `OutboxEntry::enqueue_all`,
+//!   `services::payment::handle_verified` and `models::group_buy::take` (skipping a conflict).
 //! - [`KeepPrepared`]: UPDATEs kept in the prepared-statement cache ("Statements kept prepared"):
 //!   `Order` (`transition`, `mark_paid`, `pay_waiting`, `set_trade_no`, `lease`, `release`),
 //!   `OutboxEntry` (`claim`, `complete`, `fail`, `retry_now`), `models::product` (`reserve_one`,
 //!   `reserve_at_price`, `release_one`, `update`), `models::login` (`record_scan`, `consume`,
-//!   `lease`, `store_and_release`) and `AppUser::record_login`.
+//!   `lease`, `store_and_release`), `AppUser::record_login`, `models::coupon::lock` and
+//!   `models::group_buy` (`take_seat`, `take`).
+//! - [`find_natively!`] and [`load_natively`] for reads: the checkout's reads, which run on
+//!   SQLite's one writer ("Statements kept prepared"): `Order::checkout_start`,
+//!   `models::coupon::find_coupon`, `models::group_buy` (`find_activity`, `find_team`,
+//!   `holds_seat`).
 //! - [`StatusIn`]: order statuses written into the SQL ("Statements kept prepared"): `Order`
 //!   (`checkout_start`, `transition`, `mark_paid`, `pay_waiting`, `due`).
 //! - [`StatusNotIn`]: the condition of the partial index `pay_order_by_settled_status`, repeated
@@ -30,8 +37,8 @@
 //!   stays: diesel's own binding formats through chrono, 4 to 7% of a notification's instructions.
 //! - [`InsertOrSkip`]: `INSERT ... ON CONFLICT DO NOTHING`, which the MultiConnection does not
 //!   build: `models::shipment::insert`, `models::orphan::insert`, `models::weixin_nonce::remember`.
-//! - [`load_natively`]: `models::admin::record_failure` only, an upsert (`ON CONFLICT ... DO UPDATE
-//!   ... RETURNING`). The MultiConnection's backend declares no ON CONFLICT clause (its
+//! - [`load_natively`] also for `models::admin::record_failure`, an upsert (`ON CONFLICT ... DO
+//!   UPDATE ... RETURNING`). The MultiConnection's backend declares no ON CONFLICT clause (its
 //!   `SqlDialect::OnConflictClause` is `DoesNotSupportOnConflictClause`), so diesel builds that
 //!   statement only for a backend's own connection.
 
@@ -568,8 +575,9 @@ impl<GroupBy> ValidGrouping<GroupBy> for StatusNotIn {
     type IsAggregate = is_aggregate::Never;
 }
 
-/// Loads a query's rows on the backend's own connection, past the MultiConnection: for a statement
-/// that only a backend's own connection builds, an upsert (see the module).
+/// Loads a query's rows on the backend's own connection, past the MultiConnection: for a read on
+/// the checkout's path, or a statement that only a backend's own connection builds, an upsert
+/// (see the module).
 pub fn load_natively<'q, Q, U>(conn: &mut DbConn, query: Q) -> QueryResult<Vec<U>>
 where
     Q: LoadQuery<'q, SqliteConnection, U> + LoadQuery<'q, PgConnection, U>,
@@ -579,6 +587,20 @@ where
         DbConn::Pg(c) => query.load(c),
     }
 }
+
+/// The one row a query finds, if any, read on the backend's own connection, past the
+/// MultiConnection (see the module). A macro: the query is built once per backend, since
+/// `as_select()` fixes the backend of its type.
+macro_rules! find_natively {
+    ($conn:expr, $query:expr) => {{
+        use diesel::{OptionalExtension, RunQueryDsl};
+        match $conn {
+            $crate::db::DbConn::Sqlite(c) => $query.get_result(c).optional(),
+            $crate::db::DbConn::Pg(c) => $query.get_result(c).optional(),
+        }
+    }};
+}
+pub(crate) use find_natively;
 
 /// Keeps a statement prepared that diesel would prepare again on every run: any UPDATE, since a
 /// changeset of `Option`s can change its SQL while its type stays the same. Kept under its SQL

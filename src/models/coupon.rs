@@ -13,8 +13,8 @@ use chrono::{Duration, NaiveDateTime};
 use diesel::dsl::case_when;
 use diesel::prelude::*;
 
-use crate::db::DbConn;
 use crate::db::schema::{coupon_template, coupon_template_product, user_coupon};
+use crate::db::{DbConn, KeepPreparedDsl, Stamp, find_natively, load_natively};
 use crate::money::{short_yuan, zhe};
 
 /// What a coupon takes off.
@@ -364,14 +364,25 @@ fn with_templates(conn: &mut DbConn, coupons: Vec<UserCoupon>) -> QueryResult<Ve
         .collect()
 }
 
-/// The coupon's own row, without its template.
-pub fn find_held(conn: &mut DbConn, coupon_id: i64) -> QueryResult<Option<UserCoupon>> {
-    user_coupon::table.find(coupon_id).select(UserCoupon::as_select()).get_result(conn).optional()
-}
-
+/// The coupon with its template and scope, read on the backend's own connection: it is on the
+/// checkout's path (docs/PERFORMANCE.md, "Statements kept prepared").
 pub fn find_coupon(conn: &mut DbConn, coupon_id: i64) -> QueryResult<Option<UserCouponWithTemplate>> {
-    let found = find_held(conn, coupon_id)?;
-    Ok(with_templates(conn, found.into_iter().collect())?.pop())
+    let found: Option<(UserCoupon, CouponTemplate)> = find_natively!(
+        conn,
+        user_coupon::table
+            .inner_join(coupon_template::table)
+            .filter(user_coupon::coupon_id.eq(coupon_id))
+            .select((UserCoupon::as_select(), CouponTemplate::as_select()))
+    )?;
+    let Some((coupon, template)) = found else { return Ok(None) };
+    let product_ids = load_natively(
+        conn,
+        coupon_template_product::table
+            .filter(coupon_template_product::template_id.eq(template.template_id))
+            .order(coupon_template_product::product_id.asc())
+            .select(coupon_template_product::product_id),
+    )?;
+    Ok(Some(UserCouponWithTemplate { coupon, template: TemplateWithProducts { template, product_ids } }))
 }
 
 /// The shopper's coupons, newest first.
@@ -400,15 +411,16 @@ pub fn lock(
             .filter(user_coupon::coupon_id.eq(coupon_id))
             .filter(user_coupon::user_id.eq(user_id))
             .filter(user_coupon::status.eq(CouponStatus::Available.as_str()))
-            .filter(user_coupon::valid_from.le(at))
-            .filter(user_coupon::valid_until.gt(at)),
+            .filter(user_coupon::valid_from.le(Stamp(at)))
+            .filter(user_coupon::valid_until.gt(Stamp(at))),
     )
     .set((
         user_coupon::status.eq(CouponStatus::Locked.as_str()),
         user_coupon::locked_order_id.eq(order_id),
-        user_coupon::locked_at.eq(at),
-        user_coupon::updated_at.eq(at),
+        user_coupon::locked_at.eq(Stamp(at)),
+        user_coupon::updated_at.eq(Stamp(at)),
     ))
+    .keep_prepared()
     .execute(conn)
     .map(|n| n == 1)
 }

@@ -14,7 +14,7 @@ use super::now;
 use crate::db::schema::{
     crowd_tag_member, group_buy_activity, group_buy_member, group_buy_take, group_buy_team,
 };
-use crate::db::{DbConn, InsertOrSkip};
+use crate::db::{DbConn, InsertRows, KeepPreparedDsl, Stamp, Value, find_natively, load_natively};
 
 /// How an activity prices the product for a team.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,11 +221,12 @@ pub fn insert_activity(conn: &mut DbConn, new: &NewActivity) -> QueryResult<i64>
 }
 
 pub fn find_activity(conn: &mut DbConn, activity_id: i64) -> QueryResult<Option<Activity>> {
-    group_buy_activity::table
-        .filter(group_buy_activity::activity_id.eq(activity_id))
-        .select(Activity::as_select())
-        .get_result(conn)
-        .optional()
+    find_natively!(
+        conn,
+        group_buy_activity::table
+            .filter(group_buy_activity::activity_id.eq(activity_id))
+            .select(Activity::as_select())
+    )
 }
 
 /// The product's effective activity (one at most, by a unique index).
@@ -275,11 +276,10 @@ pub fn in_crowd(conn: &mut DbConn, tag_id: i64, user_id: i64) -> QueryResult<boo
 }
 
 pub fn find_team(conn: &mut DbConn, team_id: &str) -> QueryResult<Option<Team>> {
-    group_buy_team::table
-        .filter(group_buy_team::team_id.eq(team_id))
-        .select(Team::as_select())
-        .get_result(conn)
-        .optional()
+    find_natively!(
+        conn,
+        group_buy_team::table.filter(group_buy_team::team_id.eq(team_id)).select(Team::as_select())
+    )
 }
 
 /// The teams of `team_ids` (orders' teams, for their views).
@@ -343,23 +343,37 @@ pub struct NewTeam<'a> {
     pub expires_at: NaiveDateTime,
 }
 
-pub fn open_team(conn: &mut DbConn, new: &NewTeam) -> QueryResult<()> {
-    diesel::insert_into(group_buy_team::table)
-        .values((
-            group_buy_team::team_id.eq(new.team_id),
-            group_buy_team::activity_id.eq(new.activity.activity_id),
-            group_buy_team::product_id.eq(&new.activity.product_id),
-            group_buy_team::leader_user_id.eq(new.leader_user_id),
-            group_buy_team::target_count.eq(new.activity.target_count),
-            group_buy_team::lock_count.eq(1),
-            group_buy_team::paid_count.eq(0),
-            group_buy_team::status.eq(TeamStatus::Progress.as_str()),
-            group_buy_team::opened_at.eq(new.opened_at),
-            group_buy_team::expires_at.eq(new.expires_at),
-            group_buy_team::updated_at.eq(new.opened_at),
-        ))
-        .execute(conn)
-        .map(|_| ())
+/// The new team's row, for the inserts that place its leader's order.
+pub fn team_row(new: &NewTeam) -> InsertRows {
+    InsertRows::new(
+        group_buy_team::table,
+        (
+            group_buy_team::team_id,
+            group_buy_team::activity_id,
+            group_buy_team::product_id,
+            group_buy_team::leader_user_id,
+            group_buy_team::target_count,
+            group_buy_team::lock_count,
+            group_buy_team::paid_count,
+            group_buy_team::status,
+            group_buy_team::opened_at,
+            group_buy_team::expires_at,
+            group_buy_team::updated_at,
+        ),
+        vec![[
+            Value::Text(new.team_id.to_owned()),
+            Value::BigInt(new.activity.activity_id),
+            Value::Text(new.activity.product_id.clone()),
+            Value::BigInt(new.leader_user_id),
+            Value::Integer(new.activity.target_count),
+            Value::Integer(1),
+            Value::Integer(0),
+            Value::Text(TeamStatus::Progress.as_str().to_owned()),
+            Value::at(new.opened_at),
+            Value::at(new.expires_at),
+            Value::at(new.opened_at),
+        ]],
+    )
 }
 
 /// Takes a seat: `lock_count + 1` while the team is PROGRESS, below its target and open past
@@ -370,12 +384,13 @@ pub fn take_seat(conn: &mut DbConn, team_id: &str, joinable_until: NaiveDateTime
             .filter(group_buy_team::team_id.eq(team_id))
             .filter(group_buy_team::status.eq(TeamStatus::Progress.as_str()))
             .filter(group_buy_team::lock_count.lt(group_buy_team::target_count))
-            .filter(group_buy_team::expires_at.gt(joinable_until)),
+            .filter(group_buy_team::expires_at.gt(Stamp(joinable_until))),
     )
     .set((
         group_buy_team::lock_count.eq(group_buy_team::lock_count + 1),
-        group_buy_team::updated_at.eq(now()),
+        group_buy_team::updated_at.eq(Stamp(now())),
     ))
+    .keep_prepared()
     .execute(conn)
     .map(|n| n == 1)
 }
@@ -561,46 +576,58 @@ pub fn release_team(conn: &mut DbConn, team_id: &str, owner: &str) -> QueryResul
     .execute(conn)
 }
 
-/// A seat taken by an order, LOCKED.
-pub fn insert_member(
-    conn: &mut DbConn,
+/// The row of a seat taken by an order, LOCKED, for the inserts that place the order. A second
+/// held seat of the shopper in the team breaks the unique index `group_buy_member_one_seat`.
+pub fn member_row(
     team_id: &str,
     activity_id: i64,
     user_id: i64,
     order_id: &str,
     at: NaiveDateTime,
-) -> QueryResult<()> {
-    diesel::insert_into(group_buy_member::table)
-        .values((
-            group_buy_member::team_id.eq(team_id),
-            group_buy_member::activity_id.eq(activity_id),
-            group_buy_member::user_id.eq(user_id),
-            group_buy_member::order_id.eq(order_id),
-            group_buy_member::status.eq(MemberStatus::Locked.as_str()),
-            group_buy_member::locked_at.eq(at),
-            group_buy_member::updated_at.eq(at),
-        ))
-        .execute(conn)
-        .map(|_| ())
+) -> InsertRows {
+    InsertRows::new(
+        group_buy_member::table,
+        (
+            group_buy_member::team_id,
+            group_buy_member::activity_id,
+            group_buy_member::user_id,
+            group_buy_member::order_id,
+            group_buy_member::status,
+            group_buy_member::locked_at,
+            group_buy_member::updated_at,
+        ),
+        vec![[
+            Value::Text(team_id.to_owned()),
+            Value::BigInt(activity_id),
+            Value::BigInt(user_id),
+            Value::Text(order_id.to_owned()),
+            Value::Text(MemberStatus::Locked.as_str().to_owned()),
+            Value::at(at),
+            Value::at(at),
+        ]],
+    )
 }
 
 /// Whether the shopper holds a seat (LOCKED or PAID) in the team, other than the seat of the
-/// order `besides`.
+/// order `besides`. The statuses are compared here, not in the SQL: the statement stays one
+/// diesel keeps prepared (a bound IN list is prepared again on every run).
 pub fn holds_seat(
     conn: &mut DbConn,
     team_id: &str,
     user_id: i64,
     besides: Option<&str>,
 ) -> QueryResult<bool> {
-    let held = [MemberStatus::Locked.as_str(), MemberStatus::Paid.as_str()];
-    diesel::select(diesel::dsl::exists(
+    let seats: Vec<(String, String)> = load_natively(
+        conn,
         group_buy_member::table
             .filter(group_buy_member::team_id.eq(team_id))
             .filter(group_buy_member::user_id.eq(user_id))
-            .filter(group_buy_member::status.eq_any(held))
-            .filter(group_buy_member::order_id.ne(besides.unwrap_or(""))),
-    ))
-    .get_result(conn)
+            .select((group_buy_member::order_id, group_buy_member::status)),
+    )?;
+    Ok(seats.iter().any(|(order_id, status)| {
+        Some(order_id.as_str()) != besides
+            && matches!(status.parse(), Ok(MemberStatus::Locked | MemberStatus::Paid))
+    }))
 }
 
 pub fn member_of_order(conn: &mut DbConn, order_id: &str) -> QueryResult<Option<Member>> {
@@ -677,11 +704,12 @@ pub fn member_paid(conn: &mut DbConn, order_id: &str, paid_at: NaiveDateTime) ->
 /// One more seat held by the shopper in the activity, while below `take_limit`; whether it was
 /// taken.
 pub fn take(conn: &mut DbConn, activity_id: i64, user_id: i64, take_limit: i32) -> QueryResult<bool> {
-    InsertOrSkip(diesel::insert_into(group_buy_take::table).values((
-        group_buy_take::activity_id.eq(activity_id),
-        group_buy_take::user_id.eq(user_id),
-        group_buy_take::held.eq(0),
-    )))
+    InsertRows::new(
+        group_buy_take::table,
+        (group_buy_take::activity_id, group_buy_take::user_id, group_buy_take::held),
+        vec![[Value::BigInt(activity_id), Value::BigInt(user_id), Value::Integer(0)]],
+    )
+    .skipping_conflicts()
     .execute(conn)?;
     diesel::update(
         group_buy_take::table
@@ -690,6 +718,7 @@ pub fn take(conn: &mut DbConn, activity_id: i64, user_id: i64, take_limit: i32) 
             .filter(group_buy_take::held.lt(take_limit)),
     )
     .set(group_buy_take::held.eq(group_buy_take::held + 1))
+    .keep_prepared()
     .execute(conn)
     .map(|n| n == 1)
 }
@@ -738,9 +767,50 @@ impl Activity {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{Duration, NaiveDate};
+    use std::sync::{Arc, Mutex};
 
-    use super::{Activity, Plan};
+    use chrono::{Duration, NaiveDate};
+    use diesel::connection::{Connection, InstrumentationEvent};
+
+    use super::{Activity, NewTeam, Plan};
+    use crate::db::Backend;
+    use crate::models::now;
+    use crate::test_support::TestDatabase;
+
+    /// The reads and writes of placing a group order, as the writer runs them over and over:
+    /// each is prepared once and reused (docs/PERFORMANCE.md, "Statements kept prepared").
+    #[test]
+    fn a_seats_statements_are_prepared_once_per_connection() {
+        let database = TestDatabase::migrated(Backend::Sqlite);
+        let mut conn = database.location().establish().unwrap();
+        let prepared = Arc::new(Mutex::new(Vec::new()));
+        let seen = prepared.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::CacheQuery { sql, .. } = event {
+                seen.lock().unwrap().push(sql.to_owned());
+            }
+        });
+        let activity =
+            Activity { target_count: 10, ..super::find_activity(&mut conn, 100_123).unwrap().unwrap() };
+        let at = now();
+        let new = NewTeam {
+            team_id: "T1",
+            activity: &activity,
+            leader_user_id: 1,
+            opened_at: at,
+            expires_at: at + Duration::minutes(30),
+        };
+        super::team_row(&new).execute(&mut conn).unwrap();
+        for user_id in 2..5 {
+            assert!(super::find_activity(&mut conn, 100_123).unwrap().is_some());
+            assert!(super::find_team(&mut conn, "T1").unwrap().is_some());
+            assert!(!super::holds_seat(&mut conn, "T1", user_id, None).unwrap());
+            assert!(super::take_seat(&mut conn, "T1", at).unwrap());
+            assert!(super::take(&mut conn, 100_123, user_id, 1).unwrap());
+        }
+        let prepared = prepared.lock().unwrap();
+        assert_eq!(prepared.len(), 7, "each statement prepared once, then reused: {prepared:#?}");
+    }
 
     #[test]
     fn a_team_expires_after_its_validity_but_never_past_the_activity() {

@@ -8,7 +8,9 @@ use diesel::prelude::*;
 
 use super::now;
 use crate::db::schema::{app_user, order_number, pay_form, pay_order, product, user_session};
-use crate::db::{DbConn, Failure, InsertRows, Inserts, KeepPreparedDsl, Stamp, StatusIn, StatusNotIn, Value};
+use crate::db::{
+    DbConn, Failure, InsertRows, Inserts, KeepPreparedDsl, Stamp, StatusIn, StatusNotIn, Value, find_natively,
+};
 use crate::models::product::Product;
 use crate::models::user::AppUser;
 
@@ -132,6 +134,9 @@ pub struct Order {
 
 /// The words of a paid group order while its team forms (待成团), beside the statuses'.
 pub const TEAM_WAIT: &str = "TEAM_WAIT";
+
+/// The row [`Order::checkout_start`] reads: shopper, open order, its form, product.
+type CheckoutRow = (AppUser, Option<OrderAtCheckout>, Option<String>, Option<Product>);
 
 impl Order {
     /// Which status words a shopper reads for the order: its status's, or [`TEAM_WAIT`] for a
@@ -270,34 +275,35 @@ impl Order {
     }
 
     /// What a checkout starts from, in one statement (on PostgreSQL one round trip, where it
-    /// took four): the shopper behind a session, their open order for the product with its form,
-    /// and the product; `None` without a live session. (Diesel wants the join conditions' values
-    /// owned.)
+    /// took four) on the backend's own connection: the shopper behind a session, their open order
+    /// for the product with its form, and the product; `None` without a live session. (Diesel
+    /// wants the join conditions' values owned.)
     pub fn checkout_start(
         conn: &mut DbConn,
         token_hash: &str,
         product_id: &str,
     ) -> QueryResult<Option<CheckoutStart>> {
-        let found = user_session::table
-            .inner_join(app_user::table)
-            .left_join(
-                pay_order::table.on(pay_order::user_id
-                    .eq(app_user::user_id)
-                    .and(pay_order::product_id.eq(product_id.to_owned()))
-                    .and(StatusIn(&OrderStatus::OPEN))),
-            )
-            .left_join(pay_form::table.on(pay_form::order_id.eq(pay_order::order_id)))
-            .left_join(product::table.on(product::product_id.eq(product_id.to_owned())))
-            .filter(user_session::token_hash.eq(token_hash))
-            .filter(user_session::expires_at.gt(now()))
-            .select((
-                AppUser::as_select(),
-                Option::<OrderAtCheckout>::as_select(),
-                pay_form::form.nullable(),
-                Option::<Product>::as_select(),
-            ))
-            .get_result::<(AppUser, Option<OrderAtCheckout>, Option<String>, Option<Product>)>(conn)
-            .optional()?;
+        let found: Option<CheckoutRow> = find_natively!(
+            conn,
+            user_session::table
+                .inner_join(app_user::table)
+                .left_join(
+                    pay_order::table.on(pay_order::user_id
+                        .eq(app_user::user_id)
+                        .and(pay_order::product_id.eq(product_id.to_owned()))
+                        .and(StatusIn(&OrderStatus::OPEN))),
+                )
+                .left_join(pay_form::table.on(pay_form::order_id.eq(pay_order::order_id)))
+                .left_join(product::table.on(product::product_id.eq(product_id.to_owned())))
+                .filter(user_session::token_hash.eq(token_hash))
+                .filter(user_session::expires_at.gt(now()))
+                .select((
+                    AppUser::as_select(),
+                    Option::<OrderAtCheckout>::as_select(),
+                    pay_form::form.nullable(),
+                    Option::<Product>::as_select(),
+                ))
+        )?;
         Ok(found.map(|(user, open, form, product)| CheckoutStart {
             user,
             open: open.map(|order| (order, form)),

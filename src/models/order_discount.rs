@@ -4,8 +4,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::DbConn;
 use crate::db::schema::order_discount;
+use crate::db::{DbConn, InsertRows, Value};
 
 /// What kind of rule a discount comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,29 +43,38 @@ pub struct NewOrderDiscount<'a> {
     pub rule: &'a str,
 }
 
-/// Stores the order's discounts (at most one of each type: the unique (order_id,
-/// discount_type) refuses a second); meant for the transaction that places the order.
-pub fn insert(
-    conn: &mut DbConn,
-    order_id: &str,
-    discounts: &[NewOrderDiscount],
-    at: NaiveDateTime,
-) -> QueryResult<usize> {
-    let mut inserted = 0;
-    for d in discounts {
-        inserted += diesel::insert_into(order_discount::table)
-            .values((
-                order_discount::order_id.eq(order_id),
-                order_discount::discount_type.eq(d.discount_type.as_str()),
-                order_discount::ref_id.eq(d.ref_id),
-                order_discount::name.eq(d.name),
-                order_discount::amount_cents.eq(d.amount_cents),
-                order_discount::rule.eq(d.rule),
-                order_discount::created_at.eq(at),
-            ))
-            .execute(conn)?;
-    }
-    Ok(inserted)
+/// The rows of the order's discounts (at most one of each type: the unique (order_id,
+/// discount_type) refuses a second), for the inserts that place the order; none without a
+/// discount.
+pub fn rows(order_id: &str, discounts: &[NewOrderDiscount], at: NaiveDateTime) -> Option<InsertRows> {
+    (!discounts.is_empty()).then(|| {
+        InsertRows::new(
+            order_discount::table,
+            (
+                order_discount::order_id,
+                order_discount::discount_type,
+                order_discount::ref_id,
+                order_discount::name,
+                order_discount::amount_cents,
+                order_discount::rule,
+                order_discount::created_at,
+            ),
+            discounts
+                .iter()
+                .map(|d| {
+                    [
+                        Value::Text(order_id.to_owned()),
+                        Value::Text(d.discount_type.as_str().to_owned()),
+                        Value::Text(d.ref_id.to_owned()),
+                        Value::Text(d.name.to_owned()),
+                        Value::BigInt(d.amount_cents),
+                        Value::Text(d.rule.to_owned()),
+                        Value::at(at),
+                    ]
+                })
+                .collect(),
+        )
+    })
 }
 
 /// The order's discounts, in the order they were applied.

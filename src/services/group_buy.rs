@@ -235,7 +235,10 @@ pub fn reread(conn: &mut DbConn, draft: &GroupBuyDraft) -> AppResult<GroupBuyDra
 /// Inside the order-placing transaction: the order's seat, all or nothing with the order. A new
 /// team opens with it; joining takes the last free seat in one conditional UPDATE (E0006 when
 /// none is left, or the team ends within `group_buy.min_join_window_secs`); the shopper's take
-/// counts it (E0103 at the activity's limit); the member row is the order's.
+/// counts it (E0103 at the activity's limit). The new team's row and the order's member row go
+/// into `rows`, which the caller inserts next; a second held seat of the shopper in the team
+/// (another order racing this one past [`prepare`]'s check) breaks a unique index there, and the
+/// checkout starts again and finds it.
 pub fn take_seat(
     conn: &mut DbConn,
     settings: &Settings,
@@ -243,33 +246,31 @@ pub fn take_seat(
     shopper: &AppUser,
     order_id: &str,
     at: NaiveDateTime,
+    rows: &mut Inserts,
 ) -> AppResult<()> {
     let team_id = draft.team_id(order_id);
+    let activity = &draft.activity;
     match &draft.seat {
         TeamSeat::Open { expires_at } => {
             let new = NewTeam {
                 team_id: &team_id,
-                activity: &draft.activity,
+                activity,
                 leader_user_id: shopper.user_id,
                 opened_at: at,
                 expires_at: *expires_at,
             };
-            group_buy::open_team(conn, &new)?;
+            rows.add(group_buy::team_row(&new));
         }
         TeamSeat::Join { team_id, .. } => {
-            if group_buy::holds_seat(conn, team_id, shopper.user_id, None)? {
-                return Err(GroupBuyRefusal::AlreadyInTeam.into());
-            }
             if !group_buy::take_seat(conn, team_id, joinable_until(settings, at))? {
                 return Err(GroupBuyRefusal::TeamClosed.into());
             }
         }
     }
-    let activity = &draft.activity;
     if !group_buy::take(conn, activity.activity_id, shopper.user_id, activity.take_limit)? {
         return Err(GroupBuyRefusal::TakeLimit.into());
     }
-    group_buy::insert_member(conn, &team_id, activity.activity_id, shopper.user_id, order_id, at)?;
+    rows.add(group_buy::member_row(&team_id, activity.activity_id, shopper.user_id, order_id, at));
     Ok(())
 }
 

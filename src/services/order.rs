@@ -473,9 +473,10 @@ fn reserve(conn: &mut DbConn, draft: &OrderDraft, rows: &Inserts) -> Result<(), 
 }
 
 /// [`place`] for an order with a coupon or a group buy, inside its transaction: priced again
-/// with the coupon's row and the activity's as they are now (a coupon's template and scope are
-/// never edited once created) and the product as priced, whose list price the reservation then
-/// checks; reserved; its seat taken; its discounts stored; the coupon locked.
+/// with the activity's row as it is now, the coupon as priced and the product as priced, whose
+/// list price the reservation then checks; reserved with the order's rows; its seat taken; the
+/// rows of its team, seat and discounts inserted together; the coupon locked. The coupon is not read again: what of its row the price depends on (owner,
+/// status, validity) is the lock's condition, and its template and scope are never edited.
 fn place_marketed(
     conn: &mut DbConn,
     settings: &Settings,
@@ -483,33 +484,37 @@ fn place_marketed(
     rows: &Inserts,
 ) -> Result<(), NotPlaced> {
     let draft = &signed.draft;
-    let coupon = match &draft.coupon {
-        Some(priced_with) => {
-            let held = coupon::find_held(conn, priced_with.coupon.coupon_id)?
-                .ok_or(AppError::from(CouponRefusal::Unknown))?;
-            Some(UserCouponWithTemplate { coupon: held, template: priced_with.template.clone() })
-        }
-        None => None,
-    };
     let group = match &draft.group_buy {
         Some(priced_with) => Some(group_buy::reread(conn, priced_with)?),
         None => None,
     };
-    let choices = PricingChoices { coupon: coupon.as_ref(), group_buy: group.as_ref() };
+    let choices = PricingChoices { coupon: draft.coupon.as_ref(), group_buy: group.as_ref() };
     let price =
         pricing::price(&draft.product, Some(&draft.shopper), &choices, draft.at).map_err(AppError::from)?;
     if price != draft.price {
         return Err(NotPlaced::Repriced);
     }
     reserve(conn, draft, rows)?;
+    let mut marketing = Inserts::default();
     if let Some(group) = &group {
-        group_buy::take_seat(conn, settings, group, &draft.shopper, &signed.order_id, draft.at)?;
+        group_buy::take_seat(
+            conn,
+            settings,
+            group,
+            &draft.shopper,
+            &signed.order_id,
+            draft.at,
+            &mut marketing,
+        )?;
     }
     let discounts: Vec<_> = price.applied.iter().map(AppliedDiscount::as_new).collect();
-    order_discount::insert(conn, &signed.order_id, &discounts, draft.at)?;
+    if let Some(discount_rows) = order_discount::rows(&signed.order_id, &discounts, draft.at) {
+        marketing.add(discount_rows);
+    }
+    marketing.run(conn)?;
     // A coupon that takes nothing off (the price at its least already) is not spent.
     let applied = price.applied.iter().any(|d| d.discount_type == DiscountType::Coupon);
-    if let Some(coupon) = coupon.as_ref().filter(|_| applied)
+    if let Some(coupon) = draft.coupon.as_ref().filter(|_| applied)
         && !coupon::lock(conn, coupon.coupon.coupon_id, draft.shopper.user_id, &signed.order_id, draft.at)?
     {
         return Err(AppError::from(CouponRefusal::NotAvailable).into());

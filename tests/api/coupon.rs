@@ -349,11 +349,10 @@ fn an_orders_discounts_are_stored_with_it(backend: Backend) {
         amount_cents: 1000,
         rule: r#"{"kind":"MJ"}"#,
     };
-    assert_eq!(
-        order_discount::insert(&mut conn, &order_id, std::slice::from_ref(&coupon), now()).unwrap(),
-        1
-    );
-    assert!(order_discount::insert(&mut conn, &order_id, &[coupon], now()).is_err(), "one coupon per order");
+    let rows = |discounts: &[NewOrderDiscount]| order_discount::rows(&order_id, discounts, now());
+    assert!(rows(&[]).is_none(), "no discount, no row");
+    assert_eq!(rows(std::slice::from_ref(&coupon)).unwrap().execute(&mut conn).unwrap(), 1);
+    assert!(rows(&[coupon]).unwrap().execute(&mut conn).is_err(), "one coupon per order");
     let stored = order_discount::for_order(&mut conn, &order_id).unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!((stored[0].discount_type, stored[0].amount_cents), (DiscountType::Coupon, 1000));
