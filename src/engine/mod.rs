@@ -8,13 +8,16 @@
 //!   group-committing [`writer::Writer`], on PostgreSQL like `run`.
 //! - [`Engine::sign_then_write`]: a payment form signed on the [`signing::SigningThreads`], then
 //!   its order written; for the checkout only.
-//! - [`Engine::call_out`]: work that calls a gateway over HTTP, on a thread of its own.
+//! - [`Engine::call_out`]: work that calls a gateway over HTTP, on the call-out threads.
 //!
 //! The rule for gateways: work never holds a pooled connection while a gateway answers; it takes
 //! one for each database step. Why each mechanism exists and what it buys: docs/PERFORMANCE.md.
 
 pub mod signing;
 pub mod writer;
+
+use std::sync::LazyLock;
+use std::time::Duration;
 
 use actix_web::web;
 
@@ -115,8 +118,8 @@ impl Engine {
             .await?
     }
 
-    /// Runs work that calls a gateway over HTTP on a thread of its own: it may wait as long as
-    /// the gateway's timeout and must not occupy a thread that serves database work. It takes
+    /// Runs work that calls a gateway over HTTP on a call-out thread: it may wait as long as the
+    /// gateway's timeout and must not occupy a thread that serves database work. It takes
     /// pooled connections itself, only while it needs them.
     pub async fn call_out<T, F>(&self, work: F) -> Result<T, AppError>
     where
@@ -124,7 +127,7 @@ impl Engine {
         F: FnOnce(&DbPool) -> Result<T, AppError> + Send + 'static,
     {
         let pool = self.pool.clone();
-        on_own_thread(move || work(&pool)).await?
+        on_call_out_thread(move || work(&pool)).await?
     }
 
     /// Runs `produce` on a thread of its own (named `name`) that hands what it makes to the
@@ -151,16 +154,27 @@ impl Engine {
     }
 }
 
-/// Runs blocking work on a new thread and waits for it without blocking the async worker.
-pub async fn on_own_thread<T: Send + 'static>(
+/// At most this many calls out run at once; more wait for a free thread.
+const CALL_OUT_THREADS: usize = 256;
+
+/// The threads that run calls out, kept for the next call (an idle one ends after a while):
+/// a thread of its own for each call cost its start and end on every WeChat Pay checkout. A
+/// runtime of their own, apart from actix's blocking threads, so that calls waiting on a slow
+/// gateway never hold up the database's work.
+static CALL_OUT: LazyLock<std::io::Result<tokio::runtime::Runtime>> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_current_thread()
+        .thread_name("paymall-call-out")
+        .max_blocking_threads(CALL_OUT_THREADS)
+        .thread_keep_alive(Duration::from_secs(30))
+        .build()
+});
+
+/// Runs blocking work on a call-out thread and waits for it without blocking the async worker.
+pub async fn on_call_out_thread<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AppError> {
-    let (done, result) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("paymall-call-out".into())
-        .spawn(move || {
-            let _ = done.send(work());
-        })
-        .map_err(|e| AppError::internal(format!("cannot start a thread: {e}")))?;
-    result.await.map_err(|_| AppError::internal("the thread calling out panicked"))
+    let threads = CALL_OUT
+        .as_ref()
+        .map_err(|e| AppError::internal(format!("cannot start the call-out threads: {e}")))?;
+    threads.spawn_blocking(work).await.map_err(|_| AppError::internal("the thread calling out panicked"))
 }

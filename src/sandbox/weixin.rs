@@ -313,7 +313,7 @@ async fn scan(
         None => xml,
     };
     // Our portal answers this post on the same server: never from a database thread it may need.
-    let answer = crate::engine::on_own_thread(move || {
+    let answer = crate::engine::on_call_out_thread(move || {
         let agent = http_agent(Duration::from_secs(5));
         match agent.post(&url).content_type("text/xml").send(body) {
             Ok(mut r) => Ok((r.status(), r.body_mut().read_to_string().unwrap_or_default())),
