@@ -13,17 +13,16 @@
 //!   Rows from `Order::insert`, `models::order_event::row`, `models::alipay_notify::row`,
 //!   `OutboxEntry::insert`, `models::order_discount::rows` and `models::group_buy` (`team_row`,
 //!   `member_row`); gathered by `services::order::place` (run by
-//!   `models::product::reserve_at_price`, and for a coupon or a group buy the marketing rows by
-//!   [`Inserts::run`]) and `services::payment::record` (with `settle`, `add_payment_rows` and
+//!   `models::product::reserve_at_price`) and `services::payment::record` (with `settle`, `add_payment_rows` and
 //!   `handle_verified`'s audit row; run by `Order::pay_waiting` or [`Inserts::run`]); run alone
-//!   by `order_event::record`, `alipay_notify::store`, `OutboxEntry::enqueue_all`,
-//!   `services::payment::handle_verified` and `models::group_buy::take` (skipping a conflict).
+//!   by `order_event::record`, `alipay_notify::store`, `OutboxEntry::enqueue_all` and
+//!   `services::payment::handle_verified`.
 //! - [`KeepPrepared`]: UPDATEs kept in the prepared-statement cache ("Statements kept prepared"):
 //!   `Order` (`transition`, `mark_paid`, `pay_waiting`, `set_trade_no`, `lease`, `release`),
 //!   `OutboxEntry` (`claim`, `complete`, `fail`, `retry_now`), `models::product` (`reserve_one`,
 //!   `reserve_at_price`, `release_one`, `update`), `models::login` (`record_scan`, `consume`,
 //!   `lease`, `store_and_release`), `AppUser::record_login`, `models::coupon::lock` and
-//!   `models::group_buy` (`take_seat`, `take`).
+//!   `models::group_buy` (`take_seat`, and `take`, an upsert run by [`load_natively`]).
 //! - [`find_natively!`] and [`load_natively`] for reads: the checkout's reads, which run on
 //!   SQLite's one writer ("Statements kept prepared"): `Order::checkout_start`,
 //!   `models::coupon::find_coupon`, `models::group_buy` (`find_activity`, `find_team`,
@@ -37,10 +36,11 @@
 //!   stays: diesel's own binding formats through chrono, 4 to 7% of a notification's instructions.
 //! - [`InsertOrSkip`]: `INSERT ... ON CONFLICT DO NOTHING`, which the MultiConnection does not
 //!   build: `models::shipment::insert`, `models::orphan::insert`, `models::weixin_nonce::remember`.
-//! - [`load_natively`] also for `models::admin::record_failure`, an upsert (`ON CONFLICT ... DO
-//!   UPDATE ... RETURNING`). The MultiConnection's backend declares no ON CONFLICT clause (its
-//!   `SqlDialect::OnConflictClause` is `DoesNotSupportOnConflictClause`), so diesel builds that
-//!   statement only for a backend's own connection.
+//! - [`load_natively`] also for the upserts (`ON CONFLICT ... DO UPDATE ... RETURNING`)
+//!   `models::admin::record_failure` and `models::group_buy::take`. The MultiConnection's backend
+//!   declares no ON CONFLICT clause (its `SqlDialect::OnConflictClause` is
+//!   `DoesNotSupportOnConflictClause`), so diesel builds that statement only for a backend's own
+//!   connection.
 
 use chrono::{Datelike, NaiveDateTime, Timelike};
 use diesel::backend::Backend;
@@ -640,6 +640,12 @@ impl<Q: Query> Query for KeepPrepared<Q> {
 impl<Q, C> RunQueryDsl<C> for KeepPrepared<Q> {}
 
 impl<Q> KeepPrepared<Q> {
+    /// Kept prepared, for a statement that only a backend's own connection builds (an upsert),
+    /// which [`load_natively`] runs; the others take `.keep_prepared()`.
+    pub fn native(query: Q) -> Self {
+        KeepPrepared(query)
+    }
+
     /// The statement's one row.
     pub fn get_result<'q, U>(self, conn: &mut DbConn) -> QueryResult<U>
     where

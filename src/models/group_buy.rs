@@ -14,7 +14,9 @@ use super::now;
 use crate::db::schema::{
     crowd_tag_member, group_buy_activity, group_buy_member, group_buy_take, group_buy_team,
 };
-use crate::db::{DbConn, InsertRows, KeepPreparedDsl, Stamp, Value, find_natively, load_natively};
+use crate::db::{
+    DbConn, InsertRows, KeepPrepared, KeepPreparedDsl, Stamp, Value, find_natively, load_natively,
+};
 
 /// How an activity prices the product for a team.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -702,25 +704,27 @@ pub fn member_paid(conn: &mut DbConn, order_id: &str, paid_at: NaiveDateTime) ->
 }
 
 /// One more seat held by the shopper in the activity, while below `take_limit`; whether it was
-/// taken.
+/// taken. One statement, an upsert (`ON CONFLICT ... DO UPDATE ... WHERE`), on the backend's own
+/// connection: the MultiConnection builds no ON CONFLICT clause.
 pub fn take(conn: &mut DbConn, activity_id: i64, user_id: i64, take_limit: i32) -> QueryResult<bool> {
-    InsertRows::new(
-        group_buy_take::table,
-        (group_buy_take::activity_id, group_buy_take::user_id, group_buy_take::held),
-        vec![[Value::BigInt(activity_id), Value::BigInt(user_id), Value::Integer(0)]],
-    )
-    .skipping_conflicts()
-    .execute(conn)?;
-    diesel::update(
-        group_buy_take::table
-            .filter(group_buy_take::activity_id.eq(activity_id))
-            .filter(group_buy_take::user_id.eq(user_id))
-            .filter(group_buy_take::held.lt(take_limit)),
-    )
-    .set(group_buy_take::held.eq(group_buy_take::held + 1))
-    .keep_prepared()
-    .execute(conn)
-    .map(|n| n == 1)
+    if take_limit < 1 {
+        return Ok(false);
+    }
+    let upsert = diesel::insert_into(group_buy_take::table)
+        .values((
+            group_buy_take::activity_id.eq(activity_id),
+            group_buy_take::user_id.eq(user_id),
+            group_buy_take::held.eq(1),
+        ))
+        .on_conflict((group_buy_take::activity_id, group_buy_take::user_id))
+        .do_update()
+        .set(group_buy_take::held.eq(group_buy_take::held + 1));
+    // The DO UPDATE's own WHERE (diesel's `FilterDsl` on an upsert).
+    let below_limit =
+        diesel::query_dsl::methods::FilterDsl::filter(upsert, group_buy_take::held.lt(take_limit));
+    let taken: Vec<i32> =
+        load_natively(conn, KeepPrepared::native(below_limit.returning(group_buy_take::held)))?;
+    Ok(!taken.is_empty())
 }
 
 /// One seat fewer held by the shopper in the activity (its seat was released or refunded).
@@ -807,9 +811,10 @@ mod tests {
             assert!(!super::holds_seat(&mut conn, "T1", user_id, None).unwrap());
             assert!(super::take_seat(&mut conn, "T1", at).unwrap());
             assert!(super::take(&mut conn, 100_123, user_id, 1).unwrap());
+            assert!(!super::take(&mut conn, 100_123, user_id, 1).unwrap(), "the limit");
         }
         let prepared = prepared.lock().unwrap();
-        assert_eq!(prepared.len(), 7, "each statement prepared once, then reused: {prepared:#?}");
+        assert_eq!(prepared.len(), 6, "each statement prepared once, then reused: {prepared:#?}");
     }
 
     #[test]

@@ -232,45 +232,52 @@ pub fn reread(conn: &mut DbConn, draft: &GroupBuyDraft) -> AppResult<GroupBuyDra
     Ok(GroupBuyDraft { activity, ..draft.clone() })
 }
 
-/// Inside the order-placing transaction: the order's seat, all or nothing with the order. A new
-/// team opens with it; joining takes the last free seat in one conditional UPDATE (E0006 when
-/// none is left, or the team ends within `group_buy.min_join_window_secs`); the shopper's take
-/// counts it (E0103 at the activity's limit). The new team's row and the order's member row go
-/// into `rows`, which the caller inserts next; a second held seat of the shopper in the team
-/// (another order racing this one past [`prepare`]'s check) breaks a unique index there, and the
-/// checkout starts again and finds it.
-pub fn take_seat(
-    conn: &mut DbConn,
-    settings: &Settings,
+/// The rows of the order's seat, for the inserts that place the order: a new team's row when it
+/// opens one, and the order's member row. A second held seat of the shopper in the team (another
+/// order racing this one past [`prepare`]'s check) breaks a unique index there, and the checkout
+/// starts again and finds it.
+pub fn seat_rows(
     draft: &GroupBuyDraft,
     shopper: &AppUser,
     order_id: &str,
     at: NaiveDateTime,
     rows: &mut Inserts,
-) -> AppResult<()> {
+) {
     let team_id = draft.team_id(order_id);
     let activity = &draft.activity;
-    match &draft.seat {
-        TeamSeat::Open { expires_at } => {
-            let new = NewTeam {
-                team_id: &team_id,
-                activity,
-                leader_user_id: shopper.user_id,
-                opened_at: at,
-                expires_at: *expires_at,
-            };
-            rows.add(group_buy::team_row(&new));
-        }
-        TeamSeat::Join { team_id, .. } => {
-            if !group_buy::take_seat(conn, team_id, joinable_until(settings, at))? {
-                return Err(GroupBuyRefusal::TeamClosed.into());
-            }
-        }
+    if let TeamSeat::Open { expires_at } = &draft.seat {
+        let new = NewTeam {
+            team_id: &team_id,
+            activity,
+            leader_user_id: shopper.user_id,
+            opened_at: at,
+            expires_at: *expires_at,
+        };
+        rows.add(group_buy::team_row(&new));
     }
+    rows.add(group_buy::member_row(&team_id, activity.activity_id, shopper.user_id, order_id, at));
+}
+
+/// Inside the order-placing transaction, after [`seat_rows`] went in with the order: joining
+/// takes the last free seat in one conditional UPDATE (E0006 when none is left, or the team ends
+/// within `group_buy.min_join_window_secs`; a new team opened with its leader's seat taken); the
+/// shopper's take counts the seat (E0103 at the activity's limit).
+pub fn take_seat(
+    conn: &mut DbConn,
+    settings: &Settings,
+    draft: &GroupBuyDraft,
+    shopper: &AppUser,
+    at: NaiveDateTime,
+) -> AppResult<()> {
+    if let TeamSeat::Join { team_id, .. } = &draft.seat
+        && !group_buy::take_seat(conn, team_id, joinable_until(settings, at))?
+    {
+        return Err(GroupBuyRefusal::TeamClosed.into());
+    }
+    let activity = &draft.activity;
     if !group_buy::take(conn, activity.activity_id, shopper.user_id, activity.take_limit)? {
         return Err(GroupBuyRefusal::TakeLimit.into());
     }
-    rows.add(group_buy::member_row(&team_id, activity.activity_id, shopper.user_id, order_id, at));
     Ok(())
 }
 

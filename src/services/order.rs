@@ -436,7 +436,7 @@ pub fn place(conn: &mut DbConn, settings: &Settings, signed: &SignedOrder) -> Ap
     ));
     let placed = match (&draft.coupon, &draft.group_buy) {
         (None, None) => reserve(conn, draft, &rows),
-        _ => isolated_write_transaction(conn, |c| place_marketed(c, settings, signed, &rows)),
+        _ => isolated_write_transaction(conn, |c| place_marketed(c, settings, signed, rows)),
     };
     match placed {
         Ok(()) => {}
@@ -474,14 +474,15 @@ fn reserve(conn: &mut DbConn, draft: &OrderDraft, rows: &Inserts) -> Result<(), 
 
 /// [`place`] for an order with a coupon or a group buy, inside its transaction: priced again
 /// with the activity's row as it is now, the coupon as priced and the product as priced, whose
-/// list price the reservation then checks; reserved with the order's rows; its seat taken; the
-/// rows of its team, seat and discounts inserted together; the coupon locked. The coupon is not read again: what of its row the price depends on (owner,
+/// list price the reservation then checks; reserved with the order's rows and those of its
+/// discounts, team and seat (on PostgreSQL one statement); its seat and take counted; the coupon
+/// locked. The coupon is not read again: what of its row the price depends on (owner,
 /// status, validity) is the lock's condition, and its template and scope are never edited.
 fn place_marketed(
     conn: &mut DbConn,
     settings: &Settings,
     signed: &SignedOrder,
-    rows: &Inserts,
+    mut rows: Inserts,
 ) -> Result<(), NotPlaced> {
     let draft = &signed.draft;
     let group = match &draft.group_buy {
@@ -494,24 +495,17 @@ fn place_marketed(
     if price != draft.price {
         return Err(NotPlaced::Repriced);
     }
-    reserve(conn, draft, rows)?;
-    let mut marketing = Inserts::default();
-    if let Some(group) = &group {
-        group_buy::take_seat(
-            conn,
-            settings,
-            group,
-            &draft.shopper,
-            &signed.order_id,
-            draft.at,
-            &mut marketing,
-        )?;
-    }
     let discounts: Vec<_> = price.applied.iter().map(AppliedDiscount::as_new).collect();
     if let Some(discount_rows) = order_discount::rows(&signed.order_id, &discounts, draft.at) {
-        marketing.add(discount_rows);
+        rows.add(discount_rows);
     }
-    marketing.run(conn)?;
+    if let Some(group) = &group {
+        group_buy::seat_rows(group, &draft.shopper, &signed.order_id, draft.at, &mut rows);
+    }
+    reserve(conn, draft, &rows)?;
+    if let Some(group) = &group {
+        group_buy::take_seat(conn, settings, group, &draft.shopper, draft.at)?;
+    }
     // A coupon that takes nothing off (the price at its least already) is not spent.
     let applied = price.applied.iter().any(|d| d.discount_type == DiscountType::Coupon);
     if let Some(coupon) = draft.coupon.as_ref().filter(|_| applied)
