@@ -157,10 +157,10 @@ impl Engine {
 /// At most this many calls out run at once; more wait for a free thread.
 const CALL_OUT_THREADS: usize = 256;
 
-/// The threads that run calls out, kept for the next call (an idle one ends after a while):
-/// a thread of its own for each call cost its start and end on every WeChat Pay checkout. A
-/// runtime of their own, apart from actix's blocking threads, so that calls waiting on a slow
-/// gateway never hold up the database's work.
+/// The threads that run calls out, kept for the next call (an idle one ends after a while), so
+/// that a call, such as every WeChat Pay checkout's, does not start and end a thread. A runtime
+/// of their own, apart from actix's blocking threads, so that calls waiting on a slow gateway
+/// never hold up the database's work.
 static CALL_OUT: LazyLock<std::io::Result<tokio::runtime::Runtime>> = LazyLock::new(|| {
     tokio::runtime::Builder::new_current_thread()
         .thread_name("paymall-call-out")
