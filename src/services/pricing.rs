@@ -108,7 +108,7 @@ pub struct AppliedDiscount {
 }
 
 impl AppliedDiscount {
-    /// The row [`crate::models::order_discount::insert`] stores.
+    /// The row [`crate::models::order_discount::rows`] stores.
     pub fn as_new(&self) -> NewOrderDiscount<'_> {
         NewOrderDiscount {
             discount_type: self.discount_type,
