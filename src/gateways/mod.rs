@@ -3,6 +3,7 @@
 //! an async worker. Nothing here touches the database. The payment channels' gateways answer the
 //! same calls ([`PaymentGateway`]), picked by an order's channel ([`Gateways::of`]).
 
+mod addresses;
 pub mod alipay;
 pub mod channel;
 pub mod market;
@@ -34,7 +35,7 @@ pub fn hmac_matches(key: &[u8], body: &[u8], signature: &str) -> bool {
 
 /// An HTTP agent with bounded waits; 4xx/5xx answers come back as responses to read.
 pub fn http_agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .tls_config(ureq::tls::TlsConfig::builder().provider(ureq::tls::TlsProvider::NativeTls).build())
         .timeout_global(Some(timeout))
         .timeout_connect(Some(Duration::from_secs(3)))
@@ -43,8 +44,12 @@ pub fn http_agent(timeout: Duration) -> ureq::Agent {
         // every order, and a new connection costs a TLS handshake (ureq keeps 3 per host).
         .max_idle_connections(64)
         .max_idle_connections_per_host(32)
-        .build()
-        .new_agent()
+        .build();
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        addresses::KeptAddresses::default(),
+    )
 }
 
 /// Counts a call of `kind` in the metrics, failed when it is an error.
