@@ -8,8 +8,8 @@ mod statements;
 pub use checkpointer::Checkpointer;
 pub(crate) use statements::find_natively;
 pub use statements::{
-    Failure, InsertOrSkip, InsertRows, Inserts, KeepPrepared, KeepPreparedDsl, Stamp, StatusIn, StatusNotIn,
-    Value, load_natively,
+    Failure, IndexCondition, InsertOrSkip, InsertRows, Inserts, KeepPrepared, KeepPreparedDsl, Stamp,
+    StatusIn, StatusNotIn, Value, load_natively,
 };
 
 use std::path::Path;

@@ -575,6 +575,34 @@ impl<GroupBy> ValidGrouping<GroupBy> for StatusNotIn {
     type IsAggregate = is_aggregate::Never;
 }
 
+/// A condition written into the SQL as it stands: a partial index's condition, which a query
+/// repeats word for word for SQLite to use the index (bound values would not match it). The text
+/// is a `&'static` constant, never input; unlike `diesel::dsl::sql`, the statement stays cached.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexCondition(pub &'static str);
+
+impl Expression for IndexCondition {
+    type SqlType = Bool;
+}
+
+impl<DB: Backend> QueryFragment<DB> for IndexCondition {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql(self.0);
+        Ok(())
+    }
+}
+
+impl QueryId for IndexCondition {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<QS> AppearsOnTable<QS> for IndexCondition {}
+impl<QS> SelectableExpression<QS> for IndexCondition {}
+impl<GroupBy> ValidGrouping<GroupBy> for IndexCondition {
+    type IsAggregate = is_aggregate::Never;
+}
+
 /// Loads a query's rows on the backend's own connection, past the MultiConnection: for a read on
 /// the checkout's path, or a statement that only a backend's own connection builds, an upsert
 /// (see the module).

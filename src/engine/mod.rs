@@ -26,6 +26,13 @@ use crate::error::AppError;
 use signing::SigningThreads;
 use writer::Writer;
 
+/// Where the first step of a `…_then_write` runs.
+#[derive(Clone, Copy)]
+enum Thread {
+    Signing,
+    CallOut,
+}
+
 pub struct Engine {
     pool: DbPool,
     /// SQLite only: the group-committing writer of the hot paths.
@@ -104,18 +111,57 @@ impl Engine {
         T: Send + 'static,
         F: FnOnce(&mut DbConn, S) -> Result<T, AppError> + Send + 'static,
     {
+        self.then_write(Thread::Signing, move || Ok(sign()), write).await
+    }
+
+    /// Runs `call` (a call out over HTTP) on a call-out thread, then `write` with what it
+    /// brought back, where [`Engine::sign_then_write`] writes; a failed call writes nothing.
+    pub(crate) async fn call_out_then_write<S, T, F>(
+        &self,
+        call: impl FnOnce() -> Result<S, AppError> + Send + 'static,
+        write: F,
+    ) -> Result<T, AppError>
+    where
+        S: Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn, S) -> Result<T, AppError> + Send + 'static,
+    {
+        self.then_write(Thread::CallOut, call, write).await
+    }
+
+    async fn then_write<S, T, F>(
+        &self,
+        thread: Thread,
+        first: impl FnOnce() -> Result<S, AppError> + Send + 'static,
+        write: F,
+    ) -> Result<T, AppError>
+    where
+        S: Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn, S) -> Result<T, AppError> + Send + 'static,
+    {
         if self.writer.is_some() {
-            let signed = self.signing.run(sign).await?;
-            return self.write(move |conn| write(conn, signed)).await;
+            let made = self.on(thread, first).await??;
+            return self.write(move |conn| write(conn, made)).await;
         }
         let pool = self.pool.clone();
-        self.signing
-            .run(move || {
-                let signed = sign();
-                let mut conn = pool.get()?;
-                write(&mut conn, signed)
-            })
-            .await?
+        self.on(thread, move || {
+            let made = first()?;
+            let mut conn = pool.get()?;
+            write(&mut conn, made)
+        })
+        .await?
+    }
+
+    async fn on<T: Send + 'static>(
+        &self,
+        thread: Thread,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AppError> {
+        match thread {
+            Thread::Signing => self.signing.run(work).await,
+            Thread::CallOut => on_call_out_thread(work).await,
+        }
     }
 
     /// Runs work that calls a gateway over HTTP on a call-out thread: it may wait as long as the

@@ -15,7 +15,8 @@ use crate::db::schema::{
     crowd_tag_member, group_buy_activity, group_buy_member, group_buy_take, group_buy_team,
 };
 use crate::db::{
-    DbConn, InsertRows, KeepPrepared, KeepPreparedDsl, Stamp, Value, find_natively, load_natively,
+    DbConn, IndexCondition, InsertRows, KeepPrepared, KeepPreparedDsl, Stamp, Value, find_natively,
+    load_natively,
 };
 
 /// How an activity prices the product for a team.
@@ -610,26 +611,29 @@ pub fn member_row(
     )
 }
 
+/// The condition of the partial unique index `group_buy_member_one_seat` (a held seat), as the
+/// migrations write it.
+const SEAT_HELD: IndexCondition =
+    IndexCondition("(group_buy_member.status = 'LOCKED' OR group_buy_member.status = 'PAID')");
+
 /// Whether the shopper holds a seat (LOCKED or PAID) in the team, other than the seat of the
-/// order `besides`. The statuses are compared here, not in the SQL: the statement stays one
-/// diesel keeps prepared (a bound IN list is prepared again on every run).
+/// order `besides`: one probe of the index `group_buy_member_one_seat`, however many members
+/// the team has had.
 pub fn holds_seat(
     conn: &mut DbConn,
     team_id: &str,
     user_id: i64,
     besides: Option<&str>,
 ) -> QueryResult<bool> {
-    let seats: Vec<(String, String)> = load_natively(
+    let held: Vec<String> = load_natively(
         conn,
         group_buy_member::table
             .filter(group_buy_member::team_id.eq(team_id))
             .filter(group_buy_member::user_id.eq(user_id))
-            .select((group_buy_member::order_id, group_buy_member::status)),
+            .filter(SEAT_HELD)
+            .select(group_buy_member::order_id),
     )?;
-    Ok(seats.iter().any(|(order_id, status)| {
-        Some(order_id.as_str()) != besides
-            && matches!(status.parse(), Ok(MemberStatus::Locked | MemberStatus::Paid))
-    }))
+    Ok(held.iter().any(|order_id| Some(order_id.as_str()) != besides))
 }
 
 pub fn member_of_order(conn: &mut DbConn, order_id: &str) -> QueryResult<Option<Member>> {

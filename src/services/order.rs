@@ -152,9 +152,12 @@ pub async fn checkout(
                     .wechat_pay
                     .clone()
                     .ok_or_else(|| AppError::Conflict("暂不支持微信支付".into()))?;
-                let signed =
-                    engine.call_out(move |_| draft.open_at_wechat_pay(number, &wechat_pay, method)).await?;
-                engine.write(move |conn| placing(conn, signed)).await?
+                engine
+                    .call_out_then_write(
+                        move || draft.open_at_wechat_pay(number, &wechat_pay, method),
+                        placing,
+                    )
+                    .await?
             }
         };
         match placed {
