@@ -40,7 +40,7 @@ const RESTART_AFTER_BYTES: u64 = 1 << 30;
 /// How far past the end of its last frame the WAL is readied: more than the writer appends
 /// between two checkpoints at the benchmark's maximum rate (with 1 KiB pages; 48 MiB was needed
 /// with 4 KiB pages, whose frames are four times as long).
-const WAL_AHEAD: u64 = 24 << 20;
+const WAL_AHEAD: u64 = 16 << 20;
 
 /// The WAL's header, and each frame's header before its page.
 const WAL_HEADER_BYTES: u64 = 32;

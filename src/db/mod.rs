@@ -8,8 +8,8 @@ mod statements;
 pub use checkpointer::Checkpointer;
 pub(crate) use statements::find_natively;
 pub use statements::{
-    Failure, IndexCondition, InsertOrSkip, InsertRows, Inserts, KeepPrepared, KeepPreparedDsl, Stamp,
-    StatusIn, StatusNotIn, Value, load_natively,
+    Failure, Guard, Guarded, IndexCondition, InsertOrSkip, InsertRows, Inserts, KeepPrepared,
+    KeepPreparedDsl, Stamp, StatusIn, StatusNotIn, Value, load_natively,
 };
 
 use std::path::Path;

@@ -21,8 +21,9 @@
 //!   `Order` (`transition`, `mark_paid`, `pay_waiting`, `set_trade_no`, `lease`, `release`),
 //!   `OutboxEntry` (`claim`, `complete`, `fail`, `retry_now`), `models::product` (`reserve_one`,
 //!   `reserve_at_price`, `release_one`, `update`), `models::login` (`record_scan`, `consume`,
-//!   `lease`, `store_and_release`), `AppUser::record_login`, `models::coupon::lock` and
-//!   `models::group_buy` (`take_seat`, and `take`, an upsert run by [`load_natively`]).
+//!   `lease`, `store_and_release`), `AppUser::record_login`, and as [`Guard`]s of the checkout's
+//!   reservation (`Inserts::run_if_guarded`, their own CTEs on PostgreSQL) `models::coupon::lock`
+//!   and `models::group_buy` (`take_seat`, and `take`, an upsert).
 //! - [`find_natively!`] and [`load_natively`] for reads: the checkout's reads, which run on
 //!   SQLite's one writer ("Statements kept prepared"): `Order::checkout_start`,
 //!   `models::coupon::find_coupon`, `models::group_buy` (`find_activity`, `find_team`,
@@ -376,7 +377,9 @@ impl Inserts {
     pub fn run(&self, conn: &mut DbConn) -> QueryResult<()> {
         match conn {
             DbConn::Pg(_) if self.statements.is_empty() => Ok(()),
-            DbConn::Pg(c) => Chain { changed: None, inserts: &self.statements }.execute(c).map(drop),
+            DbConn::Pg(c) => {
+                Chain { changed: None, guards: &[], inserts: &self.statements }.execute(c).map(drop)
+            }
             DbConn::Sqlite(c) => {
                 for statement in &self.statements {
                     RunQueryDsl::execute(statement, c)?;
@@ -402,22 +405,117 @@ impl Inserts {
         KeepPrepared<Returning<UpdateStatement<T, U, V>, SqlLiteral<Integer>>>:
             LoadQuery<'q, SqliteConnection, i32> + LoadQuery<'q, PgConnection, i32>,
     {
+        Ok(self.run_if_guarded(conn, update, failure, Vec::new())? == Guarded::Changed)
+    }
+
+    /// [`Inserts::run_if_changed`] with `guards`, the other changes that must apply with the
+    /// UPDATE: on PostgreSQL they are CTEs of the same statement, on SQLite they run after the
+    /// inserts, in their order, until one does not apply. Only inside a transaction that the
+    /// caller rolls back unless this returns [`Guarded::Changed`]: on PostgreSQL every guard runs
+    /// with the UPDATE, whatever either comes to, and by a refusal the UPDATE and the inserts
+    /// have run on both backends.
+    pub fn run_if_guarded<'q, T: Table, U, V>(
+        &self,
+        conn: &mut DbConn,
+        update: KeepPrepared<UpdateStatement<T, U, V>>,
+        failure: Failure,
+        guards: Vec<Guard<'_>>,
+    ) -> QueryResult<Guarded>
+    where
+        Returning<UpdateStatement<T, U, V>, SqlLiteral<Integer>>: Query + QueryFragment<Pg>,
+        KeepPrepared<Returning<UpdateStatement<T, U, V>, SqlLiteral<Integer>>>:
+            LoadQuery<'q, SqliteConnection, i32> + LoadQuery<'q, PgConnection, i32>,
+    {
         if let DbConn::Pg(c) = conn {
             let counted = update.0.returning(sql::<Integer>("1"));
-            let chain = Chain { changed: Some(&counted), inserts: &self.statements };
-            return Ok(!chain.load::<i32>(c)?.is_empty());
+            let chain = Chain { changed: Some(&counted), guards: &guards, inserts: &self.statements };
+            // 0 for the UPDATE, i + 1 for guard i: those that applied.
+            let applied = chain.load::<i32>(c)?;
+            let refused = (1..=guards.len()).find(|&i| !applied.iter().any(|&a| a as usize == i));
+            return Ok(match refused {
+                _ if !applied.contains(&0) => Guarded::Unchanged,
+                Some(i) => Guarded::Refused(i - 1),
+                None => Guarded::Changed,
+            });
         }
-        let work = |c: &mut DbConn| {
+        let work = move |c: &mut DbConn| {
             if update.execute(c)? == 0 {
-                return Ok(false);
+                return Ok(Guarded::Unchanged);
             }
             self.run(c)?;
-            Ok(true)
+            for (i, guard) in guards.into_iter().enumerate() {
+                if !guard.apply(c)? {
+                    return Ok(Guarded::Refused(i));
+                }
+            }
+            Ok(Guarded::Changed)
         };
         match failure {
             Failure::Propagated => write_transaction(conn, work),
             Failure::Handled => isolated_write_transaction(conn, work),
         }
+    }
+}
+
+/// What came of [`Inserts::run_if_guarded`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarded {
+    /// The UPDATE changed no row; no insert ran.
+    Unchanged,
+    /// The UPDATE, the inserts and every guard applied.
+    Changed,
+    /// The UPDATE changed its row but the guard at this index did not apply.
+    Refused(usize),
+}
+
+/// A change that must apply with an UPDATE ([`Inserts::run_if_guarded`]): a team's seat, a
+/// shopper's take, a coupon's lock. A statement whose RETURNING gives a row when it applied; on
+/// PostgreSQL it goes into the UPDATE's statement as one more CTE, with no round trip of its own.
+pub struct Guard<'a>(Box<dyn Guarding<'a> + 'a>);
+
+trait Guarding<'a> {
+    fn walk_pg<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()>;
+    fn apply(self: Box<Self>, conn: &mut DbConn) -> QueryResult<bool>;
+}
+
+impl<'a, Q> Guarding<'a> for KeepPrepared<Q>
+where
+    Q: QueryFragment<Pg>,
+    KeepPrepared<Q>: LoadQuery<'a, SqliteConnection, i32> + LoadQuery<'a, PgConnection, i32>,
+{
+    fn walk_pg<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+
+    fn apply(self: Box<Self>, conn: &mut DbConn) -> QueryResult<bool> {
+        Ok(!load_natively::<_, i32>(conn, *self)?.is_empty())
+    }
+}
+
+impl<'a> Guard<'a> {
+    /// An UPDATE, which applies when it changes a row.
+    pub fn update<T: Table + 'a, U: 'a, V: 'a>(update: KeepPrepared<UpdateStatement<T, U, V>>) -> Guard<'a>
+    where
+        Returning<UpdateStatement<T, U, V>, SqlLiteral<Integer>>: Query + QueryFragment<Pg> + 'a,
+        KeepPrepared<Returning<UpdateStatement<T, U, V>, SqlLiteral<Integer>>>:
+            LoadQuery<'a, SqliteConnection, i32> + LoadQuery<'a, PgConnection, i32>,
+    {
+        Guard(Box::new(KeepPrepared(update.0.returning(sql::<Integer>("1")))))
+    }
+
+    /// A statement that returns an integer for each row it changed (an upsert), which applies
+    /// when it returns one.
+    pub fn returning<Q>(statement: KeepPrepared<Q>) -> Guard<'a>
+    where
+        Q: QueryFragment<Pg> + 'a,
+        KeepPrepared<Q>: LoadQuery<'a, SqliteConnection, i32> + LoadQuery<'a, PgConnection, i32>,
+    {
+        Guard(Box::new(statement))
+    }
+
+    /// Runs the guard's statement alone, on the backend's own connection; whether it applied.
+    pub fn apply(self, conn: &mut DbConn) -> QueryResult<bool> {
+        self.0.apply(conn)
     }
 }
 
@@ -430,25 +528,35 @@ pub enum Failure {
 }
 
 /// `WITH s0 AS (first), s1 AS (second) last`: each runs once whether referenced or not. With
-/// `changed` (an UPDATE ... RETURNING 1): `WITH changed AS (update), s0 AS (first, guarded), ...
-/// SELECT 1 FROM changed`, where every insert adds its rows only if the UPDATE returned one.
-struct Chain<'s> {
+/// `changed` (an UPDATE ... RETURNING 1): `WITH changed AS (update), g0 AS (guard), ...,
+/// s0 AS (first, guarded), ... SELECT 0 FROM changed UNION ALL SELECT 1 FROM g0 ...`, where
+/// every insert adds its rows only if the UPDATE returned one, and the numbers say what applied.
+struct Chain<'s, 'g> {
     changed: Option<&'s dyn QueryFragment<Pg>>,
+    guards: &'s [Guard<'g>],
     inserts: &'s [InsertRows],
 }
 
-impl QueryFragment<Pg> for Chain<'_> {
+impl QueryFragment<Pg> for Chain<'_, '_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         if let Some(update) = self.changed {
             out.push_sql("WITH changed AS (");
             update.walk_ast(out.reborrow())?;
             out.push_sql(")");
+            for (i, guard) in self.guards.iter().enumerate() {
+                out.push_sql(&format!(", g{i} AS ("));
+                guard.0.walk_pg(out.reborrow())?;
+                out.push_sql(")");
+            }
             for (i, statement) in self.inserts.iter().enumerate() {
                 out.push_sql(&format!(", s{i} AS ("));
                 statement.walk_guarded(out.reborrow())?;
                 out.push_sql(")");
             }
-            out.push_sql(" SELECT 1 FROM changed");
+            out.push_sql(" SELECT 0 FROM changed");
+            for i in 0..self.guards.len() {
+                out.push_sql(&format!(" UNION ALL SELECT {} FROM g{i}", i + 1));
+            }
             return Ok(());
         }
         let Some((last, earlier)) = self.inserts.split_last() else { return Ok(()) };
@@ -470,16 +578,16 @@ impl QueryFragment<Pg> for Chain<'_> {
     }
 }
 
-impl Query for Chain<'_> {
+impl Query for Chain<'_, '_> {
     type SqlType = Integer;
 }
 
-impl QueryId for Chain<'_> {
+impl QueryId for Chain<'_, '_> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl RunQueryDsl<PgConnection> for Chain<'_> {}
+impl RunQueryDsl<PgConnection> for Chain<'_, '_> {}
 
 /// `INSERT ... ON CONFLICT DO NOTHING` (SQLite and PostgreSQL both speak it; diesel offers it
 /// per backend but not on a MultiConnection). The row count says whether the row was new. Unlike
@@ -711,7 +819,7 @@ mod tests {
     use diesel::connection::{Connection, InstrumentationEvent};
     use diesel::prelude::*;
 
-    use super::{Chain, Failure, InsertRows, Inserts, sqlite_text};
+    use super::{Chain, Failure, Guard, Guarded, InsertRows, Inserts, sqlite_text};
     use crate::db::schema::{order_event, outbox, product};
     use crate::db::{Backend, DbConn, KeepPreparedDsl};
     use crate::models::outbox::{NewOutboxEntry, OutboxEntry, WxTemplate};
@@ -774,7 +882,74 @@ mod tests {
         assert_eq!(rows(conn), (2, 1));
     }
 
-    crate::both_backends!(rows_are_added_only_with_a_change_and_on_postgresql_in_its_statement);
+    /// A stock UPDATE of the product `product_id` that applies while its stock is `stock`.
+    fn stock_guard(product_id: &str, stock: i64) -> Guard<'_> {
+        Guard::update(
+            diesel::update(
+                product::table.filter(product::product_id.eq(product_id)).filter(product::stock.eq(stock)),
+            )
+            .set(product::stock.eq(product::stock + 1))
+            .keep_prepared(),
+        )
+    }
+
+    fn guards_say_which_did_not_apply_and_on_postgresql_go_in_the_statement(backend: Backend) {
+        let database = TestDatabase::migrated(backend);
+        let conn = &mut database.location().establish().unwrap();
+        let stock = |conn: &mut DbConn, id: &str| -> i64 {
+            product::table.filter(product::product_id.eq(id)).select(product::stock).get_result(conn).unwrap()
+        };
+        let (first, second) = (stock(conn, "100010090091"), stock(conn, "100010090092"));
+        let run = |conn: &mut DbConn, product_id: &str, guards: Vec<Guard<'_>>| {
+            let update = diesel::update(product::table.filter(product::product_id.eq(product_id)))
+                .set(product::stock.eq(product::stock - 1))
+                .keep_prepared();
+            Inserts::default().run_if_guarded(conn, update, Failure::Propagated, guards).unwrap()
+        };
+        // What the caller does with anything but `Changed`: roll its transaction back.
+        let rolled_back = |conn: &mut DbConn, product_id: &str, guards: Vec<Guard<'_>>| {
+            let mut outcome = None;
+            let _ = conn.transaction::<(), diesel::result::Error, _>(|c| {
+                outcome = Some(run(c, product_id, guards));
+                Err(diesel::result::Error::RollbackTransaction)
+            });
+            outcome.unwrap()
+        };
+        let unchanged = rolled_back(conn, "no such product", vec![stock_guard("100010090092", second)]);
+        assert_eq!(unchanged, Guarded::Unchanged);
+
+        let both = vec![stock_guard("100010090092", second), stock_guard("100010090093", -1)];
+        let refused = rolled_back(conn, "100010090091", both);
+        assert_eq!(refused, Guarded::Refused(1), "the second guard did not apply");
+        assert_eq!(
+            (stock(conn, "100010090091"), stock(conn, "100010090092")),
+            (first, second),
+            "rolled back"
+        );
+
+        let sent = Arc::new(Mutex::new(0));
+        let seen = sent.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::StartQuery { .. } = event {
+                *seen.lock().unwrap() += 1;
+            }
+        });
+        let applied = run(conn, "100010090091", vec![stock_guard("100010090092", second)]);
+        assert_eq!(applied, Guarded::Changed);
+        assert_eq!((stock(conn, "100010090091"), stock(conn, "100010090092")), (first - 1, second + 1));
+        if backend == Backend::Postgres {
+            assert_eq!(
+                *sent.lock().unwrap(),
+                1 + 2,
+                "the UPDATE and its guard in one statement, then two reads"
+            );
+        }
+    }
+
+    crate::both_backends!(
+        rows_are_added_only_with_a_change_and_on_postgresql_in_its_statement,
+        guards_say_which_did_not_apply_and_on_postgresql_go_in_the_statement,
+    );
 
     /// One insert of each call site.
     fn every_kind_of_insert() -> Vec<InsertRows> {
@@ -848,7 +1023,8 @@ mod tests {
         let update = diesel::dsl::sql::<diesel::sql_types::Integer>("UPDATE t SET c = 1 RETURNING 1");
         let pg = |changed| {
             let mut sql = diesel::pg::PgQueryBuilder::default();
-            QueryFragment::<Pg>::to_sql(&Chain { changed, inserts: &inserts }, &mut sql, &Pg).unwrap();
+            QueryFragment::<Pg>::to_sql(&Chain { changed, guards: &[], inserts: &inserts }, &mut sql, &Pg)
+                .unwrap();
             sql.finish()
         };
         assert_eq!(
@@ -857,7 +1033,7 @@ mod tests {
         );
         assert_eq!(
             pg(Some(&update)),
-            "WITH changed AS (UPDATE t SET c = 1 RETURNING 1), s0 AS (INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, original_cents, discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, updated_at, team_id, channel) SELECT * FROM (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)) AS v WHERE EXISTS (SELECT FROM changed)), s1 AS (INSERT INTO pay_form (order_id, form) SELECT * FROM (VALUES ($17, $18)) AS v WHERE EXISTS (SELECT FROM changed)), s2 AS (INSERT INTO order_event (order_id, from_status, to_status, cause, detail, created_at) SELECT * FROM (VALUES ($19, $20, $21, $22, $23, $24)) AS v WHERE EXISTS (SELECT FROM changed)), s3 AS (INSERT INTO alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at, channel) SELECT * FROM (VALUES ($25, $26, $27, $28, $29, $30, $31, $32, $33)) AS v WHERE EXISTS (SELECT FROM changed) ON CONFLICT DO NOTHING), s4 AS (INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, created_at, updated_at) SELECT * FROM (VALUES ($34, $35, $36, $37, $38, $39, $40, $41, $42), ($43, $44, $45, $46, $47, $48, $49, $50, $51)) AS v WHERE EXISTS (SELECT FROM changed) ON CONFLICT DO NOTHING) SELECT 1 FROM changed"
+            "WITH changed AS (UPDATE t SET c = 1 RETURNING 1), s0 AS (INSERT INTO pay_order (order_id, user_id, openid, product_id, product_name, original_cents, discount_cents, total_cents, status, order_time, expire_at, next_query_at, query_attempts, updated_at, team_id, channel) SELECT * FROM (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)) AS v WHERE EXISTS (SELECT FROM changed)), s1 AS (INSERT INTO pay_form (order_id, form) SELECT * FROM (VALUES ($17, $18)) AS v WHERE EXISTS (SELECT FROM changed)), s2 AS (INSERT INTO order_event (order_id, from_status, to_status, cause, detail, created_at) SELECT * FROM (VALUES ($19, $20, $21, $22, $23, $24)) AS v WHERE EXISTS (SELECT FROM changed)), s3 AS (INSERT INTO alipay_notify (notify_id, out_trade_no, trade_status, raw, raw_sha256, verified, outcome, received_at, channel) SELECT * FROM (VALUES ($25, $26, $27, $28, $29, $30, $31, $32, $33)) AS v WHERE EXISTS (SELECT FROM changed) ON CONFLICT DO NOTHING), s4 AS (INSERT INTO outbox (kind, dedupe_key, order_id, payload, status, attempts, next_attempt_at, created_at, updated_at) SELECT * FROM (VALUES ($34, $35, $36, $37, $38, $39, $40, $41, $42), ($43, $44, $45, $46, $47, $48, $49, $50, $51)) AS v WHERE EXISTS (SELECT FROM changed) ON CONFLICT DO NOTHING) SELECT 0 FROM changed"
         );
     }
 

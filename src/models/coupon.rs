@@ -14,7 +14,7 @@ use diesel::dsl::case_when;
 use diesel::prelude::*;
 
 use crate::db::schema::{coupon_template, coupon_template_product, user_coupon};
-use crate::db::{DbConn, KeepPreparedDsl, Stamp, find_natively, load_natively};
+use crate::db::{DbConn, Guard, KeepPreparedDsl, Stamp, find_natively, load_natively};
 use crate::money::{short_yuan, zhe};
 
 /// What a coupon takes off.
@@ -397,32 +397,26 @@ pub fn of_user(conn: &mut DbConn, user_id: i64) -> QueryResult<Vec<UserCouponWit
 
 /// AVAILABLE -> LOCKED for `order_id`: only the shopper's own coupon, available and valid at
 /// `at`, and only if no other coupon is locked for the order (the unique index
-/// `user_coupon_locked_order` refuses a second; that is an error, not `false`). Whether this
-/// caller locked it.
-pub fn lock(
-    conn: &mut DbConn,
-    coupon_id: i64,
-    user_id: i64,
-    order_id: &str,
-    at: NaiveDateTime,
-) -> QueryResult<bool> {
-    diesel::update(
-        user_coupon::table
-            .filter(user_coupon::coupon_id.eq(coupon_id))
-            .filter(user_coupon::user_id.eq(user_id))
-            .filter(user_coupon::status.eq(CouponStatus::Available.as_str()))
-            .filter(user_coupon::valid_from.le(Stamp(at)))
-            .filter(user_coupon::valid_until.gt(Stamp(at))),
+/// `user_coupon_locked_order` refuses a second; that is an error, not a refusal). It applies
+/// when this caller locked it.
+pub fn lock(coupon_id: i64, user_id: i64, order_id: &str, at: NaiveDateTime) -> Guard<'_> {
+    Guard::update(
+        diesel::update(
+            user_coupon::table
+                .filter(user_coupon::coupon_id.eq(coupon_id))
+                .filter(user_coupon::user_id.eq(user_id))
+                .filter(user_coupon::status.eq(CouponStatus::Available.as_str()))
+                .filter(user_coupon::valid_from.le(Stamp(at)))
+                .filter(user_coupon::valid_until.gt(Stamp(at))),
+        )
+        .set((
+            user_coupon::status.eq(CouponStatus::Locked.as_str()),
+            user_coupon::locked_order_id.eq(order_id),
+            user_coupon::locked_at.eq(Stamp(at)),
+            user_coupon::updated_at.eq(Stamp(at)),
+        ))
+        .keep_prepared(),
     )
-    .set((
-        user_coupon::status.eq(CouponStatus::Locked.as_str()),
-        user_coupon::locked_order_id.eq(order_id),
-        user_coupon::locked_at.eq(Stamp(at)),
-        user_coupon::updated_at.eq(Stamp(at)),
-    ))
-    .keep_prepared()
-    .execute(conn)
-    .map(|n| n == 1)
 }
 
 /// LOCKED for `order_id` -> USED by it, once its payment is recorded (also past `valid_until`:

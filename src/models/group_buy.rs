@@ -15,7 +15,7 @@ use crate::db::schema::{
     crowd_tag_member, group_buy_activity, group_buy_member, group_buy_take, group_buy_team,
 };
 use crate::db::{
-    DbConn, IndexCondition, InsertRows, KeepPrepared, KeepPreparedDsl, Stamp, Value, find_natively,
+    DbConn, Guard, IndexCondition, InsertRows, KeepPrepared, KeepPreparedDsl, Stamp, Value, find_natively,
     load_natively,
 };
 
@@ -380,22 +380,22 @@ pub fn team_row(new: &NewTeam) -> InsertRows {
 }
 
 /// Takes a seat: `lock_count + 1` while the team is PROGRESS, below its target and open past
-/// `joinable_until`. Whether a seat was taken (the last seat goes to one caller only).
-pub fn take_seat(conn: &mut DbConn, team_id: &str, joinable_until: NaiveDateTime) -> QueryResult<bool> {
-    diesel::update(
-        group_buy_team::table
-            .filter(group_buy_team::team_id.eq(team_id))
-            .filter(group_buy_team::status.eq(TeamStatus::Progress.as_str()))
-            .filter(group_buy_team::lock_count.lt(group_buy_team::target_count))
-            .filter(group_buy_team::expires_at.gt(Stamp(joinable_until))),
+/// `joinable_until`; it applies when a seat was taken (the last seat goes to one caller only).
+pub fn take_seat(team_id: &str, joinable_until: NaiveDateTime) -> Guard<'_> {
+    Guard::update(
+        diesel::update(
+            group_buy_team::table
+                .filter(group_buy_team::team_id.eq(team_id))
+                .filter(group_buy_team::status.eq(TeamStatus::Progress.as_str()))
+                .filter(group_buy_team::lock_count.lt(group_buy_team::target_count))
+                .filter(group_buy_team::expires_at.gt(Stamp(joinable_until))),
+        )
+        .set((
+            group_buy_team::lock_count.eq(group_buy_team::lock_count + 1),
+            group_buy_team::updated_at.eq(Stamp(now())),
+        ))
+        .keep_prepared(),
     )
-    .set((
-        group_buy_team::lock_count.eq(group_buy_team::lock_count + 1),
-        group_buy_team::updated_at.eq(Stamp(now())),
-    ))
-    .keep_prepared()
-    .execute(conn)
-    .map(|n| n == 1)
 }
 
 /// A seat of a PROGRESS team given back: `lock_count - 1`, and `paid_count - 1` for a paid
@@ -707,13 +707,10 @@ pub fn member_paid(conn: &mut DbConn, order_id: &str, paid_at: NaiveDateTime) ->
     .map(|n| n == 1)
 }
 
-/// One more seat held by the shopper in the activity, while below `take_limit`; whether it was
-/// taken. One statement, an upsert (`ON CONFLICT ... DO UPDATE ... WHERE`), on the backend's own
-/// connection: the MultiConnection builds no ON CONFLICT clause.
-pub fn take(conn: &mut DbConn, activity_id: i64, user_id: i64, take_limit: i32) -> QueryResult<bool> {
-    if take_limit < 1 {
-        return Ok(false);
-    }
+/// One more seat held by the shopper in the activity, while below `take_limit`; it applies when
+/// the seat was taken. One statement, an upsert (`ON CONFLICT ... DO UPDATE ... WHERE`), on the
+/// backend's own connection: the MultiConnection builds no ON CONFLICT clause.
+pub fn take<'a>(activity_id: i64, user_id: i64, take_limit: i32) -> Guard<'a> {
     let upsert = diesel::insert_into(group_buy_take::table)
         .values((
             group_buy_take::activity_id.eq(activity_id),
@@ -726,9 +723,7 @@ pub fn take(conn: &mut DbConn, activity_id: i64, user_id: i64, take_limit: i32) 
     // The DO UPDATE's own WHERE (diesel's `FilterDsl` on an upsert).
     let below_limit =
         diesel::query_dsl::methods::FilterDsl::filter(upsert, group_buy_take::held.lt(take_limit));
-    let taken: Vec<i32> =
-        load_natively(conn, KeepPrepared::native(below_limit.returning(group_buy_take::held)))?;
-    Ok(!taken.is_empty())
+    Guard::returning(KeepPrepared::native(below_limit.returning(group_buy_take::held)))
 }
 
 /// One seat fewer held by the shopper in the activity (its seat was released or refunded).
@@ -813,9 +808,9 @@ mod tests {
             assert!(super::find_activity(&mut conn, 100_123).unwrap().is_some());
             assert!(super::find_team(&mut conn, "T1").unwrap().is_some());
             assert!(!super::holds_seat(&mut conn, "T1", user_id, None).unwrap());
-            assert!(super::take_seat(&mut conn, "T1", at).unwrap());
-            assert!(super::take(&mut conn, 100_123, user_id, 1).unwrap());
-            assert!(!super::take(&mut conn, 100_123, user_id, 1).unwrap(), "the limit");
+            assert!(super::take_seat("T1", at).apply(&mut conn).unwrap());
+            assert!(super::take(100_123, user_id, 1).apply(&mut conn).unwrap());
+            assert!(!super::take(100_123, user_id, 1).apply(&mut conn).unwrap(), "the limit");
         }
         let prepared = prepared.lock().unwrap();
         assert_eq!(prepared.len(), 6, "each statement prepared once, then reused: {prepared:#?}");

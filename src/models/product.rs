@@ -1,7 +1,7 @@
 use diesel::prelude::*;
 
 use crate::db::schema::product;
-use crate::db::{DbConn, Failure, Inserts, KeepPreparedDsl};
+use crate::db::{DbConn, Failure, Guard, Guarded, Inserts, KeepPreparedDsl};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = product)]
@@ -55,15 +55,18 @@ pub fn reserve_one(conn: &mut DbConn, product_id: &str) -> QueryResult<Option<(S
 }
 
 /// Reserves one unit at `price_cents` (the price a payment form was signed with) and, only
-/// then, runs `with` (the order and its timeline row), all or nothing; `false` when the product
-/// is unknown, sold out, not on sale or priced otherwise now. An insert that fails (the shopper's
-/// open order, made meanwhile) undoes the reservation too.
+/// then, runs `with` (the order and its timeline row) and `guards` (a marketing order's seat,
+/// take and coupon lock), all or nothing; `Unchanged` when the product is unknown, sold out, not
+/// on sale or priced otherwise now. An insert that fails (the shopper's open order, made
+/// meanwhile) undoes the reservation too; with guards, only inside a transaction that the
+/// caller rolls back unless this returns `Changed` ([`Inserts::run_if_guarded`]).
 pub fn reserve_at_price(
     conn: &mut DbConn,
     product_id: &str,
     price_cents: i64,
     with: &Inserts,
-) -> QueryResult<bool> {
+    guards: Vec<Guard<'_>>,
+) -> QueryResult<Guarded> {
     let update = diesel::update(
         product::table
             .filter(product::product_id.eq(product_id))
@@ -73,7 +76,7 @@ pub fn reserve_at_price(
     )
     .set(product::stock.eq(product::stock - 1))
     .keep_prepared();
-    with.run_if_changed(conn, update, Failure::Handled)
+    with.run_if_guarded(conn, update, Failure::Handled, guards)
 }
 
 /// Puts one unit back (a closed order's reservation).

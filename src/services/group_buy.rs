@@ -3,7 +3,7 @@
 //! never disagree with their order.
 //!
 //! - placing a group order opens a team or takes one of its seats, with the shopper's take
-//!   ([`take_seat`], in `services::order::place`);
+//!   ([`seat_rows`] and [`seat_guards`], in `services::order::place`);
 //! - its payment is counted; the payment that fills the team completes it, and every member's
 //!   order goes `PAY_SUCCESS -> MARKET` with its delivery enqueued ([`count_payment`], in
 //!   `services::payment::record`); a payment too late for its team is refunded;
@@ -15,7 +15,7 @@
 use chrono::{Duration, NaiveDateTime};
 
 use crate::config::Settings;
-use crate::db::{DbConn, DbPool, Inserts, write_transaction};
+use crate::db::{DbConn, DbPool, Guard, Inserts, write_transaction};
 use crate::error::{AppError, AppResult};
 pub use crate::gateways::market::TeamNotice;
 use crate::models::group_buy::{
@@ -258,27 +258,33 @@ pub fn seat_rows(
     rows.add(group_buy::member_row(&team_id, activity.activity_id, shopper.user_id, order_id, at));
 }
 
-/// Inside the order-placing transaction, after [`seat_rows`] went in with the order: joining
-/// takes the last free seat in one conditional UPDATE (E0006 when none is left, or the team ends
-/// within `group_buy.min_join_window_secs`; a new team opened with its leader's seat taken); the
+/// What the order's seat needs besides its rows ([`seat_rows`]), as guards of the reservation
+/// that places it, each with the refusal it gives: joining takes the last free seat in one
+/// conditional UPDATE (E0006 when none is left, or the team ends within
+/// `group_buy.min_join_window_secs`; a new team opened with its leader's seat taken); the
 /// shopper's take counts the seat (E0103 at the activity's limit).
-pub fn take_seat(
-    conn: &mut DbConn,
+pub fn seat_guards<'a>(
     settings: &Settings,
-    draft: &GroupBuyDraft,
+    draft: &'a GroupBuyDraft,
     shopper: &AppUser,
     at: NaiveDateTime,
-) -> AppResult<()> {
-    if let TeamSeat::Join { team_id, .. } = &draft.seat
-        && !group_buy::take_seat(conn, team_id, joinable_until(settings, at))?
-    {
-        return Err(GroupBuyRefusal::TeamClosed.into());
-    }
+) -> AppResult<Vec<(Guard<'a>, AppError)>> {
     let activity = &draft.activity;
-    if !group_buy::take(conn, activity.activity_id, shopper.user_id, activity.take_limit)? {
+    if activity.take_limit < 1 {
         return Err(GroupBuyRefusal::TakeLimit.into());
     }
-    Ok(())
+    let mut guards = Vec::with_capacity(2);
+    if let TeamSeat::Join { team_id, .. } = &draft.seat {
+        guards.push((
+            group_buy::take_seat(team_id, joinable_until(settings, at)),
+            GroupBuyRefusal::TeamClosed.into(),
+        ));
+    }
+    guards.push((
+        group_buy::take(activity.activity_id, shopper.user_id, activity.take_limit),
+        GroupBuyRefusal::TakeLimit.into(),
+    ));
+    Ok(guards)
 }
 
 /// What a group order's payment came to in its team.

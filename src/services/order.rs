@@ -11,7 +11,7 @@ use chrono::{Duration, NaiveDateTime};
 use crate::config::Settings;
 use serde::Serialize;
 
-use crate::db::{DbConn, DbPool, Inserts, isolated_write_transaction, write_transaction};
+use crate::db::{DbConn, DbPool, Guard, Guarded, Inserts, isolated_write_transaction, write_transaction};
 use crate::engine::Engine;
 use crate::error::{AppError, AppResult};
 use crate::gateways::Gateways;
@@ -438,7 +438,7 @@ pub fn place(conn: &mut DbConn, settings: &Settings, signed: &SignedOrder) -> Ap
         "order placed, stock reserved, payment form issued",
     ));
     let placed = match (&draft.coupon, &draft.group_buy) {
-        (None, None) => reserve(conn, draft, &rows),
+        (None, None) => reserve(conn, draft, &rows, Vec::new()),
         _ => isolated_write_transaction(conn, |c| place_marketed(c, settings, signed, rows)),
     };
     match placed {
@@ -468,18 +468,26 @@ pub fn place(conn: &mut DbConn, settings: &Settings, signed: &SignedOrder) -> Ap
 }
 
 /// One unit reserved at the draft's list price, and then `rows`.
-fn reserve(conn: &mut DbConn, draft: &OrderDraft, rows: &Inserts) -> Result<(), NotPlaced> {
-    match product::reserve_at_price(conn, &draft.product.product_id, draft.price.total_cents, rows)? {
-        true => Ok(()),
-        false => Err(NotPlaced::Moved),
+/// Reserves the unit with the order's `rows` and `guards`, each with the refusal it gives.
+fn reserve(
+    conn: &mut DbConn,
+    draft: &OrderDraft,
+    rows: &Inserts,
+    guards: Vec<(Guard<'_>, AppError)>,
+) -> Result<(), NotPlaced> {
+    let (guards, mut refusals): (Vec<_>, Vec<_>) = guards.into_iter().unzip();
+    match product::reserve_at_price(conn, &draft.product.product_id, draft.price.total_cents, rows, guards)? {
+        Guarded::Changed => Ok(()),
+        Guarded::Unchanged => Err(NotPlaced::Moved),
+        Guarded::Refused(i) => Err(NotPlaced::Refused(refusals.swap_remove(i))),
     }
 }
 
 /// [`place`] for an order with a coupon or a group buy, inside its transaction: priced again
 /// with the activity's row as it is now, the coupon as priced and the product as priced, whose
 /// list price the reservation then checks; reserved with the order's rows and those of its
-/// discounts, team and seat (on PostgreSQL one statement); its seat and take counted; the coupon
-/// locked. The coupon is not read again: what of its row the price depends on (owner,
+/// discounts, team and seat, and with its guards: the seat and take counted, the coupon locked
+/// (on PostgreSQL all one statement). The coupon is not read again: what of its row the price depends on (owner,
 /// status, validity) is the lock's condition, and its template and scope are never edited.
 fn place_marketed(
     conn: &mut DbConn,
@@ -502,21 +510,18 @@ fn place_marketed(
     if let Some(discount_rows) = order_discount::rows(&signed.order_id, &discounts, draft.at) {
         rows.add(discount_rows);
     }
+    let mut guards = Vec::new();
     if let Some(group) = &group {
         group_buy::seat_rows(group, &draft.shopper, &signed.order_id, draft.at, &mut rows);
-    }
-    reserve(conn, draft, &rows)?;
-    if let Some(group) = &group {
-        group_buy::take_seat(conn, settings, group, &draft.shopper, draft.at)?;
+        guards = group_buy::seat_guards(settings, group, &draft.shopper, draft.at)?;
     }
     // A coupon that takes nothing off (the price at its least already) is not spent.
     let applied = price.applied.iter().any(|d| d.discount_type == DiscountType::Coupon);
-    if let Some(coupon) = draft.coupon.as_ref().filter(|_| applied)
-        && !coupon::lock(conn, coupon.coupon.coupon_id, draft.shopper.user_id, &signed.order_id, draft.at)?
-    {
-        return Err(AppError::from(CouponRefusal::NotAvailable).into());
+    if let Some(coupon) = draft.coupon.as_ref().filter(|_| applied) {
+        let lock = coupon::lock(coupon.coupon.coupon_id, draft.shopper.user_id, &signed.order_id, draft.at);
+        guards.push((lock, CouponRefusal::NotAvailable.into()));
     }
-    Ok(())
+    reserve(conn, draft, &rows, guards)
 }
 
 /// `CREATE|PAY_WAIT -> CLOSE`, releasing the reserved stock, the coupon and the group-buy seat.

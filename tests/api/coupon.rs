@@ -183,7 +183,7 @@ fn the_trial_prices_with_a_coupon_or_says_why_not(backend: Backend) {
     let expired = shopper.get("/api/v1/coupons?status=EXPIRED").json();
     assert_eq!(expired["data"][0]["couponId"], zj, "an available coupon past its window reads as expired");
 
-    assert!(coupon::lock(&mut app.db.connect(), mj, user_id(&app, "o-trial"), "O-1", now()).unwrap());
+    assert!(coupon::lock(mj, user_id(&app, "o-trial"), "O-1", now()).apply(&mut app.db.connect()).unwrap());
     let reply = shopper.post_json("/api/v1/price/trial", &json!({"productId": UMBRELLA, "couponId": mj}));
     assert_eq!(reply.status, 409);
     refused_with(&reply.json(), "C0002", "优惠券不可用");
@@ -205,10 +205,10 @@ fn a_coupon_locks_for_one_order_and_is_used_or_released_once(backend: Backend) {
     let (first, second) = (claimed(&mut shopper, 9003), claimed(&mut shopper, 9003));
     let mut conn = app.db.connect();
 
-    assert!(!coupon::lock(&mut conn, first, me + 1, "O-1", now()).unwrap(), "not someone else's");
-    assert!(coupon::lock(&mut conn, first, me, "O-1", now()).unwrap());
-    assert!(!coupon::lock(&mut conn, first, me, "O-2", now()).unwrap(), "locked once");
-    assert!(coupon::lock(&mut conn, second, me, "O-1", now()).is_err(), "one coupon per order");
+    assert!(!coupon::lock(first, me + 1, "O-1", now()).apply(&mut conn).unwrap(), "not someone else's");
+    assert!(coupon::lock(first, me, "O-1", now()).apply(&mut conn).unwrap());
+    assert!(!coupon::lock(first, me, "O-2", now()).apply(&mut conn).unwrap(), "locked once");
+    assert!(coupon::lock(second, me, "O-1", now()).apply(&mut conn).is_err(), "one coupon per order");
     let list = shopper.get("/api/v1/coupons?status=LOCKED").json();
     assert_eq!(list["data"][0]["lockedOrderId"], "O-1");
 
@@ -218,7 +218,7 @@ fn a_coupon_locks_for_one_order_and_is_used_or_released_once(backend: Backend) {
     assert_eq!(status_of(&app, first), "AVAILABLE");
 
     // Paid: USED, once; a release for the order then changes nothing.
-    assert!(coupon::lock(&mut conn, first, me, "O-3", now()).unwrap());
+    assert!(coupon::lock(first, me, "O-3", now()).apply(&mut conn).unwrap());
     assert!(coupon::mark_used(&mut conn, "O-3").unwrap());
     assert!(!coupon::mark_used(&mut conn, "O-3").unwrap());
     assert!(!coupon::release(&mut conn, "O-3", now()).unwrap());
@@ -231,11 +231,11 @@ fn a_coupon_locks_for_one_order_and_is_used_or_released_once(backend: Backend) {
     assert_eq!(status_of(&app, first), "AVAILABLE");
 
     // Closed after its window ended: EXPIRED, and it cannot be locked again.
-    assert!(coupon::lock(&mut conn, second, me, "O-4", now()).unwrap());
+    assert!(coupon::lock(second, me, "O-4", now()).apply(&mut conn).unwrap());
     let later = now() + chrono::Duration::days(31);
     assert!(coupon::release(&mut conn, "O-4", later).unwrap());
     assert_eq!(status_of(&app, second), "EXPIRED");
-    assert!(!coupon::lock(&mut conn, first, me, "O-5", later).unwrap(), "past its window");
+    assert!(!coupon::lock(first, me, "O-5", later).apply(&mut conn).unwrap(), "past its window");
 }
 
 fn the_coupon_centre_shows_claims_and_my_coupons(backend: Backend) {
