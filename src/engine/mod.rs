@@ -6,8 +6,8 @@
 //!   writes off the hot paths.
 //! - [`Engine::write`]: the hot paths' writes (orders, payments): on SQLite the next batch of the
 //!   group-committing [`writer::Writer`], on PostgreSQL like `run`.
-//! - [`Engine::sign_then_write`]: a payment form signed on the [`signing::SigningThreads`], then
-//!   its order written; for the checkout only.
+//! - [`Engine::then_write`]: a payment form signed on the [`signing::SigningThreads`], or a
+//!   WeChat Pay order opened on a call-out thread, then its order written; for the checkout only.
 //! - [`Engine::call_out`]: work that calls a gateway over HTTP, on the call-out threads.
 //!
 //! The rule for gateways: work never holds a pooled connection while a gateway answers; it takes
@@ -26,10 +26,12 @@ use crate::error::AppError;
 use signing::SigningThreads;
 use writer::Writer;
 
-/// Where the first step of a `…_then_write` runs.
+/// Where the first step of [`Engine::then_write`] runs.
 #[derive(Clone, Copy)]
-enum Thread {
+pub(crate) enum Thread {
+    /// The signing threads ([`signing::SigningThreads`]).
     Signing,
+    /// The call-out threads ([`on_call_out_thread`]).
     CallOut,
 }
 
@@ -97,39 +99,12 @@ impl Engine {
         }
     }
 
-    /// Runs `sign` on a signing thread, then `write` with what it signed. On PostgreSQL the
-    /// signing thread writes too, on a pooled connection (two wake-ups fewer); on SQLite the
-    /// write goes to the writer's next batch, as [`Engine::write`]
-    /// (docs/PERFORMANCE.md, "Signing threads").
-    pub(crate) async fn sign_then_write<S, T, F>(
-        &self,
-        sign: impl FnOnce() -> S + Send + 'static,
-        write: F,
-    ) -> Result<T, AppError>
-    where
-        S: Send + 'static,
-        T: Send + 'static,
-        F: FnOnce(&mut DbConn, S) -> Result<T, AppError> + Send + 'static,
-    {
-        self.then_write(Thread::Signing, move || Ok(sign()), write).await
-    }
-
-    /// Runs `call` (a call out over HTTP) on a call-out thread, then `write` with what it
-    /// brought back, where [`Engine::sign_then_write`] writes; a failed call writes nothing.
-    pub(crate) async fn call_out_then_write<S, T, F>(
-        &self,
-        call: impl FnOnce() -> Result<S, AppError> + Send + 'static,
-        write: F,
-    ) -> Result<T, AppError>
-    where
-        S: Send + 'static,
-        T: Send + 'static,
-        F: FnOnce(&mut DbConn, S) -> Result<T, AppError> + Send + 'static,
-    {
-        self.then_write(Thread::CallOut, call, write).await
-    }
-
-    async fn then_write<S, T, F>(
+    /// Runs `first` on `thread` (a signature on a signing thread, a call out on a call-out
+    /// thread), then `write` with what it made; when `first` fails nothing is written. On
+    /// PostgreSQL that thread writes too, on a pooled connection (two wake-ups fewer); on SQLite
+    /// the write goes to the writer's next batch, as [`Engine::write`] (docs/PERFORMANCE.md,
+    /// "Signing threads").
+    pub(crate) async fn then_write<S, T, F>(
         &self,
         thread: Thread,
         first: impl FnOnce() -> Result<S, AppError> + Send + 'static,

@@ -6,7 +6,7 @@
 //! finished late; here they finish one after another. And a signature gives way to the short
 //! steps around it (an HTTP worker, the SQLite writer), which would otherwise wait for a slice
 //! of a core behind it. On PostgreSQL the write a signature is for follows it on the same
-//! thread ([`crate::engine::Engine::sign_then_write`]): one round trip, while the other core
+//! thread ([`crate::engine::Engine::then_write`]): one round trip, while the other core
 //! signs.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

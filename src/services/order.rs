@@ -12,7 +12,7 @@ use crate::config::Settings;
 use serde::Serialize;
 
 use crate::db::{DbConn, DbPool, Guard, Guarded, Inserts, isolated_write_transaction, write_transaction};
-use crate::engine::Engine;
+use crate::engine::{Engine, Thread};
 use crate::error::{AppError, AppResult};
 use crate::gateways::Gateways;
 use crate::gateways::alipay::{AlipayClient, Cashier, PagePay};
@@ -145,19 +145,16 @@ pub async fn checkout(
         let placed = match purchase.method {
             PayMethod::Alipay(cashier) => {
                 let alipay = gateways.alipay.clone();
-                engine.sign_then_write(move || draft.sign(number, &alipay, cashier), placing).await?
+                let sign = move || Ok(draft.sign(number, &alipay, cashier));
+                engine.then_write(Thread::Signing, sign, placing).await?
             }
             method => {
                 let wechat_pay = gateways
                     .wechat_pay
                     .clone()
                     .ok_or_else(|| AppError::Conflict("暂不支持微信支付".into()))?;
-                engine
-                    .call_out_then_write(
-                        move || draft.open_at_wechat_pay(number, &wechat_pay, method),
-                        placing,
-                    )
-                    .await?
+                let open = move || draft.open_at_wechat_pay(number, &wechat_pay, method);
+                engine.then_write(Thread::CallOut, open, placing).await?
             }
         };
         match placed {
