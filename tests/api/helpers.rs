@@ -484,17 +484,28 @@ impl TestApp {
     /// A `TRANSACTION.SUCCESS` notification of `transaction`, its resource encrypted under the
     /// sandbox's APIv3 key.
     pub fn wx_notification(&self, transaction: &serde_json::Value) -> String {
+        self.wx_notification_of("TRANSACTION.SUCCESS", "transaction", transaction)
+    }
+
+    /// A notification of `event_type` whose resource, of `original_type`, is `resource`,
+    /// encrypted under the sandbox's APIv3 key.
+    pub fn wx_notification_of(
+        &self,
+        event_type: &str,
+        original_type: &str,
+        resource: &serde_json::Value,
+    ) -> String {
         let key = ApiV3Key::new(self.settings.wechat_pay.api_v3_key.expose().as_bytes()).expect("APIv3 key");
         let nonce = paymall::random::token_hex(6);
         let ciphertext =
-            key.encrypt(&nonce, "transaction", transaction.to_string().as_bytes()).expect("encryption");
+            key.encrypt(&nonce, original_type, resource.to_string().as_bytes()).expect("encryption");
         serde_json::json!({
             "id": format!("test-{}", paymall::random::token_hex(8)),
             "create_time": format_time(paymall::models::now()),
-            "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
+            "resource_type": "encrypt-resource", "event_type": event_type, "summary": "通知",
             "resource": {
-                "original_type": "transaction", "algorithm": AEAD_ALGORITHM,
-                "ciphertext": ciphertext, "associated_data": "transaction", "nonce": nonce,
+                "original_type": original_type, "algorithm": AEAD_ALGORITHM,
+                "ciphertext": ciphertext, "associated_data": original_type, "nonce": nonce,
             },
         })
         .to_string()

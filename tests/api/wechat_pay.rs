@@ -280,6 +280,52 @@ fn a_refund_asked_twice_is_made_once(backend: Backend) {
     assert_eq!(app.stock(GIFT), stock + 1);
 }
 
+/// A refund notification settles nothing by itself: a forged one is refused like a forged
+/// payment, and a genuine one for an order nobody asked to refund only makes the refunds due
+/// now, of which there are none: the delivered order, its stock and WeChat Pay's trade stay
+/// as they were.
+fn a_refund_notification_moves_no_money_by_itself(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let mut shopper = app.login("o-wx-refund-notice");
+    let (order_id, code_url) = app.wechat_native(&mut shopper, json!({ "productId": GIFT }));
+    app.scan_and_pay(&code_url, "o-wx-refund-notice");
+    app.wait_for_status(&mut shopper, &order_id, "PAY_SUCCESS");
+    app.worker.tick();
+    app.wait_for_status(&mut shopper, &order_id, "DEAL_DONE");
+    let stock = app.stock(GIFT);
+    let total = total_cents(&app, &order_id);
+    let refund = json!({
+        "mchid": app.settings.wechat_pay.mch_id, "out_trade_no": order_id,
+        "transaction_id": format!("42000{order_id}"), "out_refund_no": format!("R{order_id}"),
+        "refund_id": "50300000000000000001", "refund_status": "SUCCESS",
+        "user_received_account": "支付用户零钱",
+        "amount": { "total": total, "refund": total, "payer_total": total, "payer_refund": total },
+    });
+    let body = app.wx_notification_of("REFUND.SUCCESS", "refund", &refund);
+    let now = chrono::Utc::now().timestamp();
+    let forged = SignedHeaders {
+        signature: app.wx_signed("another body", now).signature,
+        ..app.wx_signed(&body, now)
+    };
+    let reply = app.post_wx_notify(&forged, &body);
+    assert!(!(200..300).contains(&reply.status), "forged: {} {}", reply.status, reply.body);
+    assert_eq!(reply.json()["code"], "FAIL");
+    assert_eq!(
+        count(&app, "alipay_notify WHERE channel = 'WECHAT_PAY' AND NOT verified"),
+        1,
+        "stored as refused"
+    );
+
+    let reply = app.post_wx_notify(&app.wx_signed(&body, now), &body);
+    assert!((200..300).contains(&reply.status), "genuine: {} {}", reply.status, reply.body);
+    app.worker.tick();
+    assert_eq!(app.order_status(&mut shopper, &order_id), "DEAL_DONE");
+    assert_eq!(app.stock(GIFT), stock);
+    assert!(app.wechat_refunds(&order_id).is_empty(), "nothing refunded at WeChat Pay");
+    assert_eq!(count(&app, "outbox WHERE kind = 'delivery'"), 1, "the delivery's entry, and only it");
+    assert_eq!(count(&app, "outbox WHERE kind = 'refund'"), 0, "no refund enqueued");
+}
+
 /// 直减5 on the tea: WeChat Pay is asked for the discounted total, and the payment uses the coupon.
 fn a_coupon_order_is_paid_with_wechat_pay(backend: Backend) {
     const TEA: &str = "100010090092";
@@ -350,6 +396,7 @@ both_backends!(
     a_dropped_notification_is_found_by_the_query,
     an_unpaid_order_closes_at_wechat_pay_then_locally,
     a_refund_asked_twice_is_made_once,
+    a_refund_notification_moves_no_money_by_itself,
     a_coupon_order_is_paid_with_wechat_pay,
     a_group_buy_team_forms_with_wechat_pay
 );
