@@ -252,16 +252,22 @@ fn an_unpaid_order_closes_at_wechat_pay_then_locally(backend: Backend) {
     assert!(status == "PAY_SUCCESS" || status == "DEAL_DONE", "paid at WeChat Pay, so not closed: {status}");
 }
 
+/// A WeChat Pay Native order of the gift, paid by `openid` at the sandbox and delivered.
+fn delivered_order(app: &TestApp, shopper: &mut Browser, openid: &str) -> String {
+    let (order_id, code_url) = app.wechat_native(shopper, json!({ "productId": GIFT }));
+    app.scan_and_pay(&code_url, openid);
+    app.wait_for_status(shopper, &order_id, "PAY_SUCCESS");
+    app.worker.tick();
+    app.wait_for_status(shopper, &order_id, "DEAL_DONE");
+    order_id
+}
+
 /// The admin's Refund pressed twice: one refund at WeChat Pay (answered PROCESSING, then
 /// notified SUCCESS), the order REFUNDED and its stock back.
 fn a_refund_asked_twice_is_made_once(backend: Backend) {
     let app = TestApp::spawn(backend);
     let mut shopper = app.login("o-wx-refund");
-    let (order_id, code_url) = app.wechat_native(&mut shopper, json!({ "productId": GIFT }));
-    app.scan_and_pay(&code_url, "o-wx-refund");
-    app.wait_for_status(&mut shopper, &order_id, "PAY_SUCCESS");
-    app.worker.tick();
-    app.wait_for_status(&mut shopper, &order_id, "DEAL_DONE");
+    let order_id = delivered_order(&app, &mut shopper, "o-wx-refund");
     let stock = app.stock(GIFT);
     let mut admin = app.admin();
     let csrf = admin.csrf(&format!("/admin/orders/{order_id}"));
@@ -287,11 +293,7 @@ fn a_refund_asked_twice_is_made_once(backend: Backend) {
 fn a_refund_notification_moves_no_money_by_itself(backend: Backend) {
     let app = TestApp::spawn(backend);
     let mut shopper = app.login("o-wx-refund-notice");
-    let (order_id, code_url) = app.wechat_native(&mut shopper, json!({ "productId": GIFT }));
-    app.scan_and_pay(&code_url, "o-wx-refund-notice");
-    app.wait_for_status(&mut shopper, &order_id, "PAY_SUCCESS");
-    app.worker.tick();
-    app.wait_for_status(&mut shopper, &order_id, "DEAL_DONE");
+    let order_id = delivered_order(&app, &mut shopper, "o-wx-refund-notice");
     let stock = app.stock(GIFT);
     let total = total_cents(&app, &order_id);
     let refund = json!({
