@@ -23,11 +23,11 @@
 //!   `reserve_at_price`, `release_one`, `update`), `models::login` (`record_scan`, `consume`,
 //!   `lease`, `store_and_release`), `AppUser::record_login`, and as [`Guard`]s of the checkout's
 //!   reservation (`Inserts::run_if_guarded`, their own CTEs on PostgreSQL) `models::coupon::lock`
-//!   and `models::group_buy` (`take_seat`, and `take`, an upsert).
+//!   and `models::group_buy` (`take_seat`, `take`, an upsert, and `still_effective`, a read).
 //! - [`find_natively!`] and [`load_natively`] for reads: the checkout's reads, which run on
 //!   SQLite's one writer ("Statements kept prepared"): `Order::checkout_start`,
-//!   `models::coupon::find_coupon`, `models::group_buy` (`find_activity`, `find_team`,
-//!   `holds_seat`).
+//!   `models::coupon` (`find_coupon`, `with_scope`), `models::group_buy` (`find_activity`,
+//!   `find_team`, `held_seat`).
 //! - [`StatusIn`]: order statuses written into the SQL ("Statements kept prepared"): `Order`
 //!   (`checkout_start`, `transition`, `mark_paid`, `pay_waiting`, `due`).
 //! - [`StatusNotIn`]: the condition of the partial index `pay_order_by_settled_status`, repeated
@@ -59,7 +59,7 @@ use diesel::sqlite::Sqlite;
 use diesel::{AsExpression, Column, PgConnection, QueryResult, RunQueryDsl, SqliteConnection, Table};
 
 use super::schema::pay_order;
-use super::{DbConn, MultiBackend, isolated_write_transaction, write_transaction};
+use super::{DbConn, MultiBackend, in_transaction, isolated_write_transaction, write_transaction};
 use crate::models::order::OrderStatus;
 
 /// A column's value in [`InsertRows`], bound as a parameter.
@@ -378,7 +378,9 @@ impl Inserts {
         match conn {
             DbConn::Pg(_) if self.statements.is_empty() => Ok(()),
             DbConn::Pg(c) => {
-                Chain { changed: None, guards: &[], inserts: &self.statements }.execute(c).map(drop)
+                Chain { changed: None, guards: &[], inserts: &self.statements, ending: Ending::Applied }
+                    .execute(c)
+                    .map(drop)
             }
             DbConn::Sqlite(c) => {
                 for statement in &self.statements {
@@ -409,11 +411,13 @@ impl Inserts {
     }
 
     /// [`Inserts::run_if_changed`] with `guards`, the other changes that must apply with the
-    /// UPDATE: on PostgreSQL they are CTEs of the same statement, on SQLite they run after the
-    /// inserts, in their order, until one does not apply. Only inside a transaction that the
-    /// caller rolls back unless this returns [`Guarded::Changed`]: on PostgreSQL every guard runs
-    /// with the UPDATE, whatever either comes to, and by a refusal the UPDATE and the inserts
-    /// have run on both backends.
+    /// UPDATE, all or nothing: by a refusal nothing stays. On PostgreSQL outside a transaction
+    /// they are CTEs of the UPDATE's one statement, which fails unless everything applied (see
+    /// [`Chain`]), so that PostgreSQL undoes all of it with no `BEGIN`/`COMMIT`; only then, to
+    /// say what did not apply, the statement runs again in a transaction (or a savepoint) that
+    /// keeps it only if it all applied now. SQLite, and PostgreSQL inside a transaction, take
+    /// that second way at once; on SQLite the guards run after the inserts, in their order,
+    /// until one does not apply.
     pub fn run_if_guarded<'q, T: Table, U, V>(
         &self,
         conn: &mut DbConn,
@@ -426,17 +430,37 @@ impl Inserts {
         KeepPrepared<Returning<UpdateStatement<T, U, V>, SqlLiteral<Integer>>>:
             LoadQuery<'q, SqliteConnection, i32> + LoadQuery<'q, PgConnection, i32>,
     {
+        let unguarded = guards.is_empty();
+        let in_a_transaction = in_transaction(conn)?;
         if let DbConn::Pg(c) = conn {
             let counted = update.0.returning(sql::<Integer>("1"));
-            let chain = Chain { changed: Some(&counted), guards: &guards, inserts: &self.statements };
-            // 0 for the UPDATE, i + 1 for guard i: those that applied.
-            let applied = chain.load::<i32>(c)?;
-            let refused = (1..=guards.len()).find(|&i| !applied.iter().any(|&a| a as usize == i));
-            return Ok(match refused {
-                _ if !applied.contains(&0) => Guarded::Unchanged,
-                Some(i) => Guarded::Refused(i - 1),
-                None => Guarded::Changed,
-            });
+            let chain = |ending| Chain {
+                changed: Some(&counted),
+                guards: &guards,
+                inserts: &self.statements,
+                ending,
+            };
+            if unguarded {
+                let applied = chain(Ending::Applied).load::<i32>(c)?;
+                return Ok(if applied.is_empty() { Guarded::Unchanged } else { Guarded::Changed });
+            }
+            if !in_a_transaction {
+                match chain(Ending::AllOrFail).load::<i32>(c) {
+                    Ok(_) => return Ok(Guarded::Changed),
+                    Err(e) if !is_not_all_applied(&e) => return Err(e),
+                    Err(_) => {}
+                }
+            }
+            // A transaction, or a savepoint inside the caller's.
+            return kept(diesel::Connection::transaction(c, |c| {
+                let applied = chain(Ending::Applied).load::<i32>(c)?;
+                let refused = (1..=guards.len()).find(|&i| !applied.iter().any(|&a| a as usize == i));
+                keep_if_changed(match refused {
+                    _ if !applied.contains(&0) => Guarded::Unchanged,
+                    Some(i) => Guarded::Refused(i - 1),
+                    None => Guarded::Changed,
+                })
+            }));
         }
         let work = move |c: &mut DbConn| {
             if update.execute(c)? == 0 {
@@ -451,10 +475,49 @@ impl Inserts {
             Ok(Guarded::Changed)
         };
         match failure {
+            _ if !unguarded => kept(isolated_write_transaction(conn, |c| keep_if_changed(work(c)?))),
             Failure::Propagated => write_transaction(conn, work),
             Failure::Handled => isolated_write_transaction(conn, work),
         }
     }
+}
+
+/// Why a transaction of [`Inserts::run_if_guarded`] was undone.
+enum Undone {
+    /// Not everything applied.
+    Because(Guarded),
+    Failed(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Undone {
+    fn from(e: diesel::result::Error) -> Self {
+        Undone::Failed(e)
+    }
+}
+
+/// Keeps the transaction only when everything applied.
+fn keep_if_changed(guarded: Guarded) -> Result<Guarded, Undone> {
+    match guarded {
+        Guarded::Changed => Ok(Guarded::Changed),
+        other => Err(Undone::Because(other)),
+    }
+}
+
+/// What a transaction of [`keep_if_changed`] came to.
+fn kept(transaction: Result<Guarded, Undone>) -> QueryResult<Guarded> {
+    match transaction {
+        Ok(changed) => Ok(changed),
+        Err(Undone::Because(other)) => Ok(other),
+        Err(Undone::Failed(e)) => Err(e),
+    }
+}
+
+/// The text that fails a chain ending in [`Ending::AllOrFail`] (PostgreSQL cannot read it as an
+/// integer, and says so with the text in its message).
+const NOT_ALL_APPLIED: &str = "paymall: not all applied";
+
+fn is_not_all_applied(e: &diesel::result::Error) -> bool {
+    matches!(e, diesel::result::Error::DatabaseError(_, info) if info.message().contains(NOT_ALL_APPLIED))
 }
 
 /// What came of [`Inserts::run_if_guarded`].
@@ -529,12 +592,24 @@ pub enum Failure {
 
 /// `WITH s0 AS (first), s1 AS (second) last`: each runs once whether referenced or not. With
 /// `changed` (an UPDATE ... RETURNING 1): `WITH changed AS (update), g0 AS (guard), ...,
-/// s0 AS (first, guarded), ... SELECT 0 FROM changed UNION ALL SELECT 1 FROM g0 ...`, where
-/// every insert adds its rows only if the UPDATE returned one, and the numbers say what applied.
+/// s0 AS (first, guarded), ...` and its [`Ending`], where every insert adds its rows only if the
+/// UPDATE returned one.
 struct Chain<'s, 'g> {
     changed: Option<&'s dyn QueryFragment<Pg>>,
     guards: &'s [Guard<'g>],
     inserts: &'s [InsertRows],
+    ending: Ending,
+}
+
+/// What a [`Chain`] with `changed` ends in.
+#[derive(Clone, Copy)]
+enum Ending {
+    /// `SELECT 0 FROM changed UNION ALL SELECT 1 FROM g0 ...`: the numbers say what applied.
+    Applied,
+    /// One row, or the statement fails with [`NOT_ALL_APPLIED`] unless the UPDATE and every
+    /// guard applied. A statement is atomic: PostgreSQL then undoes every part of it. (A CASE
+    /// whose condition reads the CTEs is evaluated after them, and only then is its text cast.)
+    AllOrFail,
 }
 
 impl QueryFragment<Pg> for Chain<'_, '_> {
@@ -553,9 +628,20 @@ impl QueryFragment<Pg> for Chain<'_, '_> {
                 statement.walk_guarded(out.reborrow())?;
                 out.push_sql(")");
             }
-            out.push_sql(" SELECT 0 FROM changed");
-            for i in 0..self.guards.len() {
-                out.push_sql(&format!(" UNION ALL SELECT {} FROM g{i}", i + 1));
+            match self.ending {
+                Ending::Applied => {
+                    out.push_sql(" SELECT 0 FROM changed");
+                    for i in 0..self.guards.len() {
+                        out.push_sql(&format!(" UNION ALL SELECT {} FROM g{i}", i + 1));
+                    }
+                }
+                Ending::AllOrFail => {
+                    out.push_sql(" SELECT CAST(CASE WHEN EXISTS (SELECT FROM changed)");
+                    for i in 0..self.guards.len() {
+                        out.push_sql(&format!(" AND EXISTS (SELECT FROM g{i})"));
+                    }
+                    out.push_sql(&format!(" THEN '0' ELSE '{NOT_ALL_APPLIED}' END AS integer)"));
+                }
             }
             return Ok(());
         }
@@ -819,7 +905,7 @@ mod tests {
     use diesel::connection::{Connection, InstrumentationEvent};
     use diesel::prelude::*;
 
-    use super::{Chain, Failure, Guard, Guarded, InsertRows, Inserts, sqlite_text};
+    use super::{Chain, Ending, Failure, Guard, Guarded, InsertRows, Inserts, sqlite_text};
     use crate::db::schema::{order_event, outbox, product};
     use crate::db::{Backend, DbConn, KeepPreparedDsl};
     use crate::models::outbox::{NewOutboxEntry, OutboxEntry, WxTemplate};
@@ -893,62 +979,59 @@ mod tests {
         )
     }
 
-    fn guards_say_which_did_not_apply_and_on_postgresql_go_in_the_statement(backend: Backend) {
+    fn guards_apply_all_or_nothing_say_which_did_not_and_on_postgresql_go_in_the_statement(backend: Backend) {
         let database = TestDatabase::migrated(backend);
         let conn = &mut database.location().establish().unwrap();
         let stock = |conn: &mut DbConn, id: &str| -> i64 {
             product::table.filter(product::product_id.eq(id)).select(product::stock).get_result(conn).unwrap()
         };
         let (first, second) = (stock(conn, "100010090091"), stock(conn, "100010090092"));
+        let stocks = |conn: &mut DbConn| (stock(conn, "100010090091"), stock(conn, "100010090092"));
         let run = |conn: &mut DbConn, product_id: &str, guards: Vec<Guard<'_>>| {
             let update = diesel::update(product::table.filter(product::product_id.eq(product_id)))
                 .set(product::stock.eq(product::stock - 1))
                 .keep_prepared();
             Inserts::default().run_if_guarded(conn, update, Failure::Propagated, guards).unwrap()
         };
-        // What the caller does with anything but `Changed`: roll its transaction back.
-        let rolled_back = |conn: &mut DbConn, product_id: &str, guards: Vec<Guard<'_>>| {
-            let mut outcome = None;
-            let _ = conn.transaction::<(), diesel::result::Error, _>(|c| {
-                outcome = Some(run(c, product_id, guards));
-                Err(diesel::result::Error::RollbackTransaction)
-            });
-            outcome.unwrap()
-        };
-        let unchanged = rolled_back(conn, "no such product", vec![stock_guard("100010090092", second)]);
+        let unchanged = run(conn, "no such product", vec![stock_guard("100010090092", second)]);
         assert_eq!(unchanged, Guarded::Unchanged);
+        assert_eq!(stocks(conn), (first, second), "the guard that applied is undone");
 
-        let both = vec![stock_guard("100010090092", second), stock_guard("100010090093", -1)];
-        let refused = rolled_back(conn, "100010090091", both);
-        assert_eq!(refused, Guarded::Refused(1), "the second guard did not apply");
-        assert_eq!(
-            (stock(conn, "100010090091"), stock(conn, "100010090092")),
-            (first, second),
-            "rolled back"
-        );
+        let both = || vec![stock_guard("100010090092", second), stock_guard("100010090093", -1)];
+        assert_eq!(run(conn, "100010090091", both()), Guarded::Refused(1), "the second guard did not apply");
+        assert_eq!(stocks(conn), (first, second), "the UPDATE and the first guard are undone");
 
-        let sent = Arc::new(Mutex::new(0));
+        // Inside a caller's transaction, a savepoint: the refusal undoes only its own changes, and
+        // the transaction goes on (on PostgreSQL a failed statement would have ended it).
+        conn.transaction::<_, diesel::result::Error, _>(|c| {
+            diesel::update(product::table.filter(product::product_id.eq("100010090094")))
+                .set(product::stock.eq(product::stock + 1))
+                .execute(c)?;
+            assert_eq!(run(c, "100010090091", both()), Guarded::Refused(1));
+            assert_eq!(stocks(c), (first, second));
+            Ok(())
+        })
+        .unwrap();
+
+        let sent = Arc::new(Mutex::new(Vec::new()));
         let seen = sent.clone();
-        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
-            if let InstrumentationEvent::StartQuery { .. } = event {
-                *seen.lock().unwrap() += 1;
-            }
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| match event {
+            InstrumentationEvent::StartQuery { query, .. } => seen.lock().unwrap().push(query.to_string()),
+            InstrumentationEvent::BeginTransaction { .. } => seen.lock().unwrap().push("BEGIN".into()),
+            _ => {}
         });
         let applied = run(conn, "100010090091", vec![stock_guard("100010090092", second)]);
         assert_eq!(applied, Guarded::Changed);
-        assert_eq!((stock(conn, "100010090091"), stock(conn, "100010090092")), (first - 1, second + 1));
+        let sent = sent.lock().unwrap().clone();
+        assert_eq!(stocks(conn), (first - 1, second + 1));
         if backend == Backend::Postgres {
-            assert_eq!(
-                *sent.lock().unwrap(),
-                1 + 2,
-                "the UPDATE and its guard in one statement, then two reads"
-            );
+            assert_eq!(sent.len(), 1, "the UPDATE and its guard in one statement, no BEGIN: {sent:?}");
         }
     }
 
     crate::both_backends!(
         rows_are_added_only_with_a_change_and_on_postgresql_in_its_statement,
-        guards_say_which_did_not_apply_and_on_postgresql_go_in_the_statement,
+        guards_apply_all_or_nothing_say_which_did_not_and_on_postgresql_go_in_the_statement,
     );
 
     /// One insert of each call site.
@@ -1023,8 +1106,12 @@ mod tests {
         let update = diesel::dsl::sql::<diesel::sql_types::Integer>("UPDATE t SET c = 1 RETURNING 1");
         let pg = |changed| {
             let mut sql = diesel::pg::PgQueryBuilder::default();
-            QueryFragment::<Pg>::to_sql(&Chain { changed, guards: &[], inserts: &inserts }, &mut sql, &Pg)
-                .unwrap();
+            QueryFragment::<Pg>::to_sql(
+                &Chain { changed, guards: &[], inserts: &inserts, ending: Ending::Applied },
+                &mut sql,
+                &Pg,
+            )
+            .unwrap();
             sql.finish()
         };
         assert_eq!(

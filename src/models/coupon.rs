@@ -374,15 +374,27 @@ pub fn find_coupon(conn: &mut DbConn, coupon_id: i64) -> QueryResult<Option<User
             .filter(user_coupon::coupon_id.eq(coupon_id))
             .select((UserCoupon::as_select(), CouponTemplate::as_select()))
     )?;
-    let Some((coupon, template)) = found else { return Ok(None) };
-    let product_ids = load_natively(
-        conn,
-        coupon_template_product::table
-            .filter(coupon_template_product::template_id.eq(template.template_id))
-            .order(coupon_template_product::product_id.asc())
-            .select(coupon_template_product::product_id),
-    )?;
-    Ok(Some(UserCouponWithTemplate { coupon, template: TemplateWithProducts { template, product_ids } }))
+    found.map(|(coupon, template)| with_scope(conn, coupon, template)).transpose()
+}
+
+/// The coupon with its template and the products of its scope, which are read only when the
+/// template names some.
+pub fn with_scope(
+    conn: &mut DbConn,
+    coupon: UserCoupon,
+    template: CouponTemplate,
+) -> QueryResult<UserCouponWithTemplate> {
+    let product_ids = match template.scope {
+        CouponScope::All => Vec::new(),
+        CouponScope::Products => load_natively(
+            conn,
+            coupon_template_product::table
+                .filter(coupon_template_product::template_id.eq(template.template_id))
+                .order(coupon_template_product::product_id.asc())
+                .select(coupon_template_product::product_id),
+        )?,
+    };
+    Ok(UserCouponWithTemplate { coupon, template: TemplateWithProducts { template, product_ids } })
 }
 
 /// The shopper's coupons, newest first.

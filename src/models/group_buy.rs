@@ -16,7 +16,6 @@ use crate::db::schema::{
 };
 use crate::db::{
     DbConn, Guard, IndexCondition, InsertRows, KeepPrepared, KeepPreparedDsl, Stamp, Value, find_natively,
-    load_natively,
 };
 
 /// How an activity prices the product for a team.
@@ -268,8 +267,9 @@ pub fn set_activity_status(
     .map(|n| n == 1)
 }
 
-/// Whether the shopper is in the crowd `tag_id`.
-pub fn in_crowd(conn: &mut DbConn, tag_id: i64, user_id: i64) -> QueryResult<bool> {
+/// Whether the shopper is in the activity's crowd tag (false without one).
+pub fn in_tag(conn: &mut DbConn, activity: &Activity, user_id: i64) -> QueryResult<bool> {
+    let Some(tag_id) = activity.tag_id else { return Ok(false) };
     diesel::select(diesel::dsl::exists(
         crowd_tag_member::table
             .filter(crowd_tag_member::tag_id.eq(tag_id))
@@ -376,6 +376,18 @@ pub fn team_row(new: &NewTeam) -> InsertRows {
             Value::at(new.expires_at),
             Value::at(new.opened_at),
         ]],
+    )
+}
+
+/// The activity is EFFECTIVE: a read, which applies when it finds the row. (Only its status is
+/// ever changed once it is made.)
+pub fn still_effective<'a>(activity_id: i64) -> Guard<'a> {
+    Guard::returning(
+        group_buy_activity::table
+            .filter(group_buy_activity::activity_id.eq(activity_id))
+            .filter(group_buy_activity::status.eq(ActivityStatus::Effective.as_str()))
+            .select(group_buy_activity::take_limit)
+            .keep_prepared(),
     )
 }
 
@@ -613,27 +625,52 @@ pub fn member_row(
 
 /// The condition of the partial unique index `group_buy_member_one_seat` (a held seat), as the
 /// migrations write it.
-const SEAT_HELD: IndexCondition =
+pub const SEAT_HELD: IndexCondition =
     IndexCondition("(group_buy_member.status = 'LOCKED' OR group_buy_member.status = 'PAID')");
 
-/// Whether the shopper holds a seat (LOCKED or PAID) in the team, other than the seat of the
-/// order `besides`: one probe of the index `group_buy_member_one_seat`, however many members
-/// the team has had.
-pub fn holds_seat(
-    conn: &mut DbConn,
-    team_id: &str,
-    user_id: i64,
-    besides: Option<&str>,
-) -> QueryResult<bool> {
-    let held: Vec<String> = load_natively(
+/// The order of the seat (LOCKED or PAID) the shopper holds in the team, if any (one at most):
+/// one probe of the index `group_buy_member_one_seat`, however many members the team has had.
+pub fn held_seat(conn: &mut DbConn, team_id: &str, user_id: i64) -> QueryResult<Option<String>> {
+    find_natively!(
         conn,
         group_buy_member::table
             .filter(group_buy_member::team_id.eq(team_id))
             .filter(group_buy_member::user_id.eq(user_id))
             .filter(SEAT_HELD)
-            .select(group_buy_member::order_id),
-    )?;
-    Ok(held.iter().any(|order_id| Some(order_id.as_str()) != besides))
+            .select(group_buy_member::order_id)
+    )
+}
+
+/// What the checks of a group purchase read: the activity named, whether the shopper is in its
+/// crowd tag, the team named and the order of the shopper's seat in it. A checkout reads them
+/// with its start (`Order::checkout_start`), others by [`purchase_rows`].
+#[derive(Debug, Clone, Default)]
+pub struct PurchaseRows {
+    pub activity: Option<Activity>,
+    pub tagged: bool,
+    pub team: Option<Team>,
+    pub held_seat: Option<String>,
+}
+
+/// [`PurchaseRows`] for the activity and team named, as `user_id` (`None`: a visitor) finds them.
+pub fn purchase_rows(
+    conn: &mut DbConn,
+    activity_id: i64,
+    team_id: Option<&str>,
+    user_id: Option<i64>,
+) -> QueryResult<PurchaseRows> {
+    let activity = find_activity(conn, activity_id)?;
+    let tagged = match (activity.as_ref(), user_id) {
+        (Some(activity), Some(user_id)) => in_tag(conn, activity, user_id)?,
+        _ => false,
+    };
+    let (team, held_seat) = match team_id {
+        Some(team_id) => {
+            (find_team(conn, team_id)?, user_id.map(|u| held_seat(conn, team_id, u)).transpose()?.flatten())
+        }
+        None => (None, None),
+    };
+    Ok(PurchaseRows { activity, tagged, team, held_seat })
 }
 
 pub fn member_of_order(conn: &mut DbConn, order_id: &str) -> QueryResult<Option<Member>> {
@@ -807,13 +844,14 @@ mod tests {
         for user_id in 2..5 {
             assert!(super::find_activity(&mut conn, 100_123).unwrap().is_some());
             assert!(super::find_team(&mut conn, "T1").unwrap().is_some());
-            assert!(!super::holds_seat(&mut conn, "T1", user_id, None).unwrap());
+            assert_eq!(super::held_seat(&mut conn, "T1", user_id).unwrap(), None);
+            assert!(super::still_effective(100_123).apply(&mut conn).unwrap());
             assert!(super::take_seat("T1", at).apply(&mut conn).unwrap());
             assert!(super::take(100_123, user_id, 1).apply(&mut conn).unwrap());
             assert!(!super::take(100_123, user_id, 1).apply(&mut conn).unwrap(), "the limit");
         }
         let prepared = prepared.lock().unwrap();
-        assert_eq!(prepared.len(), 6, "each statement prepared once, then reused: {prepared:#?}");
+        assert_eq!(prepared.len(), 7, "each statement prepared once, then reused: {prepared:#?}");
     }
 
     #[test]

@@ -131,6 +131,8 @@ pub struct Faults {
     pub bad_answer_signature: bool,
     /// Refunds end ABNORMAL (REFUND.ABNORMAL is notified).
     pub refund_abnormal: bool,
+    /// Orders are answered this late (a slow gateway).
+    pub order_delay_ms: u64,
 }
 
 #[derive(Default)]
@@ -394,11 +396,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 type Sandbox = web::Data<Arc<WechatPaySandbox>>;
 
 async fn native_order(req: HttpRequest, body: web::Bytes, sandbox: Sandbox) -> HttpResponse {
-    place_order(&req, &body, &sandbox, "NATIVE")
+    let answer = place_order(&req, &body, &sandbox, "NATIVE");
+    answer_late(&sandbox).await;
+    answer
 }
 
 async fn jsapi_order(req: HttpRequest, body: web::Bytes, sandbox: Sandbox) -> HttpResponse {
-    place_order(&req, &body, &sandbox, "JSAPI")
+    let answer = place_order(&req, &body, &sandbox, "JSAPI");
+    answer_late(&sandbox).await;
+    answer
+}
+
+/// Waits out the `order_delay_ms` fault (the order is in the ledger meanwhile), without holding
+/// a worker.
+async fn answer_late(sandbox: &WechatPaySandbox) {
+    let delay = sandbox.faults().order_delay_ms;
+    if delay > 0 {
+        actix_web::rt::time::sleep(Duration::from_millis(delay)).await;
+    }
 }
 
 /// Places an order; placing the same order again (same type, amount and account) answers the

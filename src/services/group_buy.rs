@@ -19,7 +19,8 @@ use crate::db::{DbConn, DbPool, Guard, Inserts, write_transaction};
 use crate::error::{AppError, AppResult};
 pub use crate::gateways::market::TeamNotice;
 use crate::models::group_buy::{
-    self, Activity, ActivityStatus, Member, MemberStatus, NewActivity, NewTeam, RefundType, Team, TeamStatus,
+    self, Activity, ActivityStatus, Member, MemberStatus, NewActivity, NewTeam, PurchaseRows, RefundType,
+    Team, TeamStatus,
 };
 use crate::models::order::{Order, OrderStatus};
 use crate::models::outbox::{Delivery, NewOutboxEntry, OutboxEntry};
@@ -157,23 +158,22 @@ fn joinable_until(settings: &Settings, at: NaiveDateTime) -> NaiveDateTime {
     at + Duration::seconds(settings.group_buy.min_join_window_secs as i64)
 }
 
-/// The activity for `product_id` as the shopper (`None`: a visitor) may see it: E0002 when it
-/// is not the product's or is hidden from them, E0007 when they may not join.
+/// The activity for `product_id` as the shopper (`None`: a visitor) may see it, from its row and
+/// whether the shopper is in its crowd tag: E0002 when it is not the product's or is hidden from
+/// them, E0007 when they may not join.
 fn activity_for(
-    conn: &mut DbConn,
     settings: &Settings,
-    activity_id: i64,
+    activity: Option<Activity>,
+    tagged: bool,
     product_id: &str,
     shopper: Option<&AppUser>,
 ) -> AppResult<(Activity, bool)> {
     if !settings.group_buy.enabled {
         return Err(GroupBuyRefusal::Downgraded.into());
     }
-    let activity = group_buy::find_activity(conn, activity_id)?
-        .filter(|a| a.product_id == product_id)
-        .ok_or(GroupBuyRefusal::NoActivity)?;
+    let activity = activity.filter(|a| a.product_id == product_id).ok_or(GroupBuyRefusal::NoActivity)?;
     let in_crowd = match (activity.tag_id, shopper) {
-        (Some(tag_id), Some(user)) => group_buy::in_crowd(conn, tag_id, user.user_id)?,
+        (Some(_), Some(_)) => tagged,
         (Some(_), None) => false,
         (None, _) => true,
     };
@@ -186,30 +186,44 @@ fn activity_for(
     Ok((activity, in_crowd))
 }
 
-/// Checks a group purchase before it is priced: the activity (E0002, E0003, E0007), and the
-/// team to join, which must take members now (E0006) and not hold the shopper already (E0005),
-/// but for the seat of the order this one `replaces` (closed as it is placed). Whether the
-/// activity is on is the price's to say ([`crate::services::pricing::price`]).
+/// [`check_purchase`] from the rows as `shopper` finds them now, for a trial price.
 pub fn prepare(
     conn: &mut DbConn,
     settings: &Settings,
     pick: &GroupBuyPick,
     product_id: &str,
     shopper: Option<&AppUser>,
-    replaces: Option<&str>,
     at: NaiveDateTime,
 ) -> AppResult<GroupBuyDraft> {
-    let (activity, in_crowd) = activity_for(conn, settings, pick.activity_id, product_id, shopper)?;
+    let user_id = shopper.map(|u| u.user_id);
+    let rows = group_buy::purchase_rows(conn, pick.activity_id, pick.team_id.as_deref(), user_id)?;
+    check_purchase(settings, pick, product_id, shopper, None, at, rows)
+}
+
+/// Checks a group purchase before it is priced, from what it read (`rows`): the activity (E0002,
+/// E0003, E0007), and the team to join, which must take members now (E0006) and not hold the
+/// shopper already (E0005), but for the seat of the order this one `replaces` (closed as it is
+/// placed). Whether the activity is on is the price's to say
+/// ([`crate::services::pricing::price`]).
+pub fn check_purchase(
+    settings: &Settings,
+    pick: &GroupBuyPick,
+    product_id: &str,
+    shopper: Option<&AppUser>,
+    replaces: Option<&str>,
+    at: NaiveDateTime,
+    rows: PurchaseRows,
+) -> AppResult<GroupBuyDraft> {
+    let (activity, in_crowd) = activity_for(settings, rows.activity, rows.tagged, product_id, shopper)?;
     let seat = match &pick.team_id {
         None => TeamSeat::Open { expires_at: activity.team_expiry(at) },
         Some(team_id) => {
-            let team = group_buy::find_team(conn, team_id)?
-                .filter(|t| t.activity_id == activity.activity_id)
+            let team = rows
+                .team
+                .filter(|t| t.team_id == *team_id && t.activity_id == activity.activity_id)
                 .filter(|t| is_joinable(t, joinable_until(settings, at)))
                 .ok_or(GroupBuyRefusal::TeamClosed)?;
-            if let Some(user) = shopper
-                && group_buy::holds_seat(conn, team_id, user.user_id, replaces)?
-            {
+            if shopper.is_some() && rows.held_seat.is_some_and(|held| Some(held.as_str()) != replaces) {
                 return Err(GroupBuyRefusal::AlreadyInTeam.into());
             }
             TeamSeat::Join { team_id: team.team_id, expires_at: team.expires_at }
@@ -222,14 +236,6 @@ fn is_joinable(team: &Team, joinable_until: NaiveDateTime) -> bool {
     team.status == TeamStatus::Progress
         && team.lock_count < team.target_count
         && team.expires_at > joinable_until
-}
-
-/// The group draft as it stands inside the placing transaction: the activity read again (its
-/// status or window may have changed since it was priced).
-pub fn reread(conn: &mut DbConn, draft: &GroupBuyDraft) -> AppResult<GroupBuyDraft> {
-    let activity =
-        group_buy::find_activity(conn, draft.activity.activity_id)?.ok_or(GroupBuyRefusal::NoActivity)?;
-    Ok(GroupBuyDraft { activity, ..draft.clone() })
 }
 
 /// The rows of the order's seat, for the inserts that place the order: a new team's row when it
@@ -259,10 +265,11 @@ pub fn seat_rows(
 }
 
 /// What the order's seat needs besides its rows ([`seat_rows`]), as guards of the reservation
-/// that places it, each with the refusal it gives: joining takes the last free seat in one
-/// conditional UPDATE (E0006 when none is left, or the team ends within
-/// `group_buy.min_join_window_secs`; a new team opened with its leader's seat taken); the
-/// shopper's take counts the seat (E0103 at the activity's limit).
+/// that places it, each with the refusal it gives: the activity is still EFFECTIVE (E0101: it
+/// was ended since it was priced); joining takes the last free seat in one conditional UPDATE
+/// (E0006 when none is left, or the team ends within `group_buy.min_join_window_secs`; a new
+/// team opened with its leader's seat taken); the shopper's take counts the seat (E0103 at the
+/// activity's limit).
 pub fn seat_guards<'a>(
     settings: &Settings,
     draft: &'a GroupBuyDraft,
@@ -273,7 +280,8 @@ pub fn seat_guards<'a>(
     if activity.take_limit < 1 {
         return Err(GroupBuyRefusal::TakeLimit.into());
     }
-    let mut guards = Vec::with_capacity(2);
+    let mut guards = Vec::with_capacity(3);
+    guards.push((group_buy::still_effective(activity.activity_id), GroupBuyRefusal::NotEffective.into()));
     if let TeamSeat::Join { team_id, .. } = &draft.seat {
         guards.push((
             group_buy::take_seat(team_id, joinable_until(settings, at)),
@@ -594,8 +602,12 @@ pub fn market_config(
     if !activity.is_on_at(at) {
         return Ok(None);
     }
+    let tagged = match viewer {
+        Some(user) => group_buy::in_tag(conn, &activity, user.user_id)?,
+        None => false,
+    };
     let (activity, in_crowd, may_join) =
-        match activity_for(conn, settings, activity.activity_id, product_id, viewer) {
+        match activity_for(settings, Some(activity.clone()), tagged, product_id, viewer) {
             Ok((activity, in_crowd)) => (activity, in_crowd, true),
             Err(AppError::Refused { code: "E0007", .. }) => (activity, false, false),
             Err(AppError::Refused { .. }) => return Ok(None),
@@ -610,7 +622,7 @@ pub fn market_config(
     let mut mine = None;
     if let Some(user) = viewer {
         for team in &joinable {
-            if group_buy::holds_seat(conn, &team.team_id, user.user_id, None)? {
+            if group_buy::held_seat(conn, &team.team_id, user.user_id)?.is_some() {
                 mine = Some(team.team_id.clone());
                 break;
             }

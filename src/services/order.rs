@@ -11,7 +11,7 @@ use chrono::{Duration, NaiveDateTime};
 use crate::config::Settings;
 use serde::Serialize;
 
-use crate::db::{DbConn, DbPool, Guard, Guarded, Inserts, isolated_write_transaction, write_transaction};
+use crate::db::{DbConn, DbPool, Guard, Guarded, Inserts, write_transaction};
 use crate::engine::{Engine, Thread};
 use crate::error::{AppError, AppResult};
 use crate::gateways::Gateways;
@@ -125,9 +125,7 @@ pub async fn checkout(
     let Shop { engine, settings, gateways, numbers, .. } = *shop;
     // Each round ends with an order, or another request of the shopper made one first (or the
     // stock or price moved, or an order of another channel was closed): the next round finds it,
-    // or says why there is none. A price that moves between the signature and the placement twice
-    // is refused.
-    let mut repriced = 0;
+    // or says why there is none.
     for _ in 0..3 {
         let (lookup, wanted, begin) = (token.clone(), purchase.clone(), settings.clone());
         let (user, next) = engine.write(move |conn| begin_checkout(conn, &begin, &lookup, &wanted)).await?;
@@ -157,11 +155,8 @@ pub async fn checkout(
                 engine.then_write(Thread::CallOut, open, placing).await?
             }
         };
-        match placed {
-            Placed::Order(to_pay) => return Ok((user, to_pay)),
-            Placed::Repriced if repriced > 0 => return Err(AppError::Conflict("价格已变化".into())),
-            Placed::Repriced => repriced += 1,
-            Placed::Moved => {}
+        if let Placed::Order(to_pay) = placed {
+            return Ok((user, to_pay));
         }
     }
     Err(AppError::Conflict("订单正在处理中，请稍后再试".into()))
@@ -221,8 +216,8 @@ async fn switch_away(shop: &Shop<'_>, order_id: String) -> AppResult<()> {
 }
 
 /// The shopper behind the session `token` and where their checkout of the purchase starts, read
-/// by one statement (and the coupon by a second); [`AppError::NotLoggedIn`] without a live
-/// session.
+/// by one statement with the coupon and the group buy's rows it names (and a coupon's products,
+/// when its scope names some, by a second); [`AppError::NotLoggedIn`] without a live session.
 pub fn begin_checkout(
     conn: &mut DbConn,
     settings: &Settings,
@@ -230,8 +225,12 @@ pub fn begin_checkout(
     purchase: &Purchase,
 ) -> AppResult<(AppUser, Checkout)> {
     let product_id = purchase.product_id.as_str();
-    let CheckoutStart { user, open, product } =
-        Order::checkout_start(conn, &session::token_hash(token), product_id)?.ok_or(AppError::NotLoggedIn)?;
+    let pick = purchase.group_buy.as_ref();
+    let (activity_id, team_id) = (pick.map(|p| p.activity_id), pick.and_then(|p| p.team_id.as_deref()));
+    let token_hash = session::token_hash(token);
+    let CheckoutStart { user, open, product, coupon, group_buy: group_rows } =
+        Order::checkout_start(conn, &token_hash, product_id, purchase.coupon_id, activity_id, team_id)?
+            .ok_or(AppError::NotLoggedIn)?;
     let mut replaces = None;
     if let Some((open, form)) = open {
         if open.channel != purchase.method.channel() {
@@ -257,14 +256,21 @@ pub fn begin_checkout(
     let first_look =
         Duration::seconds(compensation.query_after_secs.min(compensation.close_after_minutes * 60) as i64);
     let at = now();
-    let coupon = match purchase.coupon_id {
-        Some(id) => Some(coupon::find_coupon(conn, id)?.ok_or(CouponRefusal::Unknown)?),
-        None => None,
+    let coupon = match (purchase.coupon_id, coupon) {
+        (Some(_), Some((coupon, template))) => Some(coupon::with_scope(conn, coupon, template)?),
+        (Some(_), None) => return Err(CouponRefusal::Unknown.into()),
+        (None, _) => None,
     };
-    let group_buy = match &purchase.group_buy {
-        Some(pick) => {
-            Some(group_buy::prepare(conn, settings, pick, product_id, Some(&user), replaces.as_deref(), at)?)
-        }
+    let group_buy = match pick {
+        Some(pick) => Some(group_buy::check_purchase(
+            settings,
+            pick,
+            product_id,
+            Some(&user),
+            replaces.as_deref(),
+            at,
+            group_rows,
+        )?),
         None => None,
     };
     let choices = PricingChoices { coupon: coupon.as_ref(), group_buy: group_buy.as_ref() };
@@ -368,14 +374,11 @@ pub enum Placed {
     /// Not placed, nothing changed: the product sold out, went off sale or changed its price, or
     /// another request of the shopper made an order for it first. [`begin_checkout`] says which.
     Moved,
-    /// Not placed, nothing changed: the price is not the one signed any more; sign again.
-    Repriced,
 }
 
 /// Why a signed order was not placed, inside [`place`].
 enum NotPlaced {
     Moved,
-    Repriced,
     /// A marketing rule refused it (a coupon, a seat, the take limit).
     Refused(AppError),
     Database(diesel::result::Error),
@@ -396,11 +399,10 @@ impl From<diesel::result::Error> for NotPlaced {
 /// Places a signed order, born `PAY_WAIT` with its form and its price snapshot (list price,
 /// discount, payable): one unit reserved at the list price that was priced, the order, its
 /// timeline row, and with marketing choices its discount rows, its group-buy seat and its coupon
-/// locked, all or nothing. A plain order is one statement on PostgreSQL: its price is the list
-/// price, which the reservation checks. An order with a coupon or a group buy is priced again
-/// inside its transaction ([`pricing::price`]) and not placed when the payable amount differs
-/// from the one signed; a coupon another order locked meanwhile (C0002), a team filled meanwhile
-/// (E0006) or the take limit (E0103) refuse it and nothing stays.
+/// locked, all or nothing, in one statement on PostgreSQL. The reservation checks the list price
+/// that was priced; what else the price depends on is a guard ([`place_marketed`]): a coupon
+/// another order locked meanwhile (C0002), an activity ended meanwhile (E0101), a team filled
+/// meanwhile (E0006) or the take limit (E0103) refuse it and nothing stays.
 pub fn place(conn: &mut DbConn, settings: &Settings, signed: &SignedOrder) -> AppResult<Placed> {
     let (order_id, draft) = (signed.order_id.as_str(), &signed.draft);
     if let Some(expired) = &draft.replaces {
@@ -436,12 +438,11 @@ pub fn place(conn: &mut DbConn, settings: &Settings, signed: &SignedOrder) -> Ap
     ));
     let placed = match (&draft.coupon, &draft.group_buy) {
         (None, None) => reserve(conn, draft, &rows, Vec::new()),
-        _ => isolated_write_transaction(conn, |c| place_marketed(c, settings, signed, rows)),
+        _ => place_marketed(conn, settings, signed, rows),
     };
     match placed {
         Ok(()) => {}
         Err(NotPlaced::Moved) => return Ok(Placed::Moved),
-        Err(NotPlaced::Repriced) => return Ok(Placed::Repriced),
         Err(NotPlaced::Refused(refusal)) => return Err(refusal),
         // The order id comes from a sequence, so the only unique index the order can hit is "one
         // open order per shopper and product".
@@ -480,35 +481,25 @@ fn reserve(
     }
 }
 
-/// [`place`] for an order with a coupon or a group buy, inside its transaction: priced again
-/// with the activity's row as it is now, the coupon as priced and the product as priced, whose
-/// list price the reservation then checks; reserved with the order's rows and those of its
-/// discounts, team and seat, and with its guards: the seat and take counted, the coupon locked
-/// (on PostgreSQL all one statement). The coupon is not read again: what of its row the price depends on (owner,
-/// status, validity) is the lock's condition, and its template and scope are never edited.
+/// [`place`] for an order with a coupon or a group buy: reserved with the order's rows and those
+/// of its discounts, team and seat, and with its guards (the activity still on, the seat and
+/// take counted, the coupon locked), all or nothing. It is placed at the price signed: that
+/// price depends on the product's list price, which the reservation checks, on the activity's
+/// status, which its guard checks (its plan and window are never edited), and on the coupon's
+/// owner, status and validity, which its lock checks (its template and scope are never edited).
 fn place_marketed(
     conn: &mut DbConn,
     settings: &Settings,
     signed: &SignedOrder,
     mut rows: Inserts,
 ) -> Result<(), NotPlaced> {
-    let draft = &signed.draft;
-    let group = match &draft.group_buy {
-        Some(priced_with) => Some(group_buy::reread(conn, priced_with)?),
-        None => None,
-    };
-    let choices = PricingChoices { coupon: draft.coupon.as_ref(), group_buy: group.as_ref() };
-    let price =
-        pricing::price(&draft.product, Some(&draft.shopper), &choices, draft.at).map_err(AppError::from)?;
-    if price != draft.price {
-        return Err(NotPlaced::Repriced);
-    }
+    let (draft, price) = (&signed.draft, &signed.draft.price);
     let discounts: Vec<_> = price.applied.iter().map(AppliedDiscount::as_new).collect();
     if let Some(discount_rows) = order_discount::rows(&signed.order_id, &discounts, draft.at) {
         rows.add(discount_rows);
     }
     let mut guards = Vec::new();
-    if let Some(group) = &group {
+    if let Some(group) = &draft.group_buy {
         group_buy::seat_rows(group, &draft.shopper, &signed.order_id, draft.at, &mut rows);
         guards = group_buy::seat_guards(settings, group, &draft.shopper, draft.at)?;
     }

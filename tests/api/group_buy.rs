@@ -4,6 +4,8 @@
 //! refunding the paid ones (once, on two instances too), late payments refunded, the take limit,
 //! and a shopper leaving a forming team.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 
 use crate::helpers::{
@@ -665,6 +667,37 @@ fn an_admin_refund_after_forming_marks_the_team(backend: Backend) {
 }
 
 /// A coupon that takes nothing off the group price (already one cent) is not spent.
+/// The admin ends the activity while a group order is being opened at WeChat Pay (which answers
+/// slowly): the order, priced while the activity was on, is refused when it is placed (E0101),
+/// and nothing of it stays: no order, team, seat or take, the stock as it was.
+fn an_activity_ended_while_its_order_is_opened_places_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let stock = app.stock(UMBRELLA);
+    app.wechat_faults(json!({ "order_delay_ms": 1500 }));
+    let mut shopper = app.login("o-gb-ended");
+    let body =
+        json!({ "productId": UMBRELLA, "marketType": 1, "activityId": ACTIVITY, "tradeType": "NATIVE" });
+    let reply = std::thread::scope(|s| {
+        let ordering = s.spawn(|| app.wechat_order(&mut shopper, &body));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while app.browser().get("/sandbox/wechatpay/ledger").json()["trades"].as_array().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "the order was not opened at WeChat Pay");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut admin = app.admin();
+        let csrf = admin.csrf("/admin/group-buy");
+        let ended = admin.post_form(&format!("/admin/group-buy/{ACTIVITY}/end"), &[("csrf", &csrf)]);
+        assert_eq!(ended.status, 303, "{}", ended.body);
+        ordering.join().unwrap()
+    });
+    assert_eq!(reply["code"], "E0101", "{reply}");
+    assert_eq!(count(&app, "pay_order"), 0);
+    assert_eq!(count(&app, "group_buy_team"), 0);
+    assert_eq!(count(&app, "group_buy_member"), 0);
+    assert_eq!(count(&app, "group_buy_take WHERE held > 0"), 0);
+    assert_eq!(app.stock(UMBRELLA), stock);
+}
+
 fn a_coupon_that_takes_nothing_off_stays_available(backend: Backend) {
     let app = TestApp::spawn(backend);
     app.execute(&format!(
@@ -691,6 +724,7 @@ fn a_coupon_that_takes_nothing_off_stays_available(backend: Backend) {
 
 both_backends!(
     a_coupon_that_takes_nothing_off_stays_available,
+    an_activity_ended_while_its_order_is_opened_places_nothing,
     a_cancelled_member_frees_the_seat_and_may_join_again,
     a_team_is_joined_only_while_it_may_be,
     a_crowd_limits_who_joins_sees_or_saves,
