@@ -8,7 +8,7 @@ mod statements;
 pub use checkpointer::Checkpointer;
 pub(crate) use statements::find_natively;
 pub use statements::{
-    Failure, Guard, Guarded, IndexCondition, InsertOrSkip, InsertRows, Inserts, KeepPrepared,
+    ConditionText, Failure, Guard, Guarded, IndexCondition, InsertOrSkip, InsertRows, Inserts, KeepPrepared,
     KeepPreparedDsl, Stamp, StatusIn, StatusNotIn, Value, load_natively,
 };
 

@@ -43,6 +43,8 @@
 //!   `DoesNotSupportOnConflictClause`), so diesel builds that statement only for a backend's own
 //!   connection.
 
+use std::marker::PhantomData;
+
 use chrono::{Datelike, NaiveDateTime, Timelike};
 use diesel::backend::Backend;
 use diesel::dsl::{Returning, sql};
@@ -770,30 +772,62 @@ impl<GroupBy> ValidGrouping<GroupBy> for StatusNotIn {
 }
 
 /// A condition written into the SQL as it stands: a partial index's condition, which a query
-/// repeats word for word for SQLite to use the index (bound values would not match it). The text
-/// is a `&'static` constant, never input; unlike `diesel::dsl::sql`, the statement stays cached.
-#[derive(Debug, Clone, Copy)]
-pub struct IndexCondition(pub &'static str);
+/// repeats word for word for SQLite to use the index (bound values would not match it). Its text
+/// is its type's ([`ConditionText`]), a constant, never input; so, unlike `diesel::dsl::sql`, a
+/// query with one keeps a static query id, and diesel finds the query's prepared statement by its
+/// type without writing its SQL again (docs/PERFORMANCE.md, "Statements kept prepared").
+pub struct IndexCondition<C>(PhantomData<C>);
 
-impl Expression for IndexCondition {
+/// The text of an [`IndexCondition`].
+pub trait ConditionText: 'static {
+    const SQL: &'static str;
+}
+
+impl<C> IndexCondition<C> {
+    pub const fn new() -> Self {
+        IndexCondition(PhantomData)
+    }
+}
+
+impl<C> Default for IndexCondition<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C> Clone for IndexCondition<C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C> Copy for IndexCondition<C> {}
+
+impl<C> std::fmt::Debug for IndexCondition<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IndexCondition")
+    }
+}
+
+impl<C> Expression for IndexCondition<C> {
     type SqlType = Bool;
 }
 
-impl<DB: Backend> QueryFragment<DB> for IndexCondition {
+impl<C: ConditionText, DB: Backend> QueryFragment<DB> for IndexCondition<C> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        out.push_sql(self.0);
+        out.push_sql(C::SQL);
         Ok(())
     }
 }
 
-impl QueryId for IndexCondition {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
+impl<C: ConditionText> QueryId for IndexCondition<C> {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<QS> AppearsOnTable<QS> for IndexCondition {}
-impl<QS> SelectableExpression<QS> for IndexCondition {}
-impl<GroupBy> ValidGrouping<GroupBy> for IndexCondition {
+impl<C, QS> AppearsOnTable<QS> for IndexCondition<C> {}
+impl<C, QS> SelectableExpression<QS> for IndexCondition<C> {}
+impl<C, GroupBy> ValidGrouping<GroupBy> for IndexCondition<C> {
     type IsAggregate = is_aggregate::Never;
 }
 

@@ -365,7 +365,8 @@ fn with_templates(conn: &mut DbConn, coupons: Vec<UserCoupon>) -> QueryResult<Ve
 }
 
 /// The coupon with its template and scope, read on the backend's own connection: it is on the
-/// checkout's path (docs/PERFORMANCE.md, "Statements kept prepared").
+/// checkout's path (docs/PERFORMANCE.md, "Statements kept prepared"). The products of the scope
+/// are read only when it names some.
 pub fn find_coupon(conn: &mut DbConn, coupon_id: i64) -> QueryResult<Option<UserCouponWithTemplate>> {
     let found: Option<(UserCoupon, CouponTemplate)> = find_natively!(
         conn,
@@ -374,16 +375,7 @@ pub fn find_coupon(conn: &mut DbConn, coupon_id: i64) -> QueryResult<Option<User
             .filter(user_coupon::coupon_id.eq(coupon_id))
             .select((UserCoupon::as_select(), CouponTemplate::as_select()))
     )?;
-    found.map(|(coupon, template)| with_scope(conn, coupon, template)).transpose()
-}
-
-/// The coupon with its template and the products of its scope, which are read only when the
-/// template names some.
-pub fn with_scope(
-    conn: &mut DbConn,
-    coupon: UserCoupon,
-    template: CouponTemplate,
-) -> QueryResult<UserCouponWithTemplate> {
+    let Some((coupon, template)) = found else { return Ok(None) };
     let product_ids = match template.scope {
         CouponScope::All => Vec::new(),
         CouponScope::Products => load_natively(
@@ -394,7 +386,7 @@ pub fn with_scope(
                 .select(coupon_template_product::product_id),
         )?,
     };
-    Ok(UserCouponWithTemplate { coupon, template: TemplateWithProducts { template, product_ids } })
+    Ok(Some(UserCouponWithTemplate { coupon, template: TemplateWithProducts { template, product_ids } }))
 }
 
 /// The shopper's coupons, newest first.

@@ -15,7 +15,8 @@ use crate::db::schema::{
     crowd_tag_member, group_buy_activity, group_buy_member, group_buy_take, group_buy_team,
 };
 use crate::db::{
-    DbConn, Guard, IndexCondition, InsertRows, KeepPrepared, KeepPreparedDsl, Stamp, Value, find_natively,
+    ConditionText, DbConn, Guard, IndexCondition, InsertRows, KeepPrepared, KeepPreparedDsl, Stamp, Value,
+    find_natively,
 };
 
 /// How an activity prices the product for a team.
@@ -625,8 +626,14 @@ pub fn member_row(
 
 /// The condition of the partial unique index `group_buy_member_one_seat` (a held seat), as the
 /// migrations write it.
-pub const SEAT_HELD: IndexCondition =
-    IndexCondition("(group_buy_member.status = 'LOCKED' OR group_buy_member.status = 'PAID')");
+pub const SEAT_HELD: IndexCondition<SeatHeld> = IndexCondition::new();
+
+/// The text of [`SEAT_HELD`].
+pub struct SeatHeld;
+
+impl ConditionText for SeatHeld {
+    const SQL: &'static str = "(group_buy_member.status = 'LOCKED' OR group_buy_member.status = 'PAID')";
+}
 
 /// The order of the seat (LOCKED or PAID) the shopper holds in the team, if any (one at most):
 /// one probe of the index `group_buy_member_one_seat`, however many members the team has had.
@@ -641,9 +648,8 @@ pub fn held_seat(conn: &mut DbConn, team_id: &str, user_id: i64) -> QueryResult<
     )
 }
 
-/// What the checks of a group purchase read: the activity named, whether the shopper is in its
-/// crowd tag, the team named and the order of the shopper's seat in it. A checkout reads them
-/// with its start (`Order::checkout_start`), others by [`purchase_rows`].
+/// What the checks of a group purchase read ([`purchase_rows`]): the activity named, whether the
+/// shopper is in its crowd tag, the team named and the order of the shopper's seat in it.
 #[derive(Debug, Clone, Default)]
 pub struct PurchaseRows {
     pub activity: Option<Activity>,
@@ -652,25 +658,51 @@ pub struct PurchaseRows {
     pub held_seat: Option<String>,
 }
 
-/// [`PurchaseRows`] for the activity and team named, as `user_id` (`None`: a visitor) finds them.
+/// The activity, the crowd member's user id, the team and the held seat's order.
+type PurchaseRow = (Activity, Option<i64>, Option<Team>, Option<String>);
+
+/// [`PurchaseRows`] for the activity and team named, as `user_id` (`None`: a visitor) finds them:
+/// one statement on the backend's own connection (on the checkout's path), the team and seat
+/// joined to the activity (nothing without it). The seat is one probe of the partial index
+/// `group_buy_member_one_seat`, however many members the team has had.
 pub fn purchase_rows(
     conn: &mut DbConn,
     activity_id: i64,
     team_id: Option<&str>,
     user_id: Option<i64>,
 ) -> QueryResult<PurchaseRows> {
-    let activity = find_activity(conn, activity_id)?;
-    let tagged = match (activity.as_ref(), user_id) {
-        (Some(activity), Some(user_id)) => in_tag(conn, activity, user_id)?,
-        _ => false,
-    };
-    let (team, held_seat) = match team_id {
-        Some(team_id) => {
-            (find_team(conn, team_id)?, user_id.map(|u| held_seat(conn, team_id, u)).transpose()?.flatten())
-        }
-        None => (None, None),
-    };
-    Ok(PurchaseRows { activity, tagged, team, held_seat })
+    let found: Option<PurchaseRow> = find_natively!(
+        conn,
+        group_buy_activity::table
+            .left_join(
+                crowd_tag_member::table.on(crowd_tag_member::tag_id
+                    .nullable()
+                    .eq(group_buy_activity::tag_id)
+                    .and(crowd_tag_member::user_id.nullable().eq(user_id))),
+            )
+            .left_join(
+                group_buy_team::table.on(group_buy_team::team_id.nullable().eq(team_id.map(str::to_owned)))
+            )
+            .left_join(
+                group_buy_member::table.on(group_buy_member::team_id
+                    .eq(group_buy_team::team_id)
+                    .and(group_buy_member::user_id.nullable().eq(user_id))
+                    .and(SEAT_HELD)),
+            )
+            .filter(group_buy_activity::activity_id.eq(activity_id))
+            .select((
+                Activity::as_select(),
+                crowd_tag_member::user_id.nullable(),
+                Option::<Team>::as_select(),
+                group_buy_member::order_id.nullable(),
+            ))
+    )?;
+    Ok(found.map_or_else(PurchaseRows::default, |(activity, tagged, team, held_seat)| PurchaseRows {
+        activity: Some(activity),
+        tagged: tagged.is_some(),
+        team,
+        held_seat,
+    }))
 }
 
 pub fn member_of_order(conn: &mut DbConn, order_id: &str) -> QueryResult<Option<Member>> {

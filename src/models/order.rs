@@ -7,15 +7,11 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::now;
-use crate::db::schema::{
-    app_user, coupon_template, crowd_tag_member, group_buy_activity, group_buy_member, group_buy_team,
-    order_number, pay_form, pay_order, product, user_coupon, user_session,
-};
+use crate::db::schema::{app_user, order_number, pay_form, pay_order, product, user_session};
 use crate::db::{
-    DbConn, Failure, InsertRows, Inserts, KeepPreparedDsl, Stamp, StatusIn, StatusNotIn, Value, find_natively,
+    ConditionText, DbConn, Failure, IndexCondition, InsertRows, Inserts, KeepPreparedDsl, Stamp, StatusIn,
+    StatusNotIn, Value, find_natively,
 };
-use crate::models::coupon::{CouponTemplate, UserCoupon};
-use crate::models::group_buy::{self, Activity, PurchaseRows, Team};
 use crate::models::product::Product;
 use crate::models::user::AppUser;
 
@@ -141,18 +137,19 @@ pub struct Order {
 pub const TEAM_WAIT: &str = "TEAM_WAIT";
 
 /// The row [`Order::checkout_start`] reads: shopper, open order, its form, product.
-type CheckoutRow = (
-    AppUser,
-    Option<OrderAtCheckout>,
-    Option<String>,
-    Option<Product>,
-    Option<UserCoupon>,
-    Option<CouponTemplate>,
-    Option<Activity>,
-    Option<i64>,
-    Option<Team>,
-    Option<String>,
-);
+/// The condition of the partial unique index `pay_order_one_open` (`StatusIn(&OrderStatus::OPEN)`,
+/// as the migrations write it), as an [`IndexCondition`]: the checkout's start keeps a static
+/// query id, and diesel finds it prepared without writing its SQL.
+const OPEN_ORDER: IndexCondition<OpenOrder> = IndexCondition::new();
+
+/// The text of [`OPEN_ORDER`].
+struct OpenOrder;
+
+impl ConditionText for OpenOrder {
+    const SQL: &'static str = "pay_order.status IN ('CREATE', 'PAY_WAIT')";
+}
+
+type CheckoutRow = (AppUser, Option<OrderAtCheckout>, Option<String>, Option<Product>);
 
 impl Order {
     /// Which status words a shopper reads for the order: its status's, or [`TEAM_WAIT`] for a
@@ -176,10 +173,6 @@ pub struct CheckoutStart {
     pub user: AppUser,
     pub open: Option<(OrderAtCheckout, Option<String>)>,
     pub product: Option<Product>,
-    /// The coupon the purchase names, with its template (its scope not read).
-    pub coupon: Option<(UserCoupon, CouponTemplate)>,
-    /// The group buy's rows, by the ids the purchase names (none without them).
-    pub group_buy: PurchaseRows,
 }
 
 /// What a checkout shows of an order waiting for its payment.
@@ -295,21 +288,14 @@ impl Order {
     }
 
     /// What a checkout starts from, in one statement (on PostgreSQL one round trip, where it
-    /// took four, and seven for joining a team) on the backend's own connection: the shopper
-    /// behind a session, their open order for the product with its form, the product, the
-    /// coupon `coupon_id` with its template, and with a group buy's `activity_id` (and `team_id`
-    /// to join) its [`PurchaseRows`]; `None` without a live session. Ids not given are bound as NULL, which joins no row, so that the
-    /// statement's text, and its prepared plan, is the same for every checkout. (Diesel wants
-    /// the join conditions' values owned.)
+    /// took four) on the backend's own connection: the shopper behind a session, their open order
+    /// for the product with its form, and the product; `None` without a live session. (Diesel
+    /// wants the join conditions' values owned.)
     pub fn checkout_start(
         conn: &mut DbConn,
         token_hash: &str,
         product_id: &str,
-        coupon_id: Option<i64>,
-        activity_id: Option<i64>,
-        team_id: Option<&str>,
     ) -> QueryResult<Option<CheckoutStart>> {
-        let team_id = team_id.map(str::to_owned);
         let found: Option<CheckoutRow> = find_natively!(
             conn,
             user_session::table
@@ -318,31 +304,10 @@ impl Order {
                     pay_order::table.on(pay_order::user_id
                         .eq(app_user::user_id)
                         .and(pay_order::product_id.eq(product_id.to_owned()))
-                        .and(StatusIn(&OrderStatus::OPEN))),
+                        .and(OPEN_ORDER)),
                 )
                 .left_join(pay_form::table.on(pay_form::order_id.eq(pay_order::order_id)))
                 .left_join(product::table.on(product::product_id.eq(product_id.to_owned())))
-                .left_join(user_coupon::table.on(user_coupon::coupon_id.nullable().eq(coupon_id)))
-                .left_join(
-                    coupon_template::table.on(coupon_template::template_id.eq(user_coupon::template_id)),
-                )
-                .left_join(
-                    group_buy_activity::table.on(group_buy_activity::activity_id.nullable().eq(activity_id)),
-                )
-                .left_join(
-                    crowd_tag_member::table.on(crowd_tag_member::tag_id
-                        .nullable()
-                        .eq(group_buy_activity::tag_id)
-                        .and(crowd_tag_member::user_id.eq(app_user::user_id))),
-                )
-                .left_join(group_buy_team::table.on(group_buy_team::team_id.nullable().eq(team_id.clone())))
-                .left_join(
-                    group_buy_member::table.on(group_buy_member::team_id
-                        .nullable()
-                        .eq(team_id.clone())
-                        .and(group_buy_member::user_id.eq(app_user::user_id))
-                        .and(group_buy::SEAT_HELD)),
-                )
                 .filter(user_session::token_hash.eq(token_hash))
                 .filter(user_session::expires_at.gt(now()))
                 .select((
@@ -350,22 +315,12 @@ impl Order {
                     Option::<OrderAtCheckout>::as_select(),
                     pay_form::form.nullable(),
                     Option::<Product>::as_select(),
-                    Option::<UserCoupon>::as_select(),
-                    Option::<CouponTemplate>::as_select(),
-                    Option::<Activity>::as_select(),
-                    crowd_tag_member::user_id.nullable(),
-                    Option::<Team>::as_select(),
-                    group_buy_member::order_id.nullable(),
                 ))
         )?;
-        Ok(found.map(|(user, open, form, product, coupon, template, activity, tagged, team, held_seat)| {
-            CheckoutStart {
-                user,
-                open: open.map(|order| (order, form)),
-                product,
-                coupon: coupon.zip(template),
-                group_buy: PurchaseRows { activity, tagged: tagged.is_some(), team, held_seat },
-            }
+        Ok(found.map(|(user, open, form, product)| CheckoutStart {
+            user,
+            open: open.map(|order| (order, form)),
+            product,
         }))
     }
 
@@ -730,7 +685,21 @@ impl Order {
 
 #[cfg(test)]
 mod tests {
-    use super::{Order, OrderStatus, READ_OPEN_ORDERS};
+    use diesel::query_builder::{QueryBuilder, QueryFragment};
+    use diesel::sqlite::{Sqlite, SqliteQueryBuilder};
+
+    use super::{OPEN_ORDER, Order, OrderStatus, READ_OPEN_ORDERS};
+    use crate::db::StatusIn;
+
+    #[test]
+    fn the_open_order_condition_is_the_open_statuses() {
+        let text = |condition: &dyn QueryFragment<Sqlite>| {
+            let mut sql = SqliteQueryBuilder::new();
+            condition.to_sql(&mut sql, &Sqlite).unwrap();
+            sql.finish()
+        };
+        assert_eq!(text(&OPEN_ORDER), text(&StatusIn(&OrderStatus::OPEN)));
+    }
 
     #[test]
     fn every_status_reads_back_from_its_text_and_no_other_text_is_one() {

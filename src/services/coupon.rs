@@ -169,7 +169,7 @@ pub fn trial(
         Some(id) => Some(coupon::find_coupon(conn, id)?.ok_or(CouponRefusal::Unknown)?),
     };
     let group = match group {
-        Some(pick) => Some(group_buy::prepare(conn, settings, pick, product_id, shopper, at)?),
+        Some(pick) => Some(group_buy::prepare(conn, settings, pick, product_id, shopper, None, at)?),
         None => None,
     };
     let choices = PricingChoices { coupon: coupon.as_ref(), group_buy: group.as_ref() };

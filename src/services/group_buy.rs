@@ -19,8 +19,7 @@ use crate::db::{DbConn, DbPool, Guard, Inserts, write_transaction};
 use crate::error::{AppError, AppResult};
 pub use crate::gateways::market::TeamNotice;
 use crate::models::group_buy::{
-    self, Activity, ActivityStatus, Member, MemberStatus, NewActivity, NewTeam, PurchaseRows, RefundType,
-    Team, TeamStatus,
+    self, Activity, ActivityStatus, Member, MemberStatus, NewActivity, NewTeam, RefundType, Team, TeamStatus,
 };
 use crate::models::order::{Order, OrderStatus};
 use crate::models::outbox::{Delivery, NewOutboxEntry, OutboxEntry};
@@ -186,44 +185,32 @@ fn activity_for(
     Ok((activity, in_crowd))
 }
 
-/// [`check_purchase`] from the rows as `shopper` finds them now, for a trial price.
+/// Checks a group purchase before it is priced, from its rows as the shopper finds them
+/// ([`group_buy::purchase_rows`], one statement): the activity (E0002, E0003, E0007), and the
+/// team to join, which must take members now (E0006) and not hold the shopper already (E0005),
+/// but for the seat of the order this one `replaces` (closed as it is placed). Whether the
+/// activity is on is the price's to say ([`crate::services::pricing::price`]).
 pub fn prepare(
     conn: &mut DbConn,
     settings: &Settings,
     pick: &GroupBuyPick,
     product_id: &str,
     shopper: Option<&AppUser>,
+    replaces: Option<&str>,
     at: NaiveDateTime,
 ) -> AppResult<GroupBuyDraft> {
     let user_id = shopper.map(|u| u.user_id);
     let rows = group_buy::purchase_rows(conn, pick.activity_id, pick.team_id.as_deref(), user_id)?;
-    check_purchase(settings, pick, product_id, shopper, None, at, rows)
-}
-
-/// Checks a group purchase before it is priced, from what it read (`rows`): the activity (E0002,
-/// E0003, E0007), and the team to join, which must take members now (E0006) and not hold the
-/// shopper already (E0005), but for the seat of the order this one `replaces` (closed as it is
-/// placed). Whether the activity is on is the price's to say
-/// ([`crate::services::pricing::price`]).
-pub fn check_purchase(
-    settings: &Settings,
-    pick: &GroupBuyPick,
-    product_id: &str,
-    shopper: Option<&AppUser>,
-    replaces: Option<&str>,
-    at: NaiveDateTime,
-    rows: PurchaseRows,
-) -> AppResult<GroupBuyDraft> {
     let (activity, in_crowd) = activity_for(settings, rows.activity, rows.tagged, product_id, shopper)?;
     let seat = match &pick.team_id {
         None => TeamSeat::Open { expires_at: activity.team_expiry(at) },
-        Some(team_id) => {
+        Some(_) => {
             let team = rows
                 .team
-                .filter(|t| t.team_id == *team_id && t.activity_id == activity.activity_id)
+                .filter(|t| t.activity_id == activity.activity_id)
                 .filter(|t| is_joinable(t, joinable_until(settings, at)))
                 .ok_or(GroupBuyRefusal::TeamClosed)?;
-            if shopper.is_some() && rows.held_seat.is_some_and(|held| Some(held.as_str()) != replaces) {
+            if rows.held_seat.is_some_and(|held| Some(held.as_str()) != replaces) {
                 return Err(GroupBuyRefusal::AlreadyInTeam.into());
             }
             TeamSeat::Join { team_id: team.team_id, expires_at: team.expires_at }

@@ -216,8 +216,9 @@ async fn switch_away(shop: &Shop<'_>, order_id: String) -> AppResult<()> {
 }
 
 /// The shopper behind the session `token` and where their checkout of the purchase starts, read
-/// by one statement with the coupon and the group buy's rows it names (and a coupon's products,
-/// when its scope names some, by a second); [`AppError::NotLoggedIn`] without a live session.
+/// by one statement, and with marketing choices one more for each: the coupon (and its products
+/// when its scope names some), the group buy's rows; [`AppError::NotLoggedIn`] without a live
+/// session.
 pub fn begin_checkout(
     conn: &mut DbConn,
     settings: &Settings,
@@ -225,12 +226,8 @@ pub fn begin_checkout(
     purchase: &Purchase,
 ) -> AppResult<(AppUser, Checkout)> {
     let product_id = purchase.product_id.as_str();
-    let pick = purchase.group_buy.as_ref();
-    let (activity_id, team_id) = (pick.map(|p| p.activity_id), pick.and_then(|p| p.team_id.as_deref()));
-    let token_hash = session::token_hash(token);
-    let CheckoutStart { user, open, product, coupon, group_buy: group_rows } =
-        Order::checkout_start(conn, &token_hash, product_id, purchase.coupon_id, activity_id, team_id)?
-            .ok_or(AppError::NotLoggedIn)?;
+    let CheckoutStart { user, open, product } =
+        Order::checkout_start(conn, &session::token_hash(token), product_id)?.ok_or(AppError::NotLoggedIn)?;
     let mut replaces = None;
     if let Some((open, form)) = open {
         if open.channel != purchase.method.channel() {
@@ -256,21 +253,14 @@ pub fn begin_checkout(
     let first_look =
         Duration::seconds(compensation.query_after_secs.min(compensation.close_after_minutes * 60) as i64);
     let at = now();
-    let coupon = match (purchase.coupon_id, coupon) {
-        (Some(_), Some((coupon, template))) => Some(coupon::with_scope(conn, coupon, template)?),
-        (Some(_), None) => return Err(CouponRefusal::Unknown.into()),
-        (None, _) => None,
+    let coupon = match purchase.coupon_id {
+        Some(id) => Some(coupon::find_coupon(conn, id)?.ok_or(CouponRefusal::Unknown)?),
+        None => None,
     };
-    let group_buy = match pick {
-        Some(pick) => Some(group_buy::check_purchase(
-            settings,
-            pick,
-            product_id,
-            Some(&user),
-            replaces.as_deref(),
-            at,
-            group_rows,
-        )?),
+    let group_buy = match &purchase.group_buy {
+        Some(pick) => {
+            Some(group_buy::prepare(conn, settings, pick, product_id, Some(&user), replaces.as_deref(), at)?)
+        }
         None => None,
     };
     let choices = PricingChoices { coupon: coupon.as_ref(), group_buy: group_buy.as_ref() };
