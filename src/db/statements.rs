@@ -21,7 +21,8 @@
 //!   `Order` (`transition`, `mark_paid`, `pay_waiting`, `set_trade_no`, `lease`, `release`),
 //!   `OutboxEntry` (`claim`, `complete`, `fail`, `retry_now`), `models::product` (`reserve_one`,
 //!   `reserve_at_price`, `release_one`, `update`), `models::login` (`record_scan`, `consume`,
-//!   `lease`, `store_and_release`), `AppUser::record_login`, and as [`Guard`]s of the checkout's
+//!   `lease`, `store_and_release`), `AppUser::record_login`, `models::group_buy` (`count_payment`,
+//!   `member_paid`, `complete`: a payment that counts or forms a team), and as [`Guard`]s of the checkout's
 //!   reservation (`Inserts::run_if_guarded`, their own CTEs on PostgreSQL) `models::coupon::lock`
 //!   and `models::group_buy` (`take_seat`, `take`, an upsert, and `still_effective`, a read).
 //! - [`find_natively!`] and [`load_natively`] for reads: the checkout's reads, which run on

@@ -462,6 +462,7 @@ pub fn count_payment(
         group_buy_team::updated_at.eq(now()),
     ))
     .returning((group_buy_team::paid_count, group_buy_team::target_count))
+    .keep_prepared()
     .get_result(conn)
     .optional()
 }
@@ -493,6 +494,7 @@ pub fn complete(conn: &mut DbConn, team_id: &str) -> QueryResult<bool> {
         group_buy_team::completed_at.eq(at),
         group_buy_team::updated_at.eq(at),
     ))
+    .keep_prepared()
     .execute(conn)
     .map(|n| n == 1)
 }
@@ -772,6 +774,7 @@ pub fn member_paid(conn: &mut DbConn, order_id: &str, paid_at: NaiveDateTime) ->
         group_buy_member::paid_at.eq(paid_at),
         group_buy_member::updated_at.eq(now()),
     ))
+    .keep_prepared()
     .execute(conn)
     .map(|n| n == 1)
 }
