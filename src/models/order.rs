@@ -309,7 +309,7 @@ impl Order {
                 .left_join(pay_form::table.on(pay_form::order_id.eq(pay_order::order_id)))
                 .left_join(product::table.on(product::product_id.eq(product_id.to_owned())))
                 .filter(user_session::token_hash.eq(token_hash))
-                .filter(user_session::expires_at.gt(now()))
+                .filter(user_session::expires_at.gt(Stamp(now())))
                 .select((
                     AppUser::as_select(),
                     Option::<OrderAtCheckout>::as_select(),
