@@ -947,9 +947,8 @@ mod tests {
     use crate::models::{order, order_event as timeline};
     use crate::test_support::TestDatabase;
 
-    /// `run_if_changed` with an UPDATE of the product `product_id`: whether it changed a row, and
-    /// the statements it sent.
-    fn restock_with_rows(conn: &mut DbConn, product_id: &str) -> (bool, Vec<String>) {
+    /// The statements `conn` sends from now on, and "BEGIN" for each transaction it begins.
+    fn record_statements(conn: &mut DbConn) -> Arc<Mutex<Vec<String>>> {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let seen = sent.clone();
         conn.set_instrumentation(move |event: InstrumentationEvent<'_>| match event {
@@ -957,6 +956,13 @@ mod tests {
             InstrumentationEvent::BeginTransaction { .. } => seen.lock().unwrap().push("BEGIN".into()),
             _ => {}
         });
+        sent
+    }
+
+    /// `run_if_changed` with an UPDATE of the product `product_id`: whether it changed a row, and
+    /// the statements it sent.
+    fn restock_with_rows(conn: &mut DbConn, product_id: &str) -> (bool, Vec<String>) {
+        let sent = record_statements(conn);
         let mut inserts = Inserts::default();
         inserts.add(timeline::row(
             "0000000000000001",
@@ -1048,13 +1054,7 @@ mod tests {
         })
         .unwrap();
 
-        let sent = Arc::new(Mutex::new(Vec::new()));
-        let seen = sent.clone();
-        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| match event {
-            InstrumentationEvent::StartQuery { query, .. } => seen.lock().unwrap().push(query.to_string()),
-            InstrumentationEvent::BeginTransaction { .. } => seen.lock().unwrap().push("BEGIN".into()),
-            _ => {}
-        });
+        let sent = record_statements(conn);
         let applied = run(conn, "100010090091", vec![stock_guard("100010090092", second)]);
         assert_eq!(applied, Guarded::Changed);
         let sent = sent.lock().unwrap().clone();
