@@ -12,7 +12,7 @@ use std::path::Path;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 
-use crate::db::{Backend, DatabaseLocation, PooledConn};
+use crate::db::{Backend, DatabaseLocation, DbConn, PooledConn};
 
 /// The variable naming the PostgreSQL server the tests create their databases on.
 pub const SERVER_VARIABLE: &str = "PAYMALL_TEST_DATABASE_URL";
@@ -148,6 +148,38 @@ impl TestDatabase {
     /// A direct connection, configured as the shop's are, for looking behind its back.
     pub fn connect(&self) -> PooledConn {
         crate::db::build_pool(&self.location(), 1).expect("pool").get().expect("connection")
+    }
+}
+
+/// The steps of the plan the backend makes for `statement`: SQLite's `EXPLAIN QUERY PLAN`, one
+/// step a row; PostgreSQL's `EXPLAIN`, one line a row.
+pub fn query_plan(conn: &mut DbConn, statement: &str) -> Vec<String> {
+    use diesel::RunQueryDsl;
+    use diesel::sql_types::Text;
+
+    #[derive(diesel::QueryableByName)]
+    struct SqliteStep {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct PgStep {
+        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+        detail: String,
+    }
+    match conn {
+        DbConn::Sqlite(c) => diesel::sql_query(format!("EXPLAIN QUERY PLAN {statement}"))
+            .load::<SqliteStep>(c)
+            .expect("a plan")
+            .into_iter()
+            .map(|step| step.detail)
+            .collect(),
+        DbConn::Pg(c) => diesel::sql_query(format!("EXPLAIN {statement}"))
+            .load::<PgStep>(c)
+            .expect("a plan")
+            .into_iter()
+            .map(|step| step.detail)
+            .collect(),
     }
 }
 

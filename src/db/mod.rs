@@ -8,8 +8,8 @@ mod statements;
 pub use checkpointer::Checkpointer;
 pub(crate) use statements::find_natively;
 pub use statements::{
-    ConditionText, Failure, Guard, Guarded, IndexCondition, InsertOrSkip, InsertRows, Inserts, KeepPrepared,
-    KeepPreparedDsl, Stamp, StatusIn, StatusNotIn, Value, load_natively,
+    Checked, ConditionText, Failure, Guard, Guarded, IndexCondition, InsertOrSkip, InsertRows, Inserts,
+    KeepPrepared, KeepPreparedDsl, Stamp, StatusIn, StatusNotIn, Value, load_natively,
 };
 
 use std::path::Path;

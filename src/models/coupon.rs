@@ -439,6 +439,7 @@ pub fn mark_used(conn: &mut DbConn, order_id: &str) -> QueryResult<bool> {
         user_coupon::locked_order_id.eq(None::<String>),
         user_coupon::updated_at.eq(at),
     ))
+    .keep_prepared()
     .execute(conn)
     .map(|n| n == 1)
 }

@@ -15,8 +15,8 @@ use crate::db::schema::{
     crowd_tag_member, group_buy_activity, group_buy_member, group_buy_take, group_buy_team,
 };
 use crate::db::{
-    ConditionText, DbConn, Guard, IndexCondition, InsertRows, KeepPrepared, KeepPreparedDsl, Stamp, Value,
-    find_natively,
+    Checked, ConditionText, DbConn, Guard, IndexCondition, InsertRows, KeepPrepared, KeepPreparedDsl, Stamp,
+    Value, find_natively,
 };
 
 /// How an activity prices the product for a team.
@@ -399,7 +399,7 @@ pub fn take_seat(team_id: &str, joinable_until: NaiveDateTime) -> Guard<'_> {
         diesel::update(
             group_buy_team::table
                 .filter(group_buy_team::team_id.eq(team_id))
-                .filter(group_buy_team::status.eq(TeamStatus::Progress.as_str()))
+                .filter(Checked(group_buy_team::status.eq(TeamStatus::Progress.as_str())))
                 .filter(group_buy_team::lock_count.lt(group_buy_team::target_count))
                 .filter(group_buy_team::expires_at.gt(Stamp(joinable_until))),
         )
@@ -419,7 +419,7 @@ pub fn give_seat_back(conn: &mut DbConn, team_id: &str, paid: bool) -> QueryResu
     let changed = diesel::update(
         group_buy_team::table
             .filter(group_buy_team::team_id.eq(team_id))
-            .filter(group_buy_team::status.eq(TeamStatus::Progress.as_str()))
+            .filter(Checked(group_buy_team::status.eq(TeamStatus::Progress.as_str())))
             .filter(group_buy_team::paid_count.ge(paid_back)),
     )
     .set((
@@ -431,7 +431,7 @@ pub fn give_seat_back(conn: &mut DbConn, team_id: &str, paid: bool) -> QueryResu
     diesel::update(
         group_buy_team::table
             .filter(group_buy_team::team_id.eq(team_id))
-            .filter(group_buy_team::status.eq(TeamStatus::Progress.as_str()))
+            .filter(Checked(group_buy_team::status.eq(TeamStatus::Progress.as_str())))
             .filter(group_buy_team::lock_count.eq(0)),
     )
     .set((
@@ -453,7 +453,7 @@ pub fn count_payment(
     diesel::update(
         group_buy_team::table
             .filter(group_buy_team::team_id.eq(team_id))
-            .filter(group_buy_team::status.eq(TeamStatus::Progress.as_str()))
+            .filter(Checked(group_buy_team::status.eq(TeamStatus::Progress.as_str())))
             .filter(group_buy_team::paid_count.lt(group_buy_team::lock_count))
             .filter(group_buy_team::expires_at.gt(paid_at)),
     )
@@ -486,7 +486,7 @@ pub fn complete(conn: &mut DbConn, team_id: &str) -> QueryResult<bool> {
     diesel::update(
         group_buy_team::table
             .filter(group_buy_team::team_id.eq(team_id))
-            .filter(group_buy_team::status.eq(TeamStatus::Progress.as_str()))
+            .filter(Checked(group_buy_team::status.eq(TeamStatus::Progress.as_str())))
             .filter(group_buy_team::paid_count.eq(group_buy_team::target_count)),
     )
     .set((
@@ -505,7 +505,7 @@ pub fn cut_short(conn: &mut DbConn, team_id: &str, at: NaiveDateTime) -> QueryRe
     diesel::update(
         group_buy_team::table
             .filter(group_buy_team::team_id.eq(team_id))
-            .filter(group_buy_team::status.eq(TeamStatus::Progress.as_str()))
+            .filter(Checked(group_buy_team::status.eq(TeamStatus::Progress.as_str())))
             .filter(group_buy_team::expires_at.gt(at)),
     )
     .set((group_buy_team::expires_at.eq(at), group_buy_team::updated_at.eq(at)))
@@ -518,7 +518,7 @@ pub fn fail_expired(conn: &mut DbConn, team_id: &str, at: NaiveDateTime) -> Quer
     diesel::update(
         group_buy_team::table
             .filter(group_buy_team::team_id.eq(team_id))
-            .filter(group_buy_team::status.eq(TeamStatus::Progress.as_str()))
+            .filter(Checked(group_buy_team::status.eq(TeamStatus::Progress.as_str())))
             .filter(group_buy_team::expires_at.le(at)),
     )
     .set((
@@ -538,7 +538,7 @@ pub fn lose_formed_member(conn: &mut DbConn, team_id: &str) -> QueryResult<bool>
     diesel::update(
         group_buy_team::table
             .filter(group_buy_team::team_id.eq(team_id))
-            .filter(group_buy_team::status.eq_any(formed))
+            .filter(Checked(group_buy_team::status.eq_any(formed)))
             .filter(group_buy_team::paid_count.gt(0)),
     )
     .set((

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::now;
 use crate::db::schema::outbox;
-use crate::db::{DbConn, InsertRows, KeepPreparedDsl, Value};
+use crate::db::{Checked, DbConn, InsertRows, KeepPreparedDsl, Value};
 
 /// What an outbox entry asks for: each kind is one [`OutboxJob`] type and has one consumer
 /// (`jobs::outbox`). Stored as its snake-case name in `outbox.kind`.
@@ -366,7 +366,7 @@ impl OutboxEntry {
         let claimed = diesel::update(
             outbox::table
                 .filter(outbox::outbox_id.eq(outbox_id))
-                .filter(outbox::status.eq(OutboxStatus::Pending.as_str()))
+                .filter(Checked(outbox::status.eq(OutboxStatus::Pending.as_str())))
                 .filter(outbox::lease_until.is_null().or(outbox::lease_until.lt(at))),
         )
         .set((outbox::lease_owner.eq(owner), outbox::lease_until.eq(at + lease)))

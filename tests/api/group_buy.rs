@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, Browser, PaymentPath, TestApp, both_backends, every_payment_path, order_id_of,
+    Backend, Browser, GIFT, PaymentPath, TestApp, both_backends, every_payment_path, order_id_of,
 };
 
 /// The umbrella, ¥89.00, and its demo activity: 直减 20 -> ¥69.00, a team of 3, one seat each.
@@ -722,7 +722,42 @@ fn a_coupon_that_takes_nothing_off_stays_available(backend: Backend) {
     assert_eq!(count(&app, "order_discount WHERE discount_type = 'COUPON'"), 0);
 }
 
+/// A paid order whose delivery was never enqueued (a step lost) gets one from the background
+/// thread and is delivered, bought alone or in a team that formed; a paid member of a team still
+/// forming gets none: it waits for its team.
+fn a_paid_order_left_without_its_delivery_gets_one_and_a_forming_team_waits(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let mut alone = app.login("o-stranded-alone");
+    let alone_order = order_id_of(&app.create_order(&mut alone, GIFT));
+    let notification = app.signed_notify(&[("out_trade_no", &alone_order), ("notify_id", "stranded")], false);
+    assert_eq!(app.post_notify(&notification), "success");
+    let (_, mut formed) = team(&app, "stranded-formed", 2);
+    for (n, (_, order_id)) in formed.iter().enumerate() {
+        pay(&app, order_id, n);
+    }
+    let (forming_team, forming) = team(&app, "stranded-forming", 2);
+    pay(&app, &forming[0].1, 3);
+    assert_eq!(count(&app, "outbox WHERE kind = 'delivery'"), 4);
+
+    app.execute("DELETE FROM outbox WHERE kind = 'delivery'");
+    app.worker.tick();
+    assert_eq!(app.order_status(&mut alone, &alone_order), "DEAL_DONE");
+    for (browser, order_id) in &mut formed {
+        assert_eq!(app.order_status(browser, order_id), "DEAL_DONE");
+    }
+    assert_eq!(count(&app, "shipment"), 4);
+    assert_eq!(count(&app, "outbox WHERE kind = 'delivery'"), 4, "one each, enqueued again");
+    assert_eq!(
+        count(&app, &format!("pay_order WHERE order_id = '{}' AND status = 'PAY_SUCCESS'", forming[0].1)),
+        1
+    );
+    assert_eq!(team_status(&app, &forming_team), "PROGRESS");
+    app.worker.tick();
+    assert_eq!(count(&app, "shipment"), 4, "delivered once");
+}
+
 both_backends!(
+    a_paid_order_left_without_its_delivery_gets_one_and_a_forming_team_waits,
     a_coupon_that_takes_nothing_off_stays_available,
     an_activity_ended_while_its_order_is_opened_places_nothing,
     a_cancelled_member_frees_the_seat_and_may_join_again,

@@ -1,0 +1,1 @@
+DROP INDEX pay_order_due_delivery;
