@@ -1146,7 +1146,36 @@ mod tests {
         assert!(plan.iter().any(|step| step.contains(by_key)), "{plan:#?}");
     }
 
+    /// A coupon is found by the order that locked it through the partial index
+    /// `user_coupon_locked_order` in a plan made for any order: the status is written into the
+    /// statement as the index's condition. Bound, PostgreSQL planned it again on every payment.
+    fn a_coupon_is_found_by_its_locking_order_in_a_plan_for_any_order(backend: Backend) {
+        use diesel::connection::SimpleConnection;
+
+        let database = TestDatabase::migrated(backend);
+        let conn = &mut database.location().establish().unwrap();
+        let sent = record_statements(conn);
+        assert!(!crate::models::coupon::mark_used(conn, "no such order").unwrap());
+        let update = sent.lock().unwrap().iter().find(|sql| sql.starts_with("UPDATE")).cloned().unwrap();
+        let update = update.split(" -- binds:").next().unwrap();
+        let statement = match conn {
+            DbConn::Sqlite(_) => update.to_owned(),
+            DbConn::Pg(c) => {
+                c.batch_execute(&format!(
+                    "SET plan_cache_mode = force_generic_plan; \
+                     PREPARE used (text, text, timestamp, text, timestamp, text) AS {update}"
+                ))
+                .unwrap();
+                "EXECUTE used ('USED', 'o', '2026-12-05 00:00:00', NULL, '2026-12-05 00:00:00', 'o')"
+                    .to_owned()
+            }
+        };
+        let plan = crate::test_support::query_plan(conn, &statement);
+        assert!(plan.iter().any(|step| step.contains("user_coupon_locked_order")), "{plan:#?}");
+    }
+
     crate::both_backends!(
+        a_coupon_is_found_by_its_locking_order_in_a_plan_for_any_order,
         rows_are_added_only_with_a_change_and_on_postgresql_in_its_statement,
         guards_apply_all_or_nothing_say_which_did_not_and_on_postgresql_go_in_the_statement,
         a_transition_finds_its_order_by_its_key_whatever_the_statistics,

@@ -14,7 +14,9 @@ use diesel::dsl::case_when;
 use diesel::prelude::*;
 
 use crate::db::schema::{coupon_template, coupon_template_product, user_coupon};
-use crate::db::{DbConn, Guard, KeepPreparedDsl, Stamp, find_natively, load_natively};
+use crate::db::{
+    ConditionText, DbConn, Guard, IndexCondition, KeepPreparedDsl, Stamp, find_natively, load_natively,
+};
 use crate::money::{short_yuan, zhe};
 
 /// What a coupon takes off.
@@ -423,48 +425,54 @@ pub fn lock(coupon_id: i64, user_id: i64, order_id: &str, at: NaiveDateTime) -> 
     )
 }
 
+/// The condition of the partial unique index `user_coupon_locked_order` (a locked coupon), as the
+/// migrations write it. A statement that finds a coupon by the order that locked it repeats it, so
+/// that PostgreSQL's plan for any order can use the index: with the status bound, only a plan
+/// made for the value could, and PostgreSQL planned the statement again on every payment.
+const LOCKED: IndexCondition<Locked> = IndexCondition::new();
+
+/// The text of [`LOCKED`].
+struct Locked;
+
+impl ConditionText for Locked {
+    const SQL: &'static str = "user_coupon.status = 'LOCKED'";
+}
+
 /// LOCKED for `order_id` -> USED by it, once its payment is recorded (also past `valid_until`:
 /// the order was placed in time). Whether a coupon was locked for the order.
 pub fn mark_used(conn: &mut DbConn, order_id: &str) -> QueryResult<bool> {
     let at = super::now();
-    diesel::update(
-        user_coupon::table
-            .filter(user_coupon::status.eq(CouponStatus::Locked.as_str()))
-            .filter(user_coupon::locked_order_id.eq(order_id)),
-    )
-    .set((
-        user_coupon::status.eq(CouponStatus::Used.as_str()),
-        user_coupon::used_order_id.eq(order_id),
-        user_coupon::used_at.eq(at),
-        user_coupon::locked_order_id.eq(None::<String>),
-        user_coupon::updated_at.eq(at),
-    ))
-    .keep_prepared()
-    .execute(conn)
-    .map(|n| n == 1)
+    diesel::update(user_coupon::table.filter(LOCKED).filter(user_coupon::locked_order_id.eq(order_id)))
+        .set((
+            user_coupon::status.eq(CouponStatus::Used.as_str()),
+            user_coupon::used_order_id.eq(order_id),
+            user_coupon::used_at.eq(at),
+            user_coupon::locked_order_id.eq(None::<String>),
+            user_coupon::updated_at.eq(at),
+        ))
+        .keep_prepared()
+        .execute(conn)
+        .map(|n| n == 1)
 }
 
 /// LOCKED for `order_id` -> AVAILABLE, or EXPIRED past `valid_until`, when the order closes
 /// unpaid (timeout, cancel, replaced). Whether a coupon was locked for the order.
 pub fn release(conn: &mut DbConn, order_id: &str, at: NaiveDateTime) -> QueryResult<bool> {
-    diesel::update(
-        user_coupon::table
-            .filter(user_coupon::status.eq(CouponStatus::Locked.as_str()))
-            .filter(user_coupon::locked_order_id.eq(order_id)),
-    )
-    .set((
-        // Back to AVAILABLE inside its window, EXPIRED past it.
-        user_coupon::status.eq(case_when::<_, _, diesel::sql_types::Text>(
-            user_coupon::valid_until.gt(at),
-            CouponStatus::Available.as_str(),
-        )
-        .otherwise(CouponStatus::Expired.as_str())),
-        user_coupon::locked_order_id.eq(None::<String>),
-        user_coupon::locked_at.eq(None::<NaiveDateTime>),
-        user_coupon::updated_at.eq(at),
-    ))
-    .execute(conn)
-    .map(|n| n == 1)
+    diesel::update(user_coupon::table.filter(LOCKED).filter(user_coupon::locked_order_id.eq(order_id)))
+        .set((
+            // Back to AVAILABLE inside its window, EXPIRED past it.
+            user_coupon::status.eq(case_when::<_, _, diesel::sql_types::Text>(
+                user_coupon::valid_until.gt(at),
+                CouponStatus::Available.as_str(),
+            )
+            .otherwise(CouponStatus::Expired.as_str())),
+            user_coupon::locked_order_id.eq(None::<String>),
+            user_coupon::locked_at.eq(None::<NaiveDateTime>),
+            user_coupon::updated_at.eq(at),
+        ))
+        .keep_prepared()
+        .execute(conn)
+        .map(|n| n == 1)
 }
 
 /// USED by `order_id` -> AVAILABLE, or EXPIRED past `valid_until`: the coupon comes back when
