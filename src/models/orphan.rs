@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use super::now;
 use crate::db::schema::orphan_payment;
-use crate::db::{DbConn, InsertOrSkip};
+use crate::db::{Checked, DbConn, InsertOrSkip};
 use crate::models::order::Channel;
 
 /// Why no order takes the payment.
@@ -146,7 +146,7 @@ pub fn start_refund(conn: &mut DbConn, id: i64, by: &str) -> QueryResult<bool> {
         orphan_payment::table
             .filter(orphan_payment::id.eq(id))
             .filter(orphan_payment::kind.eq(OrphanKind::UnknownOrder.as_str()))
-            .filter(orphan_payment::status.eq(OrphanStatus::Open.as_str())),
+            .filter(Checked(orphan_payment::status.eq(OrphanStatus::Open.as_str()))),
     )
     .set((
         orphan_payment::status.eq(OrphanStatus::RefundWait.as_str()),
@@ -159,9 +159,9 @@ pub fn start_refund(conn: &mut DbConn, id: i64, by: &str) -> QueryResult<bool> {
 
 /// `OPEN|REFUND_WAIT -> HELD`, saying why; whether this caller moved it.
 pub fn hold(conn: &mut DbConn, id: i64, why: &str) -> QueryResult<bool> {
-    diesel::update(orphan_payment::table.filter(orphan_payment::id.eq(id)).filter(
+    diesel::update(orphan_payment::table.filter(orphan_payment::id.eq(id)).filter(Checked(
         orphan_payment::status.eq_any([OrphanStatus::Open.as_str(), OrphanStatus::RefundWait.as_str()]),
-    ))
+    )))
     .set((
         orphan_payment::status.eq(OrphanStatus::Held.as_str()),
         orphan_payment::detail.eq(why),
@@ -176,7 +176,7 @@ pub fn mark_refunded(conn: &mut DbConn, id: i64) -> QueryResult<bool> {
     diesel::update(
         orphan_payment::table
             .filter(orphan_payment::id.eq(id))
-            .filter(orphan_payment::status.eq(OrphanStatus::RefundWait.as_str())),
+            .filter(Checked(orphan_payment::status.eq(OrphanStatus::RefundWait.as_str()))),
     )
     .set((orphan_payment::status.eq(OrphanStatus::Refunded.as_str()), orphan_payment::updated_at.eq(now())))
     .execute(conn)

@@ -461,9 +461,9 @@ impl OutboxEntry {
     pub fn due_now_for_order(conn: &mut DbConn, kind: OutboxKind, order_id: &str) -> QueryResult<usize> {
         diesel::update(
             outbox::table
-                .filter(outbox::kind.eq(kind.as_str()))
                 .filter(outbox::order_id.eq(order_id))
-                .filter(outbox::status.eq(OutboxStatus::Pending.as_str())),
+                .filter(Checked(outbox::kind.eq(kind.as_str())))
+                .filter(Checked(outbox::status.eq(OutboxStatus::Pending.as_str()))),
         )
         .set((outbox::next_attempt_at.eq(now()), outbox::updated_at.eq(now())))
         .execute(conn)
